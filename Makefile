@@ -1,0 +1,32 @@
+# Session Warden: every target bootstraps what it needs (scripts/bootstrap.sh is idempotent).
+.DEFAULT_GOAL := help
+VENV := .venv/bin
+PYTEST_ARGS ?=
+
+.PHONY: help bootstrap run test contracts lint typecheck gas clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+bootstrap: ## create .venv and node_modules from the repository's pinned files
+	@scripts/bootstrap.sh
+
+run: bootstrap ## start a local devnet and run the daemon against it
+	@$(VENV)/warden run --devnet
+
+test: bootstrap ## run the whole test suite (real anvil, real SQLite)
+	@$(VENV)/pytest $(PYTEST_ARGS)
+
+contracts: bootstrap ## compile contracts/ with the pinned solc into contracts/artifacts/
+	@$(VENV)/python scripts/build_contracts.py
+
+lint: bootstrap ## ruff and mypy
+	@$(VENV)/ruff check .
+	@$(VENV)/ruff format --check .
+	@$(VENV)/mypy
+
+gas: bootstrap ## measure contract gas figures on anvil and print them (see docs/gas.md)
+	@$(VENV)/python scripts/gas_report.py
+
+clean: ## remove the virtualenv, node_modules and caches
+	rm -rf .venv node_modules .bootstrap .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Composition: config, daemon, CLI, HTTP API."""
