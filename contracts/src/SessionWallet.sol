@@ -37,7 +37,7 @@ contract SessionWallet is Initializable, ReentrancyGuardTransient, ISessionWalle
     error OperatorNotTrusted(address operator);
     error TargetNotAllowed(address target);
     error BudgetExceeded(uint256 totalSpent, uint256 budget);
-    error InsufficientBalance(uint256 requested, uint256 available);
+    error AmountExceedsBalance(uint256 requested, uint256 available);
     error ZeroAmount();
     error ExpiryNotLater(uint64 current, uint64 requested);
     error NotSweepable();
@@ -115,7 +115,7 @@ contract SessionWallet is Initializable, ReentrancyGuardTransient, ISessionWalle
     function withdraw(uint256 amount) external nonReentrant onlyOwner whileOpen {
         if (amount == 0) revert ZeroAmount();
         uint256 available = _balance();
-        if (amount > available) revert InsufficientBalance(amount, available);
+        if (amount > available) revert AmountExceedsBalance(amount, available);
         token.safeTransfer(owner, amount);
         uint256 bal = _balance();
         recordedBalance = bal;
@@ -158,7 +158,7 @@ contract SessionWallet is Initializable, ReentrancyGuardTransient, ISessionWalle
         ) revert TargetNotAllowed(target);
 
         uint256 before = _balance();
-        if (amount > before) revert InsufficientBalance(amount, before);
+        if (amount > before) revert AmountExceedsBalance(amount, before);
         if (amount > 0) token.forceApprove(target, amount);
         result = target.functionCall(data);
         if (amount > 0) token.forceApprove(target, 0);

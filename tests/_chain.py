@@ -1,0 +1,176 @@
+"""Test-side driver for contracts on anvil: transactions, reverts decoded by error name,
+events decoded from receipts, chain time and snapshots."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractCustomError, ContractLogicError
+from web3.types import TxReceipt
+
+from contracts import artifact_names, load_artifact
+from warden.devnet import Anvil
+
+DEFAULT_GAS = 3_000_000
+
+
+class CloseReason(enum.IntEnum):
+    OWNER = 0
+    STOP_LOSS = 1
+    TAKE_PROFIT = 2
+    EXPIRED = 3
+    IDLE = 4
+    SWEPT = 5
+
+
+@dataclass(frozen=True)
+class Revert:
+    name: str
+    args: tuple[Any, ...]
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.args}"
+
+
+def _canonical_type(item: dict[str, Any]) -> str:
+    t: str = item["type"]
+    if t.startswith("tuple"):
+        inner = ",".join(_canonical_type(c) for c in item["components"])
+        return f"({inner}){t[5:]}"
+    return t
+
+
+def _signature(item: dict[str, Any]) -> str:
+    return f"{item['name']}({','.join(_canonical_type(i) for i in item['inputs'])})"
+
+
+def _error_table() -> dict[bytes, tuple[str, list[str]]]:
+    table: dict[bytes, tuple[str, list[str]]] = {
+        Web3.keccak(text="Error(string)")[:4]: ("Error", ["string"]),
+        Web3.keccak(text="Panic(uint256)")[:4]: ("Panic", ["uint256"]),
+    }
+    for name in artifact_names():
+        for item in load_artifact(name).abi:
+            if item["type"] == "error":
+                sel = Web3.keccak(text=_signature(item))[:4]
+                table[sel] = (item["name"], [_canonical_type(i) for i in item["inputs"]])
+    return table
+
+
+ERRORS = _error_table()
+
+
+def decode_revert(data: bytes | str | None) -> Revert:
+    raw = bytes(HexBytes(data)) if data else b""
+    if len(raw) < 4:
+        return Revert("<empty revert>", ())
+    entry = ERRORS.get(raw[:4])
+    if entry is None:
+        return Revert(f"<unknown 0x{raw[:4].hex()}>", ())
+    name, types = entry
+    return Revert(name, tuple(abi_decode(types, raw[4:])))
+
+
+class Chain:
+    """Drives one anvil: unlocked accounts send real transactions."""
+
+    def __init__(self, anvil: Anvil) -> None:
+        self.anvil = anvil
+        self.w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 30}))
+        self.accounts: list[str] = list(self.w3.eth.accounts)
+
+    # -- contracts -----------------------------------------------------------
+    def at(self, name: str, address: str) -> Contract:
+        return self.w3.eth.contract(
+            address=Web3.to_checksum_address(address), abi=load_artifact(name).abi
+        )
+
+    def deploy(self, name: str, *args: Any, sender: str | None = None) -> Contract:
+        art = load_artifact(name)
+        factory = self.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
+        tx = factory.constructor(*args).transact({"from": sender or self.accounts[0]})
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx)
+        assert receipt["status"] == 1, f"deploying {name} failed"
+        return self.at(name, str(receipt["contractAddress"]))
+
+    # -- transactions --------------------------------------------------------
+    def try_send(
+        self, fn: ContractFunction, sender: str, gas: int = DEFAULT_GAS
+    ) -> tuple[TxReceipt, Revert | None]:
+        """Send a real transaction (no gas estimate, so reverts are mined too)."""
+        tx = fn.transact({"from": sender, "gas": gas})
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx)
+        if receipt["status"] == 1:
+            return receipt, None
+        trace = self.anvil.rpc(
+            "debug_traceTransaction", HexBytes(tx).to_0x_hex(), {"tracer": "callTracer"}
+        )
+        return receipt, decode_revert(trace.get("output"))
+
+    def send(self, fn: ContractFunction, sender: str, gas: int = DEFAULT_GAS) -> TxReceipt:
+        receipt, revert = self.try_send(fn, sender, gas)
+        assert revert is None, f"{fn.fn_name} from {sender} reverted: {revert}"
+        return receipt
+
+    def expect_revert(
+        self, fn: ContractFunction, sender: str, name: str, gas: int = DEFAULT_GAS
+    ) -> Revert:
+        _, revert = self.try_send(fn, sender, gas)
+        assert revert is not None, f"{fn.fn_name} from {sender} succeeded, expected {name}"
+        assert revert.name == name, f"{fn.fn_name} from {sender}: got {revert}, expected {name}"
+        return revert
+
+    def call_revert(self, fn: ContractFunction, sender: str) -> Revert | None:
+        """eth_call: the revert the call would raise now, or None if it would succeed."""
+        try:
+            fn.call({"from": sender})
+        except (ContractCustomError, ContractLogicError) as exc:
+            data = exc.data if isinstance(exc.data, str) else None
+            return decode_revert(data)
+        return None
+
+    def events(self, receipt: TxReceipt, contract: Contract) -> list[Any]:
+        """Decoded logs emitted by `contract` in this receipt, in log order."""
+        by_topic = {
+            Web3.keccak(text=_signature(item)): item["name"]
+            for item in contract.abi
+            if item["type"] == "event"
+        }
+        out = []
+        for log in receipt["logs"]:
+            if log["address"] != contract.address or not log["topics"]:
+                continue
+            name = by_topic.get(bytes(log["topics"][0]))
+            if name is not None:
+                out.append(contract.events[name]().process_log(log))
+        return out
+
+    # -- time and state --------------------------------------------------------
+    def now(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def set_next_timestamp(self, ts: int) -> None:
+        self.anvil.rpc("evm_setNextBlockTimestamp", ts)
+
+    def mine(self, timestamp: int | None = None) -> None:
+        if timestamp is not None:
+            self.set_next_timestamp(timestamp)
+        self.anvil.rpc("evm_mine")
+
+    def snapshot(self) -> str:
+        snap: str = self.anvil.rpc("evm_snapshot")
+        return snap
+
+    def revert_to(self, snap: str) -> None:
+        assert self.anvil.rpc("evm_revert", snap) is True, f"evm_revert({snap}) failed"
+
+    def balance(self, token: Contract, who: str, block: int | str = "latest") -> int:
+        value: int = token.functions.balanceOf(who).call(block_identifier=block)
+        return value

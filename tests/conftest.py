@@ -1,0 +1,162 @@
+"""Shared fixtures: one real anvil per test session, the deployed contracts, and a
+snapshot around every test that changes the chain."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from web3.contract import Contract
+
+from tests._chain import Chain
+from warden.devnet import Anvil, deploy_stack
+
+TOKEN = 10**18
+FEE_BPS = 100
+
+
+@dataclass(frozen=True)
+class Roles:
+    deployer: str  # factory owner
+    owner: str  # session owner
+    operator: str  # the relayer
+    stranger: str
+    treasury: str
+    owner2: str  # a second user, e.g. a front-runner
+
+
+@dataclass(frozen=True)
+class Stack:
+    token: Contract
+    factory: Contract
+    game: Contract
+    reentrant: Contract
+    overpull: Contract
+    lookalike: Contract
+    untrusted_game: Contract  # a real game the registry does not trust
+
+    @property
+    def targets(self) -> list[str]:
+        return [self.game.address, self.reentrant.address, self.overpull.address]
+
+
+@dataclass(frozen=True)
+class Session:
+    wallet: Contract
+    params: dict[str, Any]
+    receipt: Any
+
+
+@pytest.fixture(scope="session")
+def anvil() -> Iterator[Anvil]:
+    log_path = os.environ.get("WARDEN_ANVIL_LOG")
+    log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed below
+    try:
+        with Anvil(log=log) as node:
+            yield node
+    finally:
+        if log:
+            log.close()
+
+
+@pytest.fixture(scope="session")
+def chain(anvil: Anvil) -> Chain:
+    return Chain(anvil)
+
+
+@pytest.fixture(scope="session")
+def roles(chain: Chain) -> Roles:
+    a = chain.accounts
+    return Roles(
+        deployer=a[0], owner=a[1], operator=a[2], stranger=a[3], treasury=a[4], owner2=a[5]
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(chain: Chain, roles: Roles) -> Stack:
+    dep = deploy_stack(
+        chain.w3,
+        deployer=roles.deployer,
+        operator=roles.operator,
+        treasury=roles.treasury,
+        fee_bps=FEE_BPS,
+    )
+    token = chain.at("MockToken", dep.token)
+    factory = chain.at("SessionWalletFactory", dep.factory)
+    reentrant = chain.deploy("ReentrantTarget")
+    overpull = chain.deploy("OverPullTarget", token.address)
+    for target in (reentrant.address, overpull.address):
+        chain.send(factory.functions.setTrustedTarget(target, True), roles.deployer)
+    for who in (roles.owner, roles.owner2):
+        chain.send(token.functions.mint(who, 10**9 * TOKEN), roles.deployer)
+    game = chain.at("TestGame", dep.game)
+    chain.send(token.functions.mint(game.address, 10**9 * TOKEN), roles.deployer)
+    return Stack(
+        token=token,
+        factory=factory,
+        game=game,
+        reentrant=reentrant,
+        overpull=overpull,
+        lookalike=chain.deploy("LookAlikeWallet"),
+        untrusted_game=chain.deploy("TestGame", token.address),
+    )
+
+
+@pytest.fixture
+def fresh_chain(chain: Chain, stack: Stack) -> Iterator[Chain]:
+    """The deployed stack, with every change this test makes undone afterwards."""
+    snap = chain.snapshot()
+    try:
+        yield chain
+    finally:
+        chain.revert_to(snap)
+
+
+def session_params(chain: Chain, stack: Stack, roles: Roles, **overrides: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "operator": roles.operator,
+        "token": stack.token.address,
+        "deposit": 1_000 * TOKEN,
+        "expiry": chain.now() + 86_400,
+        "budget": 500 * TOKEN,
+        "stopLoss": 200 * TOKEN,
+        "takeProfit": 3_000 * TOKEN,
+        "policy": "berzerker",
+        "targets": stack.targets,
+    }
+    params.update(overrides)
+    return params
+
+
+def as_tuple(params: dict[str, Any]) -> tuple[Any, ...]:
+    keys = ("operator", "token", "deposit", "expiry", "budget", "stopLoss", "takeProfit",
+            "policy", "targets")  # fmt: skip
+    return tuple(params[k] for k in keys)
+
+
+def create_session(
+    chain: Chain, stack: Stack, owner: str, params: dict[str, Any], salt: bytes
+) -> Session:
+    fee = stack.factory.functions.feeFor(params["deposit"]).call()
+    chain.send(stack.token.functions.approve(stack.factory.address, params["deposit"] + fee), owner)
+    receipt = chain.send(stack.factory.functions.createSession(as_tuple(params), salt), owner)
+    (created,) = chain.events(receipt, stack.factory)
+    wallet = chain.at("SessionWallet", created["args"]["wallet"])
+    return Session(wallet=wallet, params=params, receipt=receipt)
+
+
+@pytest.fixture
+def make_session(
+    fresh_chain: Chain, stack: Stack, roles: Roles
+) -> Callable[..., Session]:
+    counter = iter(range(1, 1_000_000))
+
+    def make(owner: str | None = None, **overrides: Any) -> Session:
+        params = session_params(fresh_chain, stack, roles, **overrides)
+        salt = next(counter).to_bytes(32, "big")
+        return create_session(fresh_chain, stack, owner or roles.owner, params, salt)
+
+    return make
