@@ -75,7 +75,14 @@ def decode_revert(data: bytes | str | None) -> Revert:
     if entry is None:
         return Revert(f"<unknown 0x{raw[:4].hex()}>", ())
     name, types = entry
-    return Revert(name, tuple(abi_decode(types, raw[4:])))
+    values = abi_decode(types, raw[4:])
+    return Revert(
+        name,
+        tuple(
+            Web3.to_checksum_address(v) if t == "address" else v
+            for t, v in zip(types, values, strict=True)
+        ),
+    )
 
 
 class Chain:

@@ -103,7 +103,7 @@ contract SessionWallet is Initializable, ReentrancyGuardTransient, ISessionWalle
     // ---------------------------------------------------------------- owner
 
     /// @notice Top up the session from the owner's tokens (approve this wallet first).
-    function deposit(uint256 amount) external nonReentrant onlyOwner whileOpen {
+    function deposit(uint256 amount) external nonReentrant whileOpen onlyOwner {
         if (amount == 0) revert ZeroAmount();
         uint256 before = _balance();
         token.safeTransferFrom(msg.sender, address(this), amount);
@@ -112,7 +112,7 @@ contract SessionWallet is Initializable, ReentrancyGuardTransient, ISessionWalle
         emit Deposited(++seq, msg.sender, bal - before, bal);
     }
 
-    function withdraw(uint256 amount) external nonReentrant onlyOwner whileOpen {
+    function withdraw(uint256 amount) external nonReentrant whileOpen onlyOwner {
         if (amount == 0) revert ZeroAmount();
         uint256 available = _balance();
         if (amount > available) revert AmountExceedsBalance(amount, available);
@@ -122,7 +122,7 @@ contract SessionWallet is Initializable, ReentrancyGuardTransient, ISessionWalle
         emit Withdrawn(++seq, owner, amount, bal);
     }
 
-    function extend(uint64 newExpiry) external nonReentrant onlyOwner whileOpen {
+    function extend(uint64 newExpiry) external nonReentrant whileOpen onlyOwner {
         uint64 previous = expiry;
         if (newExpiry <= previous) revert ExpiryNotLater(previous, newExpiry);
         expiry = newExpiry;
@@ -130,7 +130,7 @@ contract SessionWallet is Initializable, ReentrancyGuardTransient, ISessionWalle
     }
 
     /// @notice Take the operator's rights away for good; the session becomes sweepable.
-    function revoke() external nonReentrant onlyOwner whileOpen {
+    function revoke() external nonReentrant whileOpen onlyOwner {
         if (revoked) revert AlreadyRevoked();
         revoked = true;
         emit Revoked(++seq, operator, _record());
