@@ -47,7 +47,7 @@ def _canonical_type(item: dict[str, Any]) -> str:
     return t
 
 
-def _signature(item: dict[str, Any]) -> str:
+def abi_signature(item: dict[str, Any]) -> str:
     return f"{item['name']}({','.join(_canonical_type(i) for i in item['inputs'])})"
 
 
@@ -59,7 +59,7 @@ def _error_table() -> dict[bytes, tuple[str, list[str]]]:
     for name in artifact_names():
         for item in load_artifact(name).abi:
             if item["type"] == "error":
-                sel = Web3.keccak(text=_signature(item))[:4]
+                sel = Web3.keccak(text=abi_signature(item))[:4]
                 table[sel] = (item["name"], [_canonical_type(i) for i in item["inputs"]])
     return table
 
@@ -146,7 +146,7 @@ class Chain:
     def events(self, receipt: TxReceipt, contract: Contract) -> list[Any]:
         """Decoded logs emitted by `contract` in this receipt, in log order."""
         by_topic = {
-            Web3.keccak(text=_signature(item)): item["name"]
+            Web3.keccak(text=abi_signature(item)): item["name"]
             for item in contract.abi
             if item["type"] == "event"
         }
