@@ -25,9 +25,7 @@ SETTINGS = {
     "optimizer": {"enabled": True, "runs": 200},
     "viaIR": True,
     "evmVersion": "cancun",
-    "outputSelection": {
-        "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}
-    },
+    "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
 }
 
 
@@ -135,17 +133,27 @@ def write_artifacts(artifacts: dict[str, dict[str, object]], out_dir: Path) -> N
 def diff_dirs(a: Path, b: Path) -> list[str]:
     names = {p.name for p in a.glob("*.json")} | {p.name for p in b.glob("*.json")}
     return sorted(
-        n for n in names if not (a / n).exists() or not (b / n).exists()
+        n
+        for n in names
+        if not (a / n).exists()
+        or not (b / n).exists()
         or (a / n).read_bytes() != (b / n).read_bytes()
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=CONTRACTS / "artifacts",
-                        help="directory for <Contract>.json artifacts (default: %(default)s)")
-    parser.add_argument("--check", action="store_true",
-                        help="compile into a temporary directory and compare with --out")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=CONTRACTS / "artifacts",
+        help="directory for <Contract>.json artifacts (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="compile into a temporary directory and compare with --out",
+    )
     args = parser.parse_args(argv)
     try:
         artifacts = compile_all()
@@ -157,8 +165,10 @@ def main(argv: list[str] | None = None) -> int:
             write_artifacts(artifacts, Path(tmp))
             stale = diff_dirs(Path(tmp), args.out)
         if stale:
-            print("build_contracts: stale artifacts (run `make contracts`): " + ", ".join(stale),
-                  file=sys.stderr)
+            print(
+                "build_contracts: stale artifacts (run `make contracts`): " + ", ".join(stale),
+                file=sys.stderr,
+            )
             return 1
         print(f"build_contracts: {len(artifacts)} artifacts match a fresh build")
         return 0

@@ -61,8 +61,11 @@ def measure(batch_sizes: list[int], singles: int) -> dict[str, Any]:
             return log["args"]["wallet"], int(receipt["gasUsed"])
 
         create_gas = [create()[1] for _ in range(5)]
-        deploy_tx = w3.eth.contract(abi=wallet_abi, bytecode=load_artifact(
-            "SessionWallet").bytecode).constructor(dep.factory).transact({"from": deployer})
+        deploy_tx = (
+            w3.eth.contract(abi=wallet_abi, bytecode=load_artifact("SessionWallet").bytecode)
+            .constructor(dep.factory)
+            .transact({"from": deployer})
+        )
         full_deploy = _gas(w3, deploy_tx)
 
         single = []
@@ -75,7 +78,8 @@ def measure(batch_sizes: list[int], singles: int) -> dict[str, Any]:
         for size in batch_sizes:
             wallets = [create()[0] for _ in range(size)]
             tx = factory.functions.closeBatch(wallets, [STOP_LOSS] * size).transact(
-                {"from": operator, "gas": 90_000_000})
+                {"from": operator, "gas": 90_000_000}
+            )
             batched[size] = _gas(w3, tx) / size
     return {
         "create": statistics.median(create_gas),
@@ -113,9 +117,7 @@ def report(m: dict[str, Any]) -> str:
         f"| `close` one by one | {single:,.0f} | 100% |",
     ]
     for size, per in m["batched"].items():
-        lines.append(
-            f"| `closeBatch` of {size} | {per:,.0f} | {per / single:.0%} |"
-        )
+        lines.append(f"| `closeBatch` of {size} | {per:,.0f} | {per / single:.0%} |")
     lines += [
         "",
         "Each session close includes the token transfer of the refund; batching saves the "

@@ -149,9 +149,7 @@ def create_session(
 
 
 @pytest.fixture
-def make_session(
-    fresh_chain: Chain, stack: Stack, roles: Roles
-) -> Callable[..., Session]:
+def make_session(fresh_chain: Chain, stack: Stack, roles: Roles) -> Callable[..., Session]:
     counter = iter(range(1, 1_000_000))
 
     def make(owner: str | None = None, **overrides: Any) -> Session:

@@ -37,16 +37,19 @@ def _devnet() -> int:
 
     from warden.devnet import Anvil, DevnetError, deploy_stack
 
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    # blocked before anvil starts, so Ctrl-C is taken by sigwait below and anvil is stopped
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     try:
         with Anvil(block_time=1) as anvil:
             w3 = Web3(Web3.HTTPProvider(anvil.url))
-            accounts = w3.eth.accounts
+            accounts: list[str] = list(w3.eth.accounts)
             dep = deploy_stack(w3, deployer=accounts[0], operator=accounts[1], treasury=accounts[2])
             print(f"devnet: {anvil.url} (chain id {dep.chain_id})")
             for field in ("factory", "token", "game", "operator", "treasury"):
                 print(f"  {field:<9} {getattr(dep, field)}")
             print("Ctrl-C stops it.", flush=True)
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            signal.sigwait(stop_signals)
     except DevnetError as exc:
         print(f"warden devnet: {exc}", file=sys.stderr)
         return 1

@@ -191,8 +191,10 @@ class Deployment:
 
 def deploy_contract(w3: Web3, name: str, sender: str, *args: Any) -> str:
     art = load_artifact(name)
-    tx = w3.eth.contract(abi=art.abi, bytecode=art.bytecode).constructor(*args).transact(
-        {"from": sender}
+    tx = (
+        w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
+        .constructor(*args)
+        .transact({"from": sender})
     )
     receipt = w3.eth.wait_for_transaction_receipt(tx)
     if receipt["status"] != 1 or not receipt["contractAddress"]:
@@ -210,8 +212,9 @@ def deploy_stack(
     token = deploy_contract(w3, "MockToken", deployer, "Warden Test Token", "WTT")
     factory = deploy_contract(w3, "SessionWalletFactory", deployer, deployer, treasury, fee_bps)
     game = deploy_contract(w3, "TestGame", deployer, token)
-    f = w3.eth.contract(address=Web3.to_checksum_address(factory), abi=load_artifact(
-        "SessionWalletFactory").abi)
+    f = w3.eth.contract(
+        address=Web3.to_checksum_address(factory), abi=load_artifact("SessionWalletFactory").abi
+    )
     for tx in (
         f.functions.setTrustedOperator(operator, True).transact({"from": deployer}),
         f.functions.setTrustedTarget(game, True).transact({"from": deployer}),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
 from tests._chain import Chain, CloseReason, decode_revert
 from tests.conftest import FEE_BPS, TOKEN, Roles, Session, Stack, as_tuple, session_params
 
@@ -24,7 +25,11 @@ def test_creation_moves_deposit_and_fee_in_one_transaction_and_reports_every_par
     assert a["wallet"] == s.wallet.address
     assert (a["owner"], a["operator"], a["token"]) == (
         roles.owner, roles.operator, stack.token.address)  # fmt: skip
-    assert (a["deposit"], a["fee"], a["balanceAfter"]) == (1_234 * TOKEN + 1, fee, 1_234 * TOKEN + 1)
+    assert (a["deposit"], a["fee"], a["balanceAfter"]) == (
+        1_234 * TOKEN + 1,
+        fee,
+        1_234 * TOKEN + 1,
+    )
     assert (a["expiry"], a["budget"]) == (s.params["expiry"], s.params["budget"])
     assert (a["stopLoss"], a["takeProfit"]) == (0, 5_000 * TOKEN)
     assert a["policy"] == "berzerker" and a["targets"] == stack.targets

@@ -1,4 +1,4 @@
-"""Every wallet and factory function × every caller role × every session state: allowed
+"""Every wallet and factory function x every caller role x every session state: allowed
 (and emitting its event) or reverted with the right custom error."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from web3.contract.contract import ContractFunction
 
-from tests._chain import Chain, CloseReason
+from tests._chain import Chain, CloseReason, decode_revert
 from tests.conftest import TOKEN, Roles, Session, Stack, as_tuple, session_params
 
 pytestmark = pytest.mark.usefixtures("fresh_chain")
@@ -52,18 +52,28 @@ def every(error: str) -> dict[str, str]:
 CLOSED = "SessionIsClosed"
 
 CASES: list[Case] = [
-    Case("deposit", lambda st, s, r: s.wallet.functions.deposit(TOKEN), "Deposited", {
-        "open": only("owner", "NotOwner"),
-        "expired": only("owner", "NotOwner"),
-        "revoked": only("owner", "NotOwner"),
-        "closed": every(CLOSED),
-    }),
-    Case("withdraw", lambda st, s, r: s.wallet.functions.withdraw(TOKEN), "Withdrawn", {
-        "open": only("owner", "NotOwner"),
-        "expired": only("owner", "NotOwner"),
-        "revoked": only("owner", "NotOwner"),
-        "closed": every(CLOSED),
-    }),
+    Case(
+        "deposit",
+        lambda st, s, r: s.wallet.functions.deposit(TOKEN),
+        "Deposited",
+        {
+            "open": only("owner", "NotOwner"),
+            "expired": only("owner", "NotOwner"),
+            "revoked": only("owner", "NotOwner"),
+            "closed": every(CLOSED),
+        },
+    ),
+    Case(
+        "withdraw",
+        lambda st, s, r: s.wallet.functions.withdraw(TOKEN),
+        "Withdrawn",
+        {
+            "open": only("owner", "NotOwner"),
+            "expired": only("owner", "NotOwner"),
+            "revoked": only("owner", "NotOwner"),
+            "closed": every(CLOSED),
+        },
+    ),
     Case(
         "extend",
         lambda st, s, r: s.wallet.functions.extend(s.params["expiry"] + 10 * 86_400),
@@ -75,18 +85,28 @@ CASES: list[Case] = [
             "closed": every(CLOSED),
         },
     ),
-    Case("revoke", lambda st, s, r: s.wallet.functions.revoke(), "Revoked", {
-        "open": only("owner", "NotOwner"),
-        "expired": only("owner", "NotOwner"),
-        "revoked": {**only("owner", "NotOwner"), "owner": "AlreadyRevoked"},
-        "closed": every(CLOSED),
-    }),
-    Case("execute", lambda st, s, r: _play(st, s, 10 * TOKEN), "Executed", {
-        "open": only("operator", "NotOperator"),
-        "expired": {**only("operator", "NotOperator"), "operator": "SessionExpired"},
-        "revoked": {**only("operator", "NotOperator"), "operator": "OperatorRevoked"},
-        "closed": every(CLOSED),
-    }),
+    Case(
+        "revoke",
+        lambda st, s, r: s.wallet.functions.revoke(),
+        "Revoked",
+        {
+            "open": only("owner", "NotOwner"),
+            "expired": only("owner", "NotOwner"),
+            "revoked": {**only("owner", "NotOwner"), "owner": "AlreadyRevoked"},
+            "closed": every(CLOSED),
+        },
+    ),
+    Case(
+        "execute",
+        lambda st, s, r: _play(st, s, 10 * TOKEN),
+        "Executed",
+        {
+            "open": only("operator", "NotOperator"),
+            "expired": {**only("operator", "NotOperator"), "operator": "SessionExpired"},
+            "revoked": {**only("operator", "NotOperator"), "operator": "OperatorRevoked"},
+            "closed": every(CLOSED),
+        },
+    ),
     Case(
         "close(Owner)",
         lambda st, s, r: s.wallet.functions.close(CloseReason.OWNER),
@@ -118,18 +138,28 @@ CASES: list[Case] = [
         "Closed",
         {"open": every("NotSweepable"), "expired": {}, "revoked": {}, "closed": every(CLOSED)},
     ),
-    Case("sweep", lambda st, s, r: s.wallet.functions.sweep(), "Closed", {
-        "open": every("NotSweepable"),
-        "expired": {},
-        "revoked": {},
-        "closed": every(CLOSED),
-    }),
-    Case("sync", lambda st, s, r: s.wallet.functions.sync(), "Synced", {
-        "open": every("NothingToSync"),
-        "expired": every("NothingToSync"),
-        "revoked": every("NothingToSync"),
-        "closed": every(CLOSED),
-    }),
+    Case(
+        "sweep",
+        lambda st, s, r: s.wallet.functions.sweep(),
+        "Closed",
+        {
+            "open": every("NotSweepable"),
+            "expired": {},
+            "revoked": {},
+            "closed": every(CLOSED),
+        },
+    ),
+    Case(
+        "sync",
+        lambda st, s, r: s.wallet.functions.sync(),
+        "Synced",
+        {
+            "open": every("NothingToSync"),
+            "expired": every("NothingToSync"),
+            "revoked": every("NothingToSync"),
+            "closed": every(CLOSED),
+        },
+    ),
     Case(
         "closeFrom",
         lambda st, s, r: s.wallet.functions.closeFrom(r.owner, CloseReason.OWNER),
@@ -224,7 +254,7 @@ ADMIN: list[tuple[str, Callable[[Stack, Roles], ContractFunction], str]] = [
 def test_factory_admin_by_role(
     chain: Chain, stack: Stack, roles: Roles, admin: tuple[str, Any, str], role: str
 ) -> None:
-    name, call, event = admin
+    _name, call, event = admin
     caller = getattr(roles, role)
     if role == "deployer":
         receipt = chain.send(call(stack, roles), caller)
@@ -266,6 +296,4 @@ def test_batch_close_acts_with_the_callers_rights(
         assert not closed
         (failure,) = failures
         assert failure["args"]["wallet"] == s.wallet.address
-        from tests._chain import decode_revert
-
         assert decode_revert(failure["args"]["reason"]).name == "NotOperator"

@@ -15,7 +15,9 @@ from tests.conftest import TOKEN, Roles, Session, Stack
 pytestmark = pytest.mark.usefixtures("fresh_chain")
 
 
-def execute(s: Session, target: object, fn: str, args: list[object], amount: int) -> ContractFunction:
+def execute(
+    s: Session, target: object, fn: str, args: list[object], amount: int
+) -> ContractFunction:
     contract = target
     data = contract.encode_abi(fn, args=args)  # type: ignore[attr-defined]
     return s.wallet.functions.execute(contract.address, data, amount)  # type: ignore[attr-defined]
@@ -108,9 +110,11 @@ def test_execute_refuses_non_allow_listed_targets_and_value(
     s = make_session(targets=[stack.game.address])
     # trusted by the registry but not listed by this session
     chain.expect_revert(
-        execute(s, stack.overpull, "pullNothing", [], 0), roles.operator, "TargetNotAllowed")
+        execute(s, stack.overpull, "pullNothing", [], 0), roles.operator, "TargetNotAllowed"
+    )
     chain.expect_revert(
-        execute(s, stack.untrusted_game, "play", [1], 1), roles.operator, "TargetNotAllowed")
+        execute(s, stack.untrusted_game, "play", [1], 1), roles.operator, "TargetNotAllowed"
+    )
     for forbidden in (stack.token, stack.factory, s.wallet):
         chain.expect_revert(
             s.wallet.functions.execute(forbidden.address, b"", 0), roles.operator,
@@ -149,7 +153,8 @@ def test_expiry_boundary_is_inclusive(
     chain.send(execute(s, stack.game, "play", [TOKEN], TOKEN), roles.operator)
     chain.set_next_timestamp(expiry)
     revert = chain.expect_revert(
-        execute(s, stack.game, "play", [TOKEN], TOKEN), roles.operator, "SessionExpired")
+        execute(s, stack.game, "play", [TOKEN], TOKEN), roles.operator, "SessionExpired"
+    )
     assert revert.args == (expiry,)
     chain.set_next_timestamp(expiry + 1)
     chain.send(s.wallet.functions.sweep(), roles.stranger)
@@ -197,7 +202,8 @@ def test_withdraw_partial_and_in_full(
     s = make_session()
     chain.expect_revert(s.wallet.functions.withdraw(0), roles.owner, "ZeroAmount")
     revert = chain.expect_revert(
-        s.wallet.functions.withdraw(1_000 * TOKEN + 1), roles.owner, "AmountExceedsBalance")
+        s.wallet.functions.withdraw(1_000 * TOKEN + 1), roles.owner, "AmountExceedsBalance"
+    )
     assert revert.args == (1_000 * TOKEN + 1, 1_000 * TOKEN)
     r = chain.send(s.wallet.functions.withdraw(400 * TOKEN), roles.owner)
     (ev,) = chain.events(r, s.wallet)
