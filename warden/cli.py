@@ -32,14 +32,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _devnet() -> int:
     import signal
+    import threading
 
     from web3 import Web3
 
     from warden.devnet import Anvil, DevnetError, deploy_stack
 
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
-    # blocked before anvil starts, so Ctrl-C is taken by sigwait below and anvil is stopped
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
         with Anvil(block_time=1) as anvil:
             w3 = Web3(Web3.HTTPProvider(anvil.url))
@@ -49,7 +50,8 @@ def _devnet() -> int:
             for field in ("factory", "token", "game", "operator", "treasury"):
                 print(f"  {field:<9} {getattr(dep, field)}")
             print("Ctrl-C stops it.", flush=True)
-            signal.sigwait(stop_signals)
+            while not stop.wait(0.5):
+                pass
     except DevnetError as exc:
         print(f"warden devnet: {exc}", file=sys.stderr)
         return 1
