@@ -49,6 +49,9 @@ interface ISessionWalletEvents {
     event Closed(
         uint64 seq, CloseReason reason, address indexed by, uint256 refund, uint256 balanceAfter
     );
+    /// @dev Tokens stuck in the wallet sent to the owner; `balanceAfter` is still the
+    /// session token's balance.
+    event Recovered(uint64 seq, address indexed asset, uint256 amount, uint256 balanceAfter);
 }
 
 /// @notice Events of the factory. `SessionCreated` is sequence 0 of the new wallet.

@@ -42,6 +42,7 @@ contract SessionWallet is Initializable, ReentrancyGuardTransient, ISessionWalle
     error ExpiryNotLater(uint64 current, uint64 requested);
     error NotSweepable();
     error NothingToSync();
+    error SessionStillOpen();
 
     address public immutable factory;
 
@@ -205,6 +206,17 @@ contract SessionWallet is Initializable, ReentrancyGuardTransient, ISessionWalle
         if (bal == previous) revert NothingToSync();
         recordedBalance = bal;
         emit Synced(++seq, previous, bal);
+    }
+
+    /// @notice Send tokens stuck here to the owner: any token other than the session's at
+    /// any time, and the session's own token once the session is closed (a late payout or
+    /// a mistaken transfer after the close).
+    function recover(address asset) external nonReentrant {
+        if (asset == address(token) && !closed) revert SessionStillOpen();
+        uint256 amount = IERC20(asset).balanceOf(address(this));
+        if (amount == 0) revert ZeroAmount();
+        IERC20(asset).safeTransfer(owner, amount);
+        emit Recovered(++seq, asset, amount, _record());
     }
 
     function isExpired() public view returns (bool) {

@@ -172,6 +172,17 @@ CASES: list[Case] = [
         },
     ),
     Case(
+        "recover(session token)",
+        lambda st, s, r: s.wallet.functions.recover(st.token.address),
+        "Recovered",
+        {
+            "open": every("SessionStillOpen"),
+            "expired": every("SessionStillOpen"),
+            "revoked": every("SessionStillOpen"),
+            "closed": every("ZeroAmount"),  # nothing stuck after a close
+        },
+    ),
+    Case(
         "initialize",
         lambda st, s, r: s.wallet.functions.initialize(r.stranger, as_tuple(s.params)),
         "Initialized",

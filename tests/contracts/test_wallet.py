@@ -212,3 +212,26 @@ def test_withdraw_partial_and_in_full(
     chain.send(s.wallet.functions.withdraw(600 * TOKEN), roles.owner)
     assert chain.balance(stack.token, s.wallet.address) == 0
     assert not s.wallet.functions.closed().call()  # empty, still open: owner may top up
+
+
+def test_tokens_stuck_in_a_wallet_can_be_recovered_to_the_owner_by_anyone(
+    chain: Chain, stack: Stack, roles: Roles, make_session: Callable[..., Session]
+) -> None:
+    s = make_session()
+    other = chain.deploy("MockToken", "Other", "OTH")
+    chain.send(other.functions.mint(s.wallet.address, 42), roles.stranger)
+    r = chain.send(s.wallet.functions.recover(other.address), roles.stranger)
+    (ev,) = chain.events(r, s.wallet)
+    assert (ev["args"]["seq"], ev["args"]["asset"], ev["args"]["amount"]) == (1, other.address, 42)
+    assert ev["args"]["balanceAfter"] == 1_000 * TOKEN  # the session's own balance is untouched
+    assert chain.balance(other, roles.owner) == 42
+    # a late payout after the close is not stuck either
+    chain.send(s.wallet.functions.close(CloseReason.OWNER), roles.owner)
+    chain.send(stack.token.functions.transfer(s.wallet.address, 7), roles.owner2)
+    before = chain.balance(stack.token, roles.owner)
+    r = chain.send(s.wallet.functions.recover(stack.token.address), roles.stranger)
+    (ev,) = chain.events(r, s.wallet)
+    assert (ev["args"]["seq"], ev["args"]["amount"], ev["args"]["balanceAfter"]) == (3, 7, 0)
+    assert chain.balance(stack.token, roles.owner) - before == 7
+    chain.expect_revert(s.wallet.functions.recover(stack.token.address), roles.stranger,
+                        "ZeroAmount")  # fmt: skip
