@@ -46,17 +46,17 @@ contract SessionWallet is Initializable, ReentrancyGuardTransient, ISessionWalle
 
     address public immutable factory;
 
+    // Packed so that a close or an execute reads three slots. Stop-loss, take-profit and
+    // the policy name are never read on chain: they travel in SessionCreated only.
     address public owner;
-    address public operator;
-    IERC20 public token;
     uint64 public expiry;
+    address public operator;
     uint64 public seq;
     bool public revoked;
     bool public closed;
+    IERC20 public token;
     uint256 public budget;
     uint256 public spent;
-    uint256 public stopLoss;
-    uint256 public takeProfit;
     /// @notice Balance as of the last event; differs from balanceOf only after a plain
     /// transfer into the wallet, which `sync` brings back in line.
     uint256 public recordedBalance;
@@ -90,8 +90,6 @@ contract SessionWallet is Initializable, ReentrancyGuardTransient, ISessionWalle
         token = IERC20(p.token);
         expiry = p.expiry;
         budget = p.budget;
-        stopLoss = p.stopLoss;
-        takeProfit = p.takeProfit;
         for (uint256 i = 0; i < p.targets.length; ++i) {
             address t = p.targets[i];
             if (t == address(this) || t == p.token || t == factory) revert TargetNotAllowed(t);

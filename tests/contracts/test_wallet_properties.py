@@ -749,8 +749,8 @@ def run_example(chain: Chain, roles: Roles, stack: Stack, spec: SessionSpec, ops
     assert created["args"]["fee"] == fee
     assert created["args"]["balanceAfter"] == spec.deposit
     assert chain.balance(token, wallet.address, block) == spec.deposit
-    assert wallet.functions.stopLoss().call() == spec.stop_loss
-    assert wallet.functions.takeProfit().call() == spec.take_profit
+    assert created["args"]["stopLoss"] == spec.stop_loss
+    assert created["args"]["takeProfit"] == spec.take_profit
 
     m = Model(
         now=chain.now(),
