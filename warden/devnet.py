@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -87,6 +88,7 @@ class Anvil:
         self.port: int | None = None
         self._log = log
         self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -106,18 +108,20 @@ class Anvil:
                 *(["--block-time", str(self.block_time)] if self.block_time else []),
                 *self.extra_args,
             ]  # fmt: skip
+            # a file, not a pipe: a long-lived anvil must never block on a full stderr pipe
+            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
             self._proc = subprocess.Popen(
                 args,
                 stdout=self._log or subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stderr=self._stderr,
                 stdin=subprocess.DEVNULL,
             )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 if self._proc.poll() is not None:
-                    last_error = (self._proc.stderr.read() if self._proc.stderr else b"").decode(
-                        errors="replace"
-                    )
+                    self._stderr.seek(0)
+                    last_error = self._stderr.read().decode(errors="replace")
+                    self._stderr.close()
                     break
                 if self._answers():
                     return self
@@ -160,8 +164,9 @@ class Anvil:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
-        if proc.stderr:
-            proc.stderr.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
 
     def __enter__(self) -> Anvil:
         return self.start()
