@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,8 +54,6 @@ def compiler_version() -> str:
 
 
 def _node() -> str:
-    import shutil
-
     node = shutil.which("node")
     if node is None:
         raise BuildError("node is not on PATH; install Node.js >= 20 and run scripts/bootstrap.sh")

@@ -16,7 +16,7 @@ from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.types import TxReceipt
 
 from contracts import artifact_names, load_artifact
-from warden.devnet import Anvil
+from warden.devnet import Anvil, deploy_contract
 
 DEFAULT_GAS = 3_000_000
 
@@ -100,12 +100,7 @@ class Chain:
         )
 
     def deploy(self, name: str, *args: Any, sender: str | None = None) -> Contract:
-        art = load_artifact(name)
-        factory = self.w3.eth.contract(abi=art.abi, bytecode=art.bytecode)
-        tx = factory.constructor(*args).transact({"from": sender or self.accounts[0]})
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx)
-        assert receipt["status"] == 1, f"deploying {name} failed"
-        return self.at(name, str(receipt["contractAddress"]))
+        return self.at(name, deploy_contract(self.w3, name, sender or self.accounts[0], *args))
 
     # -- transactions --------------------------------------------------------
     def try_send(

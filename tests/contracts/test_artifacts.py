@@ -37,26 +37,24 @@ def test_artifacts_name_the_pinned_compiler() -> None:
         assert art.bytecode.startswith("0x") and len(art.bytecode) > 2
 
 
-def test_a_non_editable_install_finds_the_artifacts(tmp_path: Path) -> None:
-    wheels = tmp_path / "wheels"
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels),
-         str(ROOT)],
+def _pip(*args: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", *args, "--no-deps", "--quiet"],
         capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
-    assert build.returncode == 0, build.stderr
+    assert out.returncode == 0, f"pip {args[0]} failed: {out.stderr}"
+
+
+def test_a_non_editable_install_finds_the_artifacts(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    _pip("wheel", "-w", str(wheels), str(ROOT))
     (wheel,) = wheels.glob("session_warden-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         shipped = {n for n in zf.namelist() if n.startswith("contracts/artifacts/")}
     assert {f"contracts/artifacts/{n}.json" for n in artifact_names()} == shipped
 
     site = tmp_path / "site"
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(site),
-         str(wheel)],
-        capture_output=True, text=True, check=False, timeout=600,
-    )  # fmt: skip
-    assert install.returncode == 0, install.stderr
+    _pip("install", "--target", str(site), str(wheel))
     # -S: no site-packages, so neither the editable install nor the work tree can answer
     probe = subprocess.run(
         [sys.executable, "-S", "-c",
