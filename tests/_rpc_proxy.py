@@ -260,9 +260,9 @@ class FaultyProxy:
             return {
                 "requests": self._requests,
                 "forwarded": dict(self._forwarded),
-                "faults": dict(self._faults),
+                "faults": {str(kind): n for kind, n in self._faults.items()},
                 "faults_total": sum(self._faults.values()),
-                "log": list(self._log),
+                "log": [(method, str(kind)) for method, kind in self._log],
             }
 
     # -- lifecycle ---------------------------------------------------------------
