@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from warden.index_command import add_index_parser, run_index_command
+
 NOT_YET = (
     "warden run: the daemon is not built yet (it lands with the 'Daemon, HTTP API and CLI' "
     "issue).\nWhat exists today: the contracts and their tests (`make test`), and a devnet "
@@ -27,6 +29,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="start anvil on a free loopback port, deploy the contracts, print the addresses "
         "and keep running until Ctrl-C",
     )
+    add_index_parser(sub)
     return parser
 
 
@@ -66,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "devnet":
         return _devnet()
+    if args.command == "index":
+        return run_index_command(args)
     parser.print_help()
     return 0
 

@@ -1,0 +1,168 @@
+"""Fetching raw logs and headers, with every answer checked before it is believed.
+
+Two ways to fetch, chosen by how far a block is from the head:
+
+- `range_logs`: one `eth_getLogs` over a block range (for blocks older than the reorg
+  window), batched with the header of the range's last block so that a node behind
+  that block is caught (it would silently answer "no logs"). The range adapts: halved
+  when the provider says too much, grown again after a success.
+- `block_logs`: `eth_getLogs` by block hash for each block of the window, batched, so
+  logs and headers are certain to come from the same branch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from indexer.errors import BadResponse, LogRangeTooLarge
+from indexer.rpc import ChainClient
+from indexer.store import BlockRef
+
+
+@dataclass(frozen=True)
+class RangeSizing:
+    initial: int = 2_000
+    minimum: int = 1
+    maximum: int = 50_000
+
+
+def header_ref(raw: dict[str, Any]) -> BlockRef:
+    try:
+        return BlockRef(
+            int(raw["number"], 16), raw["hash"], raw["parentHash"], int(raw["timestamp"], 16)
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadResponse(f"malformed block header: {exc!r} in {str(raw)[:200]}") from exc
+
+
+def check_logs(logs: Any, lo: int, hi: int, topics: frozenset[str], where: str) -> None:
+    """Reject an answer that does not fit the question (raises BadResponse)."""
+    if not isinstance(logs, list):
+        raise BadResponse(f"{where}: eth_getLogs answered {type(logs).__name__}, not a list")
+    for entry in logs:
+        try:
+            number = int(entry["blockNumber"], 16)
+            topic0 = entry["topics"][0]
+            entry["logIndex"], entry["blockHash"], entry["data"], entry["address"]
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise BadResponse(f"{where}: malformed log {str(entry)[:200]}") from exc
+        if not lo <= number <= hi:
+            raise BadResponse(f"{where}: log at block {number} outside asked range {lo}-{hi}")
+        if topic0 not in topics:
+            raise BadResponse(f"{where}: log with topic {topic0} that was not asked for")
+        if entry.get("removed"):
+            raise BadResponse(f"{where}: log marked removed at block {number}")
+
+
+class Fetcher:
+    def __init__(
+        self, client: ChainClient, topics: Sequence[str], sizing: RangeSizing | None = None
+    ) -> None:
+        self.client = client
+        self.topics = list(topics)
+        self._topic_set = frozenset(topics)
+        self.sizing = sizing or RangeSizing()
+        self.size = self.sizing.initial
+        self.splits = 0
+
+    async def range_logs(self, lo: int, hi: int) -> tuple[list[dict[str, Any]], BlockRef]:
+        """Every matching log in [lo, hi] and the header of `hi`."""
+        try:
+            logs, end = await self._range_once(lo, hi)
+        except LogRangeTooLarge:
+            if hi == lo:
+                raise
+            self.splits += 1
+            mid = lo + (hi - lo) // 2
+            self.size = max(self.sizing.minimum, min(self.size, (hi - lo + 1) // 2))
+            first, _ = await self.range_logs(lo, mid)
+            second, end = await self.range_logs(mid + 1, hi)
+            return first + second, end
+        self.size = min(self.sizing.maximum, max(self.size, (hi - lo + 1) * 2))
+        return logs, end
+
+    async def _range_once(self, lo: int, hi: int) -> tuple[list[dict[str, Any]], BlockRef]:
+        where = f"logs {lo}-{hi}"
+
+        def validate(results: list[Any]) -> None:
+            logs, header = results
+            if header is None:
+                raise BadResponse(f"{where}: the node does not have block {hi} yet")
+            check_logs(logs, lo, hi, self._topic_set, where)
+
+        logs, header = await self.client.batch(
+            [
+                (
+                    "eth_getLogs",
+                    [{"fromBlock": hex(lo), "toBlock": hex(hi), "topics": [self.topics]}],
+                ),
+                ("eth_getBlockByNumber", [hex(hi), False]),
+            ],
+            validate,
+        )
+        return logs, header_ref(header)
+
+    async def headers(self, numbers: Sequence[int], chunk: int = 200) -> dict[int, BlockRef]:
+        """Headers of these blocks; every one must exist (else the node is behind)."""
+        found: dict[int, BlockRef] = {}
+        for part in _chunks(list(numbers), chunk):
+            answers = await self.client.batch(
+                [("eth_getBlockByNumber", [hex(n), False]) for n in part], _all_present(part)
+            )
+            for answer in answers:
+                ref = header_ref(answer)
+                found[ref.number] = ref
+        return found
+
+    async def canonical_hashes(
+        self, numbers: Sequence[int], chunk: int = 200
+    ) -> dict[int, str | None]:
+        """The node's hash at each height, None where the chain is now shorter."""
+        out: dict[int, str | None] = {}
+        for part in _chunks(list(numbers), chunk):
+            answers = await self.client.batch(
+                [("eth_getBlockByNumber", [hex(n), False]) for n in part]
+            )
+            for n, answer in zip(part, answers, strict=True):
+                out[n] = header_ref(answer).hash if answer else None
+        return out
+
+    async def block_logs(
+        self, blocks: Sequence[BlockRef], chunk: int = 100
+    ) -> list[dict[str, Any]]:
+        """Logs of each block fetched by its hash: the same branch as the headers."""
+        out: list[dict[str, Any]] = []
+        for part in _chunks(list(blocks), chunk):
+
+            def validate(results: list[Any], part: list[BlockRef] = part) -> None:
+                for block, logs in zip(part, results, strict=True):
+                    where = f"logs of block {block.number}"
+                    check_logs(logs, block.number, block.number, self._topic_set, where)
+                    for entry in logs:
+                        if entry["blockHash"] != block.hash:
+                            raise BadResponse(f"{where}: log from another branch")
+
+            answers = await self.client.batch(
+                [("eth_getLogs", [{"blockHash": b.hash, "topics": [self.topics]}]) for b in part],
+                validate,
+            )
+            for logs in answers:
+                out.extend(logs)
+        return out
+
+
+def _all_present(numbers: list[int]) -> Any:
+    def validate(results: list[Any]) -> None:
+        for n, answer in zip(numbers, results, strict=True):
+            if answer is None:
+                raise BadResponse(f"the node does not have block {n} yet")
+            if int(answer.get("number", "0x0"), 16) != n:
+                raise BadResponse(f"asked for block {n}, got {answer.get('number')}")
+
+    return validate
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,77 @@
+"""Versioned schema migrations, one numbered list per component, in one database.
+
+Each package owns its tables and hands its ordered list of SQL scripts to `migrate`;
+the version each component reached is kept in `schema_versions`. Migrations run in one
+transaction per step, so a crash mid-migration leaves the previous version intact.
+The executor imports this too (it may import the indexer; the reverse never happens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiosqlite
+
+_VERSIONS = """
+CREATE TABLE IF NOT EXISTS schema_versions (
+    component TEXT PRIMARY KEY,
+    version   INTEGER NOT NULL
+)
+"""
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer Warden; refuse rather than corrupt it."""
+
+
+async def open_database(path: str | Path) -> aiosqlite.Connection:
+    """Open (creating) a SQLite file in WAL mode with autocommit off-by-hand:
+    every write goes inside an explicit `BEGIN IMMEDIATE` … `COMMIT`."""
+    db = await aiosqlite.connect(str(path), isolation_level=None)
+    await db.execute("PRAGMA journal_mode=WAL")
+    # NORMAL is durable across a process kill (the WAL is in the OS cache); only a power
+    # loss can drop the last commits, which the next start re-indexes from the chain.
+    await db.execute("PRAGMA synchronous=NORMAL")
+    await db.execute("PRAGMA foreign_keys=ON")
+    await db.execute("PRAGMA busy_timeout=10000")
+    return db
+
+
+async def schema_version(db: aiosqlite.Connection, component: str) -> int:
+    await db.execute(_VERSIONS)
+    async with db.execute(
+        "SELECT version FROM schema_versions WHERE component = ?", (component,)
+    ) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def migrate(db: aiosqlite.Connection, component: str, steps: Sequence[str]) -> int:
+    """Bring `component`'s tables to version len(steps); returns the version reached."""
+    current = await schema_version(db, component)
+    if current > len(steps):
+        raise SchemaTooNew(
+            f"the database has {component} schema version {current}, this Warden knows "
+            f"{len(steps)}: upgrade Warden or point it at another database file"
+        )
+    for version, script in enumerate(steps[current:], start=current + 1):
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(script):
+                await db.execute(statement)
+            await db.execute(
+                "INSERT INTO schema_versions (component, version) VALUES (?, ?) "
+                "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                (component, version),
+            )
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+    return len(steps)
+
+
+def _statements(script: str) -> list[str]:
+    # Our migration scripts hold no semicolons inside literals or triggers.
+    return [s.strip() for s in script.split(";") if s.strip()]

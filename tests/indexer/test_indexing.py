@@ -1,0 +1,104 @@
+"""Indexing a real anvil chain: sessions rebuilt from their logs, look-alikes ignored,
+backfill in ranges equal to following block by block."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from indexer import ChainClient, Indexer, IndexerStore, open_database
+from tests._chain import Chain, CloseReason
+from tests.conftest import TOKEN, Roles, Session, Stack
+from tests.indexer._support import FAST_RETRY, config, index_to_head, rows, sizing
+
+
+def activity(
+    chain: Chain, stack: Stack, roles: Roles, make_session: Callable[..., Session]
+) -> list[str]:
+    """A few sessions through most of their lifecycle, and some spoofed logs."""
+    a = make_session(policy="berzerker")
+    b = make_session(owner=roles.owner2, policy="merchant", stopLoss=0)
+    c = make_session(policy="")
+    w = a.wallet
+    chain.send(stack.token.functions.approve(w.address, 50 * TOKEN), roles.owner)
+    chain.send(w.functions.deposit(50 * TOKEN), roles.owner)
+    chain.send(stack.game.functions.setOutcome(False, 0), roles.deployer)
+    play = stack.game.encode_abi("play", args=[100 * TOKEN])
+    chain.send(w.functions.execute(stack.game.address, play, 100 * TOKEN), roles.operator)
+    chain.send(stack.game.functions.setOutcome(True, 30_000), roles.deployer)
+    chain.send(w.functions.execute(stack.game.address, play, 100 * TOKEN), roles.operator)
+    chain.send(w.functions.withdraw(10 * TOKEN), roles.owner)
+    chain.send(w.functions.extend(chain.now() + 200_000), roles.owner)
+    chain.send(b.wallet.functions.revoke(), roles.owner2)
+    chain.send(stack.token.functions.transfer(c.wallet.address, 7 * TOKEN), roles.owner)
+    chain.send(c.wallet.functions.sync(), roles.stranger)
+    chain.send(c.wallet.functions.close(int(CloseReason.STOP_LOSS)), roles.operator)
+    chain.mine()
+    look = stack.lookalike
+    chain.send(look.functions.fakeDeposited(1, roles.owner, 5, 5), roles.stranger)
+    chain.send(look.functions.fakeClosed(1, int(CloseReason.OWNER), 5), roles.stranger)
+    chain.send(
+        look.functions.fakeSessionCreated(
+            look.address, roles.owner, roles.operator, stack.token.address
+        ),
+        roles.stranger,
+    )
+    return [a.wallet.address, b.wallet.address, c.wallet.address]
+
+
+async def test_sessions_are_rebuilt_from_their_logs(
+    tmp_path: Path,
+    fresh_chain: Chain,
+    stack: Stack,
+    roles: Roles,
+    make_session: Callable[..., Session],
+) -> None:
+    a, b, c = activity(fresh_chain, stack, roles, make_session)
+    db_path = tmp_path / "w.sqlite"
+    await index_to_head(fresh_chain.anvil.url, db_path, config(stack.factory.address))
+    db = await open_database(db_path)
+    try:
+        store = IndexerStore(db)
+        s = await store.sessions([a, b, c])
+        assert s[a].balance == fresh_chain.balance(stack.token, a)
+        assert s[a].deposit == 1_050 * TOKEN
+        assert s[a].withdrawn == 10 * TOKEN
+        assert s[a].execution_count == 2
+        assert s[a].spent == 100 * TOKEN  # a win spends nothing: spend is the balance drop
+        assert s[a].last_seq == 5 and s[a].seq_gaps == 0
+        assert s[a].status == "active" and s[a].policy == "berzerker"
+        assert s[b].status == "revoked" and s[b].stop_loss == 0
+        assert s[c].status == "closed" and s[c].close_reason == "stop_loss"
+        assert s[c].refund == 1_007 * TOKEN and s[c].balance == 0
+        assert s[c].closed_by == roles.operator
+        assert await store.ignored_count() == 3
+        assert len(await store.all_sessions()) == 3
+    finally:
+        await db.close()
+
+
+async def test_backfill_in_ranges_equals_following_block_by_block(
+    tmp_path: Path,
+    fresh_chain: Chain,
+    stack: Stack,
+    roles: Roles,
+    make_session: Callable[..., Session],
+) -> None:
+    follow_path = tmp_path / "follow.sqlite"
+    db = await open_database(follow_path)
+    store = IndexerStore(db)
+    await store.setup()
+    async with ChainClient([fresh_chain.anvil.url], retry=FAST_RETRY) as client:
+        follower = Indexer(client, store, config(stack.factory.address, reorg_window=10_000))
+        await follower.sync_to_head()
+        for _ in range(3):
+            activity(fresh_chain, stack, roles, make_session)
+            while await follower.step():
+                pass
+    await db.close()
+    backfill_path = tmp_path / "backfill.sqlite"
+    cfg = config(stack.factory.address, reorg_window=2, sizing=sizing(3, 8), concurrency=3)
+    await index_to_head(fresh_chain.anvil.url, backfill_path, cfg)
+    followed, backfilled = rows(follow_path), rows(backfill_path)
+    assert len(followed["events"]) >= 39  # 3 x 13 session events, plus admin
+    assert followed == backfilled
