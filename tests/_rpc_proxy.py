@@ -31,7 +31,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -129,60 +129,7 @@ class _Decision:
     rng: random.Random  # the fault's own details, drawn from the plan's seed
 
 
-class _Plan:
-    """Which request gets which fault: scripted faults first, then the random plan."""
-
-    def __init__(self, seed: int) -> None:
-        self._lock = threading.Lock()
-        self._rng = random.Random(seed)
-        self._scripted: list[_Scripted] = []
-        self._rate = 0.0
-        self._kinds: tuple[Fault, ...] = tuple(Fault)
-        self._methods: set[str] | None = None
-
-    def set_random(
-        self, rate: float, kinds: Iterable[Fault], methods: Iterable[str] | None
-    ) -> None:
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"rate must be within [0, 1], got {rate}")
-        with self._lock:
-            self._rate, self._kinds = rate, tuple(kinds)
-            self._methods = None if methods is None else set(methods)
-
-    def inject(self, kind: Fault, count: int, method: str | None) -> None:
-        with self._lock:
-            self._scripted.append(_Scripted(kind, method, count))
-
-    def clear(self) -> None:
-        with self._lock:
-            self._scripted.clear()
-            self._rate = 0.0
-
-    def decide(self, items: Sequence[Json], batch: bool) -> _Decision | None:
-        with self._lock:
-            # a scripted fault waits for the first request it can apply to
-            for entry in self._scripted:
-                targets = _targets(
-                    entry.kind, items, batch, {entry.method} if entry.method else None
-                )
-                if targets:
-                    entry.remaining -= 1
-                    if entry.remaining <= 0:
-                        self._scripted.remove(entry)
-                    return _Decision(entry.kind, targets, random.Random(self._rng.getrandbits(64)))
-            if self._rate <= 0 or not _targets(Fault.DROP, items, batch, self._methods):
-                return None
-            if self._rng.random() >= self._rate:
-                return None
-            choices = [
-                (kind, targets)
-                for kind in self._kinds
-                if (targets := _targets(kind, items, batch, self._methods))
-            ]
-            if not choices:
-                return None
-            kind, targets = self._rng.choice(choices)
-            return _Decision(kind, targets, random.Random(self._rng.getrandbits(64)))
+NO_FAULT = _Decision(None, [], random.Random(0))
 
 
 class FaultyProxy:
@@ -209,9 +156,13 @@ class FaultyProxy:
         self.max_log_results = max_log_results
         self.upstream_timeout = upstream_timeout
         self.port = port
-        self._plan = _Plan(seed)
+        self._lock = threading.Lock()  # the plan and the counters, shared with the loop thread
+        self._rng = random.Random(seed)
+        self._rate = 0.0
+        self._kinds: tuple[Fault, ...] = tuple(Fault)
+        self._methods: set[str] | None = None
+        self._scripted: list[_Scripted] = []
         self._enforce_log_limits = False
-        self._lock = threading.Lock()
         self._requests = 0
         self._forwarded: Counter[str] = Counter()
         self._faults: Counter[Fault] = Counter()
@@ -236,12 +187,22 @@ class FaultyProxy:
     ) -> None:
         """Each request independently gets a fault with probability `rate`, its kind drawn
         uniformly from the `kinds` that apply to it (default all), only for `methods` if given."""
-        self._plan.set_random(rate, tuple(Fault) if kinds is None else kinds, methods)
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"rate must be within [0, 1], got {rate}")
+        with self._lock:
+            self._rate = rate
+            self._kinds = tuple(Fault) if kinds is None else tuple(kinds)
+            self._methods = None if methods is None else set(methods)
 
     def inject(self, kind: Fault, count: int = 1, method: str | None = None) -> None:
         """The next `count` requests this fault applies to (containing `method`, if given) get
-        it, before the random plan. WRONG_RANGE waits for an eth_getLogs with a block range."""
-        self._plan.inject(kind, count, method)
+        it, before the random plan: WRONG_RANGE waits for an eth_getLogs over a block range,
+        BATCH_PARTIAL for a batch. LOG_RANGE_LIMIT is used up by the next eth_getLogs even
+        when that one is within the limits (and so answered correctly)."""
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
+        with self._lock:
+            self._scripted.append(_Scripted(kind, method, count))
 
     def limit_logs(self, max_range: int | None = None, max_results: int | None = None) -> None:
         """A permanent provider policy: every eth_getLogs over these limits is refused."""
@@ -251,8 +212,9 @@ class FaultyProxy:
 
     def clear(self) -> None:
         """Back to a transparent proxy: no random plan, no scripted faults, no log limits."""
-        self._plan.clear()
         with self._lock:
+            self._scripted.clear()
+            self._rate = 0.0
             self._enforce_log_limits = False
 
     def stats(self) -> dict[str, Any]:
@@ -330,8 +292,37 @@ class FaultyProxy:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
+        # handlers cut off by the shutdown timeout must finish here, before the loop closes
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     # -- answering ---------------------------------------------------------------
+    def _decide(self, items: Sequence[Json], batch: bool) -> _Decision:
+        with self._lock:
+            # a scripted fault waits for the first request it can apply to
+            for entry in self._scripted:
+                methods = {entry.method} if entry.method else None
+                if targets := _targets(entry.kind, items, batch, methods):
+                    entry.remaining -= 1
+                    if entry.remaining == 0:
+                        self._scripted.remove(entry)
+                    return _Decision(entry.kind, targets, random.Random(self._rng.getrandbits(64)))
+            if self._rate <= 0 or not _targets(Fault.DROP, items, batch, self._methods):
+                return NO_FAULT
+            if self._rng.random() >= self._rate:
+                return NO_FAULT
+            choices = [
+                (kind, targets)
+                for kind in self._kinds
+                if (targets := _targets(kind, items, batch, self._methods))
+            ]
+            if not choices:
+                return NO_FAULT
+            kind, targets = self._rng.choice(choices)
+            return _Decision(kind, targets, random.Random(self._rng.getrandbits(64)))
+
     def _record(self, method: str, kind: Fault) -> None:
         with self._lock:
             self._faults[kind] += 1
@@ -375,7 +366,7 @@ class FaultyProxy:
     async def _answer_request(
         self, request: web.Request, body: bytes, items: list[Json], batch: bool
     ) -> web.StreamResponse:
-        decision = self._plan.decide(items, batch) or _Decision(None, [], random.Random(0))
+        decision = self._decide(items, batch)
         kind, rng = decision.kind, decision.rng
         if kind is not None and kind not in ITEM_FAULTS:
             self._record(_describe(items, batch), kind)
@@ -444,17 +435,14 @@ class FaultyProxy:
         return answer
 
     async def _block_range(self, flt: Json) -> tuple[int, int]:
-        head: int | None = None
-
-        async def resolve(tag: Any) -> int:
-            nonlocal head
-            if tag in (None, *HEAD_TAGS):
-                if head is None:
-                    head = int(await self._rpc("eth_blockNumber"), 16)
-                return head
-            return 0 if tag == "earliest" else int(tag, 16)
-
-        return await resolve(flt.get("fromBlock")), await resolve(flt.get("toBlock"))
+        tags = (flt.get("fromBlock", "latest"), flt.get("toBlock", "latest"))
+        head = 0
+        if any(tag in HEAD_TAGS for tag in tags):
+            head = int(await self._rpc("eth_blockNumber"), 16)
+        first, last = (
+            head if tag in HEAD_TAGS else 0 if tag == "earliest" else int(tag, 16) for tag in tags
+        )
+        return first, last
 
     async def _stale_head(self, item: Json) -> Json:
         head = int(await self._rpc("eth_blockNumber"), 16)
@@ -519,18 +507,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--kinds", help=f"comma-separated subset of {','.join(Fault)}")
     args = parser.parse_args(argv)
     kinds = [Fault(k.strip().lower()) for k in args.kinds.split(",")] if args.kinds else None
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # blocked before the proxy thread starts, so only this thread takes them, in sigwait
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     with FaultyProxy(args.upstream, seed=args.seed, port=args.port) as proxy:
         proxy.set_faults(rate=args.rate, kinds=kinds)
         print(proxy.url, flush=True)
-        while not stop.wait(0.2):  # a short wait so the signal handler gets to run
-            pass
+        signal.sigwait(stop_signals)
         print(orjson.dumps(proxy.stats()).decode(), flush=True)
 
 

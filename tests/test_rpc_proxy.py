@@ -4,6 +4,7 @@ aiohttp client exactly as documented, the plan is deterministic, and it stops cl
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ import pytest
 from tests._chain import Chain
 from tests._rpc_proxy import Fault, FaultyProxy
 from tests.conftest import Session
-from warden.devnet import Anvil
+from warden.devnet import Anvil, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 JSON = {"Content-Type": "application/json"}
@@ -297,7 +298,12 @@ async def test_the_same_seed_gives_the_same_faults(anvil: Anvil, stack: Any) -> 
     assert len({entry.split(":")[1] for entry in log}) >= 5, log
 
 
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
 async def test_stop_is_prompt_and_frees_the_port(anvil: Anvil) -> None:
+    fds = open_fds()
     proxy = FaultyProxy(anvil.url, delay=(60.0, 60.0)).start()
     port, url = proxy.port, proxy.url
     proxy.inject(Fault.DELAY)
@@ -309,11 +315,18 @@ async def test_stop_is_prompt_and_frees_the_port(anvil: Anvil) -> None:
     with pytest.raises(aiohttp.ServerDisconnectedError):
         await pending
     assert not [t for t in threading.enumerate() if t.name == f"rpc-proxy-{port}"]
+    assert open_fds() == fds  # listening socket, connections, loop: all closed
     with pytest.raises(aiohttp.ClientConnectorError):
         await post(url, rpc("eth_chainId"))
     with FaultyProxy(anvil.url, port=port) as again:
         assert again.url == url
         assert (await answer(url, rpc("eth_chainId")))["result"] == "0x7a69"
+
+
+async def test_a_dead_upstream_is_a_bad_gateway() -> None:
+    with FaultyProxy(f"http://127.0.0.1:{free_port()}") as proxy:
+        status, _, body = await post(proxy.url, rpc("eth_chainId"))
+        assert status == 502 and b"upstream failed" in body
 
 
 async def test_runs_as_a_separate_process(anvil: Anvil) -> None:
