@@ -7,10 +7,16 @@ It runs its own event loop in a background thread, so one instance serves asynci
 in the test's loop and an indexer subprocess alike:
 
     with FaultyProxy(anvil.url, seed=1) as proxy:
-        proxy.set_faults(rate=0.2)                       # random plan
-        proxy.inject(Fault.HTTP_429, count=2, method="eth_getLogs")  # scripted, first
+        proxy.set_faults(rate=0.2)  # random plan
+        proxy.inject(Fault.HTTP_429, count=2, method="eth_getLogs")  # scripted, comes first
+        proxy.limit_logs(max_range=500)  # a permanent provider policy
         ...  # point the client at proxy.url
         assert proxy.stats()["faults_total"] > 0, proxy.stats()["log"]
+
+Counting: a fault is counted (and logged as (method, kind)) when it changed an answer.
+Kinds that need material can come up empty and then answer correctly, uncounted:
+LOG_RANGE_LIMIT within the limits, WRONG_RANGE with no logs in or before the range,
+STALE_HEAD while the head is below the lag.
 
 Determinism: whether a request gets a fault, which kind, and the fault's details (delay,
 error, which batch items) are drawn from one generator seeded by `seed`, in arrival
@@ -50,7 +56,9 @@ class Fault(enum.StrEnum):
     TRUNCATED = enum.auto()  # HTTP 200, the correct JSON cut in the middle
     RPC_ERROR = enum.auto()  # HTTP 200, a retryable JSON-RPC error object
     LOG_RANGE_LIMIT = enum.auto()  # eth_getLogs over the range / result limit refused
-    WRONG_RANGE = enum.auto()  # eth_getLogs answered with logs outside the asked range
+    # eth_getLogs answered with logs outside the asked range: the true logs with their block
+    # numbers moved past it, or, when it holds none, the latest logs from before it
+    WRONG_RANGE = enum.auto()
     STALE_HEAD = enum.auto()  # the head reported by a node lagging behind
     BATCH_PARTIAL = enum.auto()  # a batch answered with items missing and reordered
 

@@ -298,6 +298,27 @@ async def test_the_same_seed_gives_the_same_faults(anvil: Anvil, stack: Any) -> 
     assert len({entry.split(":")[1] for entry in log}) >= 5, log
 
 
+async def test_concurrent_requests_are_each_answered_or_faulted_once(
+    anvil: Anvil, proxy: FaultyProxy
+) -> None:
+    whole_request = [Fault.DROP, Fault.HTTP_429, Fault.HTTP_500, Fault.HTTP_503,
+                     Fault.RPC_ERROR, Fault.TRUNCATED]  # fmt: skip
+    proxy.set_faults(rate=0.5, kinds=whole_request)
+    correct = (await post(anvil.url, rpc("eth_chainId")))[::2]
+
+    async def one() -> Any:
+        try:
+            return (await post(proxy.url, rpc("eth_chainId")))[::2]
+        except aiohttp.ClientError as exc:
+            return exc
+
+    outcomes = await asyncio.gather(*(one() for _ in range(40)))
+    stats = proxy.stats()
+    assert stats["requests"] == 40
+    assert sum(outcome != correct for outcome in outcomes) == stats["faults_total"] > 0
+    assert len(stats["log"]) == stats["faults_total"]
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
