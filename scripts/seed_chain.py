@@ -63,6 +63,11 @@ SESSION_EVENTS = ("SessionCreated", *WALLET_EVENTS)
 Progress = Callable[[str], None]
 
 
+def say(message: str) -> None:
+    """Progress on stdout, flushed: seeding takes a while and may be logged to a file."""
+    print(message, flush=True)
+
+
 @dataclass(frozen=True)
 class SeedParams:
     events: int = 200_000  # at least this many session events (SessionCreated + wallet)
@@ -402,7 +407,12 @@ class _Seeding:
         )
 
 
-def seed(params: SeedParams, cache_dir: Path, progress: Progress = print) -> SeedMeta:
+def seed(
+    params: SeedParams,
+    cache_dir: Path,
+    progress: Progress = say,
+    segment_events: int = SEGMENT_EVENTS,
+) -> SeedMeta:
     """Build the chain for `params` from scratch and write it into the cache."""
     anvil = anvil_version()
     key = cache_key(params, anvil)
@@ -428,7 +438,10 @@ def seed(params: SeedParams, cache_dir: Path, progress: Progress = print) -> See
                 if dep is None:
                     dep = _deploy(w3)
                     run.tally = LogTally(dep.factory)
-                run.run_segment(rpc, w3, dep, min(run.events + SEGMENT_EVENTS, params.events))
+                else:
+                    # a loaded anvil's clock restarts at the wall clock: put it back
+                    rpc.call("anvil_setTime", run.timestamp)
+                run.run_segment(rpc, w3, dep, min(run.events + segment_events, params.events))
                 head = rpc.call("eth_getBlockByNumber", "latest", False)
             stripped = work / f"segment-{segment}.json"
             strip_traces(raw, stripped)
@@ -478,7 +491,7 @@ def ensure_seeded(
     *,
     seed_value: int = 1,
     cache_dir: Path = DEFAULT_CACHE_DIR,
-    progress: Progress = print,
+    progress: Progress = say,
 ) -> SeedMeta:
     """The cached chain for these parameters, seeding it first if there is none."""
     params = SeedParams(events=events, sessions=sessions, seed=seed_value)
@@ -489,7 +502,7 @@ def ensure_seeded(
     return seed(params, cache_dir, progress)
 
 
-def verify(meta: SeedMeta, progress: Progress = print) -> bool:
+def verify(meta: SeedMeta, progress: Progress = say) -> bool:
     """Load the dump into a fresh anvil and count its session events with eth_getLogs."""
     started = time.monotonic()
     with seeded_anvil(meta) as node:
