@@ -15,8 +15,8 @@ in the test's loop and an indexer subprocess alike:
 
 Counting: a fault is counted (and logged as (method, kind)) when it changed an answer.
 Kinds that need material can come up empty and then answer correctly, uncounted:
-LOG_RANGE_LIMIT within the limits, WRONG_RANGE with no logs in or before the range,
-STALE_HEAD while the head is below the lag.
+LOG_RANGE_LIMIT within the limits, WRONG_RANGE with no logs in or before the range (or in
+the block, for a blockHash filter), STALE_HEAD while the head is below the lag.
 
 Determinism: whether a request gets a fault, which kind, and the fault's details (delay,
 error, which batch items) are drawn from one generator seeded by `seed`, in arrival
@@ -57,7 +57,8 @@ class Fault(enum.StrEnum):
     RPC_ERROR = enum.auto()  # HTTP 200, a retryable JSON-RPC error object
     LOG_RANGE_LIMIT = enum.auto()  # eth_getLogs over the range / result limit refused
     # eth_getLogs answered with logs outside the asked range: the true logs with their block
-    # numbers moved past it, or, when it holds none, the latest logs from before it
+    # numbers moved past it, or, when it holds none, the latest logs from before it; for a
+    # blockHash filter, the block's logs claimed for its parent (number and hash)
     WRONG_RANGE = enum.auto()
     STALE_HEAD = enum.auto()  # the head reported by a node lagging behind
     BATCH_PARTIAL = enum.auto()  # a batch answered with items missing and reordered
@@ -90,10 +91,8 @@ def _applies(kind: Fault, item: Json, batch: bool) -> bool:
     method = item.get("method")
     if kind is Fault.BATCH_PARTIAL:
         return batch
-    if kind is Fault.LOG_RANGE_LIMIT:
+    if kind in (Fault.LOG_RANGE_LIMIT, Fault.WRONG_RANGE):
         return method == "eth_getLogs"
-    if kind is Fault.WRONG_RANGE:  # a blockHash filter has no range to be outside of
-        return method == "eth_getLogs" and "blockHash" not in _log_filter(item)
     if kind is Fault.STALE_HEAD:
         params = item.get("params") or [None]
         return method == "eth_blockNumber" or (
@@ -204,8 +203,8 @@ class FaultyProxy:
 
     def inject(self, kind: Fault, count: int = 1, method: str | None = None) -> None:
         """The next `count` requests this fault applies to (containing `method`, if given) get
-        it, before the random plan: WRONG_RANGE waits for an eth_getLogs over a block range,
-        BATCH_PARTIAL for a batch. LOG_RANGE_LIMIT is used up by the next eth_getLogs even
+        it, before the random plan: WRONG_RANGE waits for an eth_getLogs, BATCH_PARTIAL for a
+        batch. LOG_RANGE_LIMIT is used up by the next eth_getLogs even
         when that one is within the limits (and so answered correctly)."""
         if count < 1:
             raise ValueError(f"count must be at least 1, got {count}")
@@ -483,19 +482,25 @@ class FaultyProxy:
         if not isinstance(logs, list):  # the node's own error passes through
             return answer
         flt = _log_filter(item)
-        first, last = await self._block_range(flt)
-        if logs:  # the right logs, their block numbers moved past the range
-            span = last - first + 1
-            wrong = [
-                {**log, "blockNumber": hex(int(log["blockNumber"], 16) + span)} for log in logs
-            ]
-        elif first > 0:  # a node that answered for other blocks: the latest logs before these
-            earlier = await self._rpc(
-                "eth_getLogs", {**flt, "fromBlock": "0x0", "toBlock": hex(first - 1)}
-            )
-            wrong = earlier[-WRONG_RANGE_EARLIER_LOGS:]
+        wrong: list[Json] = []
+        if "blockHash" in flt:  # the block's logs, claimed for its parent
+            block = await self._rpc("eth_getBlockByHash", flt["blockHash"], False) if logs else None
+            if block is not None and int(block["number"], 16) > 0:
+                number = hex(int(block["number"], 16) - 1)
+                parent = {"blockHash": block["parentHash"], "blockNumber": number}
+                wrong = [{**log, **parent} for log in logs]
         else:
-            wrong = []
+            first, last = await self._block_range(flt)
+            if logs:  # the right logs, their block numbers moved past the range
+                span = last - first + 1
+                wrong = [
+                    {**log, "blockNumber": hex(int(log["blockNumber"], 16) + span)} for log in logs
+                ]
+            elif first > 0:  # a node that answered for other blocks: the latest logs before
+                earlier = await self._rpc(
+                    "eth_getLogs", {**flt, "fromBlock": "0x0", "toBlock": hex(first - 1)}
+                )
+                wrong = earlier[-WRONG_RANGE_EARLIER_LOGS:]
         if not wrong:  # nothing to show outside the range: the answer stays correct
             return answer
         self._record("eth_getLogs", Fault.WRONG_RANGE)

@@ -210,6 +210,16 @@ async def test_wrong_range_answers_logs_outside_the_asked_blocks(
     assert (await answer(proxy.url, get_logs(block, block)))["result"] == true_logs
     assert proxy.stats()["faults"] == {Fault.WRONG_RANGE: 2}
 
+    # by block hash: the block's logs, claimed for its parent
+    header = (await answer(anvil.url, rpc("eth_getBlockByNumber", hex(block), False)))["result"]
+    proxy.inject(Fault.WRONG_RANGE)
+    by_hash = rpc("eth_getLogs", {"blockHash": header["hash"]})
+    moved = (await answer(proxy.url, by_hash))["result"]
+    assert len(moved) == len(true_logs)
+    assert {(log["blockHash"], block_of(log)) for log in moved} == {
+        (header["parentHash"], block - 1)}  # fmt: skip
+    assert (await answer(proxy.url, by_hash))["result"] == true_logs
+
 
 async def test_stale_head_reports_a_lagging_node(
     anvil: Anvil, fresh_chain: Chain, stack: Any
