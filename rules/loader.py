@@ -96,7 +96,16 @@ class _FileReader:
         except MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line, column = (mark.line, mark.column) if mark is not None else (0, 0)
-            self.report((line, column), f"YAML syntax error: {exc.problem}")
+            context = ""
+            if exc.context and exc.context_mark is not None:
+                context = (
+                    f" ({exc.context} started at line {exc.context_mark.line + 1}, "
+                    f"column {exc.context_mark.column + 1})"
+                )
+            self.report(
+                (line, column),
+                f"YAML syntax error: {exc.problem}{context}; check quotes and indentation",
+            )
             return []
         if not isinstance(data, CommentedMap):
             self.report(

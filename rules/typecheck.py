@@ -40,6 +40,8 @@ def describe(node: Node, side: str) -> str:
         return f"'{node.text} tokens'"
     if isinstance(node, Str):
         return f'"{node.value}"'
+    if side == "whole":
+        return "the expression"
     return f"the {side} side"
 
 
