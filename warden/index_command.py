@@ -71,6 +71,12 @@ def add_index_parser(sub: Any) -> None:
         dest="initial_range",
         help="first eth_getLogs range in blocks; adapts as it goes (default 2000)",
     )
+    p.add_argument(
+        "--max-range",
+        type=int,
+        default=50_000,
+        help="largest eth_getLogs range in blocks (default 50000)",
+    )
     p.add_argument("--concurrency", type=int, default=4, help="ranges in flight (default 4)")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between head polls")
     p.add_argument(
@@ -102,7 +108,7 @@ async def _index(args: argparse.Namespace) -> int:
         confirmations=args.confirmations,
         reorg_window=args.reorg_window,
         concurrency=args.concurrency,
-        sizing=RangeSizing(initial=args.initial_range),
+        sizing=RangeSizing(initial=min(args.initial_range, args.max_range), maximum=args.max_range),
     )
     db = await open_database(args.db)
     try:
