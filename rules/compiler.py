@@ -287,12 +287,12 @@ class CompiledGroup:
                 k, rest, op = -k, -rest, MIRROR[op]
             at_least = -(rest // k)  # first t with k*t + rest >= 0
             above = (-rest) // k + 1  # first t with k*t + rest > 0
-            points = {
-                ">=": (at_least,),
-                "<": (at_least,),
-                ">": (above,),
-                "<=": (above,),
-            }.get(op, (at_least, above))
+            if op in (">=", "<"):
+                points: tuple[int, ...] = (at_least,)
+            elif op in (">", "<="):
+                points = (above,)
+            else:  # == / != change only around an exact solution, if there is one
+                points = (at_least, above) if rest % k == 0 else ()
             for point in points:
                 if point > now and (best is None or point < best):
                     best = point
