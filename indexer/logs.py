@@ -54,21 +54,21 @@ def classify(
         topics = [bytes.fromhex(t[2:]) for t in raw["topics"]]
         spec = specs[topics[0]]
         address_key = raw["address"].lower()
+        emitter = checksum(bytes.fromhex(address_key[2:]))
         if spec.source == "factory":
             ours = address_key == factory_key
         else:
             ours = address_key in new_wallets or is_known_wallet(address_key)
         if not ours:
-            ignored.append(IgnoredLog(pos, number, raw["transactionHash"], raw["address"],
-                                      spec.name, NOT_OURS))  # fmt: skip
+            ignored.append(IgnoredLog(pos, number, raw["transactionHash"], emitter, spec.name,
+                                      NOT_OURS))  # fmt: skip
             continue
         try:
             args = spec.decode(topics, bytes.fromhex(raw["data"][2:]))
         except (MalformedLog, ValueError) as exc:
-            ignored.append(IgnoredLog(pos, number, raw["transactionHash"], raw["address"],
-                                      spec.name, f"malformed: {exc}"))  # fmt: skip
+            ignored.append(IgnoredLog(pos, number, raw["transactionHash"], emitter, spec.name,
+                                      f"malformed: {exc}"))  # fmt: skip
             continue
-        emitter = factory if spec.source == "factory" else checksum(bytes.fromhex(address_key[2:]))
         wallet: str | None
         seq: int | None
         if spec.name == "SessionCreated":

@@ -50,6 +50,7 @@ _RANGE_MESSAGES = (
 )
 _RATE_MESSAGES = ("rate limit", "too many requests", "exceeded its compute units", "capacity")
 _FATAL_CODES = {-32600, -32601, -32602}
+RETRY_AFTER_CAP = 60.0
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,8 @@ class ChainClient:
                     raise
                 delay = self.retry.delay(failure, self._rng)
                 if isinstance(exc, RateLimited) and exc.retry_after is not None:
-                    delay = max(delay, min(exc.retry_after, self.retry.max_delay))
+                    # the provider knows its window; a hostile header cannot stall us long
+                    delay = max(delay, min(exc.retry_after, RETRY_AFTER_CAP))
                 self._fail_over(index, exc)
                 log.warning(
                     "rpc %s failed (%s); attempt %d/%d in %.2fs",
