@@ -26,6 +26,8 @@ class RangeSizing:
     initial: int = 2_000
     minimum: int = 1
     maximum: int = 50_000
+    target_logs: int = 5_000  # aim each range at about this many logs: small enough to
+    # pipeline fetching with processing, large enough to keep round trips few
 
 
 def header_ref(raw: dict[str, Any]) -> BlockRef:
@@ -66,6 +68,7 @@ class Fetcher:
         self.sizing = sizing or RangeSizing()
         self.size = self.sizing.initial
         self.splits = 0
+        self.ranges: list[tuple[int, int]] = []  # every range answered, for benchmarks
 
     async def range_logs(self, lo: int, hi: int) -> tuple[list[dict[str, Any]], BlockRef]:
         """Every matching log in [lo, hi] and the header of `hi`."""
@@ -80,8 +83,15 @@ class Fetcher:
             first, _ = await self.range_logs(lo, mid)
             second, end = await self.range_logs(mid + 1, hi)
             return first + second, end
-        self.size = min(self.sizing.maximum, max(self.size, (hi - lo + 1) * 2))
+        self.size = self._next_size(hi - lo + 1, len(logs))
+        self.ranges.append((lo, hi))
         return logs, end
+
+    def _next_size(self, blocks: int, logs: int) -> int:
+        """Grow after a success, but toward `target_logs` per range, not past it."""
+        dense = blocks * self.sizing.target_logs // logs if logs else blocks * 2
+        grown = max(self.size, blocks * 2) if logs <= self.sizing.target_logs else dense
+        return max(self.sizing.minimum, min(self.sizing.maximum, grown, max(dense, 1)))
 
     async def _range_once(self, lo: int, hi: int) -> tuple[list[dict[str, Any]], BlockRef]:
         where = f"logs {lo}-{hi}"

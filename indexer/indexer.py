@@ -30,7 +30,7 @@ from indexer.errors import BadResponse, RetryableError, UnknownBlock
 from indexer.fetch import Fetcher, RangeSizing, header_ref
 from indexer.logs import classify, wallet_addresses
 from indexer.progress import Progress
-from indexer.projection import Event, Session, apply
+from indexer.projection import Event, Session, apply_all
 from indexer.reorg import (
     Finalized,
     NewBlock,
@@ -263,17 +263,19 @@ class Indexer:
 
     @staticmethod
     def _project(sessions: dict[str, Session], events: list[Event]) -> list[Session]:
-        changed: dict[str, Session] = {}
+        by_wallet: dict[str, list[Event]] = {}
         for event in events:
-            if event.wallet is None or event.seq is None:
-                continue  # factory admin events and batch failures change no session
-            state = apply(changed.get(event.wallet) or sessions.get(event.wallet), event)
-            changed[event.wallet] = state
-        for state in changed.values():
-            old = sessions.get(state.wallet)
+            if event.wallet is not None and event.seq is not None:
+                by_wallet.setdefault(event.wallet, []).append(event)
+            # factory admin events and batch failures (no seq) change no session
+        changed = []
+        for wallet, own in by_wallet.items():
+            old = sessions.get(wallet)
+            state = apply_all(old, own)
             if state.seq_gaps and (old is None or old.seq_gaps != state.seq_gaps):
-                log.error("session %s: sequence gap (%s)", state.wallet, state.gap_note)
-        return list(changed.values())
+                log.error("session %s: sequence gap (%s)", wallet, state.gap_note)
+            changed.append(state)
+        return changed
 
     async def _emit(self, change: Change) -> None:
         if self.on_change is not None:

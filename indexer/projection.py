@@ -80,90 +80,83 @@ class ProjectionError(ValueError):
     """An event that cannot apply: a wallet event for a session never created."""
 
 
+_FIELDS = tuple(f.name for f in dataclasses.fields(Session))
+
+
 def apply(session: Session | None, event: Event) -> Session:
     """The state after `event`. `session` is None only for SessionCreated."""
-    a = event.args
-    if event.name == "SessionCreated":
-        if session is not None:
-            raise ProjectionError(f"{event.wallet} created twice (position {event.position})")
-        return Session(
-            wallet=a["wallet"],
-            owner=a["owner"],
-            operator=a["operator"],
-            token=a["token"],
-            policy=a["policy"],
-            targets=tuple(a["targets"]),
-            salt=a["salt"],
-            fee=a["fee"],
-            initial_deposit=a["deposit"],
-            deposit=a["deposit"],
-            withdrawn=0,
-            balance=a["balanceAfter"],
-            spent=0,
-            budget=a["budget"],
-            stop_loss=a["stopLoss"],
-            take_profit=a["takeProfit"],
-            expiry=a["expiry"],
-            status="active",
-            close_reason=None,
-            closed_by=None,
-            refund=0,
-            execution_count=0,
-            created_block=event.block_number,
-            created_at=event.timestamp,
-            created_position=event.position,
-            last_seq=0,
-            last_position=event.position,
-            last_activity=event.timestamp,
-            revoked_at=None,
-            closed_at=None,
-            seq_gaps=0,
-            gap_note=None,
-        )
-    if session is None:
-        raise ProjectionError(f"{event.name} at {event.position} for unknown wallet {event.wallet}")
-    changes: dict[str, Any] = {
-        "balance": a["balanceAfter"],
-        "last_seq": event.seq,
-        "last_position": event.position,
-        "last_activity": event.timestamp,
-    }
-    assert event.seq is not None
-    if event.seq != session.last_seq + 1:
-        changes["seq_gaps"] = session.seq_gaps + 1
-        if session.gap_note is None:
-            changes["gap_note"] = (
-                f"seq {event.seq} after {session.last_seq} at block {event.block_number}"
-            )
-    name = event.name
-    if name == "Deposited":
-        changes["deposit"] = session.deposit + a["amount"]
-    elif name == "Withdrawn":
-        changes["withdrawn"] = session.withdrawn + a["amount"]
-    elif name == "Executed":
-        changes["spent"] = a["totalSpent"]
-        changes["execution_count"] = session.execution_count + 1
-    elif name == "Extended":
-        changes["expiry"] = a["newExpiry"]
-    elif name == "Revoked":
-        changes["status"] = "revoked"
-        changes["revoked_at"] = event.timestamp
-    elif name == "Closed":
-        reason = a["reason"]
-        changes["status"] = "closed"
-        changes["close_reason"] = (
-            CLOSE_REASONS[reason] if reason < len(CLOSE_REASONS) else f"reason_{reason}"
-        )
-        changes["closed_by"] = a["by"]
-        changes["refund"] = a["refund"]
-        changes["closed_at"] = event.timestamp
-    # Synced and Recovered change only the balance, already taken from balanceAfter.
-    return dataclasses.replace(session, **changes)
+    return apply_all(session, [event])
 
 
 def replay(events: Iterable[Event]) -> Session | None:
     """A session rebuilt from its events in position order (None if there are none)."""
-    session: Session | None = None
+    events = list(events)
+    return apply_all(None, events) if events else None
+
+
+def apply_all(session: Session | None, events: Iterable[Event]) -> Session:
+    """The state after `events` (one wallet's, in position order). Works on a plain dict
+    and freezes once: a backfill applies hundreds of thousands of events."""
+    state: dict[str, Any] | None = (
+        None if session is None else {f: getattr(session, f) for f in _FIELDS}
+    )
     for event in events:
-        session = apply(session, event)
-    return session
+        state = _step(state, event)
+    if state is None:
+        raise ProjectionError("no events to apply")
+    return Session(**state)
+
+
+def _step(s: dict[str, Any] | None, event: Event) -> dict[str, Any]:
+    a = event.args
+    if event.name == "SessionCreated":
+        if s is not None:
+            raise ProjectionError(f"{event.wallet} created twice (position {event.position})")
+        return {
+            "wallet": a["wallet"], "owner": a["owner"], "operator": a["operator"],
+            "token": a["token"], "policy": a["policy"], "targets": tuple(a["targets"]),
+            "salt": a["salt"], "fee": a["fee"], "initial_deposit": a["deposit"],
+            "deposit": a["deposit"], "withdrawn": 0, "balance": a["balanceAfter"], "spent": 0,
+            "budget": a["budget"], "stop_loss": a["stopLoss"], "take_profit": a["takeProfit"],
+            "expiry": a["expiry"], "status": "active", "close_reason": None, "closed_by": None,
+            "refund": 0, "execution_count": 0, "created_block": event.block_number,
+            "created_at": event.timestamp, "created_position": event.position, "last_seq": 0,
+            "last_position": event.position, "last_activity": event.timestamp,
+            "revoked_at": None, "closed_at": None, "seq_gaps": 0, "gap_note": None,
+        }  # fmt: skip
+    if s is None:
+        raise ProjectionError(f"{event.name} at {event.position} for unknown wallet {event.wallet}")
+    seq = event.seq
+    assert seq is not None
+    if seq != s["last_seq"] + 1:
+        s["seq_gaps"] += 1
+        if s["gap_note"] is None:
+            s["gap_note"] = f"seq {seq} after {s['last_seq']} at block {event.block_number}"
+    s["balance"] = a["balanceAfter"]
+    s["last_seq"] = seq
+    s["last_position"] = event.position
+    s["last_activity"] = event.timestamp
+    name = event.name
+    if name == "Executed":
+        s["spent"] = a["totalSpent"]
+        s["execution_count"] += 1
+    elif name == "Deposited":
+        s["deposit"] += a["amount"]
+    elif name == "Withdrawn":
+        s["withdrawn"] += a["amount"]
+    elif name == "Extended":
+        s["expiry"] = a["newExpiry"]
+    elif name == "Revoked":
+        s["status"] = "revoked"
+        s["revoked_at"] = event.timestamp
+    elif name == "Closed":
+        reason = a["reason"]
+        s["status"] = "closed"
+        s["close_reason"] = (
+            CLOSE_REASONS[reason] if reason < len(CLOSE_REASONS) else f"reason_{reason}"
+        )
+        s["closed_by"] = a["by"]
+        s["refund"] = a["refund"]
+        s["closed_at"] = event.timestamp
+    # Synced and Recovered change only the balance, already taken from balanceAfter.
+    return s
