@@ -185,8 +185,15 @@ class CompiledGroup:
             self.index_of_action[action] = index
             self.definition[key] = {"all": [{"m": self._engine_cond(cond)}], "run": action}
         self.variables = sorted(
-            {v for lin in self.terms for v, _ in lin[0]} | (self.fields - self.text_fields)
+            {v for lin in self.terms for v, _ in lin[0]}
+            | (self.fields - self.text_fields)
+            | {v for atom in self.time_atoms for v, _ in atom.others}
+            | ({"now"} if self.time_atoms else set())
         )
+        self._text_field_list = sorted(self.text_fields)
+        self._num_field_list = sorted(self.fields - self.text_fields)
+        self._term_list = [(key, parts, const) for (parts, const), key in self.terms.items()]
+        self.text_terms_fact = {key: text for text, key in self.text_terms.items()}
 
     # ---- engine conditions -----------------------------------------------------------
 
@@ -239,6 +246,7 @@ class CompiledGroup:
     # ---- facts -----------------------------------------------------------------------
 
     def values(self, snapshot: Snapshot, now: int) -> dict[str, int]:
+        """The integer variables this group reads, checked to be uint256."""
         out: dict[str, int] = {}
         for var in self.variables:
             if var == UNIT:
@@ -255,30 +263,29 @@ class CompiledGroup:
             out[var] = value
         return out
 
-    def fact(self, fact_id: int, snapshot: Snapshot, now: int) -> dict[str, Any]:
-        values = self.values(snapshot, now)
+    def fact(self, fact_id: int, snapshot: Snapshot, values: dict[str, int]) -> dict[str, Any]:
+        """The engine fact: numbers as fixed-width text, terms computed exactly here."""
         width = self.width
+        positive = f"p%0{width}d"
         fact: dict[str, Any] = {"id": fact_id}
-        for name in self.fields:
-            if name in self.text_fields:
-                fact[name] = getattr(snapshot, name)
-            else:
-                fact[name] = encode(values[name], width)
-        for (parts, const), key in self.terms.items():
+        for name in self._text_field_list:
+            fact[name] = getattr(snapshot, name)
+        for name in self._num_field_list:
+            value = values[name]
+            fact[name] = positive % value  # fields are uint256: never negative
+        for key, parts, const in self._term_list:
             total = const
             for var, coef in parts:
                 total += coef * values[var]
-            fact[key] = encode(total, width)
-        for text, key in self.text_terms.items():
-            fact[key] = text
+            fact[key] = positive % total if total >= 0 else encode(total, width)
+        fact.update(self.text_terms_fact)
         return fact
 
-    def next_check_at(self, snapshot: Snapshot, now: int) -> int | None:
+    def next_check_at(self, values: dict[str, int], now: int) -> int | None:
         """Earliest chain time after `now` at which a time-dependent comparison of this
-        group could change truth for the snapshot."""
+        group could change truth, given the snapshot's values()."""
         if not self.time_atoms:
             return None
-        values = self.values(snapshot, now)
         best: int | None = None
         for atom in self.time_atoms:
             rest = atom.const + sum(c * values[v] for v, c in atom.others)

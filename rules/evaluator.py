@@ -60,13 +60,14 @@ class Evaluator:
     def evaluate(self, snapshot: Snapshot, now: int) -> Evaluation:
         group = self.group_for(snapshot.policy)
         matched: tuple[Rule, ...] = ()
+        values = group.values(snapshot, now)
         if group.rules:
             self._fact_ids += 1
-            fact = group.fact(self._fact_ids, snapshot, now)
+            fact = group.fact(self._fact_ids, snapshot, values)
             fired = self.host.run_fact(group.engine_name, fact, self.direct)
             indices = sorted({group.index_of_action[name] for name in fired})
             matched = tuple(group.rules[i] for i in indices)
-        next_check = None if snapshot.status == "closed" else group.next_check_at(snapshot, now)
+        next_check = None if snapshot.status == "closed" else group.next_check_at(values, now)
         return Evaluation(
             wallet=snapshot.wallet,
             status=snapshot.status,
