@@ -11,8 +11,13 @@ between, and a few look-alike (spoofed) logs that an indexer must ignore.
 
 The result is `<cache-dir>/chain-<key>.json`, an anvil state (load it with `--load-state`,
 see `seeded_anvil`), and `<cache-dir>/chain-<key>.meta.json`, which says what is in it. The
-key hashes the contract artifacts, the anvil version and the seeding parameters, so a stale
-cache is never reused; a valid one is reused as is.
+key hashes the contract artifacts, the anvil version, the seeding parameters and this
+script, so a stale cache is never reused; a valid one is reused as is.
+
+After a load, anvil serves every old block, receipt and log (eth_getLogs over the whole
+range works), but not the state at old blocks (eth_call at an old block fails: historical
+states are not dumped), and its clock restarts at the wall clock: call
+`anvil_setTime(meta.head_timestamp)` first if new blocks must continue the chain's time.
 
 anvil dumps every transaction with its full call trace (about 12 KB per wallet event), which
 would make a 200,000-event dump several gigabytes. Traces are not needed for logs, so the
@@ -52,8 +57,6 @@ from warden.devnet import Anvil, deploy_contract, deploy_stack, find_anvil, free
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE_DIR = ROOT / ".cache" / "bench"
-# Bump when the way the chain is seeded changes, so that old caches are not reused.
-FORMAT = 1
 GAS_LIMIT = 2_000_000_000  # block gas limit: a block holds up to three large seeder calls
 TX_GAS = 300_000_000
 GENESIS_TIMESTAMP = 1_750_000_000  # fixed, so that the same parameters give the same chain
@@ -190,7 +193,8 @@ def anvil_version() -> str:
 
 def cache_key(params: SeedParams, anvil: str) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({"format": FORMAT, "anvil": anvil, **asdict(params)}).encode())
+    h.update(json.dumps({"anvil": anvil, **asdict(params)}).encode())
+    h.update(Path(__file__).read_bytes())  # how the chain is seeded
     artifacts = resources.files("contracts") / "artifacts"
     for name in artifact_names():
         h.update(name.encode())
@@ -405,7 +409,9 @@ class _Seeding:
                 new, ops, close_bps = self._next_call(planned)
                 planned += new + ops
                 self.calls += 1
-                data = seeder.encode_abi("run", args=[new, ops, close_bps, self.calls])
+                # the call number in the low bits, the run's seed above (seed 1 adds nothing)
+                salt = (self.params.seed - 1) << 64 | self.calls
+                data = seeder.encode_abi("run", args=[new, ops, close_bps, salt])
                 hashes.append(self._send(rpc, dep, dep.seeder, data))
                 self.sessions += new
             self.blocks += 1
@@ -421,7 +427,7 @@ class _Seeding:
             if self.rng.random() < 0.05:  # empty blocks, sometimes a longer pause
                 for _ in range(self.rng.randint(1, 5)):
                     self._mine(rpc, self.rng.choice((12, 60, 900, 3_600)))
-            self._report()
+            self.report()
         rpc.call("evm_setAutomine", True)
 
     def _send(self, rpc: Rpc, dep: _Deployed, to: str, data: str) -> str:
@@ -450,7 +456,7 @@ class _Seeding:
         name, args = self.rng.choice(calls)
         return str(lookalike.encode_abi(name, args=args))
 
-    def _report(self, force: bool = False) -> None:
+    def report(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self.last_report < 2.0:
             return
@@ -506,7 +512,7 @@ def seed(
                 state.unlink()
             state = stripped
             segment += 1
-        run._report(force=True)
+        run.report(force=True)
         assert state is not None and run.tally is not None
         final, meta_path = cache_paths(cache_dir, key)
         state.replace(final)
@@ -578,7 +584,8 @@ def verify(meta: SeedMeta, progress: Progress = say) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog="See the module docstring for details."
+        description=__doc__.split("\n\nImportable")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--events",
