@@ -3,10 +3,10 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap run test contracts lint typecheck gas clean
+.PHONY: help bootstrap run test contracts lint typecheck gas bench-indexer bench-rules clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 bootstrap: ## create .venv and node_modules from the repository's pinned files
 	@scripts/bootstrap.sh
@@ -28,5 +28,11 @@ lint: bootstrap ## ruff and mypy
 gas: bootstrap ## measure contract gas figures on anvil and print them (see docs/gas.md)
 	@$(VENV)/python scripts/gas_report.py
 
+bench-indexer: bootstrap ## backfill benchmark on a cached seeded chain (see BENCHMARKS.md)
+	@$(VENV)/python scripts/bench_indexer.py
+
+bench-rules: bootstrap ## rule evaluation benchmark (see BENCHMARKS.md)
+	@$(VENV)/python scripts/bench_rules.py
+
 clean: ## remove the virtualenv, node_modules and caches
-	rm -rf .venv node_modules .bootstrap .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf .venv node_modules .bootstrap .pytest_cache .mypy_cache .ruff_cache .hypothesis .cache

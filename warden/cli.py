@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from warden.index_command import add_index_parser, run_index_command
+from warden.rules_command import add_rules_parser, run_rules_command
 
 NOT_YET = (
     "warden run: the daemon is not built yet (it lands with the 'Daemon, HTTP API and CLI' "
@@ -30,6 +31,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "and keep running until Ctrl-C",
     )
     add_index_parser(sub)
+    add_rules_parser(sub)
     return parser
 
 
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         return _devnet()
     if args.command == "index":
         return run_index_command(args)
+    if args.command == "rules":
+        return run_rules_command(args)
     parser.print_help()
     return 0
 

@@ -1,4 +1,5 @@
-"""`warden rules check FILE...`: validate rule files, print every problem, exit non-zero."""
+"""`warden rules check FILE...`: validate rule files, print every problem, exit non-zero;
+`warden rules replay`: see `warden.replay_command`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from typing import Any
 
 from rules import check_files, expand_paths
+from warden.replay_command import add_replay_parser, run_replay_command
 
 
 def add_rules_parser(subparsers: Any) -> None:
@@ -18,9 +20,12 @@ def add_rules_parser(subparsers: Any) -> None:
         "file:line:column",
     )
     check.add_argument("files", nargs="+", metavar="FILE", help="rule file or directory")
+    add_replay_parser(sub)
 
 
 def run_rules_command(args: argparse.Namespace) -> int:
+    if args.rules_command == "replay":
+        return run_replay_command(args)
     if args.rules_command != "check":  # argparse enforces the choice; keep mypy honest
         return 2
     problems, ruleset = check_files(args.files)
