@@ -16,7 +16,7 @@ from indexer.indexer import Change, Indexer, IndexerConfig, OnChange
 from indexer.migrations import migrate, open_database
 from indexer.progress import Progress
 from indexer.projection import Event, Session, apply, replay
-from indexer.reorg import Finalized, NewBlock, Reorg
+from indexer.reorg import NewBlock, Reorg
 from indexer.rpc import ChainClient, RetryPolicy, RpcStats
 from indexer.store import BlockRef, IndexerStore
 
@@ -29,7 +29,6 @@ __all__ = [
     "Drift",
     "Event",
     "FatalError",
-    "Finalized",
     "Indexer",
     "IndexerConfig",
     "IndexerError",

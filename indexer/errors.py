@@ -15,9 +15,10 @@
     └── FatalError                  give up: retrying cannot help, a person must act
         ├── WrongChain              the endpoint serves another chain id than configured
         ├── RpcRejected             method missing, invalid params, auth refused (HTTP 4xx)
-        ├── CallReverted            eth_call/estimateGas reverted; `data` holds the reason
-        └── DeepReorg               the chain replaced more blocks than the reorg window
-                                    holds; recoverable by re-indexing from an older block
+        └── CallReverted            eth_call/estimateGas reverted; `data` holds the reason
+
+A reorg deeper than the window of stored headers is not an error: the indexer logs it
+and finds the common ancestor among older blocks that hold events (see `indexer.py`).
 
 A gap in a wallet's sequence numbers is not an exception: the projection records it on
 the session and the indexer reports it, because the state is still rebuilt from
@@ -81,9 +82,3 @@ class CallReverted(FatalError):
     def __init__(self, message: str, data: str | None = None) -> None:
         super().__init__(message)
         self.data = data
-
-
-class DeepReorg(FatalError):
-    def __init__(self, message: str, checked_down_to: int) -> None:
-        super().__init__(message)
-        self.checked_down_to = checked_down_to

@@ -32,8 +32,6 @@ from indexer.logs import classify, wallet_addresses
 from indexer.progress import Progress
 from indexer.projection import Event, Session, apply_all
 from indexer.reorg import (
-    Finalized,
-    NewBlock,
     Reorg,
     checkpoint_still_canonical,
     common_ancestor,
@@ -66,6 +64,7 @@ class Change:
     removed: tuple[str, ...] = ()  # sessions whose creation was rolled back
     reorg: Reorg | None = None
     backfill: bool = False  # True while catching up from far behind the head
+    finalized: int | None = None  # blocks at or below this are older than the reorg window
 
 
 OnChange = Callable[[Change], Awaitable[None]]
@@ -89,7 +88,6 @@ class Indexer:
         self.fetcher = Fetcher(client, topics_filter(), config.sizing)
         self.head: int | None = None  # the node's head at the last step
         self.reorgs = 0
-        self.chain_events: deque[NewBlock | Reorg | Finalized] = deque(maxlen=256)
 
     # -- driving ---------------------------------------------------------------------
     async def checkpoint(self) -> BlockRef:
@@ -159,7 +157,6 @@ class Indexer:
         result = await self.store.rollback(ancestor)
         event = Reorg(ancestor, cp.number - ancestor.number, cp)
         self.reorgs += 1
-        self.chain_events.append(event)
         log.warning(
             "reorg: %d indexed blocks replaced; rolled back to block %d (%s), %d events "
             "removed, %d sessions replayed, %d removed",
@@ -224,9 +221,6 @@ class Indexer:
         blocks = [nb.block for nb in linked]
         logs = await self.fetcher.block_logs(blocks)
         await self._commit(logs, blocks, blocks[-1], backfill=False)
-        self.chain_events.extend(linked)
-        if self.head is not None:
-            self.chain_events.append(Finalized(finalized(self.head, self.config.reorg_window)))
 
     # -- commit ----------------------------------------------------------------------
     async def _commit(
@@ -258,7 +252,8 @@ class Indexer:
         )
         if classified.ignored:
             log.info("ignored %d look-alike or malformed logs", len(classified.ignored))
-        await self._emit(Change(checkpoint, tuple(changed), backfill=backfill))
+        final = None if self.head is None else finalized(self.head, self.config.reorg_window)
+        await self._emit(Change(checkpoint, tuple(changed), backfill=backfill, finalized=final))
         return len(classified.events)
 
     @staticmethod

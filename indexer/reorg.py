@@ -1,10 +1,10 @@
 """Reorg detection: pure decisions over block headers, one named test per case.
 
-The head follower (`follow.py`) fetches headers and hands them here; this module says
-whether they extend what is indexed (`NewBlock`s), replace part of it (`Reorg` back to
-a common ancestor), or replace more than the stored window can tell (`DeepReorg`, which
-the follower resolves by checking older blocks that hold events). Blocks that fall out
-of the reorg window become `Finalized`.
+The indexer (`indexer.py`) fetches headers and hands them here; this module says whether
+they extend what is indexed (`NewBlock`s), replace part of it (a `Reorg` back to the
+common ancestor), or replace more than the stored window can tell (no ancestor: the
+indexer then checks older blocks that hold events). Blocks older than the reorg window
+are final (`finalized`).
 """
 
 from __future__ import annotations
@@ -25,14 +25,6 @@ class Reorg:
     ancestor: BlockRef  # the newest indexed block still on the canonical chain
     depth: int  # indexed blocks orphaned: checkpoint number - ancestor number
     orphaned_head: BlockRef  # the checkpoint that was replaced
-
-
-@dataclass(frozen=True)
-class Finalized:
-    number: int  # every block at or below this is beyond the reorg window
-
-
-ChainEvent = NewBlock | Reorg | Finalized
 
 
 def checkpoint_still_canonical(checkpoint: BlockRef, canonical: BlockRef | None) -> bool:

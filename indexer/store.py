@@ -270,6 +270,15 @@ class IndexerStore:
         async with self.db.execute(sql + " ORDER BY position", params) as cur:
             return [self._event(r) async for r in cur]
 
+    async def counts(self) -> dict[str, int]:
+        """Rows per table, for summaries and metrics."""
+        out = {}
+        for table in ("sessions", "events", "ignored_logs"):
+            async with self.db.execute(f"SELECT COUNT(*) FROM {table}") as cur:
+                row = await cur.fetchone()
+            out[table] = int(row[0]) if row else 0
+        return out
+
     async def ignored_count(self) -> int:
         async with self.db.execute("SELECT COUNT(*) FROM ignored_logs") as cur:
             row = await cur.fetchone()

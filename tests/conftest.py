@@ -67,8 +67,7 @@ def chain(anvil: Anvil) -> Chain:
     return Chain(anvil)
 
 
-@pytest.fixture(scope="session")
-def roles(chain: Chain) -> Roles:
+def make_roles(chain: Chain) -> Roles:
     a = chain.accounts
     return Roles(
         deployer=a[0], owner=a[1], operator=a[2], stranger=a[3], treasury=a[4], owner2=a[5]
@@ -76,7 +75,12 @@ def roles(chain: Chain) -> Roles:
 
 
 @pytest.fixture(scope="session")
-def stack(chain: Chain, roles: Roles) -> Stack:
+def roles(chain: Chain) -> Roles:
+    return make_roles(chain)
+
+
+def build_stack(chain: Chain, roles: Roles) -> Stack:
+    """The contracts deployed and funded: what every chain test starts from."""
     dep = deploy_stack(
         chain.w3,
         deployer=roles.deployer,
@@ -103,6 +107,11 @@ def stack(chain: Chain, roles: Roles) -> Stack:
         lookalike=chain.deploy("LookAlikeWallet"),
         untrusted_game=chain.deploy("TestGame", token.address),
     )
+
+
+@pytest.fixture(scope="session")
+def stack(chain: Chain, roles: Roles) -> Stack:
+    return build_stack(chain, roles)
 
 
 @pytest.fixture

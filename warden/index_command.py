@@ -129,12 +129,10 @@ async def _index(args: argparse.Namespace) -> int:
                     loop.add_signal_handler(sig, stop.set)
                 await indexer.run(stop, args.poll)
                 cp = await indexer.checkpoint()
-            sessions = await store.all_sessions()
-            events = len(await store.events())
-            ignored = await store.ignored_count()
+            n = await store.counts()
             print(
-                f"indexed to block {cp.number}: {len(sessions)} sessions, {events} events, "
-                f"{ignored} ignored logs, {indexer.reorgs} reorgs"
+                f"indexed to block {cp.number}: {n['sessions']} sessions, {n['events']} events, "
+                f"{n['ignored_logs']} ignored logs, {indexer.reorgs} reorgs"
             )
     finally:
         await db.close()

@@ -4,7 +4,8 @@ fresh index of the new chain."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,67 @@ import pytest
 
 from indexer import ChainClient, Change, Indexer, IndexerStore, open_database
 from tests._chain import Chain, CloseReason
-from tests.conftest import TOKEN, Roles, Session, Stack, as_tuple, session_params
+from tests.conftest import (
+    TOKEN,
+    Roles,
+    Session,
+    Stack,
+    as_tuple,
+    build_stack,
+    make_roles,
+    session_params,
+)
 from tests.indexer._support import FAST_RETRY, config, index_to_head, rows
+from warden.devnet import Anvil
+
+# This module runs on its own anvil. On the suite's shared node, after a few hundred
+# evm_snapshot/evm_revert cycles, anvil 1.7.1 sometimes mines anvil_reorg's replacement
+# transactions with receipts that hold no logs (status 1, no events), so the new branch
+# would not be the one the test built. A node of its own keeps the branches honest.
 
 
-def tx(contract: Any, fn: str, args: list[Any], sender: str) -> dict[str, Any]:
-    """A transaction for anvil_reorg: the node signs it for the unlocked sender."""
+@pytest.fixture(scope="module")
+def anvil() -> Iterator[Anvil]:
+    with Anvil() as node:
+        yield node
+
+
+@pytest.fixture(scope="module")
+def chain(anvil: Anvil) -> Chain:
+    return Chain(anvil)
+
+
+@pytest.fixture(scope="module")
+def roles(chain: Chain) -> Roles:
+    return make_roles(chain)
+
+
+@pytest.fixture(scope="module")
+def stack(chain: Chain, roles: Roles) -> Stack:
+    return build_stack(chain, roles)
+
+
+_unique = itertools.count()
+
+
+def tx(contract: Any, fn: str, args: list[Any], sender: str, nonce: int) -> dict[str, Any]:
+    """A transaction for anvil_reorg, signed by the node for the unlocked sender.
+
+    The nonce is explicit, and the gas limit differs per transaction so that no two tests
+    send a byte-identical transaction: anvil 1.7.1 answers a receipt without logs when a
+    replacement block re-mines a transaction hash it has seen before an evm_revert."""
     return {"from": sender, "to": contract.address, "data": contract.encode_abi(fn, args=args),
-            "gas": hex(3_000_000)}  # fmt: skip
+            "gas": hex(3_000_000 + next(_unique)), "nonce": hex(nonce)}  # fmt: skip
+
+
+def landed(chain: Chain, head: int, depth: int) -> list[bool]:
+    """Whether each transaction in the replacement blocks succeeded and logged something."""
+    out = []
+    for n in range(head - depth + 1, head + 1):
+        for h in chain.w3.eth.get_block(n)["transactions"]:
+            receipt = chain.w3.eth.get_transaction_receipt(h)
+            out.append(receipt["status"] == 1 and bool(receipt["logs"]))
+    return out
 
 
 class Follower:
@@ -75,15 +129,23 @@ def branch_b(
     chain: Chain, stack: Stack, roles: Roles, s1: Session, s2: Session, depth: int
 ) -> list[list[Any]]:
     """Replacement blocks: close s2, withdraw from s1, create a session for owner2."""
+    fork = chain.w3.eth.block_number - depth
+
+    def nonce(who: str, offset: int) -> int:
+        return int(chain.w3.eth.get_transaction_count(who, block_identifier=fork)) + offset
+
     params = session_params(chain, stack, roles, policy="disciple")
     fee = stack.factory.functions.feeFor(params["deposit"]).call()
     approve = [stack.factory.address, params["deposit"] + fee]
     create = [as_tuple(params), b"\x77" * 32]
     return [
-        [tx(s2.wallet, "close", [int(CloseReason.OWNER)], roles.owner), 0],
-        [tx(s1.wallet, "withdraw", [3 * TOKEN], roles.owner), 0],
-        [tx(stack.token, "approve", approve, roles.owner2), depth - 1],
-        [tx(stack.factory, "createSession", create, roles.owner2), depth - 1],
+        [tx(s2.wallet, "close", [int(CloseReason.OWNER)], roles.owner, nonce(roles.owner, 0)), 0],
+        [tx(s1.wallet, "withdraw", [3 * TOKEN], roles.owner, nonce(roles.owner, 1)), 0],
+        [tx(stack.token, "approve", approve, roles.owner2, nonce(roles.owner2, 0)), depth - 1],
+        [
+            tx(stack.factory, "createSession", create, roles.owner2, nonce(roles.owner2, 1)),
+            depth - 1,
+        ],
     ]
 
 
@@ -106,6 +168,7 @@ async def test_reorg_equals_fresh_index(
         fork_head = chain.w3.eth.block_number
         chain.anvil.rpc("anvil_reorg", depth, branch_b(chain, stack, roles, s1, s2, depth))
         assert chain.w3.eth.block_number == fork_head
+        assert all(landed(chain, fork_head, depth)), "a replacement transaction failed"
         await f.settle()
         after = rows(f.path)
         reorgs = [c for c in f.changes if c.reorg is not None]
