@@ -36,10 +36,8 @@ import json
 import mmap
 import random
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections import Counter
@@ -47,13 +45,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from web3 import Web3
 from web3.contract import Contract
 
 from contracts import artifact_names, load_artifact
-from warden.devnet import Anvil, deploy_contract, deploy_stack, find_anvil, free_port
+from warden.devnet import Anvil, deploy_contract, deploy_stack, find_anvil
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE_DIR = ROOT / ".cache" / "bench"
@@ -238,59 +236,6 @@ def strip_traces(src: Path, dst: Path) -> None:
                 out.write(b'"traces":[')
                 pos = end
             out.write(m[pos:])
-
-
-class DumpingAnvil:
-    """An anvil that writes its state to `dump` when it stops, however long that takes.
-
-    warden.devnet.Anvil kills anvil 5 s after asking it to stop, too soon for a state of
-    hundreds of megabytes; this one waits. `with DumpingAnvil(path, args) as url: ...`"""
-
-    def __init__(self, dump: Path, args: Sequence[str], timeout: float = 1_800.0) -> None:
-        self.dump = dump
-        self.args = list(args)
-        self.timeout = timeout
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._stderr: IO[bytes] | None = None
-
-    def __enter__(self) -> str:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        self._stderr = tempfile.TemporaryFile()  # a file: a pipe could fill and block anvil
-        self._proc = subprocess.Popen(
-            [str(find_anvil()), "--host", "127.0.0.1", "--port", str(port),
-             "--dump-state", str(self.dump), *self.args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
-        )  # fmt: skip
-        deadline = time.monotonic() + 300  # loading a large state takes a while
-        while time.monotonic() < deadline and self._proc.poll() is None:
-            try:
-                Rpc(url, timeout=5).call("eth_chainId")
-                return url
-            except OSError:
-                time.sleep(0.1)
-        self._stop()
-        self._stderr.seek(0)
-        raise RuntimeError(f"anvil did not start: {self._stderr.read().decode()[-500:]}")
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop()
-
-    def _stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # anvil writes --dump-state, then exits
-            try:
-                proc.wait(timeout=self.timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                raise RuntimeError(
-                    f"anvil took over {self.timeout} s to write {self.dump}"
-                ) from None
-        if self._stderr is not None:
-            self._stderr.close()
-            self._stderr = None
 
 
 def seeded_anvil(meta: SeedMeta, extra_args: Sequence[str] = ()) -> Anvil:
@@ -493,7 +438,12 @@ def seed(
             args += (
                 ["--load-state", str(state)] if state else ["--timestamp", str(GENESIS_TIMESTAMP)]
             )
-            with DumpingAnvil(raw, args) as url:
+            with Anvil(
+                extra_args=[*args, "--dump-state", str(raw)],
+                start_timeout=300,  # loading a large state takes a while
+                stop_timeout=1_800,  # and so does writing one
+            ) as node:
+                url = node.url
                 rpc = Rpc(url)
                 w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 300}))
                 if dep is None:

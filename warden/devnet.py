@@ -80,8 +80,14 @@ class Anvil:
         block_time: float | None = None,
         extra_args: Sequence[str] = (),
         log: IO[bytes] | None = None,
+        start_timeout: float = 20.0,
+        stop_timeout: float = 5.0,
     ) -> None:
+        """`start_timeout` must cover loading a large `--load-state`; `stop_timeout` writing
+        a large `--dump-state` (anvil writes it on SIGTERM, before it exits)."""
         self.binary = find_anvil(binary)
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
         self.chain_id = chain_id
         self.block_time = block_time
         self.extra_args = list(extra_args)
@@ -96,7 +102,8 @@ class Anvil:
             raise DevnetError("anvil is not running")
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> Anvil:
+    def start(self, timeout: float | None = None) -> Anvil:
+        timeout = self.start_timeout if timeout is None else timeout
         last_error = ""
         for _ in range(3):  # a free port can be taken between probe and bind
             self.port = free_port()
@@ -157,16 +164,23 @@ class Anvil:
         proc, self._proc = self._proc, None
         if proc is None:
             return
+        cut_short = False
         if proc.poll() is None:
             proc.terminate()
             try:
-                proc.wait(timeout=5)
+                proc.wait(timeout=self.stop_timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+                cut_short = True
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
+        if cut_short and "--dump-state" in self.extra_args:
+            raise DevnetError(
+                f"anvil took over {self.stop_timeout:.0f} s to write its --dump-state and was "
+                "killed: the dump is incomplete; raise stop_timeout"
+            )
 
     def __enter__(self) -> Anvil:
         return self.start()
