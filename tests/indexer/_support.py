@@ -3,7 +3,9 @@ plain rows so two databases can be compared."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +21,29 @@ def config(factory: str, **overrides: Any) -> IndexerConfig:
     return IndexerConfig(**values)
 
 
-async def index_to_head(
-    url: str | list[str], db_path: Path, cfg: IndexerConfig, **client_kw: Any
-) -> Indexer:
-    urls = [url] if isinstance(url, str) else url
+@contextlib.asynccontextmanager
+async def opened(db_path: Path) -> AsyncIterator[IndexerStore]:
+    """The indexer's store on a SQLite file, migrated, closed afterwards."""
     db = await open_database(db_path)
     try:
         store = IndexerStore(db)
         await store.setup()
-        async with ChainClient(urls, retry=client_kw.pop("retry", FAST_RETRY), **client_kw) as c:
-            indexer = Indexer(c, store, cfg)
-            await indexer.sync_to_head()
-            return indexer
+        yield store
     finally:
         await db.close()
+
+
+async def index_to_head(
+    url: str | list[str], db_path: Path, cfg: IndexerConfig, **client_kw: Any
+) -> Indexer:
+    urls = [url] if isinstance(url, str) else url
+    async with (
+        opened(db_path) as store,
+        ChainClient(urls, retry=client_kw.pop("retry", FAST_RETRY), **client_kw) as client,
+    ):
+        indexer = Indexer(client, store, cfg)
+        await indexer.sync_to_head()
+        return indexer
 
 
 def rows(db_path: Path) -> dict[str, list[tuple[Any, ...]]]:

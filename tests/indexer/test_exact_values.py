@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from indexer import ChainClient, IndexerStore, audit_balances, open_database
+from indexer import ChainClient, audit_balances
 from tests._chain import Chain
 from tests.conftest import Roles, Session, Stack, as_tuple, session_params
-from tests.indexer._support import FAST_RETRY, config, index_to_head
+from tests.indexer._support import FAST_RETRY, config, index_to_head, opened
 from warden.devnet import deploy_contract
 
 EDGES = [2**63 - 1, 2**63, 2**63 + 1, 2**64 - 1, 2**64, 2**64 + 1, 2**255 - 1, 2**255, 2**255 + 1]
@@ -38,13 +38,9 @@ async def test_uint256_values_round_trip_exactly(
     chain.send(s.wallet.functions.withdraw(value), roles.owner2)
     db_path = tmp_path / "x.sqlite"
     await index_to_head(chain.anvil.url, db_path, config(stack.factory.address))
-    db = await open_database(db_path)
-    try:
-        store = IndexerStore(db)
+    async with opened(db_path) as store:
         got = await store.session(s.wallet.address)
         events = await store.events(s.wallet.address)
-    finally:
-        await db.close()
     assert got is not None
     assert (got.initial_deposit, got.budget, got.stop_loss, got.take_profit) == (
         value, value - 1, value - 2, value + 3,
@@ -87,14 +83,11 @@ async def test_look_alike_and_foreign_factory_logs_are_ignored_and_counted(
                                                  stack.token.address), roles.stranger)  # fmt: skip
     db_path = tmp_path / "x.sqlite"
     await index_to_head(chain.anvil.url, db_path, config(stack.factory.address))
-    db = await open_database(db_path)
-    try:
-        store = IndexerStore(db)
+    async with opened(db_path) as store:
         sessions = await store.all_sessions()
-        async with db.execute("SELECT address, event FROM ignored_logs ORDER BY position") as cur:
+        sql = "SELECT address, event FROM ignored_logs ORDER BY position"
+        async with store.db.execute(sql) as cur:
             ignored = [tuple(r) async for r in cur]
-    finally:
-        await db.close()
     assert [s.wallet for s in sessions] == [ours.wallet.address]
     assert (other.address, "SessionCreated") in ignored
     assert (foreign, "Withdrawn") in ignored
@@ -117,15 +110,13 @@ async def test_balance_audit_reports_a_plain_transfer_until_synced(
 
     async def audit() -> list[int]:
         await index_to_head(chain.anvil.url, db_path, config(stack.factory.address))
-        db = await open_database(db_path)
-        try:
-            store = IndexerStore(db)
+        async with (
+            opened(db_path) as store,
+            ChainClient([chain.anvil.url], retry=FAST_RETRY) as client,
+        ):
             cp = await store.checkpoint()
             assert cp is not None
-            async with ChainClient([chain.anvil.url], retry=FAST_RETRY) as client:
-                drifts = await audit_balances(client, await store.all_sessions(), cp.number)
-        finally:
-            await db.close()
+            drifts = await audit_balances(client, await store.all_sessions(), cp.number)
         return [d.difference for d in drifts]
 
     assert await audit() == [42]

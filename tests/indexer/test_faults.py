@@ -8,14 +8,29 @@ from pathlib import Path
 
 import pytest
 
-from indexer import ChainClient, Indexer, IndexerStore, RetryPolicy, open_database
+from indexer import ChainClient, Indexer, RetryPolicy
 from tests._chain import Chain
 from tests._rpc_proxy import Fault, FaultyProxy
 from tests.conftest import Roles, Session, Stack
-from tests.indexer._support import FAST_RETRY, config, index_to_head, rows, sizing
+from tests.indexer._support import FAST_RETRY, config, index_to_head, opened, rows, sizing
 from tests.indexer.test_indexing import activity
 
 PATIENT = RetryPolicy(initial=0.01, factor=1.5, max_delay=0.1, attempts=60)
+
+
+@pytest.fixture
+async def clean(
+    tmp_path: Path,
+    fresh_chain: Chain,
+    stack: Stack,
+    roles: Roles,
+    make_session: Callable[..., Session],
+) -> Path:
+    """Some session activity, indexed straight from anvil: what every faulty run must equal."""
+    activity(fresh_chain, stack, roles, make_session)
+    path = tmp_path / "clean.sqlite"
+    await index_to_head(fresh_chain.anvil.url, path, config(stack.factory.address))
+    return path
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -26,10 +41,9 @@ async def test_random_faults_end_in_the_same_database(
     stack: Stack,
     roles: Roles,
     make_session: Callable[..., Session],
+    clean: Path,
 ) -> None:
-    for _ in range(2):
-        activity(fresh_chain, stack, roles, make_session)
-    clean = tmp_path / "clean.sqlite"
+    activity(fresh_chain, stack, roles, make_session)  # more than `clean` holds
     await index_to_head(fresh_chain.anvil.url, clean, config(stack.factory.address))
     with FaultyProxy(fresh_chain.anvil.url, seed=seed, delay=(0.05, 0.3)) as proxy:
         proxy.set_faults(rate=0.3)
@@ -43,15 +57,8 @@ async def test_random_faults_end_in_the_same_database(
 
 
 async def test_every_fault_kind_is_survived(
-    tmp_path: Path,
-    fresh_chain: Chain,
-    stack: Stack,
-    roles: Roles,
-    make_session: Callable[..., Session],
+    tmp_path: Path, fresh_chain: Chain, stack: Stack, clean: Path
 ) -> None:
-    activity(fresh_chain, stack, roles, make_session)
-    clean = tmp_path / "clean.sqlite"
-    await index_to_head(fresh_chain.anvil.url, clean, config(stack.factory.address))
     with FaultyProxy(fresh_chain.anvil.url, seed=7, delay=(1.5, 1.5)) as proxy:
         for kind in Fault:
             proxy.inject(kind, count=2)
@@ -73,15 +80,8 @@ async def test_every_fault_kind_is_survived(
 
 
 async def test_provider_log_limits_make_ranges_shrink(
-    tmp_path: Path,
-    fresh_chain: Chain,
-    stack: Stack,
-    roles: Roles,
-    make_session: Callable[..., Session],
+    tmp_path: Path, fresh_chain: Chain, stack: Stack, clean: Path
 ) -> None:
-    activity(fresh_chain, stack, roles, make_session)
-    clean = tmp_path / "clean.sqlite"
-    await index_to_head(fresh_chain.anvil.url, clean, config(stack.factory.address))
     with FaultyProxy(fresh_chain.anvil.url) as proxy:
         proxy.limit_logs(max_range=3, max_results=4)
         limited = tmp_path / "limited.sqlite"
@@ -95,23 +95,15 @@ async def test_provider_log_limits_make_ranges_shrink(
 
 
 async def test_failover_to_the_second_endpoint(
-    tmp_path: Path,
-    fresh_chain: Chain,
-    stack: Stack,
-    roles: Roles,
-    make_session: Callable[..., Session],
+    tmp_path: Path, fresh_chain: Chain, stack: Stack, clean: Path
 ) -> None:
-    activity(fresh_chain, stack, roles, make_session)
-    clean = tmp_path / "clean.sqlite"
-    await index_to_head(fresh_chain.anvil.url, clean, config(stack.factory.address))
     with FaultyProxy(fresh_chain.anvil.url) as down:
         down.set_faults(rate=1.0, kinds=[Fault.HTTP_503])
-        db = await open_database(tmp_path / "failover.sqlite")
-        store = IndexerStore(db)
-        await store.setup()
-        async with ChainClient([down.url, fresh_chain.anvil.url], retry=FAST_RETRY) as client:
+        async with (
+            opened(tmp_path / "failover.sqlite") as store,
+            ChainClient([down.url, fresh_chain.anvil.url], retry=FAST_RETRY) as client,
+        ):
             await Indexer(client, store, config(stack.factory.address)).sync_to_head()
             assert client.url == fresh_chain.anvil.url
             assert client.stats.failovers >= 1
-        await db.close()
     assert rows(tmp_path / "failover.sqlite") == rows(clean)

@@ -7,11 +7,11 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from indexer import ChainClient, Indexer, IndexerStore, open_database
+from indexer import ChainClient, Indexer
 from tests._chain import Chain, CloseReason
 from tests._workload import Workload
 from tests.conftest import TOKEN, Roles, Session, Stack
-from tests.indexer._support import FAST_RETRY, config, index_to_head, rows, sizing
+from tests.indexer._support import FAST_RETRY, config, index_to_head, opened, rows, sizing
 
 
 def activity(
@@ -58,9 +58,7 @@ async def test_sessions_are_rebuilt_from_their_logs(
     a, b, c = activity(fresh_chain, stack, roles, make_session)
     db_path = tmp_path / "w.sqlite"
     await index_to_head(fresh_chain.anvil.url, db_path, config(stack.factory.address))
-    db = await open_database(db_path)
-    try:
-        store = IndexerStore(db)
+    async with opened(db_path) as store:
         s = await store.sessions([a, b, c])
         assert s[a].balance == fresh_chain.balance(stack.token, a)
         assert s[a].deposit == 1_050 * TOKEN
@@ -75,8 +73,6 @@ async def test_sessions_are_rebuilt_from_their_logs(
         assert s[c].closed_by == roles.operator
         assert await store.ignored_count() == 3
         assert len(await store.all_sessions()) == 3
-    finally:
-        await db.close()
 
 
 async def test_backfill_in_ranges_equals_following_block_by_block(
@@ -87,17 +83,16 @@ async def test_backfill_in_ranges_equals_following_block_by_block(
     make_session: Callable[..., Session],
 ) -> None:
     follow_path = tmp_path / "follow.sqlite"
-    db = await open_database(follow_path)
-    store = IndexerStore(db)
-    await store.setup()
-    async with ChainClient([fresh_chain.anvil.url], retry=FAST_RETRY) as client:
+    async with (
+        opened(follow_path) as store,
+        ChainClient([fresh_chain.anvil.url], retry=FAST_RETRY) as client,
+    ):
         follower = Indexer(client, store, config(stack.factory.address, reorg_window=10_000))
         await follower.sync_to_head()
         for _ in range(3):
             activity(fresh_chain, stack, roles, make_session)
             while await follower.step():
                 pass
-    await db.close()
     backfill_path = tmp_path / "backfill.sqlite"
     cfg = config(stack.factory.address, reorg_window=2, sizing=sizing(3, 8), concurrency=3)
     await index_to_head(fresh_chain.anvil.url, backfill_path, cfg)
@@ -113,17 +108,16 @@ async def test_random_workload_backfilled_equals_followed_and_the_chain(
     step, backfilling in small ranges, and the chain's own balances all agree."""
     work = Workload(fresh_chain, stack, roles, random.Random(11), big_amounts=True)
     follow_path = tmp_path / "follow.sqlite"
-    db = await open_database(follow_path)
-    store = IndexerStore(db)
-    await store.setup()
-    async with ChainClient([fresh_chain.anvil.url], retry=FAST_RETRY) as client:
+    async with (
+        opened(follow_path) as store,
+        ChainClient([fresh_chain.anvil.url], retry=FAST_RETRY) as client,
+    ):
         follower = Indexer(client, store, config(stack.factory.address, reorg_window=10_000))
         for _ in range(12):
             work.run(15)
             while await follower.step():
                 pass
         sessions = {s.wallet: s for s in await store.all_sessions()}
-    await db.close()
     assert not work.reverts
     assert set(sessions) == set(work.sessions)
     head = fresh_chain.w3.eth.block_number
