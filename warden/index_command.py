@@ -20,6 +20,7 @@ from indexer import (
     IndexerStore,
     Progress,
     RangeSizing,
+    RetryableError,
     RetryPolicy,
     open_database,
 )
@@ -98,6 +99,13 @@ def run_index_command(args: argparse.Namespace) -> int:
         return asyncio.run(_index(args))
     except FatalError as exc:
         print(f"warden index: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except RetryableError as exc:  # still failing after every retry and endpoint
+        print(
+            f"warden index: the node did not answer after retrying: {exc}\n"
+            "Check that --rpc points at a running node.",
+            file=sys.stderr,
+        )
         return EXIT_RUNTIME
 
 
