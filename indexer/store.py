@@ -360,11 +360,12 @@ class IndexerStore:
                 if session is not None:
                     replayed.append(session)
             await db.executemany(_UPSERT_SESSION, [session_row(s) for s in replayed])
-            await db.execute(
-                "INSERT OR REPLACE INTO blocks (number, hash, parent_hash, timestamp) "
-                "VALUES (?, ?, ?, ?)",
-                (ancestor.number, ancestor.hash, ancestor.parent_hash, ancestor.timestamp),
-            )
+            if ancestor.hash:  # not the "before the start block" marker of a full rollback
+                await db.execute(
+                    "INSERT OR REPLACE INTO blocks (number, hash, parent_hash, timestamp) "
+                    "VALUES (?, ?, ?, ?)",
+                    (ancestor.number, ancestor.hash, ancestor.parent_hash, ancestor.timestamp),
+                )
             await self._set_checkpoint(ancestor)
             await db.execute("COMMIT")
         except BaseException:
