@@ -251,3 +251,33 @@ async def test_reorg_within_confirmations_is_never_indexed(
         chain.anvil.rpc("anvil_reorg", 3, branch_b(chain, stack, roles, s1, s2, 3))
         await f.settle()
         assert not [c for c in f.changes if c.reorg is not None]
+
+
+async def test_reorg_replacing_everything_indexed_starts_over(
+    tmp_path: Path,
+    fresh_chain: Chain,
+    stack: Stack,
+    roles: Roles,
+    make_session: Callable[..., Session],
+) -> None:
+    """Nothing indexed survives (every block since the start block is replaced): the
+    indexer rolls back to before its start block and indexes the new branch from there."""
+    chain = fresh_chain
+    start = chain.w3.eth.block_number + 1
+    s1, s2 = make_session(), make_session()
+    async with Follower(
+        chain.anvil.url, tmp_path / "f.sqlite", stack.factory.address,
+        reorg_window=2, start_block=start,
+    ) as f:  # fmt: skip
+        branch_a(chain, stack, roles, s1, 4)
+        await f.settle()
+        depth = chain.w3.eth.block_number - start + 1
+        chain.anvil.rpc("anvil_reorg", depth, branch_b(chain, stack, roles, s1, s2, depth))
+        await f.settle()
+        after = rows(f.path)
+        (reorg,) = [c.reorg for c in f.changes if c.reorg is not None]
+    assert reorg is not None and reorg.ancestor.number == start - 1
+    fresh = tmp_path / "fresh.sqlite"
+    await index_to_head(chain.anvil.url, fresh, config(stack.factory.address, start_block=start))
+    assert after == rows(fresh)
+    assert len(after["sessions"]) == 1  # s1 and s2 were created on the orphaned branch
