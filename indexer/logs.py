@@ -10,6 +10,7 @@ exactly and can be inspected.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -100,9 +101,11 @@ def classify(
 
 def wallet_addresses(raw_logs: Iterable[dict[str, Any]]) -> set[str]:
     """Lower-case emitters of wallet-event logs: the wallets to look up before `classify`."""
-    specs = event_specs()
-    return {
-        r["address"].lower()
-        for r in raw_logs
-        if specs[bytes.fromhex(r["topics"][0][2:])].source == "wallet"
-    }
+    wallet_topics = _wallet_topics()
+    return {r["address"].lower() for r in raw_logs if r["topics"][0] in wallet_topics}
+
+
+@functools.cache
+def _wallet_topics() -> frozenset[str]:
+    # compared as the node's hex strings: no decoding on the backfill's hot path
+    return frozenset("0x" + t.hex() for t, spec in event_specs().items() if spec.source == "wallet")

@@ -83,19 +83,27 @@ def replay(
     evaluator: Evaluator,
     changes: Iterable[tuple[Snapshot, int]],
     latches: Mapping[str, Iterable[str]] | None = None,
+    until: int | None = None,
 ) -> Iterator[tuple[Evaluation, Decision]]:
     """Run rules over history: `changes` are (snapshot after an event, chain time of its
     block) in chain order. Before each change, sessions whose time checks fell due by
     then are evaluated at their due time with their latest snapshot, as the daemon's
-    clock sweep would have. Yields every evaluation with its decision, committed."""
+    clock sweep would have; after the last change the clock runs on to `until` (e.g. the
+    indexed head's time). Yields every evaluation with its decision, committed."""
     runner = RulesRunner(evaluator, latches)
     latest: dict[str, Snapshot] = {}
-    for snapshot, now in changes:
+
+    def due_until(now: int) -> Iterator[tuple[Evaluation, Decision]]:
         while (at := runner.scheduler.next_due()) is not None and at <= now:
             for evaluation, decision in runner.advance(at, latest.get):
                 runner.commit(evaluation, decision)
                 yield evaluation, decision
+
+    for snapshot, now in changes:
+        yield from due_until(now)
         latest[snapshot.wallet] = snapshot
         evaluation, decision = runner.decide(snapshot, now)
         runner.commit(evaluation, decision)
         yield evaluation, decision
+    if until is not None:
+        yield from due_until(until)

@@ -20,8 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from indexer import BlockRef, IndexerStore, Session, apply, open_database
-from rules import Decision, Evaluation, Evaluator, RulesError, RulesHost, RulesRunner, load_rules
+from indexer import BlockRef, Event, IndexerStore, Session, apply, open_database
+from rules import (
+    Decision,
+    Evaluation,
+    Evaluator,
+    RulesError,
+    RulesHost,
+    Snapshot,
+    load_rules,
+    replay,
+)
 from warden.snapshots import snapshot_of, token_units
 
 
@@ -83,10 +92,7 @@ async def _replay(args: argparse.Namespace, evaluator: Evaluator) -> int:
     finally:
         await db.close()
     firings: list[Firing] = []
-    sessions: dict[str, Session] = {}
-    for block, evaluation, decision, snapshot_balance in _run(
-        evaluator, events, cp, sessions, args.decimals
-    ):
+    for block, evaluation, decision, snapshot_balance in _run(evaluator, events, cp, args.decimals):
         for intent in decision.intents:
             if block < args.from_block:
                 continue
@@ -102,34 +108,29 @@ async def _replay(args: argparse.Namespace, evaluator: Evaluator) -> int:
 
 
 def _run(
-    evaluator: Evaluator, events: list[Any], head: BlockRef, sessions: dict[str, Session],
-    decimals: int,
-) -> Iterator[tuple[int, Evaluation, Decision, int]]:  # fmt: skip
-    """(block, evaluation, decision, balance) in chain order. A time-driven firing is
-    reported at the first indexed block the daemon would have seen it by: the next
-    event's block, or the head."""
-    runner = RulesRunner(evaluator)
+    evaluator: Evaluator, events: list[Event], head: BlockRef, decimals: int
+) -> Iterator[tuple[int, Evaluation, Decision, int]]:
+    """(block, evaluation, decision, balance) in chain order, through `rules.replay`. A
+    time-driven firing is reported at the first indexed block the daemon would have seen
+    it by: the next event's block, or the head."""
+    sessions: dict[str, Session] = {}
+    balance_at: dict[int, int] = {}  # snapshot position -> the balance it held
+    block = head.number
 
-    def due_until(now: int, block: int) -> Iterator[tuple[int, Evaluation, Decision, int]]:
-        while (at := runner.scheduler.next_due()) is not None and at <= now:
-            for wallet in runner.due(at):
-                session = sessions.get(wallet)
-                if session is None:
-                    continue
-                evaluation, decision = runner.decide(snapshot_of(session, decimals), at)
-                runner.commit(evaluation, decision)
-                yield block, evaluation, decision, session.balance
+    def changes() -> Iterator[tuple[Snapshot, int]]:
+        nonlocal block
+        for event in events:
+            if event.wallet is None or event.seq is None:
+                continue
+            session = apply(sessions.get(event.wallet), event)
+            sessions[event.wallet] = session
+            balance_at[event.position] = session.balance
+            block = event.block_number
+            yield snapshot_of(session, decimals), event.timestamp
+        block = head.number  # runs before replay's last clock sweep, to the head
 
-    for event in events:
-        if event.wallet is None or event.seq is None:
-            continue
-        yield from due_until(event.timestamp, event.block_number)
-        session = apply(sessions.get(event.wallet), event)
-        sessions[event.wallet] = session
-        evaluation, decision = runner.decide(snapshot_of(session, decimals), event.timestamp)
-        runner.commit(evaluation, decision)
-        yield event.block_number, evaluation, decision, session.balance
-    yield from due_until(head.timestamp, head.number)
+    for evaluation, decision in replay(evaluator, changes(), until=head.timestamp):
+        yield block, evaluation, decision, balance_at[evaluation.position]
 
 
 def _summary(
