@@ -9,6 +9,7 @@ from indexer.errors import (
     FatalError,
     IndexerError,
     RetryableError,
+    TxRejected,
     WrongChain,
 )
 from indexer.fetch import RangeSizing
@@ -18,7 +19,7 @@ from indexer.progress import Progress
 from indexer.projection import Event, Session, apply, replay
 from indexer.reorg import NewBlock, Reorg
 from indexer.rpc import ChainClient, RetryPolicy, RpcStats
-from indexer.store import BlockRef, IndexerStore
+from indexer.store import BlockRef, ClosingEvent, IndexerStore
 
 __all__ = [
     "CLOSE_REASONS",
@@ -26,6 +27,7 @@ __all__ = [
     "CallReverted",
     "ChainClient",
     "Change",
+    "ClosingEvent",
     "Drift",
     "Event",
     "FatalError",
@@ -42,6 +44,7 @@ __all__ = [
     "RetryableError",
     "RpcStats",
     "Session",
+    "TxRejected",
     "WrongChain",
     "apply",
     "audit_balances",

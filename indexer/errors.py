@@ -15,7 +15,10 @@
     └── FatalError                  give up: retrying cannot help, a person must act
         ├── WrongChain              the endpoint serves another chain id than configured
         ├── RpcRejected             method missing, invalid params, auth refused (HTTP 4xx)
-        └── CallReverted            eth_call/estimateGas reverted; `data` holds the reason
+        ├── CallReverted            eth_call/estimateGas reverted; `data` holds the reason
+        └── TxRejected              eth_sendRawTransaction refused; `kind` says why (nonce
+                                    too low/high, already known, underpriced, no funds, fee
+                                    below base fee): the sender decides, never a blind retry
 
 A reorg deeper than the window of stored headers is not an error: the indexer logs it
 and finds the common ancestor among older blocks that hold events (see `indexer.py`).
@@ -82,3 +85,21 @@ class CallReverted(FatalError):
     def __init__(self, message: str, data: str | None = None) -> None:
         super().__init__(message)
         self.data = data
+
+
+class TxRejected(FatalError):
+    """The node refused a raw transaction. `kind` is one of KINDS."""
+
+    KINDS = (
+        "already_known",
+        "nonce_too_low",
+        "nonce_too_high",
+        "underpriced",
+        "insufficient_funds",
+        "fee_below_base",
+        "other",
+    )
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind

@@ -29,6 +29,7 @@ from indexer.errors import (
     RetryableError,
     RpcRejected,
     RpcUnavailable,
+    TxRejected,
     UnknownBlock,
     WrongChain,
 )
@@ -50,6 +51,19 @@ _RANGE_MESSAGES = (
 )
 _RATE_MESSAGES = ("rate limit", "too many requests", "exceeded its compute units", "capacity")
 _FATAL_CODES = {-32600, -32601, -32602}
+# eth_sendRawTransaction refusals (geth, erigon, nethermind, anvil, reth wording).
+_TX_REJECTIONS = (
+    ("already known", "already_known"),
+    ("already imported", "already_known"),
+    ("known transaction", "already_known"),
+    ("nonce too low", "nonce_too_low"),
+    ("nonce too high", "nonce_too_high"),
+    ("nonce has already been used", "nonce_too_low"),
+    ("underpriced", "underpriced"),
+    ("insufficient funds", "insufficient_funds"),
+    ("less than block base fee", "fee_below_base"),
+    ("fee cap less than block base fee", "fee_below_base"),
+)
 RETRY_AFTER_CAP = 60.0
 
 
@@ -90,6 +104,12 @@ def classify_rpc_error(error: dict[str, Any], method: str) -> Exception:
     where = f"{method}: {message} (code {code})"
     if method == "eth_getLogs" and any(m in lowered for m in _RANGE_MESSAGES):
         return LogRangeTooLarge(where)
+    if method == "eth_sendRawTransaction":
+        for needle, kind in _TX_REJECTIONS:
+            if needle in lowered:
+                return TxRejected(where, kind)
+        if code in _FATAL_CODES or "invalid" in lowered or "rejected" in lowered:
+            return TxRejected(where, "other")
     if method == "eth_getLogs" and ("unknown block" in lowered or "block not found" in lowered):
         return UnknownBlock(where)
     if code == 429 or any(m in lowered for m in _RATE_MESSAGES):

@@ -197,6 +197,14 @@ def session_from_row(row: Sequence[Any]) -> Session:
     return Session(**values)
 
 
+@dataclass(frozen=True, slots=True)
+class ClosingEvent:
+    wallet: str
+    position: int
+    tx_hash: str
+    by: str
+
+
 class IndexerStore:
     """All SQL of the indexer. Writes happen in one transaction per call."""
 
@@ -269,6 +277,23 @@ class IndexerStore:
             params.append(wallet)
         async with self.db.execute(sql + " ORDER BY position", params) as cur:
             return [self._event(r) async for r in cur]
+
+    async def closing_events(self, wallets: Iterable[str]) -> dict[str, ClosingEvent]:
+        """The indexed `Closed` event of each of these wallets that has one: how the
+        executor learns that a close it sent (or someone else's) is on the indexed chain."""
+        found: dict[str, ClosingEvent] = {}
+        keys = list(wallets)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            sql = (
+                "SELECT wallet, position, tx_hash, args FROM events WHERE name = 'Closed' "
+                f"AND wallet IN ({', '.join('?' for _ in chunk)})"
+            )
+            async with self.db.execute(sql, chunk) as cur:
+                async for wallet, pos, tx_hash, args in cur:
+                    by = orjson.loads(args).get("by", "")
+                    found[wallet] = ClosingEvent(wallet, int(pos), tx_hash, by)
+        return found
 
     async def counts(self) -> dict[str, int]:
         """Rows per table, for summaries and metrics."""

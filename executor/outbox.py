@@ -1,0 +1,588 @@
+"""The intent outbox: the executor's tables and the narrow layer every read and write goes
+through.
+
+An intent moves pending → submitted → mined → confirmed, or ends failed or obsolete with
+its reason (or dry_run, when nothing is sent). A *job* is one nonce's worth of work (a
+single close, a sweep, a batch of closes, or a cancel) and carries one or more intents;
+every signed transaction of a job (replacements included) is a row in `transactions`,
+written *before* it is sent. Every transaction of a job shares the job's nonce, so at most
+one of them can ever be mined: that, and writing ahead, is what makes a crash at any point
+safe (see `executor.py`).
+
+Rule latches live here too, because they must be stored in the same transaction as the
+intents they produce (`record`): a restart then never fires twice and never forgets.
+Fees are decimal TEXT; wall-clock times are unix milliseconds, chain times unix seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from executor.errors import OutboxError
+from indexer import migrate
+from rules import Decision, Intent
+
+COMPONENT = "executor"
+
+STATES = ("pending", "submitted", "mined", "confirmed", "failed", "obsolete", "dry_run")
+FINAL_STATES = frozenset({"confirmed", "failed", "obsolete", "dry_run"})
+
+MIGRATIONS = [
+    """
+    CREATE TABLE intents (
+        id                 INTEGER PRIMARY KEY,
+        key                TEXT NOT NULL UNIQUE,
+        wallet             TEXT NOT NULL,
+        rule               TEXT NOT NULL,
+        action             TEXT NOT NULL,
+        reason             TEXT NOT NULL,
+        position           INTEGER NOT NULL,
+        triggered_at       INTEGER NOT NULL,
+        rules_version      TEXT NOT NULL,
+        state              TEXT NOT NULL,
+        detail             TEXT,
+        job_id             INTEGER,
+        confirmed_position INTEGER,
+        created_ms         INTEGER NOT NULL,
+        updated_ms         INTEGER NOT NULL
+    );
+    CREATE INDEX intents_by_state ON intents (state, id);
+    CREATE INDEX intents_by_wallet ON intents (wallet, id);
+    CREATE INDEX intents_by_job ON intents (job_id);
+    CREATE TABLE jobs (
+        id                  INTEGER PRIMARY KEY,
+        nonce               INTEGER,
+        kind                TEXT NOT NULL,
+        to_address          TEXT NOT NULL,
+        data                TEXT NOT NULL,
+        gas                 INTEGER NOT NULL,
+        state               TEXT NOT NULL,
+        mined_hash          TEXT,
+        mined_block         INTEGER,
+        receipt_status      INTEGER,
+        gas_used            INTEGER,
+        effective_gas_price TEXT,
+        created_ms          INTEGER NOT NULL,
+        updated_ms          INTEGER NOT NULL
+    );
+    CREATE INDEX jobs_by_state ON jobs (state, nonce);
+    CREATE TABLE transactions (
+        hash                     TEXT PRIMARY KEY,
+        job_id                   INTEGER NOT NULL REFERENCES jobs (id),
+        nonce                    INTEGER NOT NULL,
+        max_fee_per_gas          TEXT NOT NULL,
+        max_priority_fee_per_gas TEXT NOT NULL,
+        raw                      TEXT NOT NULL,
+        state                    TEXT NOT NULL,
+        error                    TEXT,
+        created_ms               INTEGER NOT NULL,
+        sent_ms                  INTEGER
+    );
+    CREATE INDEX transactions_by_job ON transactions (job_id, created_ms);
+    CREATE TABLE refusals (
+        id         INTEGER PRIMARY KEY,
+        intent_key TEXT NOT NULL,
+        guard      TEXT NOT NULL,
+        reason     TEXT NOT NULL,
+        at_ms      INTEGER NOT NULL
+    );
+    CREATE INDEX refusals_by_intent ON refusals (intent_key, id);
+    CREATE TABLE rule_latches (
+        wallet TEXT NOT NULL,
+        rule   TEXT NOT NULL,
+        PRIMARY KEY (wallet, rule)
+    );
+    CREATE TABLE executor_state (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        relayer    TEXT NOT NULL,
+        next_nonce INTEGER NOT NULL
+    )
+    """,
+]
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRow:
+    id: int
+    key: str
+    wallet: str
+    rule: str
+    action: str
+    reason: str
+    position: int
+    triggered_at: int
+    state: str
+    detail: str | None
+    job_id: int | None
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    hash: str
+    nonce: int
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+    raw: str
+    state: str  # signed | sent | rejected | mined | replaced
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    nonce: int | None
+    kind: str  # close | sweep | batch | cancel
+    to_address: str
+    data: str
+    gas: int
+    state: str  # live | mined | done (settled) | dropped | dry_run
+    mined_hash: str | None
+    mined_block: int | None
+    created_ms: int
+    attempts: tuple[Attempt, ...]  # oldest first
+
+    @property
+    def latest(self) -> Attempt:
+        return self.attempts[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """What `Outbox.create_job` writes ahead of sending."""
+
+    kind: str
+    to_address: str
+    data: str
+    gas: int
+    intent_keys: tuple[str, ...]
+
+
+_INTENT_COLUMNS = (
+    "id, key, wallet, rule, action, reason, position, triggered_at, state, detail, job_id, "
+    "created_ms"
+)
+
+
+class Outbox:
+    """All SQL of the executor. Every method that writes does so in one transaction."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def setup(self) -> None:
+        await migrate(self.db, COMPONENT, MIGRATIONS)
+
+    # -- rules side: intents and latches, atomically -----------------------------
+    async def record(self, decisions: Iterable[Decision], now_ms: int) -> list[Intent]:
+        """Store the intents and latch changes of these decisions in one transaction;
+        returns the intents that were new (a duplicate key is ignored, never stored twice)."""
+        fresh: list[Intent] = []
+        async with self._tx() as db:
+            for decision in decisions:
+                wallet = decision.wallet
+                if decision.latch_clear:
+                    await db.executemany(
+                        "DELETE FROM rule_latches WHERE wallet = ? AND rule = ?",
+                        [(wallet, rule) for rule in decision.latch_clear],
+                    )
+                if decision.latch_set:
+                    await db.executemany(
+                        "INSERT OR IGNORE INTO rule_latches (wallet, rule) VALUES (?, ?)",
+                        [(wallet, rule) for rule in decision.latch_set],
+                    )
+                for intent in decision.intents:
+                    cur = await db.execute(
+                        "INSERT OR IGNORE INTO intents (key, wallet, rule, action, reason, "
+                        "position, triggered_at, rules_version, state, created_ms, updated_ms) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                        (
+                            intent.key, intent.wallet, intent.rule, intent.action,
+                            intent.reason, intent.position, intent.now, intent.version,
+                            now_ms, now_ms,
+                        ),
+                    )  # fmt: skip
+                    if cur.rowcount:
+                        fresh.append(intent)
+        return fresh
+
+    async def latch_rows(self) -> list[tuple[str, str]]:
+        async with self.db.execute("SELECT wallet, rule FROM rule_latches ORDER BY 1, 2") as cur:
+            return [(r[0], r[1]) async for r in cur]
+
+    # -- reads ---------------------------------------------------------------------
+    async def intents(
+        self, state: str | None = None, *, limit: int = 1000, wallet: str | None = None
+    ) -> list[IntentRow]:
+        where, params = [], []
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        if wallet is not None:
+            where.append("wallet = ?")
+            params.append(wallet)
+        sql = f"SELECT {_INTENT_COLUMNS} FROM intents"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        async with self.db.execute(sql + " ORDER BY id LIMIT ?", (*params, limit)) as cur:
+            return [IntentRow(*r) async for r in cur]
+
+    async def intent(self, key: str) -> IntentRow | None:
+        async with self.db.execute(
+            f"SELECT {_INTENT_COLUMNS} FROM intents WHERE key = ?", (key,)
+        ) as cur:
+            row = await cur.fetchone()
+        return IntentRow(*row) if row else None
+
+    async def intents_of_job(self, job_id: int) -> list[IntentRow]:
+        async with self.db.execute(
+            f"SELECT {_INTENT_COLUMNS} FROM intents WHERE job_id = ? ORDER BY id", (job_id,)
+        ) as cur:
+            return [IntentRow(*r) async for r in cur]
+
+    async def counts(self) -> dict[str, int]:
+        """Intents by state (every state present, zeros included)."""
+        out = dict.fromkeys(STATES, 0)
+        async with self.db.execute("SELECT state, COUNT(*) FROM intents GROUP BY state") as cur:
+            async for state, n in cur:
+                out[state] = int(n)
+        return out
+
+    async def jobs(self, state: str | None = "live") -> list[Job]:
+        sql = (
+            "SELECT id, nonce, kind, to_address, data, gas, state, mined_hash, mined_block, "
+            "created_ms FROM jobs"
+        )
+        params: tuple[Any, ...] = ()
+        if state is not None:
+            sql += " WHERE state = ?"
+            params = (state,)
+        async with self.db.execute(sql + " ORDER BY nonce, id", params) as cur:
+            rows = await cur.fetchall()
+        attempts: dict[int, list[Attempt]] = {}
+        ids = [r[0] for r in rows]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            async with self.db.execute(
+                "SELECT job_id, hash, nonce, max_fee_per_gas, max_priority_fee_per_gas, raw, "
+                f"state, created_ms FROM transactions WHERE job_id IN "
+                f"({', '.join('?' for _ in chunk)}) ORDER BY created_ms, rowid",
+                chunk,
+            ) as cur:
+                async for r in cur:
+                    attempts.setdefault(r[0], []).append(
+                        Attempt(r[1], r[2], int(r[3]), int(r[4]), r[5], r[6], r[7])
+                    )
+        return [Job(*r, attempts=tuple(attempts.get(r[0], ()))) for r in rows]
+
+    async def jobs_since(self, wallet: str, since_ms: int) -> int:
+        """How many jobs carried an intent of this wallet since `since_ms`."""
+        async with self.db.execute(
+            "SELECT COUNT(DISTINCT j.id) FROM jobs j JOIN intents i ON i.job_id = j.id "
+            "WHERE i.wallet = ? AND j.created_ms >= ? AND j.kind != 'cancel'",
+            (wallet, since_ms),
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def next_nonce(self, relayer: str) -> int | None:
+        async with self.db.execute(
+            "SELECT relayer, next_nonce FROM executor_state WHERE id = 1"
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None or row[0] != relayer:
+            return None  # a new relayer key starts from the chain's count
+        return int(row[1])
+
+    async def refusals(self, key: str) -> list[tuple[str, str]]:
+        async with self.db.execute(
+            "SELECT guard, reason FROM refusals WHERE intent_key = ? ORDER BY id", (key,)
+        ) as cur:
+            return [(r[0], r[1]) async for r in cur]
+
+    # -- intent outcomes before a job ------------------------------------------------
+    async def refuse(
+        self, key: str, guard: str, reason: str, now_ms: int, *, final: bool = False
+    ) -> None:
+        """Record a guard's refusal (once per distinct reason in a row); a final refusal
+        fails the intent, any other leaves it pending to be tried again."""
+        async with self._tx() as db:
+            async with db.execute("SELECT detail, state FROM intents WHERE key = ?", (key,)) as c:
+                row = await c.fetchone()
+            if row is None or row[1] != "pending":
+                return
+            text = f"{guard}: {reason}"
+            if row[0] != text:
+                await db.execute(
+                    "INSERT INTO refusals (intent_key, guard, reason, at_ms) VALUES (?, ?, ?, ?)",
+                    (key, guard, reason, now_ms),
+                )
+            await db.execute(
+                "UPDATE intents SET detail = ?, state = ?, updated_ms = ? WHERE key = ?",
+                (text, "failed" if final else "pending", now_ms, key),
+            )
+
+    async def settle(
+        self,
+        outcomes: Sequence[tuple[str, str, str]],
+        now_ms: int,
+        *,
+        confirmed_at: int | None = None,
+    ) -> None:
+        """Move intents (key, state, detail) to a final state; a final state never
+        changes again."""
+        if not outcomes:
+            return
+        for _, state, _ in outcomes:
+            if state not in FINAL_STATES:
+                raise OutboxError(f"settle() moves intents to final states only, not {state!r}")
+        async with self._tx() as db:
+            await db.executemany(
+                "UPDATE intents SET state = ?, detail = ?, updated_ms = ?, "
+                "confirmed_position = COALESCE(?, confirmed_position) "
+                "WHERE key = ? AND state NOT IN ('confirmed', 'failed', 'obsolete', 'dry_run')",
+                [(state, detail, now_ms, confirmed_at, key) for key, state, detail in outcomes],
+            )
+
+    async def confirm(self, key: str, position: int, detail: str, now_ms: int) -> None:
+        await self.settle([(key, "confirmed", detail)], now_ms, confirmed_at=position)
+
+    # -- jobs --------------------------------------------------------------------------
+    async def create_job(
+        self,
+        job: NewJob,
+        *,
+        relayer: str,
+        nonce: int,
+        tx_hash: str,
+        raw: str,
+        max_fee_per_gas: int,
+        max_priority_fee_per_gas: int,
+        now_ms: int,
+    ) -> int:
+        """Write a job, its first signed transaction, its intents' move to submitted and
+        the next nonce, in one transaction, before anything is sent."""
+        async with self._tx() as db:
+            job_id = await self._insert_job(db, job, nonce, "live", now_ms)
+            await self._insert_attempt(
+                db, job_id, nonce, tx_hash, raw, max_fee_per_gas, max_priority_fee_per_gas,
+                now_ms,
+            )  # fmt: skip
+            await self._claim(db, job, job_id, "submitted", None, now_ms)
+            await db.execute(
+                "INSERT INTO executor_state (id, relayer, next_nonce) VALUES (1, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET relayer = excluded.relayer, "
+                "next_nonce = MAX(excluded.next_nonce, "
+                "CASE WHEN relayer = excluded.relayer THEN next_nonce ELSE 0 END)",
+                (relayer, nonce + 1),
+            )
+        return job_id
+
+    async def record_dry_run(self, job: NewJob, detail: str, now_ms: int) -> int:
+        """What would have been sent; the intents end in `dry_run`."""
+        async with self._tx() as db:
+            job_id = await self._insert_job(db, job, None, "dry_run", now_ms)
+            await self._claim(db, job, job_id, "dry_run", detail, now_ms)
+        return job_id
+
+    async def add_attempt(
+        self,
+        job_id: int,
+        nonce: int,
+        *,
+        tx_hash: str,
+        raw: str,
+        max_fee_per_gas: int,
+        max_priority_fee_per_gas: int,
+        now_ms: int,
+        kind: str | None = None,
+        to_address: str | None = None,
+        data: str | None = None,
+        gas: int | None = None,
+    ) -> None:
+        """A replacement (same nonce, higher fees), written before it is sent. A cancel
+        changes the job's call to the self-transfer it now is."""
+        async with self._tx() as db:
+            await self._insert_attempt(
+                db, job_id, nonce, tx_hash, raw, max_fee_per_gas, max_priority_fee_per_gas,
+                now_ms,
+            )  # fmt: skip
+            if kind is not None:
+                await db.execute(
+                    "UPDATE jobs SET kind = ?, to_address = ?, data = ?, gas = ?, updated_ms = ? "
+                    "WHERE id = ?",
+                    (kind, to_address, data, gas, now_ms, job_id),
+                )
+
+    async def mark_sent(self, tx_hash: str, now_ms: int) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE transactions SET state = 'sent', sent_ms = COALESCE(sent_ms, ?), "
+                "error = NULL WHERE hash = ? AND state IN ('signed', 'rejected')",
+                (now_ms, tx_hash),
+            )
+
+    async def mark_rejected(self, tx_hash: str, error: str) -> None:
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE transactions SET state = 'rejected', error = ? WHERE hash = ? "
+                "AND state = 'signed'",
+                (error, tx_hash),
+            )
+
+    async def job_mined(
+        self,
+        job_id: int,
+        *,
+        tx_hash: str,
+        block: int,
+        status: int,
+        gas_used: int,
+        effective_gas_price: int,
+        outcomes: Sequence[tuple[str, str, str]],
+        now_ms: int,
+    ) -> None:
+        """The job's transaction `tx_hash` has a receipt: its intents become mined, or
+        settle as `outcomes` says (a failed batch member, a reverted close)."""
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE jobs SET state = 'mined', mined_hash = ?, mined_block = ?, "
+                "receipt_status = ?, gas_used = ?, effective_gas_price = ?, updated_ms = ? "
+                "WHERE id = ?",
+                (tx_hash, block, status, gas_used, str(effective_gas_price), now_ms, job_id),
+            )
+            await db.execute(
+                "UPDATE transactions SET state = CASE WHEN hash = ? THEN 'mined' ELSE 'replaced' "
+                "END WHERE job_id = ?",
+                (tx_hash, job_id),
+            )
+            await db.execute(
+                "UPDATE intents SET state = 'mined', updated_ms = ? "
+                "WHERE job_id = ? AND state = 'submitted'",
+                (now_ms, job_id),
+            )
+            await db.executemany(
+                "UPDATE intents SET state = ?, detail = ?, updated_ms = ? WHERE key = ?",
+                [(state, detail, now_ms, key) for key, state, detail in outcomes],
+            )
+
+    async def job_unmined(self, job_id: int, now_ms: int) -> None:
+        """The receipt vanished (a reorg): the job is live again and its mined intents
+        are submitted again; its signed transactions are still the only ones allowed."""
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE jobs SET state = 'live', mined_hash = NULL, mined_block = NULL, "
+                "receipt_status = NULL, updated_ms = ? WHERE id = ?",
+                (now_ms, job_id),
+            )
+            await db.execute(
+                "UPDATE transactions SET state = 'sent' WHERE job_id = ? "
+                "AND state IN ('mined', 'replaced')",
+                (job_id,),
+            )
+            await db.execute(
+                "UPDATE intents SET state = 'submitted', updated_ms = ? "
+                "WHERE job_id = ? AND state = 'mined'",
+                (now_ms, job_id),
+            )
+
+    async def job_dropped(self, job_id: int, detail: str, now_ms: int) -> None:
+        """Someone else's transaction took the job's nonce and none of ours was mined: the
+        job is dead, and its intents that are still open go back to pending for a new job
+        at a new nonce."""
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE jobs SET state = 'dropped', updated_ms = ? WHERE id = ?", (now_ms, job_id)
+            )
+            await db.execute(
+                "UPDATE transactions SET state = 'replaced', error = ? WHERE job_id = ?",
+                (detail, job_id),
+            )
+            await db.execute(
+                "UPDATE intents SET state = 'pending', job_id = NULL, detail = ?, updated_ms = ? "
+                "WHERE job_id = ? AND state = 'submitted'",
+                (detail, now_ms, job_id),
+            )
+
+    async def finish_job(self, job_id: int, now_ms: int) -> None:
+        """A mined job whose intents are all settled needs no more tracking."""
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE jobs SET state = 'done', updated_ms = ? WHERE id = ? AND state = 'mined'",
+                (now_ms, job_id),
+            )
+
+    # -- helpers ---------------------------------------------------------------------
+    def _tx(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    @staticmethod
+    async def _insert_job(
+        db: aiosqlite.Connection, job: NewJob, nonce: int | None, state: str, now_ms: int
+    ) -> int:
+        cur = await db.execute(
+            "INSERT INTO jobs (nonce, kind, to_address, data, gas, state, created_ms, "
+            "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (nonce, job.kind, job.to_address, job.data, job.gas, state, now_ms, now_ms),
+        )
+        if cur.lastrowid is None:
+            raise OutboxError("jobs insert returned no row id")
+        return int(cur.lastrowid)
+
+    @staticmethod
+    async def _insert_attempt(
+        db: aiosqlite.Connection,
+        job_id: int,
+        nonce: int,
+        tx_hash: str,
+        raw: str,
+        max_fee: int,
+        tip: int,
+        now_ms: int,
+    ) -> None:
+        await db.execute(
+            "INSERT INTO transactions (hash, job_id, nonce, max_fee_per_gas, "
+            "max_priority_fee_per_gas, raw, state, created_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'signed', ?)",
+            (tx_hash, job_id, nonce, str(max_fee), str(tip), raw, now_ms),
+        )
+
+    @staticmethod
+    async def _claim(
+        db: aiosqlite.Connection,
+        job: NewJob,
+        job_id: int,
+        state: str,
+        detail: str | None,
+        now_ms: int,
+    ) -> None:
+        for key in job.intent_keys:
+            cur = await db.execute(
+                "UPDATE intents SET state = ?, job_id = ?, detail = COALESCE(?, detail), "
+                "updated_ms = ? WHERE key = ? AND state = 'pending'",
+                (state, job_id, detail, now_ms, key),
+            )
+            if cur.rowcount != 1:
+                # Never two live transactions for one intent: a job only takes pending ones.
+                raise OutboxError(f"intent {key} is not pending; refusing to give it a job")
+
+
+class _Transaction:
+    """`async with` one BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def __aenter__(self) -> aiosqlite.Connection:
+        await self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            await self.db.execute("COMMIT")
+        else:
+            await self.db.execute("ROLLBACK")
