@@ -7,7 +7,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -63,10 +63,13 @@ def _type_name(value: object) -> str:
 class _FileReader:
     """Validates one file; problems go to the shared list."""
 
-    def __init__(self, file: str, text: str, problems: list[Problem]) -> None:
+    def __init__(
+        self, file: str, text: str, problems: list[Problem], declared: list[_Declared]
+    ) -> None:
         self.file = file
         self.text = text
         self.problems = problems
+        self.declared = declared
         self.line_starts = [0]
         for i, ch in enumerate(text):
             if ch == "\n":
@@ -157,6 +160,10 @@ class _FileReader:
             )
         else:
             name = name_value
+            # Kept even if the rule turns out broken, so a later rule reusing the name is
+            # still reported as a duplicate.
+            line, column = item.lc.value("name")
+            self.declared.append(_Declared(name, self.file, line + 1, column + 1))
         for key in item:
             if key not in RULE_KEYS:
                 self.report(
@@ -384,27 +391,41 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def _cross_file_checks(rules: list[Rule], problems: list[Problem]) -> None:
-    first: dict[str, Rule] = {}
-    for rule in rules:
-        seen = first.get(rule.name)
-        if seen is not None:
+class _Declared(NamedTuple):
+    """Where a rule with a valid name was written, whether or not the rule is usable."""
+
+    name: str
+    file: str
+    line: int
+    column: int
+
+
+def _cross_file_checks(
+    rules: list[Rule], declared: list[_Declared], problems: list[Problem]
+) -> None:
+    seen: dict[str, _Declared] = {}
+    for here in declared:
+        there = seen.setdefault(here.name, here)
+        if there is not here:
             problems.append(
                 Problem(
-                    rule.file,
-                    rule.line,
-                    rule.column,
-                    f"duplicate rule name '{rule.name}': first defined at "
-                    f"{seen.file}:{seen.line}:{seen.column}; rule names must be unique across "
-                    "all loaded files, rename one",
-                    rule.name,
+                    here.file,
+                    here.line,
+                    here.column,
+                    f"duplicate rule name '{here.name}': first defined at "
+                    f"{there.file}:{there.line}:{there.column}; rule names must be unique "
+                    "across all loaded files, rename one",
+                    here.name,
                 )
             )
-        else:
-            first[rule.name] = rule
+    first: dict[str, Rule] = {}
+    for rule in rules:
+        first.setdefault(rule.name, rule)
     for rule in rules:
         for target in rule.replaces:
             other = first.get(target)
+            if other is None and target in seen:
+                continue  # that rule is broken and already reported
             if other is None:
                 close = suggest(target, tuple(first))
                 hint = f"did you mean '{close}'?" if close else "name a rule from the loaded files"
@@ -420,6 +441,7 @@ def check_files(paths: Iterable[str | Path]) -> tuple[list[Problem], RuleSet | N
     """Every problem in the files (empty when they are usable) and the rule set if usable."""
     problems: list[Problem] = []
     rules: list[Rule] = []
+    declared: list[_Declared] = []
     digest = hashlib.sha256()
     files = expand_paths(paths)
     if not files:
@@ -432,8 +454,8 @@ def check_files(paths: Iterable[str | Path]) -> tuple[list[Problem], RuleSet | N
             problems.append(Problem(name, 1, 1, f"cannot read file: {exc}"))
             continue
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
-        rules.extend(_FileReader(name, text, problems).read())
-    _cross_file_checks(rules, problems)
+        rules.extend(_FileReader(name, text, problems, declared).read())
+    _cross_file_checks(rules, declared, problems)
     if problems:
         return problems, None
     return [], RuleSet(tuple(rules), tuple(str(p) for p in files), digest.hexdigest())

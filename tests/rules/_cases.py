@@ -99,4 +99,19 @@ CASES: dict[str, str] = {
     "several-errors-at-once": (
         "rules:\n  - name: a\n    when: balance <= expiry\n    action: clos\n    priority: x\n"
     ),
+    # A duplicate is reported even when a rule with that name has errors of its own.
+    "duplicate-name-first-broken": (
+        "rules:\n  - name: a\n    when: balance <= 1\n    action: clsoe\n"
+        "  - name: a\n    when: balance <= 2\n    action: sweep\n"
+    ),
+    "duplicate-name-both-broken": (
+        "rules:\n  - name: a\n    when: balance <= expiry\n    action: sweep\n"
+        "  - name: a\n    when: balance <= 2\n    action: close\n"
+    ),
+    # Replacing a rule that is itself broken: only that rule's own error, no "unknown rule".
+    "replaces-broken-rule": (
+        "rules:\n  - name: a\n    when: balance <= 1\n    action: clsoe\n"
+        "  - name: b\n    scope: {policy: x}\n    replaces: a\n    when: balance <= 2\n"
+        "    action: sweep\n"
+    ),
 }

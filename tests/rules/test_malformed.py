@@ -253,6 +253,43 @@ EXPECTED: dict[str, list[tuple[int, int, str | None, str]]] = {
         ),
         (5, 15, "a", "'priority' must be a whole number, e.g. priority: 100, found text 'x'"),
     ],
+    "duplicate-name-first-broken": [
+        (
+            4,
+            13,
+            "a",
+            "unknown action 'clsoe': did you mean 'close'? (close ends the session with a reason, sweep refunds a revoked or expired one)",
+        ),
+        (
+            5,
+            11,
+            "a",
+            "duplicate rule name 'a': first defined at {file}:2:11; rule names must be unique across all loaded files, rename one",
+        ),
+    ],
+    "duplicate-name-both-broken": [
+        (
+            3,
+            19,
+            "a",
+            "in 'when': type mismatch: 'balance' is an amount but 'expiry' is a time; compare amounts with amounts, times with times, durations with durations",
+        ),
+        (7, 5, "a", "action 'close' needs a reason: stop_loss, take_profit, expired, idle"),
+        (
+            5,
+            11,
+            "a",
+            "duplicate rule name 'a': first defined at {file}:2:11; rule names must be unique across all loaded files, rename one",
+        ),
+    ],
+    "replaces-broken-rule": [
+        (
+            4,
+            13,
+            "a",
+            "unknown action 'clsoe': did you mean 'close'? (close ends the session with a reason, sweep refunds a revoked or expired one)",
+        ),
+    ],
 }
 
 
