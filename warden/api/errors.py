@@ -1,0 +1,58 @@
+"""What can go wrong in the HTTP API, grouped by what the caller should do.
+
+    ApiError                 the request cannot be answered as asked: answer with `status`
+    ├── BadParameter   400   fix the named query or path parameter and retry
+    ├── Unauthorized   401   send `Authorization: Bearer <token>`
+    └── NotFound       404   the wallet (or path) does not exist: do not retry as is
+    InsecureBinding          configuration: the daemon refuses to start (not an HTTP answer)
+
+Every `ApiError` becomes a JSON body `{"error": {"status", "code", "message",
+"parameter"?}}` in the app's error middleware; nothing else reaches the client except a
+generic 500 for bugs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"status": self.status, "code": self.code, "message": self.message}}
+
+
+class BadParameter(ApiError):
+    """A query or path parameter that is malformed, out of range, or not known."""
+
+    status = 400
+    code = "bad_parameter"
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(f"{parameter}: {message}")
+        self.parameter = parameter
+
+    def body(self) -> dict[str, Any]:
+        out = super().body()
+        out["error"]["parameter"] = self.parameter
+        return out
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+
+
+class InsecureBinding(ValueError):
+    """The API would listen beyond loopback without a bearer token."""
