@@ -152,6 +152,18 @@ class Job:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """An intent a job carries that is not settled yet, with what confirms it."""
+
+    key: str
+    wallet: str
+    state: str  # submitted | mined
+    job_id: int
+    mined_hash: str | None
+    hashes: frozenset[str]  # every transaction of its job
+
+
+@dataclass(frozen=True, slots=True)
 class NewJob:
     """What `Outbox.create_job` writes ahead of sending."""
 
@@ -277,7 +289,11 @@ class Outbox:
                     attempts.setdefault(r[0], []).append(
                         Attempt(r[1], r[2], int(r[3]), int(r[4]), r[5], r[6], r[7])
                     )
-        return [Job(*r, attempts=tuple(attempts.get(r[0], ()))) for r in rows]
+        return [
+            Job(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                tuple(attempts.get(r[0], ())))
+            for r in rows
+        ]  # fmt: skip
 
     async def jobs_since(self, wallet: str, since_ms: int) -> int:
         """How many jobs carried an intent of this wallet since `since_ms`."""
@@ -288,6 +304,18 @@ class Outbox:
         ) as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    async def open_claims(self) -> list[Claim]:
+        async with self.db.execute(
+            "SELECT i.key, i.wallet, i.state, i.job_id, j.mined_hash, "
+            "(SELECT group_concat(t.hash) FROM transactions t WHERE t.job_id = j.id) "
+            "FROM intents i JOIN jobs j ON j.id = i.job_id "
+            "WHERE i.state IN ('submitted', 'mined') ORDER BY i.id"
+        ) as cur:
+            return [
+                Claim(r[0], r[1], r[2], r[3], r[4], frozenset((r[5] or "").split(",")))
+                async for r in cur
+            ]
 
     async def next_nonce(self, relayer: str) -> int | None:
         async with self.db.execute(
@@ -399,23 +427,20 @@ class Outbox:
         max_fee_per_gas: int,
         max_priority_fee_per_gas: int,
         now_ms: int,
-        kind: str | None = None,
-        to_address: str | None = None,
-        data: str | None = None,
-        gas: int | None = None,
+        cancel: tuple[str, str, int] | None = None,
     ) -> None:
-        """A replacement (same nonce, higher fees), written before it is sent. A cancel
-        changes the job's call to the self-transfer it now is."""
+        """A replacement (same nonce, higher fees), written before it is sent. With
+        `cancel` = (to, data, gas) the job becomes the self-transfer that cancels it."""
         async with self._tx() as db:
             await self._insert_attempt(
                 db, job_id, nonce, tx_hash, raw, max_fee_per_gas, max_priority_fee_per_gas,
                 now_ms,
             )  # fmt: skip
-            if kind is not None:
+            if cancel is not None:
                 await db.execute(
-                    "UPDATE jobs SET kind = ?, to_address = ?, data = ?, gas = ?, updated_ms = ? "
-                    "WHERE id = ?",
-                    (kind, to_address, data, gas, now_ms, job_id),
+                    "UPDATE jobs SET kind = 'cancel', to_address = ?, data = ?, gas = ?, "
+                    "updated_ms = ? WHERE id = ?",
+                    (*cancel, now_ms, job_id),
                 )
 
     async def mark_sent(self, tx_hash: str, now_ms: int) -> None:
@@ -508,13 +533,16 @@ class Outbox:
                 (detail, now_ms, job_id),
             )
 
-    async def finish_job(self, job_id: int, now_ms: int) -> None:
-        """A mined job whose intents are all settled needs no more tracking."""
+    async def finish_settled_jobs(self, now_ms: int) -> int:
+        """Mined jobs whose intents are all settled need no more tracking."""
         async with self._tx() as db:
-            await db.execute(
-                "UPDATE jobs SET state = 'done', updated_ms = ? WHERE id = ? AND state = 'mined'",
-                (now_ms, job_id),
+            cur = await db.execute(
+                "UPDATE jobs SET state = 'done', updated_ms = ? WHERE state = 'mined' AND "
+                "NOT EXISTS (SELECT 1 FROM intents i WHERE i.job_id = jobs.id "
+                "AND i.state IN ('submitted', 'mined'))",
+                (now_ms,),
             )
+            return cur.rowcount
 
     # -- helpers ---------------------------------------------------------------------
     def _tx(self) -> _Transaction:

@@ -184,6 +184,22 @@ class ChainClient:
         `validate` may raise `BadResponse` for answers that are well-formed JSON-RPC but
         wrong (logs outside the range asked for, a node behind): retried the same way.
         """
+        return await self._batch(calls, validate, per_item=False)
+
+    async def batch_each(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """Like `batch`, but an item's JSON-RPC error is returned in its place as the
+        classified exception instead of raised: for many independent questions (one
+        `eth_call` per session) where one refusal must not hide the other answers.
+        Transport failures still retry the whole batch."""
+        return await self._batch(calls, None, per_item=True)
+
+    async def _batch(
+        self,
+        calls: Sequence[tuple[str, list[Any]]],
+        validate: Callable[[list[Any]], None] | None,
+        *,
+        per_item: bool,
+    ) -> list[Any]:
         if not calls:
             return []
         failure = 0
@@ -191,7 +207,7 @@ class ChainClient:
             index = self._current
             try:
                 await self._verify_chain(index)
-                results = await self._post(index, calls)
+                results = await self._post(index, calls, per_item=per_item)
                 if validate is not None:
                     validate(results)
                 return results
@@ -257,7 +273,9 @@ class ChainClient:
             )
         self._verified.add(index)
 
-    async def _post(self, index: int, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+    async def _post(
+        self, index: int, calls: Sequence[tuple[str, list[Any]]], *, per_item: bool = False
+    ) -> list[Any]:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         first = self._next_id
@@ -307,7 +325,11 @@ class ChainClient:
                     raise classify_rpc_error(items[0]["error"], method)
                 raise BadResponse(f"{url} left {method} (id {first + i}) out of its answer")
             if "error" in item and item["error"] is not None:
-                raise classify_rpc_error(item["error"], method)
+                error = classify_rpc_error(item["error"], method)
+                if per_item and not isinstance(error, RetryableError):
+                    results.append(error)
+                    continue
+                raise error
             if "result" not in item:
                 raise BadResponse(f"{url} answered {method} without a result")
             results.append(item["result"])

@@ -1,0 +1,119 @@
+"""The only transactions Warden makes, encoded, and the check that a payload is one of them.
+
+A close with a policy reason (stop-loss, take-profit, expired, idle) or a sweep on a wallet
+the indexer knows, a batch of those through the configured factory's `closeBatch`, and a
+zero-value self-transfer that cancels a stuck nonce. `check_call` decodes the exact bytes
+about to be signed and refuses anything else, so a bug upstream cannot make the relayer
+sign an arbitrary call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from eth_abi.abi import decode, encode
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+from indexer import CLOSE_REASONS
+
+# Reasons the operator may give; `owner` is the owner's alone, `swept` goes through sweep().
+POLICY_REASONS = frozenset({"stop_loss", "take_profit", "expired", "idle"})
+REASON_CODE = {name: code for code, name in enumerate(CLOSE_REASONS)}
+SWEPT = REASON_CODE["swept"]
+MAX_BATCH = 256  # SessionWalletFactory.closeBatch refuses more
+CANCEL_GAS = 21_000
+
+
+def _selector(signature: str) -> bytes:
+    return keccak(text=signature)[:4]
+
+
+CLOSE = _selector("close(uint8)")
+SWEEP = _selector("sweep()")
+CLOSE_BATCH = _selector("closeBatch(address[],uint8[])")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    kind: str  # close | sweep | batch | cancel
+    to: str
+    data: str  # 0x calldata
+
+    @property
+    def payload(self) -> bytes:
+        return bytes.fromhex(self.data[2:])
+
+
+def reason_code(action: str, reason: str) -> int:
+    if action == "sweep":
+        return SWEPT
+    if action == "close" and reason in POLICY_REASONS:
+        return REASON_CODE[reason]
+    raise ValueError(f"Warden never sends {action} with reason {reason!r}")
+
+
+def single(wallet: str, action: str, reason: str) -> Call:
+    if action == "sweep":
+        return Call("sweep", wallet, "0x" + SWEEP.hex())
+    code = reason_code(action, reason)
+    return Call("close", wallet, "0x" + (CLOSE + encode(["uint8"], [code])).hex())
+
+
+def batch(factory: str, members: Sequence[tuple[str, str, str]]) -> Call:
+    """`closeBatch` of (wallet, action, reason) members; a sweep is a close(Swept)."""
+    if not 1 <= len(members) <= MAX_BATCH:
+        raise ValueError(f"a batch holds 1 to {MAX_BATCH} members, not {len(members)}")
+    wallets = [wallet for wallet, _, _ in members]
+    codes = [reason_code(action, reason) for _, action, reason in members]
+    body = encode(["address[]", "uint8[]"], [wallets, codes])
+    return Call("batch", factory, "0x" + (CLOSE_BATCH + body).hex())
+
+
+def cancel(relayer: str) -> Call:
+    return Call("cancel", relayer, "0x")
+
+
+def check_call(
+    to: str, data: str, *, factory: str, relayer: str, known: Callable[[str], bool]
+) -> str | None:
+    """None when (to, data) is a call Warden may make; otherwise why not."""
+    try:
+        payload = bytes.fromhex(data[2:] if data.startswith("0x") else data)
+        target = to_checksum_address(to)
+    except ValueError as exc:
+        return f"malformed call: {exc}"
+    selector, body = payload[:4], payload[4:]
+    if not payload:
+        return None if target == to_checksum_address(relayer) else "value-less call to " + to
+    if selector == CLOSE_BATCH:
+        if target != to_checksum_address(factory):
+            return f"closeBatch sent to {target}, not the configured factory {factory}"
+        try:
+            wallets, codes = decode(["address[]", "uint8[]"], body)
+        except Exception as exc:  # eth_abi raises several unrelated types
+            return f"closeBatch arguments do not decode: {exc}"
+        if not 1 <= len(wallets) <= MAX_BATCH or len(wallets) != len(codes):
+            return f"closeBatch of {len(wallets)} wallets and {len(codes)} reasons"
+        for wallet, code in zip(wallets, codes, strict=True):
+            problem = _member(to_checksum_address(wallet), code, known)
+            if problem:
+                return problem
+        return None
+    if selector == CLOSE and len(body) == 32:
+        (code,) = decode(["uint8"], body)
+        return _member(target, code, known) or (
+            "close(Swept) is sent as sweep()" if code == SWEPT else None
+        )
+    if selector == SWEEP and not body:
+        return None if known(target) else f"sweep of {target}, a wallet the indexer does not know"
+    return f"selector 0x{selector.hex()} to {target} is not a call Warden makes"
+
+
+def _member(wallet: str, code: int, known: Callable[[str], bool]) -> str | None:
+    if not known(wallet):
+        return f"{wallet} is not a wallet the indexer knows"
+    if code >= len(CLOSE_REASONS) or CLOSE_REASONS[code] not in POLICY_REASONS | {"swept"}:
+        return f"close reason {code} is not a policy reason"
+    return None

@@ -1,0 +1,507 @@
+"""Every intent becomes at most one mined transaction, under guards, seen to confirmation.
+
+Each `step` does three things, each safe to repeat after a crash at any point:
+
+1. **Track** live jobs: a receipt for any of a job's transactions makes it mined (batch
+   members that failed, and reverted closes, settle as obsolete or failed by their decoded
+   revert); a receipt that vanished (reorg) makes it live again; a nonce used on chain by
+   none of our transactions means another sender of the relayer key took it, and the job's
+   intents go back to pending for a new nonce. A transaction signed but never sent (a
+   crash between the two) is sent now; one unmined for `replace_after_blocks` is replaced
+   with higher fees, or, when nothing is left for it to do, cancelled by a zero-value
+   self-transfer so its nonce never strands the ones after it.
+2. **Confirm**: an intent is confirmed when the indexer has the `Closed` event of our
+   mined transaction; a session closed by anyone else makes its open intents obsolete.
+3. **Submit** pending intents: guards, preflight (`eth_call`, decoded revert: obsolete or
+   failed), gas estimate, grouping into factory batches, then for each job: allocate the
+   nonce, sign, *write the job and its signed transaction to the outbox*, and only then
+   send.
+
+Because a job's transactions all share its nonce, at most one of them is ever mined, and
+because the signed bytes are stored before sending, a restart re-sends exactly what may
+already be out there instead of signing something new. `hook(point)` is called at
+"signed", "sent" and "mined": tests pass one that kills the process there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from executor import calls
+from executor.calls import Call
+from executor.fees import FeePolicy, Fees, fetch_fees, replacement
+from executor.guards import (
+    Guards,
+    Obsolete,
+    Refusal,
+    balance_refusal,
+    check_intent,
+    fee_refusal,
+    rate_refusal,
+)
+from executor.nonces import NonceManager
+from executor.outbox import IntentRow, Job, NewJob, Outbox
+from executor.reverts import batch_failures, decode_revert
+from executor.signer import Signer
+from indexer import CallReverted, ChainClient, IndexerStore, Session, TxRejected
+
+log = logging.getLogger("warden.executor")
+
+Hook = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    factory: str
+    chain_id: int
+    guards: Guards = field(default_factory=Guards)
+    fees: FeePolicy = field(default_factory=FeePolicy)
+    replace_after_blocks: int = 3
+    gas_margin_percent: int = 25
+    max_intents_per_step: int = 5_000
+    dry_run: bool = False
+
+
+@dataclass
+class StepReport:
+    submitted: int = 0  # intents given a transaction this step
+    jobs: int = 0  # transactions signed and sent (new nonces)
+    replaced: int = 0
+    cancelled: int = 0
+    mined: int = 0
+    confirmed: int = 0
+    obsolete: int = 0
+    failed: int = 0
+    refused: int = 0
+    dropped: int = 0
+    dry_run: int = 0
+
+    @property
+    def busy(self) -> bool:
+        return any(vars(self).values())
+
+
+def _ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Executor:
+    def __init__(
+        self,
+        client: ChainClient,
+        outbox: Outbox,
+        store: IndexerStore,
+        config: ExecutorConfig,
+        signer: Signer | None,
+        *,
+        relayer: str | None = None,
+        hook: Hook | None = None,
+        clock_ms: Callable[[], int] = _ms,
+    ) -> None:
+        if signer is None and not config.dry_run:
+            raise ValueError("an executor without a signer must run in dry-run mode")
+        address = signer.address if signer is not None else relayer
+        if address is None:
+            raise ValueError("dry-run without a signer needs the relayer address")
+        self.client = client
+        self.outbox = outbox
+        self.store = store
+        self.config = config
+        self.signer = signer
+        self.relayer: str = address
+        self.nonces = NonceManager(client, address)
+        self._hook = hook or (lambda point: None)
+        self._now_ms = clock_ms
+        self._sent_block: dict[str, int] = {}  # tx hash -> head when sent (memory only)
+        self._force: set[int] = set()  # job ids to replace at once (underpriced, below base)
+        self._starved = False  # below the minimum balance: alert once, not every step
+        self.last_balance: int | None = None
+
+    # -- public ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Sync the nonce; say who we are. Call once before the first step."""
+        if self.config.dry_run:
+            log.warning("executor in dry-run: nothing is signed or sent (relayer %s)", self.relayer)
+            return
+        live = await self.outbox.jobs("live")
+        stored = await self.outbox.next_nonce(self.relayer)
+        nxt = await self.nonces.sync([j.nonce for j in live if j.nonce is not None], stored)
+        log.info("relayer %s, next nonce %d, %d live transactions", self.relayer, nxt, len(live))
+
+    async def step(self, now: int) -> StepReport:
+        """One pass: track, confirm, submit. `now` is chain time (latest indexed block)."""
+        report = StepReport()
+        if not self.config.dry_run:
+            await self._track(report)
+        await self._confirm(report)
+        await self._submit(now, report)
+        return report
+
+    # -- 1. track ----------------------------------------------------------------------
+    async def _track(self, report: StepReport) -> None:
+        jobs = await self.outbox.jobs("live") + await self.outbox.jobs("mined")
+        if not jobs:
+            return
+        mined_count = await self.nonces.mined_count()  # before the receipts: see below
+        head = int(await self.client.call("eth_blockNumber"), 16)
+        hashes = [a.hash for job in jobs for a in job.attempts]
+        answers = await self.client.batch_each([("eth_getTransactionReceipt", [h]) for h in hashes])
+        receipts = {h: r for h, r in zip(hashes, answers, strict=True) if isinstance(r, dict)}
+        for job in jobs:
+            receipt = next((receipts[a.hash] for a in job.attempts if a.hash in receipts), None)
+            if job.state == "mined":
+                if receipt is None:
+                    log.warning("job %d: receipt of %s vanished (reorg)", job.id, job.mined_hash)
+                    await self.outbox.job_unmined(job.id, self._now_ms())
+                continue
+            if receipt is not None:
+                await self._mined(job, receipt, report)
+            elif job.nonce is not None and job.nonce < mined_count:
+                # Receipts were asked after the count, so had one of ours used this nonce
+                # its receipt would be here: another sender of this key took it.
+                detail = (
+                    f"nonce {job.nonce} was used by another transaction from {self.relayer}; "
+                    "requeued for a new nonce"
+                )
+                log.warning("job %d: %s", job.id, detail)
+                await self.outbox.job_dropped(job.id, detail, self._now_ms())
+                self.nonces.invalidate()
+                report.dropped += 1
+            else:
+                await self._nudge(job, head, report)
+
+    async def _mined(self, job: Job, receipt: dict[str, Any], report: StepReport) -> None:
+        tx_hash = str(receipt["transactionHash"]).lower()
+        status = int(receipt["status"], 16)
+        members = await self.outbox.intents_of_job(job.id)
+        outcomes: list[tuple[str, str, str]] = []
+        if job.kind == "batch" and status == 1:
+            failures = batch_failures(receipt["logs"], self.config.factory)
+            for intent in members:
+                revert = failures.get(intent.wallet)
+                if revert is not None:
+                    state = "obsolete" if revert.obsolete else "failed"
+                    outcomes.append((intent.key, state, f"batch member reverted: {revert}"))
+        elif status == 0 and members:
+            why = await self._revert_reason(Call(job.kind, job.to_address, job.data))
+            state = "obsolete" if why is not None and why[1] else "failed"
+            detail = f"reverted on chain: {why[0] if why else 'no reason given'}"
+            outcomes = [(m.key, state, detail) for m in members if m.state == "submitted"]
+        await self.outbox.job_mined(
+            job.id,
+            tx_hash=tx_hash,
+            block=int(receipt["blockNumber"], 16),
+            status=status,
+            gas_used=int(receipt["gasUsed"], 16),
+            effective_gas_price=int(receipt.get("effectiveGasPrice") or "0x0", 16),
+            outcomes=outcomes,
+            now_ms=self._now_ms(),
+        )
+        report.mined += 1
+        for _, state, _ in outcomes:
+            setattr(report, state, getattr(report, state) + 1)
+        self._hook("mined")
+
+    async def _nudge(self, job: Job, head: int, report: StepReport) -> None:
+        """A live, unmined job: send what was never sent; replace what is stuck."""
+        latest = job.latest
+        if latest.state in ("signed", "rejected") and job.id not in self._force:
+            await self._send(job.id, latest.hash, latest.raw, head)
+            return
+        sent_at = self._sent_block.setdefault(latest.hash, head)
+        if job.id not in self._force and head - sent_at < self.config.replace_after_blocks:
+            return
+        self._force.discard(job.id)
+        members = await self.outbox.intents_of_job(job.id)
+        still_needed = any(m.state == "submitted" for m in members)
+        market = await fetch_fees(self.client, self.config.fees)
+        previous = Fees(latest.max_fee_per_gas, latest.max_priority_fee_per_gas)
+        if job.nonce is None:
+            return
+        if still_needed or job.kind == "cancel":
+            fees = replacement(previous, market, self.config.fees)
+            if fees is None:
+                # At the cap: keep the transaction in front of the node and wait.
+                await self._send(job.id, latest.hash, latest.raw, head, quiet=True)
+                self._sent_block[latest.hash] = head
+                return
+            call = Call(job.kind, job.to_address, job.data)
+            gas = job.gas
+            report.replaced += 1
+        else:
+            # Nothing left for it to do, but its nonce must be used: a cancel may exceed
+            # the cap, because a stranded nonce blocks every later transaction.
+            fees = replacement(previous, market, self.config.fees, capped=False)
+            if fees is None:  # pragma: no cover - uncapped replacement always exists
+                return
+            call = calls.cancel(self.relayer)
+            gas = calls.CANCEL_GAS
+            report.cancelled += 1
+            log.info("job %d: nothing left to do, cancelling nonce %d", job.id, job.nonce)
+        signed = self._sign(call, gas, job.nonce, fees)
+        becomes_cancel = call.kind == "cancel" and job.kind != "cancel"
+        await self.outbox.add_attempt(
+            job.id,
+            job.nonce,
+            tx_hash=signed.hash,
+            raw=signed.raw,
+            max_fee_per_gas=fees.max_fee_per_gas,
+            max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+            now_ms=self._now_ms(),
+            cancel=(call.to, call.data, gas) if becomes_cancel else None,
+        )
+        self._hook("signed")
+        await self._send(job.id, signed.hash, signed.raw, head)
+
+    # -- 2. confirm --------------------------------------------------------------------
+    async def _confirm(self, report: StepReport) -> None:
+        claims = await self.outbox.open_claims()
+        if not claims:
+            return
+        closing = await self.store.closing_events({c.wallet for c in claims})
+        settled: list[tuple[str, str, str]] = []
+        now_ms = self._now_ms()
+        for claim in claims:
+            event = closing.get(claim.wallet)
+            if event is None:
+                continue
+            ours = event.tx_hash.lower()
+            if claim.state == "mined" and ours == claim.mined_hash:
+                detail = f"closed in {ours} at position {event.position}"
+                await self.outbox.confirm(claim.key, event.position, detail, now_ms)
+                report.confirmed += 1
+            elif ours in claim.hashes:
+                continue  # our transaction, its receipt not tracked yet: next step
+            else:
+                settled.append(
+                    (claim.key, "obsolete", f"session closed by {event.by} in {event.tx_hash}")
+                )
+        await self.outbox.settle(settled, now_ms)
+        report.obsolete += len(settled)
+        await self.outbox.finish_settled_jobs(now_ms)
+
+    # -- 3. submit ---------------------------------------------------------------------
+    async def _submit(self, now: int, report: StepReport) -> None:
+        pending = await self.outbox.intents("pending", limit=self.config.max_intents_per_step)
+        if not pending:
+            return
+        sessions = await self.store.sessions({i.wallet for i in pending})
+        guards = self.config.guards
+        now_ms = self._now_ms()
+        ready: list[tuple[IntentRow, Session]] = []
+        obsolete: list[tuple[str, str, str]] = []
+        for intent in pending:
+            session = sessions.get(intent.wallet)
+            verdict = check_intent(
+                intent, session, relayer=self.relayer, guards=guards, now=now
+            ) or rate_refusal(
+                await self.outbox.jobs_since(intent.wallet, now_ms - guards.rate_window_ms),
+                guards,
+            )
+            if isinstance(verdict, Obsolete):
+                obsolete.append((intent.key, "obsolete", verdict.reason))
+            elif isinstance(verdict, Refusal):
+                await self._refuse([intent], verdict, report)
+            elif session is not None:
+                ready.append((intent, session))
+        await self.outbox.settle(obsolete, now_ms)
+        report.obsolete += len(obsolete)
+        if not ready:
+            return
+        market = await fetch_fees(self.client, self.config.fees)
+        refusal = fee_refusal(market.max_fee_per_gas, self.config.fees.max_fee_per_gas)
+        if refusal is None and not self.config.dry_run:
+            balance = int(await self.client.call("eth_getBalance", self.relayer, "latest"), 16)
+            self.last_balance = balance
+            refusal = balance_refusal(balance, self.relayer, guards)
+            self._alert_balance(refusal)
+        if refusal is not None:
+            await self._refuse([i for i, _ in ready], refusal, report)
+            return
+        ready = await self._preflight(ready, report)
+        await self._send_jobs(self._group(ready), market, report)
+
+    async def _preflight(
+        self, ready: list[tuple[IntentRow, Session]], report: StepReport
+    ) -> list[tuple[IntentRow, Session]]:
+        """`eth_call` each close as the relayer would send it; a revert decides."""
+        singles = [calls.single(i.wallet, i.action, i.reason) for i, _ in ready]
+        answers = await self.client.batch_each(
+            [("eth_call", [self._tx_fields(c), "latest"]) for c in singles]
+        )
+        passed: list[tuple[IntentRow, Session]] = []
+        settled: list[tuple[str, str, str]] = []
+        for (intent, session), answer in zip(ready, answers, strict=True):
+            if isinstance(answer, CallReverted):
+                revert = decode_revert(answer.data)
+                state = "obsolete" if revert.obsolete else "failed"
+                settled.append((intent.key, state, f"preflight: {revert}"))
+            elif isinstance(answer, Exception):
+                raise answer
+            else:
+                passed.append((intent, session))
+        await self.outbox.settle(settled, self._now_ms())
+        for _, state, _ in settled:
+            setattr(report, state, getattr(report, state) + 1)
+        return passed
+
+    def _group(self, ready: list[tuple[IntentRow, Session]]) -> list[tuple[Call, list[IntentRow]]]:
+        guards = self.config.guards
+        batchable = [i for i, s in ready if guards.batchable(s)]
+        alone = [i for i, s in ready if not guards.batchable(s)]
+        groups: list[tuple[Call, list[IntentRow]]] = []
+        if len(batchable) >= 2 and guards.max_batch_size > 1:
+            size = guards.max_batch_size
+            for start in range(0, len(batchable), size):
+                chunk = batchable[start : start + size]
+                if len(chunk) == 1:
+                    alone.extend(chunk)
+                    continue
+                members = [(i.wallet, i.action, i.reason) for i in chunk]
+                groups.append((calls.batch(self.config.factory, members), chunk))
+        else:
+            alone.extend(batchable)
+        groups.extend((calls.single(i.wallet, i.action, i.reason), [i]) for i in alone)
+        return groups
+
+    async def _send_jobs(
+        self, groups: list[tuple[Call, list[IntentRow]]], fees: Fees, report: StepReport
+    ) -> None:
+        if not groups:
+            return
+        estimates = await self.client.batch_each(
+            [("eth_estimateGas", [self._tx_fields(call)]) for call, _ in groups]
+        )
+        known = {i.wallet for _, members in groups for i in members}
+        head = int(await self.client.call("eth_blockNumber"), 16)
+        if not self.config.dry_run and not self.nonces.synced:
+            await self.start()
+        for (call, members), estimate in zip(groups, estimates, strict=True):
+            if isinstance(estimate, CallReverted):
+                # A batch does not revert for a bad member, so this is a single close
+                # that changed between preflight and now: decided on the next step.
+                revert = decode_revert(estimate.data)
+                log.warning("estimateGas of %s reverted: %s", call.kind, revert)
+                continue
+            if isinstance(estimate, Exception):
+                raise estimate
+            gas = int(estimate, 16) * (100 + self.config.gas_margin_percent) // 100
+            problem = calls.check_call(
+                call.to, call.data, factory=self.config.factory, relayer=self.relayer,
+                known=known.__contains__,
+            )  # fmt: skip
+            if problem is not None:
+                await self._refuse(members, Refusal("call_shape", problem, True), report)
+                continue
+            job = NewJob(call.kind, call.to, call.data, gas, tuple(m.key for m in members))
+            if self.config.dry_run:
+                detail = (
+                    f"dry-run: would send {call.kind} to {call.to} with data {call.data} gas "
+                    f"{gas} max fee {fees.max_fee_per_gas} tip {fees.max_priority_fee_per_gas}"
+                )
+                await self.outbox.record_dry_run(job, detail, self._now_ms())
+                log.info("%s (%d intents)", detail, len(members))
+                report.dry_run += len(members)
+                continue
+            nonce = self.nonces.allocate()
+            signed = self._sign(call, gas, nonce, fees)
+            job_id = await self.outbox.create_job(
+                job,
+                relayer=self.relayer,
+                nonce=nonce,
+                tx_hash=signed.hash,
+                raw=signed.raw,
+                max_fee_per_gas=fees.max_fee_per_gas,
+                max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+                now_ms=self._now_ms(),
+            )
+            self._hook("signed")
+            report.jobs += 1
+            report.submitted += len(members)
+            await self._send(job_id, signed.hash, signed.raw, head)
+
+    # -- sending -----------------------------------------------------------------------
+    async def _send(
+        self, job_id: int, tx_hash: str, raw: str, head: int, *, quiet: bool = False
+    ) -> None:
+        try:
+            await self.client.call("eth_sendRawTransaction", raw)
+        except TxRejected as exc:
+            if exc.kind == "already_known":
+                pass  # sent before (a restart, a re-broadcast): it is out there
+            elif exc.kind == "nonce_too_low":
+                # Mined already (a receipt comes next step) or taken by another sender
+                # (the tracker requeues): either way this transaction is not live.
+                await self.outbox.mark_rejected(tx_hash, str(exc))
+                self.nonces.invalidate()
+                return
+            else:
+                if exc.kind in ("underpriced", "fee_below_base"):
+                    self._force.add(job_id)
+                elif exc.kind == "nonce_too_high":
+                    self.nonces.invalidate()
+                elif exc.kind == "insufficient_funds":
+                    self._alert_balance(Refusal("relayer_balance", str(exc), False))
+                if not quiet:
+                    log.warning("transaction %s refused: %s", tx_hash, exc)
+                await self.outbox.mark_rejected(tx_hash, str(exc))
+                return
+        self._hook("sent")
+        self._sent_block.setdefault(tx_hash, head)
+        await self.outbox.mark_sent(tx_hash, self._now_ms())
+
+    # -- helpers -----------------------------------------------------------------------
+    def _tx_fields(self, call: Call) -> dict[str, str]:
+        return {"from": self.relayer, "to": call.to, "data": call.data}
+
+    def _sign(self, call: Call, gas: int, nonce: int, fees: Fees) -> Any:
+        if self.signer is None:
+            raise RuntimeError("signing in dry-run")
+        return self.signer.sign(
+            {
+                "type": 2,
+                "chainId": self.config.chain_id,
+                "nonce": nonce,
+                "to": call.to,
+                "value": 0,
+                "data": call.data,
+                "gas": gas,
+                "maxFeePerGas": fees.max_fee_per_gas,
+                "maxPriorityFeePerGas": fees.max_priority_fee_per_gas,
+            }
+        )
+
+    async def _revert_reason(self, call: Call) -> tuple[str, bool] | None:
+        """Why `call` reverts now (name, obsolete), or None if it would not revert."""
+        (answer,) = await self.client.batch_each([("eth_call", [self._tx_fields(call), "latest"])])
+        if isinstance(answer, CallReverted):
+            revert = decode_revert(answer.data)
+            return str(revert), revert.obsolete
+        if isinstance(answer, Exception):
+            raise answer
+        return None
+
+    async def _refuse(
+        self, intents: Sequence[IntentRow], refusal: Refusal, report: StepReport
+    ) -> None:
+        now_ms = self._now_ms()
+        for intent in intents:
+            await self.outbox.refuse(
+                intent.key, refusal.guard, refusal.reason, now_ms, final=refusal.final
+            )
+        report.refused += len(intents)
+        if refusal.final:
+            report.failed += len(intents)
+
+    def _alert_balance(self, refusal: Refusal | None) -> None:
+        if refusal is not None and not self._starved:
+            log.error("ALERT %s", refusal.reason)
+        elif refusal is None and self._starved:
+            log.warning(
+                "relayer %s funded again (%s wei): sending resumes", self.relayer, self.last_balance
+            )
+        self._starved = refusal is not None
