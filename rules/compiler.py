@@ -1,5 +1,5 @@
 """Compilation of rules into durable-rules rulesets defined as data, plus the exact-integer
-fact builder and the time thresholds each ruleset needs.
+fact builder (rules/facts.py) and the time thresholds each ruleset needs.
 
 Why the shape: durable-rules compares numbers beyond int64 wrongly, so every number in a
 fact is a fixed-width string (sign letter + zero-padded decimal digits), which the engine
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from rules.errors import SnapshotError
+from rules.facts import MAX_UINT, MIRROR, UNIT, FactBuilder, Linear, TimeAtom, encode
 from rules.model import Rule
-from rules.snapshot import DERIVED, FIELD_TYPES, MAX_DECIMALS, FieldType, Snapshot
+from rules.snapshot import DERIVED, FIELD_TYPES, MAX_DECIMALS, FieldType
 from rules.syntax import (
     Arith,
     BoolOp,
@@ -32,14 +32,9 @@ from rules.syntax import (
     Tokens,
 )
 
-UNIT = "$unit"  # the variable 10**decimals, for `N tokens`
-MAX_UINT = 2**256 - 1
 MIN_WIDTH = 78  # digits of 2**256 - 1
 NEGATE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
-MIRROR = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 ENGINE_OPS = {"<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte", "!=": "$neq"}
-
-Linear = tuple[tuple[tuple[str, int], ...], int]  # ((variable, coefficient)...), constant
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,23 +133,6 @@ def _bound(var: str) -> int:
     return 10**MAX_DECIMALS if var == UNIT else MAX_UINT
 
 
-def encode(value: int, width: int) -> str:
-    """Fixed-width text that sorts like the integer: 'n' < 'p', complement for negatives."""
-    if value >= 0:
-        return "p" + str(value).zfill(width)
-    return "n" + str(10**width + value).zfill(width)
-
-
-@dataclass(frozen=True, slots=True)
-class TimeAtom:
-    """k * now + sum(coef * var) + const OP 0 with k != 0: its truth changes with time."""
-
-    k: int
-    op: str
-    others: tuple[tuple[str, int], ...]
-    const: int
-
-
 class CompiledGroup:
     """The engine ruleset for the sessions of one policy group, and how to build its fact."""
 
@@ -167,6 +145,7 @@ class CompiledGroup:
         self.text_fields: set[str] = set()
         self.time_atoms: list[TimeAtom] = []
         self.index_of_action: dict[str, int] = {}
+        self.index_of_key: dict[str, int] = {}
         conds = [lower(rule.condition) for rule in rules]
         bounds = [abs(a.const) for c in conds for a in atoms(c) if isinstance(a, NumAtom)]
         for cond in conds:
@@ -183,6 +162,7 @@ class CompiledGroup:
             key = f"r{index}"
             action = f"{engine_name}.{key}"
             self.index_of_action[action] = index
+            self.index_of_key[key] = index
             self.definition[key] = {"all": [{"m": self._engine_cond(cond)}], "run": action}
         self.variables = sorted(
             {v for lin in self.terms for v, _ in lin[0]}
@@ -190,10 +170,15 @@ class CompiledGroup:
             | {v for atom in self.time_atoms for v, _ in atom.others}
             | ({"now"} if self.time_atoms else set())
         )
-        self._text_field_list = sorted(self.text_fields)
-        self._num_field_list = sorted(self.fields - self.text_fields)
-        self._term_list = [(key, parts, const) for (parts, const), key in self.terms.items()]
-        self.text_terms_fact = {key: text for text, key in self.text_terms.items()}
+        self.facts = self._builder()
+        self._single = {key: (rules[i],) for key, i in self.index_of_key.items()}
+
+    def matched(self, keys: list[str]) -> tuple[Rule, ...]:
+        """The rules behind the engine's fired rule keys, in the order of `rules`
+        (priority); KeyError for a key this group does not have."""
+        if len(keys) == 1:
+            return self._single[keys[0]]
+        return tuple(self.rules[i] for i in sorted({self.index_of_key[k] for k in keys}))
 
     # ---- engine conditions -----------------------------------------------------------
 
@@ -243,64 +228,13 @@ class CompiledGroup:
             return parts[0][0]
         return self.terms.setdefault(lin, f"t{len(self.terms)}")
 
-    # ---- facts -----------------------------------------------------------------------
-
-    def values(self, snapshot: Snapshot, now: int) -> dict[str, int]:
-        """The integer variables this group reads, checked to be uint256."""
-        out: dict[str, int] = {}
-        for var in self.variables:
-            if var == UNIT:
-                decimals = snapshot.decimals
-                if not 0 <= decimals <= MAX_DECIMALS:
-                    raise SnapshotError(
-                        f"{snapshot.wallet}: decimals {decimals} outside 0..{MAX_DECIMALS}"
-                    )
-                out[var] = 10**decimals
-                continue
-            value = now if var == "now" else getattr(snapshot, var)
-            if type(value) is not int or not 0 <= value <= MAX_UINT:
-                raise SnapshotError(f"{snapshot.wallet}: {var}={value!r} is not a uint256")
-            out[var] = value
-        return out
-
-    def fact(self, fact_id: int, snapshot: Snapshot, values: dict[str, int]) -> dict[str, Any]:
-        """The engine fact: numbers as fixed-width text, terms computed exactly here."""
-        width = self.width
-        positive = f"p%0{width}d"
-        fact: dict[str, Any] = {"id": fact_id}
-        for name in self._text_field_list:
-            fact[name] = getattr(snapshot, name)
-        for name in self._num_field_list:
-            value = values[name]
-            fact[name] = positive % value  # fields are uint256: never negative
-        for key, parts, const in self._term_list:
-            total = const
-            for var, coef in parts:
-                total += coef * values[var]
-            fact[key] = positive % total if total >= 0 else encode(total, width)
-        fact.update(self.text_terms_fact)
-        return fact
-
-    def next_check_at(self, values: dict[str, int], now: int) -> int | None:
-        """Earliest chain time after `now` at which a time-dependent comparison of this
-        group could change truth, given the snapshot's values()."""
-        if not self.time_atoms:
-            return None
-        best: int | None = None
-        for atom in self.time_atoms:
-            rest = atom.const + sum(c * values[v] for v, c in atom.others)
-            k, op = atom.k, atom.op
-            if k < 0:
-                k, rest, op = -k, -rest, MIRROR[op]
-            at_least = -(rest // k)  # first t with k*t + rest >= 0
-            above = (-rest) // k + 1  # first t with k*t + rest > 0
-            if op in (">=", "<"):
-                points: tuple[int, ...] = (at_least,)
-            elif op in (">", "<="):
-                points = (above,)
-            else:  # == / != change only around an exact solution, if there is one
-                points = (at_least, above) if rest % k == 0 else ()
-            for point in points:
-                if point > now and (best is None or point < best):
-                    best = point
-        return best
+    def _builder(self) -> FactBuilder:
+        return FactBuilder(
+            width=self.width,
+            variables=self.variables,
+            text_fields=sorted(self.text_fields),
+            num_fields=sorted(self.fields - self.text_fields),
+            terms=[(key, lin) for lin, key in self.terms.items()],
+            text_terms=[(key, text) for text, key in self.text_terms.items()],
+            time_atoms=self.time_atoms,
+        )

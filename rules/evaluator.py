@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from rules.compiler import CompiledGroup
 from rules.engine_host import RulesHost
+from rules.errors import EngineError
 from rules.model import Rule, RuleSet
 from rules.snapshot import Snapshot
 
@@ -53,21 +54,39 @@ class Evaluator:
         self._default = self._groups["\0default"]
         if definitions:
             host.register(definitions)
+        self._handles = {name: host.handle_of(name) for name in definitions}
 
     def group_for(self, policy: str) -> CompiledGroup:
         return self._groups.get(policy, self._default)
 
     def evaluate(self, snapshot: Snapshot, now: int) -> Evaluation:
-        group = self.group_for(snapshot.policy)
+        group = self._groups.get(snapshot.policy, self._default)
+        facts = group.facts
+        values = facts.read(snapshot, now)
         matched: tuple[Rule, ...] = ()
-        values = group.values(snapshot, now)
         if group.rules:
             self._fact_ids += 1
-            fact = group.fact(self._fact_ids, snapshot, values)
-            fired = self.host.run_fact(group.engine_name, fact, self.direct)
-            indices = sorted({group.index_of_action[name] for name in fired})
-            matched = tuple(group.rules[i] for i in indices)
-        next_check = None if snapshot.status == "closed" else group.next_check_at(values, now)
+            fact_id = self._fact_ids
+            if self.direct:
+                keys = self.host.fire(
+                    self._handles[group.engine_name],
+                    fact_id,
+                    facts.payload(fact_id, snapshot, values),
+                )
+            else:
+                fact = facts.fact(fact_id, snapshot, values)
+                names = self.host.run_fact(group.engine_name, fact, direct=False)
+                keys = [name.rpartition(".")[2] for name in names]
+            if keys:
+                try:
+                    matched = group.matched(keys)
+                except KeyError as exc:
+                    raise EngineError(f"{group.engine_name} fired unknown rule {exc}") from exc
+        next_check = (
+            facts.next_check_at(values, now)
+            if facts.time_dependent and snapshot.status != "closed"
+            else None
+        )
         return Evaluation(
             wallet=snapshot.wallet,
             status=snapshot.status,

@@ -1,0 +1,217 @@
+"""The per-evaluation half of a compiled group: read a snapshot's integers once, turn them
+into the engine fact, and find when time alone can next change a comparison.
+
+This is the hot path (every evaluation, every session of an expiry burst), so the shape is
+fixed when the group is compiled: a tuple of values in a fixed order, index-based terms,
+and the fact's JSON as one %-template filled in a single formatting call. The engine
+still receives the same fact as the dict path (`fact`, used by the public Host path) and
+still decides every match; only the Python around it is cheaper.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from json.encoder import encode_basestring
+from operator import attrgetter
+from typing import Any
+
+from rules.errors import SnapshotError
+from rules.snapshot import MAX_DECIMALS, Snapshot
+
+UNIT = "$unit"  # the variable 10**decimals, for `N tokens`
+NOW = "now"
+MAX_UINT = 2**256 - 1
+MIRROR = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+_POW10 = tuple(10**d for d in range(MAX_DECIMALS + 1))
+
+Linear = tuple[tuple[tuple[str, int], ...], int]  # ((variable, coefficient)...), constant
+
+
+def encode(value: int, width: int) -> str:
+    """Fixed-width text that sorts like the integer: 'n' < 'p', complement for negatives."""
+    if value >= 0:
+        return "p" + str(value).zfill(width)
+    return "n" + str(10**width + value).zfill(width)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeAtom:
+    """k * now + sum(coef * var) + const OP 0 with k != 0: its truth changes with time."""
+
+    k: int
+    op: str
+    others: tuple[tuple[str, int], ...]
+    const: int
+
+
+def _tuple_getter(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """attrgetter that always returns a tuple, whatever the number of names."""
+    if not names:
+        return lambda _obj: ()
+    if len(names) == 1:
+        one = attrgetter(names[0])
+        return lambda obj: (one(obj),)
+    many: Callable[[Any], tuple[Any, ...]] = attrgetter(*names)
+    return many
+
+
+def _json_key(name: str) -> str:
+    return json.dumps(name, ensure_ascii=False).replace("%", "%%")
+
+
+class FactBuilder:
+    """How one group turns (snapshot, now) into its engine fact and its next check time.
+
+    `values` is a tuple: the snapshot fields the group reads (sorted), then `now`, then
+    10**decimals, each present only if some rule needs it.
+    """
+
+    def __init__(
+        self,
+        *,
+        width: int,
+        variables: Sequence[str],
+        text_fields: Sequence[str],
+        num_fields: Sequence[str],
+        terms: Sequence[tuple[str, Linear]],
+        text_terms: Sequence[tuple[str, str]],
+        time_atoms: Sequence[TimeAtom],
+    ) -> None:
+        self.width = width
+        self.snapshot_vars = tuple(sorted(v for v in variables if v not in (NOW, UNIT)))
+        self.variables = self.snapshot_vars + tuple(v for v in (NOW, UNIT) if v in variables)
+        self._has_now = NOW in variables
+        self._has_unit = UNIT in variables
+        index = {name: i for i, name in enumerate(self.variables)}
+        self._read_snapshot = _tuple_getter(self.snapshot_vars)
+        self.text_fields = tuple(text_fields)
+        self._read_text = _tuple_getter(self.text_fields)
+        self.num_fields = tuple(num_fields)
+        self._num_index = tuple(index[name] for name in self.num_fields)
+        self.terms = tuple(terms)
+        # (index, coefficient) pairs; a term of non-negative parts needs no sign test.
+        self._terms = tuple(
+            (
+                tuple((index[v], c) for v, c in parts),
+                const,
+                const >= 0 and all(c > 0 for _, c in parts),
+            )
+            for _, (parts, const) in self.terms
+        )
+        self.text_terms = dict(text_terms)
+        positive, signed = f'"p%0{width}d"', '"%s"'
+        pieces = ['{"id":%d']
+        pieces += [f"{_json_key(name)}:%s" for name in self.text_fields]
+        pieces += [f"{_json_key(name)}:{positive}" for name in self.num_fields]
+        for (key, _), (_, _, nonneg) in zip(self.terms, self._terms, strict=True):
+            pieces.append(f"{_json_key(key)}:{positive if nonneg else signed}")
+        for key, text in self.text_terms.items():
+            pieces.append(f"{_json_key(key)}:{_json_key(text)}")
+        self._template = ",".join(pieces) + "}"
+        self._time_plan = []
+        for atom in time_atoms:
+            # Normalise to k > 0 so the first crossing point is a floor division.
+            sign = 1 if atom.k > 0 else -1
+            op = atom.op if sign == 1 else MIRROR[atom.op]
+            self._time_plan.append(
+                (
+                    atom.k * sign,
+                    op,
+                    atom.const * sign,
+                    tuple((index[v], c * sign) for v, c in atom.others),
+                )
+            )
+        self.time_dependent = bool(self._time_plan)
+
+    # ---- values --------------------------------------------------------------------
+
+    def read(self, snapshot: Snapshot, now: int) -> tuple[int, ...]:
+        """The integers this group reads, each checked to be a uint256."""
+        values: tuple[int, ...] = self._read_snapshot(snapshot)
+        for value in values:
+            if type(value) is not int or value < 0 or value > MAX_UINT:
+                self._refuse(snapshot, values)
+        if self._has_now:
+            if type(now) is not int or now < 0 or now > MAX_UINT:
+                raise SnapshotError(f"{snapshot.wallet}: now={now!r} is not a uint256")
+            values += (now,)
+        if self._has_unit:
+            decimals = snapshot.decimals
+            if type(decimals) is not int or not 0 <= decimals <= MAX_DECIMALS:
+                raise SnapshotError(
+                    f"{snapshot.wallet}: decimals {decimals!r} outside 0..{MAX_DECIMALS}"
+                )
+            values += (_POW10[decimals],)
+        return values
+
+    def _refuse(self, snapshot: Snapshot, values: tuple[Any, ...]) -> None:
+        for name, value in zip(self.snapshot_vars, values, strict=False):
+            if type(value) is not int or not 0 <= value <= MAX_UINT:
+                raise SnapshotError(f"{snapshot.wallet}: {name}={value!r} is not a uint256")
+
+    def _term_values(self, values: tuple[int, ...]) -> list[int]:
+        out = []
+        for parts, const, _ in self._terms:
+            total = const
+            for i, coef in parts:
+                total += coef * values[i]
+            out.append(total)
+        return out
+
+    # ---- the fact ------------------------------------------------------------------
+
+    def payload(self, fact_id: int, snapshot: Snapshot, values: tuple[int, ...]) -> str:
+        """The fact as the JSON text the engine parses, built in one formatting call."""
+        args: list[Any] = [fact_id]
+        try:
+            args += map(encode_basestring, self._read_text(snapshot))
+        except TypeError:
+            raise SnapshotError(f"{snapshot.wallet}: a text field is not a string") from None
+        for i in self._num_index:
+            args.append(values[i])
+        width = self.width
+        for parts, const, nonneg in self._terms:
+            total = const
+            for i, coef in parts:
+                total += coef * values[i]
+            args.append(total if nonneg else encode(total, width))
+        return self._template % tuple(args)
+
+    def fact(self, fact_id: int, snapshot: Snapshot, values: tuple[int, ...]) -> dict[str, Any]:
+        """The same fact as a dict, for Host.assert_fact (the public engine path)."""
+        fact: dict[str, Any] = {"id": fact_id}
+        for name in self.text_fields:
+            fact[name] = getattr(snapshot, name)
+        for name, i in zip(self.num_fields, self._num_index, strict=True):
+            fact[name] = encode(values[i], self.width)
+        for (key, _), total in zip(self.terms, self._term_values(values), strict=True):
+            fact[key] = encode(total, self.width)
+        fact.update(self.text_terms)
+        return fact
+
+    # ---- time ----------------------------------------------------------------------
+
+    def next_check_at(self, values: tuple[int, ...], now: int) -> int | None:
+        """Earliest chain time after `now` at which a time-dependent comparison of this
+        group could change truth, given read()'s values."""
+        best: int | None = None
+        for k, op, const, parts in self._time_plan:
+            rest = const
+            for i, coef in parts:
+                rest += coef * values[i]
+            # k*t + rest OP 0: first t with k*t + rest >= 0, and first with > 0.
+            if op == ">=" or op == "<":
+                point = -(rest // k)
+            elif op == ">" or op == "<=":
+                point = (-rest) // k + 1
+            else:  # == / != change only around an exact solution, if there is one
+                if rest % k:
+                    continue
+                point = -(rest // k)
+                if point <= now:
+                    point += 1
+            if point > now and (best is None or point < best):
+                best = point
+        return best
