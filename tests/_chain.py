@@ -1,13 +1,12 @@
-"""Test-side driver for contracts on anvil: transactions, reverts decoded by error name,
-events decoded from receipts, chain time and snapshots."""
+"""Test-side driver for contracts on anvil: transactions, reverts decoded by error name
+(the executor's own decoder, `executor.reverts`), events decoded from receipts, chain time
+and snapshots."""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import decode as abi_decode
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
@@ -15,7 +14,8 @@ from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.types import TxReceipt
 
-from contracts import artifact_names, load_artifact
+from contracts import load_artifact
+from executor.reverts import Revert, decode_revert
 from warden.devnet import Anvil, deploy_contract
 
 DEFAULT_GAS = 3_000_000
@@ -30,15 +30,6 @@ class CloseReason(enum.IntEnum):
     SWEPT = 5
 
 
-@dataclass(frozen=True)
-class Revert:
-    name: str
-    args: tuple[Any, ...]
-
-    def __str__(self) -> str:
-        return f"{self.name}{self.args}"
-
-
 def _canonical_type(item: dict[str, Any]) -> str:
     t: str = item["type"]
     if t.startswith("tuple"):
@@ -49,40 +40,6 @@ def _canonical_type(item: dict[str, Any]) -> str:
 
 def abi_signature(item: dict[str, Any]) -> str:
     return f"{item['name']}({','.join(_canonical_type(i) for i in item['inputs'])})"
-
-
-def _error_table() -> dict[bytes, tuple[str, list[str]]]:
-    table: dict[bytes, tuple[str, list[str]]] = {
-        Web3.keccak(text="Error(string)")[:4]: ("Error", ["string"]),
-        Web3.keccak(text="Panic(uint256)")[:4]: ("Panic", ["uint256"]),
-    }
-    for name in artifact_names():
-        for item in load_artifact(name).abi:
-            if item["type"] == "error":
-                sel = Web3.keccak(text=abi_signature(item))[:4]
-                table[sel] = (item["name"], [_canonical_type(i) for i in item["inputs"]])
-    return table
-
-
-ERRORS = _error_table()
-
-
-def decode_revert(data: bytes | str | None) -> Revert:
-    raw = bytes(HexBytes(data)) if data else b""
-    if len(raw) < 4:
-        return Revert("<empty revert>", ())
-    entry = ERRORS.get(raw[:4])
-    if entry is None:
-        return Revert(f"<unknown 0x{raw[:4].hex()}>", ())
-    name, types = entry
-    values = abi_decode(types, raw[4:])
-    return Revert(
-        name,
-        tuple(
-            Web3.to_checksum_address(v) if t == "address" else v
-            for t, v in zip(types, values, strict=True)
-        ),
-    )
 
 
 class Chain:
