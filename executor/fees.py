@@ -73,8 +73,9 @@ class FeePolicy:
             ("history_blocks", self.history_blocks, 1, 1024),
         ]  # fmt: skip
         if self.max_fee_per_gas is not None:
-            checks.append(("max_fee_per_gas", self.max_fee_per_gas, max(1, self.min_tip),
-                           UINT256_MAX))  # fmt: skip
+            # below the market (even below min_tip) is allowed: the executor then holds
+            # every send and reports the cap as the reason, which is what a cap is for
+            checks.append(("max_fee_per_gas", self.max_fee_per_gas, 1, UINT256_MAX))
         for name, value, low, high in checks:
             if type(value) is not int or not low <= value <= high:
                 raise ValueError(
