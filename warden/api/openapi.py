@@ -31,7 +31,8 @@ def _responses(route: Route) -> dict[str, Any]:
             },
         }
     responses: dict[str, Any] = {"200": ok}
-    codes = sorted({*route.errors, 500, *(() if route.public else (401,))})
+    # every route refuses unknown query parameters, so every route can answer 400
+    codes = sorted({*route.errors, 400, 500, *(() if route.public else (401,))})
     for code in codes:
         schema = route.response if code == 503 else "Error"
         responses[str(code)] = {
