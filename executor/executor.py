@@ -223,7 +223,8 @@ class Executor:
         if job.nonce is None:
             return
         if still_needed or job.kind == "cancel":
-            fees = replacement(previous, market, self.config.fees)
+            # A cancel stays uncapped on every bump, or it could strand its nonce.
+            fees = replacement(previous, market, self.config.fees, capped=job.kind != "cancel")
             if fees is None:
                 # At the cap: keep the transaction in front of the node and wait.
                 await self._send(job.id, latest.hash, latest.raw, head, quiet=True)

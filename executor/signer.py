@@ -25,6 +25,8 @@ from typing import Any, NoReturn
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from executor.errors import ConfigError
+
 log = logging.getLogger("warden.signer")
 
 DEVNET_CHAIN_IDS = frozenset({31337, 1337})  # anvil/hardhat and geth --dev/ganache
@@ -36,7 +38,7 @@ _MAKE_KEYSTORE = (
 )
 
 
-class SignerError(Exception):
+class SignerError(ConfigError):
     """The relayer key cannot be loaded or used: a person must fix the configuration.
     The message names the keystore file or the password source, never a secret."""
 

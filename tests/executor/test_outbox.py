@@ -1,0 +1,109 @@
+"""The outbox on a real SQLite file: intents and latches stored together, duplicates
+impossible, final states final, a job only for pending intents."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from executor import Outbox, OutboxError
+from executor.outbox import NewJob
+from indexer import open_database
+from rules import Decision, Intent
+
+W1 = "0x" + "11" * 20
+W2 = "0x" + "22" * 20
+
+
+def intent(wallet: str, rule: str = "stop_loss", position: int = 7) -> Intent:
+    return Intent(wallet, rule, "close", "stop_loss", position, 1_000, "v1")
+
+
+def decision(*intents: Intent, clear: frozenset[str] = frozenset()) -> Decision:
+    wallet = intents[0].wallet if intents else W1
+    return Decision(wallet, intents, frozenset(i.rule for i in intents), clear)
+
+
+@contextlib.asynccontextmanager
+async def outbox(path: Path) -> AsyncIterator[Outbox]:
+    db = await open_database(path)
+    try:
+        box = Outbox(db)
+        await box.setup()
+        yield box
+    finally:
+        await db.close()
+
+
+async def test_intents_and_latches_are_stored_together_and_survive_a_reopen(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "o.db"
+    async with outbox(path) as box:
+        fresh = await box.record([decision(intent(W1)), decision(intent(W2, "idle"))], 5)
+        assert [i.key for i in fresh] == [f"{W1}:stop_loss:7", f"{W2}:idle:7"]
+    async with outbox(path) as box:  # a restart
+        assert await box.latch_rows() == [(W1, "stop_loss"), (W2, "idle")]
+        assert [(r.key, r.state) for r in await box.intents()] == [
+            (f"{W1}:stop_loss:7", "pending"),
+            (f"{W2}:idle:7", "pending"),
+        ]
+        # The same crossing recorded again stores nothing new.
+        assert await box.record([decision(intent(W1))], 6) == []
+        assert len(await box.intents()) == 2
+        # A re-arm clears the latch; the intent stays.
+        await box.record([Decision(W1, (), frozenset(), frozenset({"stop_loss"}))], 7)
+        assert await box.latch_rows() == [(W2, "idle")]
+        assert (await box.counts())["pending"] == 2
+
+
+async def test_a_failed_record_stores_neither_intents_nor_latches(tmp_path: Path) -> None:
+    async with outbox(tmp_path / "o.db") as box:
+        await box.db.execute(
+            "CREATE TRIGGER boom BEFORE INSERT ON intents WHEN NEW.rule = 'idle' "
+            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+        with pytest.raises(Exception, match="disk full"):
+            await box.record([decision(intent(W1)), decision(intent(W2, "idle"))], 1)
+        assert await box.intents() == []
+        assert await box.latch_rows() == []
+
+
+async def test_a_job_takes_only_pending_intents_and_final_states_stay_final(
+    tmp_path: Path,
+) -> None:
+    async with outbox(tmp_path / "o.db") as box:
+        (i1,) = await box.record([decision(intent(W1))], 1)
+        job = NewJob("close", W1, "0x", 50_000, (i1.key,))
+        kw = dict(relayer=W2, max_fee_per_gas=3, max_priority_fee_per_gas=1, now_ms=2)
+        job_id = await box.create_job(job, nonce=4, tx_hash="0xaa", raw="0x01", **kw)  # type: ignore[arg-type]
+        assert (await box.intent(i1.key)).state == "submitted"  # type: ignore[union-attr]
+        assert await box.next_nonce(W2) == 5
+        with pytest.raises(OutboxError, match="not pending"):
+            await box.create_job(job, nonce=5, tx_hash="0xbb", raw="0x02", **kw)  # type: ignore[arg-type]
+        # The refused second job left nothing behind.
+        assert [j.id for j in await box.jobs(None)] == [job_id]
+        assert await box.next_nonce(W2) == 5
+        await box.settle([(i1.key, "obsolete", "closed by the owner")], 3)
+        await box.settle([(i1.key, "confirmed", "late")], 4)
+        assert (await box.intent(i1.key)).state == "obsolete"  # type: ignore[union-attr]
+        with pytest.raises(OutboxError, match="final states only"):
+            await box.settle([(i1.key, "pending", "")], 5)
+
+
+async def test_refusals_are_recorded_once_per_reason(tmp_path: Path) -> None:
+    async with outbox(tmp_path / "o.db") as box:
+        (i1,) = await box.record([decision(intent(W1))], 1)
+        for _ in range(3):
+            await box.refuse(i1.key, "fee_cap", "too dear", 2)
+        await box.refuse(i1.key, "relayer_balance", "empty", 3)
+        await box.refuse(i1.key, "ttl", "too old", 4, final=True)
+        await box.refuse(i1.key, "fee_cap", "after the end", 5)  # a failed intent stays failed
+        assert await box.refusals(i1.key) == [
+            ("fee_cap", "too dear"), ("relayer_balance", "empty"), ("ttl", "too old")
+        ]  # fmt: skip
+        row = await box.intent(i1.key)
+        assert row is not None and (row.state, row.detail) == ("failed", "ttl: too old")
