@@ -230,6 +230,7 @@ class CompiledGroup:
 
     def _builder(self) -> FactBuilder:
         return FactBuilder(
+            self.engine_name,
             width=self.width,
             variables=self.variables,
             text_fields=sorted(self.text_fields),

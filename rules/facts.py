@@ -13,27 +13,44 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from json.encoder import encode_basestring
 from operator import attrgetter
 from typing import Any
 
 from rules.errors import SnapshotError
+from rules.fact_codegen import generate_build
 from rules.snapshot import MAX_DECIMALS, Snapshot
 
 UNIT = "$unit"  # the variable 10**decimals, for `N tokens`
 NOW = "now"
 MAX_UINT = 2**256 - 1
 MIRROR = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
-_POW10 = tuple(10**d for d in range(MAX_DECIMALS + 1))
+POW10 = tuple(10**d for d in range(MAX_DECIMALS + 1))
 
 Linear = tuple[tuple[tuple[str, int], ...], int]  # ((variable, coefficient)...), constant
 
 
+SMALL = 10**24  # below: the short form (amounts up to a million 18-decimal tokens, times)
+SHORT_FORM = "pA%024d"
+
+
 def encode(value: int, width: int) -> str:
-    """Fixed-width text that sorts like the integer: 'n' < 'p', complement for negatives."""
+    """Text that sorts (byte-wise, as the engine compares strings) like the integer.
+
+    Four fixed-width forms, one per range, ordered by their two-letter tag:
+    nA (value <= -10**24: 10**width + value in `width` digits), nB (-10**24 < value < 0:
+    10**24 + value in 24 digits), pA (0 <= value < 10**24, 24 digits), pB (10**24 <= value,
+    `width` digits). Every value has exactly one text, so == is exact too. The short forms
+    exist because most values (amounts, times) are far below 10**24, and the engine's cost
+    grows with the fact's length: 24 instead of 79 digits per number saves about a third
+    of the time spent in durable-rules. `width` must hold every |value| of the group.
+    """
     if value >= 0:
-        return "p" + str(value).zfill(width)
-    return "n" + str(10**width + value).zfill(width)
+        if value < SMALL:
+            return SHORT_FORM % value
+        return "pB" + str(value).zfill(width)
+    if value > -SMALL:
+        return f"nB{SMALL + value:024d}"
+    return "nA" + str(10**width + value).zfill(width)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +87,7 @@ class FactBuilder:
 
     def __init__(
         self,
+        name: str,
         *,
         width: int,
         variables: Sequence[str],
@@ -79,6 +97,7 @@ class FactBuilder:
         text_terms: Sequence[tuple[str, str]],
         time_atoms: Sequence[TimeAtom],
     ) -> None:
+        self.name = name
         self.width = width
         self.snapshot_vars = tuple(sorted(v for v in variables if v not in (NOW, UNIT)))
         self.variables = self.snapshot_vars + tuple(v for v in (NOW, UNIT) if v in variables)
@@ -89,10 +108,10 @@ class FactBuilder:
         self.text_fields = tuple(text_fields)
         self._read_text = _tuple_getter(self.text_fields)
         self.num_fields = tuple(num_fields)
-        self._num_index = tuple(index[name] for name in self.num_fields)
+        self.num_index = tuple(index[name] for name in self.num_fields)
         self.terms = tuple(terms)
         # (index, coefficient) pairs; a term of non-negative parts needs no sign test.
-        self._terms = tuple(
+        self.term_plan = tuple(
             (
                 tuple((index[v], c) for v, c in parts),
                 const,
@@ -101,21 +120,20 @@ class FactBuilder:
             for _, (parts, const) in self.terms
         )
         self.text_terms = dict(text_terms)
-        positive, signed = f'"p%0{width}d"', '"%s"'
+        signed = '"%s"'
         pieces = ['{"id":%d']
         pieces += [f"{_json_key(name)}:%s" for name in self.text_fields]
-        pieces += [f"{_json_key(name)}:{positive}" for name in self.num_fields]
-        for (key, _), (_, _, nonneg) in zip(self.terms, self._terms, strict=True):
-            pieces.append(f"{_json_key(key)}:{positive if nonneg else signed}")
+        pieces += [f"{_json_key(name)}:{signed}" for name in self.num_fields]
+        pieces += [f"{_json_key(key)}:{signed}" for key, _ in self.terms]
         for key, text in self.text_terms.items():
             pieces.append(f"{_json_key(key)}:{_json_key(text)}")
-        self._template = ",".join(pieces) + "}"
-        self._time_plan = []
+        self.template = ",".join(pieces) + "}"
+        self.time_plan: list[tuple[int, str, int, tuple[tuple[int, int], ...]]] = []
         for atom in time_atoms:
             # Normalise to k > 0 so the first crossing point is a floor division.
             sign = 1 if atom.k > 0 else -1
             op = atom.op if sign == 1 else MIRROR[atom.op]
-            self._time_plan.append(
+            self.time_plan.append(
                 (
                     atom.k * sign,
                     op,
@@ -123,7 +141,8 @@ class FactBuilder:
                     tuple((index[v], c * sign) for v, c in atom.others),
                 )
             )
-        self.time_dependent = bool(self._time_plan)
+        self.time_dependent = bool(self.time_plan)
+        self.build = generate_build(self)
 
     # ---- values --------------------------------------------------------------------
 
@@ -143,7 +162,7 @@ class FactBuilder:
                 raise SnapshotError(
                     f"{snapshot.wallet}: decimals {decimals!r} outside 0..{MAX_DECIMALS}"
                 )
-            values += (_POW10[decimals],)
+            values += (POW10[decimals],)
         return values
 
     def _refuse(self, snapshot: Snapshot, values: tuple[Any, ...]) -> None:
@@ -153,7 +172,7 @@ class FactBuilder:
 
     def _term_values(self, values: tuple[int, ...]) -> list[int]:
         out = []
-        for parts, const, _ in self._terms:
+        for parts, const, _ in self.term_plan:
             total = const
             for i, coef in parts:
                 total += coef * values[i]
@@ -162,29 +181,12 @@ class FactBuilder:
 
     # ---- the fact ------------------------------------------------------------------
 
-    def payload(self, fact_id: int, snapshot: Snapshot, values: tuple[int, ...]) -> str:
-        """The fact as the JSON text the engine parses, built in one formatting call."""
-        args: list[Any] = [fact_id]
-        try:
-            args += map(encode_basestring, self._read_text(snapshot))
-        except TypeError:
-            raise SnapshotError(f"{snapshot.wallet}: a text field is not a string") from None
-        for i in self._num_index:
-            args.append(values[i])
-        width = self.width
-        for parts, const, nonneg in self._terms:
-            total = const
-            for i, coef in parts:
-                total += coef * values[i]
-            args.append(total if nonneg else encode(total, width))
-        return self._template % tuple(args)
-
     def fact(self, fact_id: int, snapshot: Snapshot, values: tuple[int, ...]) -> dict[str, Any]:
         """The same fact as a dict, for Host.assert_fact (the public engine path)."""
         fact: dict[str, Any] = {"id": fact_id}
         for name in self.text_fields:
             fact[name] = getattr(snapshot, name)
-        for name, i in zip(self.num_fields, self._num_index, strict=True):
+        for name, i in zip(self.num_fields, self.num_index, strict=True):
             fact[name] = encode(values[i], self.width)
         for (key, _), total in zip(self.terms, self._term_values(values), strict=True):
             fact[key] = encode(total, self.width)
@@ -197,7 +199,7 @@ class FactBuilder:
         """Earliest chain time after `now` at which a time-dependent comparison of this
         group could change truth, given read()'s values."""
         best: int | None = None
-        for k, op, const, parts in self._time_plan:
+        for k, op, const, parts in self.time_plan:
             rest = const
             for i, coef in parts:
                 rest += coef * values[i]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rules.evaluator import Evaluation
-from rules.model import TERMINAL_ACTIONS
+from rules.model import TERMINAL_ACTIONS, Rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +50,29 @@ class Decision:
         return (latched - self.latch_clear) | self.latch_set
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 def decide(evaluation: Evaluation, latched: frozenset[str]) -> Decision:
+    wallet = evaluation.wallet
     if evaluation.status == "closed":
-        return Decision(evaluation.wallet, (), frozenset(), frozenset())
-    true_names = {rule.name for rule in evaluation.matched}
-    scope_names = {rule.name for rule in evaluation.in_scope}
-    clear = frozenset(name for name in latched if name in scope_names and name not in true_names)
-    fresh = [rule for rule in evaluation.matched if rule.name not in latched]
+        return Decision(wallet, (), _NONE, _NONE)
+    matched = evaluation.matched
+    if not latched:
+        # The common case (every evaluation of an unlatched session, a whole expiry
+        # burst): nothing to re-arm, every match is fresh.
+        if not matched:
+            return Decision(wallet, (), _NONE, _NONE)
+        fresh: tuple[Rule, ...] | list[Rule] = matched
+        clear = _NONE
+    else:
+        true_names = {rule.name for rule in matched}
+        clear = frozenset(
+            name
+            for name in latched
+            if name not in true_names and any(r.name == name for r in evaluation.in_scope)
+        )
+        fresh = [rule for rule in matched if rule.name not in latched]
     intents: list[Intent] = []
     terminal_emitted = False
     for rule in fresh:  # matched is ordered by priority, then name
@@ -66,7 +82,7 @@ def decide(evaluation: Evaluation, latched: frozenset[str]) -> Decision:
             terminal_emitted = True
         intents.append(
             Intent(
-                wallet=evaluation.wallet,
+                wallet=wallet,
                 rule=rule.name,
                 action=rule.action,
                 reason=rule.reason,
@@ -75,4 +91,4 @@ def decide(evaluation: Evaluation, latched: frozenset[str]) -> Decision:
                 version=evaluation.version,
             )
         )
-    return Decision(evaluation.wallet, tuple(intents), frozenset(r.name for r in fresh), clear)
+    return Decision(wallet, tuple(intents), frozenset(r.name for r in fresh), clear)

@@ -21,7 +21,7 @@ EXAMPLES = int(os.environ.get("WARDEN_RULES_EXAMPLES", "150"))
 EDGES = sorted(
     {
         v
-        for base in (0, 2**63, 2**64, 2**255, 2**256 - 1, 10**18, 10**20)
+        for base in (0, 2**63, 2**64, 2**255, 2**256 - 1, 10**18, 10**20, 10**24)
         for v in (base - 1, base, base + 1)
         if 0 <= v <= 2**256 - 1
     }
@@ -32,6 +32,8 @@ times = st.integers(T0 - 200_000, T0 + 200_000)
 AMOUNT_FIELDS = ["balance", "deposit", "withdrawn", "spent", "budget", "remaining_budget",
                  "stop_loss", "take_profit"]  # fmt: skip
 TIME_FIELDS = ["now", "expiry", "created_at", "last_activity"]
+# Text that JSON must escape or a %-template must not interpret, in values and literals.
+ODD = ['x"y', "50%", "a%sb\\c", "ünï", "%d%%"]
 
 
 def literal_amount() -> st.SearchStrategy[str]:
@@ -82,7 +84,7 @@ comparison = st.one_of(
     st.tuples(
         st.sampled_from(["policy", "owner"]),
         st.sampled_from(["==", "!="]),
-        st.sampled_from(['"berzerker"', "policy", "operator", '""']),
+        st.sampled_from(['"berzerker"', "policy", "operator", '""', *(f"'{t}'" for t in ODD)]),
     ),
 ).map(lambda t: f"{t[0]} {t[1]} {t[2]}")
 
@@ -105,14 +107,16 @@ def snapshots(draw: st.DrawFn) -> tuple[Snapshot, int]:
     amount_values = {f: draw(amounts) for f in ("deposit", "withdrawn", "balance", "spent",
                                                 "budget", "stop_loss", "take_profit")}  # fmt: skip
     s = snap(
-        policy=draw(st.sampled_from(["", "berzerker", "merchant"])),
+        policy=draw(st.sampled_from(["", "berzerker", "merchant", *ODD])),
         status=draw(st.sampled_from(["active", "revoked", "closed"])),
         expiry=draw(times),
         created_at=draw(times),
         last_activity=draw(times),
         execution_count=draw(st.integers(0, 5)),
         decimals=draw(st.integers(0, 30)),
-        operator=draw(st.sampled_from(["0xop", "0x00000000000000000000000000000000000000B2"])),
+        operator=draw(
+            st.sampled_from(["0xop", "0x00000000000000000000000000000000000000B2", *ODD, "a\tb\n"])
+        ),
         **amount_values,
     )
     return s, draw(times)
@@ -142,11 +146,12 @@ def test_engine_agrees_with_reference(
         if snapshot.policy not in rs.scoped_policies():
             in_scope = tuple(r for r in in_scope if r.policies is None)
         want = {r.name for r in in_scope if ref.holds(r.condition, snapshot, now)}
-        for evaluator in (fast, public):
-            got = evaluator.evaluate(snapshot, now)
-            assert {r.name for r in got.matched} == want, (snapshot, now)
-            assert {r.name for r in got.in_scope} == {r.name for r in in_scope}
-        check_next(fast.evaluate(snapshot, now).next_check_at, in_scope, snapshot, now)
+        got = [evaluator.evaluate(snapshot, now) for evaluator in (fast, public)]
+        for evaluation in got:
+            assert {r.name for r in evaluation.matched} == want, (snapshot, now)
+            assert {r.name for r in evaluation.in_scope} == {r.name for r in in_scope}
+        assert got[0].next_check_at == got[1].next_check_at
+        check_next(got[0].next_check_at, in_scope, snapshot, now)
 
 
 def truths(rules: tuple[object, ...], snapshot: Snapshot, now: int) -> list[bool]:
