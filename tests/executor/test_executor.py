@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from eth_account import Account
-from executor.fees import FeePolicy
 
 from executor import Signer
+from executor.fees import FeePolicy
 from rules import Evaluator, RulesHost, RulesRunner, load_rules
 from tests._chain import Chain, CloseReason
 from tests.conftest import TOKEN, Roles, Session, Stack
@@ -130,9 +130,10 @@ async def test_nonce_taken_by_an_outside_transaction_is_recovered(
         key = await r.intend(session.wallet.address)
         # Someone else with the relayer key uses the nonce the executor synced at start.
         nonce = fresh_chain.w3.eth.get_transaction_count(account.address)
+        base = fresh_chain.w3.eth.get_block("latest")["baseFeePerGas"]
         outside = account.sign_transaction(
             {"chainId": 31337, "nonce": nonce, "to": roles.stranger, "value": 1, "gas": 21_000,
-             "maxFeePerGas": 10 * GWEI, "maxPriorityFeePerGas": GWEI, "type": 2}
+             "maxFeePerGas": 2 * base + GWEI, "maxPriorityFeePerGas": GWEI, "type": 2}
         )  # fmt: skip
         fresh_chain.w3.eth.send_raw_transaction(outside.raw_transaction)
         await r.run()
@@ -202,11 +203,10 @@ async def test_guards_refuse_with_reasons(
     anvil: Anvil, fresh_chain: Chain, stack: Stack, roles: Roles, make_session: Any, tmp_path: Path
 ) -> None:
     start = fresh_chain.w3.eth.block_number + 1
+    trust = stack.factory.functions.setTrustedOperator(roles.stranger, True)
+    fresh_chain.send(trust, roles.deployer)
     mine = make_session()
     foreign = make_session(operator=roles.stranger)
-    fresh_chain.send(
-        stack.factory.functions.setTrustedOperator(roles.stranger, True), roles.deployer
-    )
     async with rig(anvil.url, tmp_path / "w.db", stack.factory.address, start) as r:
         now = await r.index()
         unknown = await r.intend(stack.lookalike.address)
@@ -333,7 +333,9 @@ async def test_obsolete_while_stuck_is_cancelled_so_the_nonce_is_not_stranded(
         assert cancel == [("cancel", "mined", roles.operator, "0x")] or cancel == [
             ("cancel", "done", roles.operator, "0x")
         ]
-        # The next intent gets the next nonce and goes through.
+        # Fees fall back under the cap; the next intent gets the next nonce and goes through.
+        anvil.rpc("anvil_setNextBlockBaseFeePerGas", hex(GWEI))
+        anvil.rpc("evm_mine")
         key2 = await r.intend(second.wallet.address)
         await r.run()
         assert (await r.state(key2))[0] == "confirmed"
