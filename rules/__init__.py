@@ -17,7 +17,7 @@ from rules.latch import Decision, Intent, decide
 from rules.loader import check_files, expand_paths, load_rules
 from rules.model import Rule, RuleSet
 from rules.reload import ReloadResult, RulesHolder
-from rules.runner import RulesRunner, replay
+from rules.runner import RulesRunner, gc_paused, replay
 from rules.schedule import TimeScheduler
 from rules.snapshot import FIELD_TYPES, Snapshot
 
@@ -42,6 +42,7 @@ __all__ = [
     "check_files",
     "decide",
     "expand_paths",
+    "gc_paused",
     "load_rules",
     "replay",
 ]
