@@ -116,19 +116,20 @@ class Indexer:
 
     async def sync_to_head(self) -> BlockRef:
         """Index until caught up with the safe head, then return the checkpoint."""
-        while await self._step_retrying():
+        while await self.advance():
             pass
         return await self.checkpoint()
 
     async def run(self, stop: asyncio.Event, poll_interval: float = 1.0) -> None:
         """Follow the chain until `stop` is set. Transient failures wait and retry."""
         while not stop.is_set():
-            progressed = await self._step_retrying()
+            progressed = await self.advance()
             if not progressed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), poll_interval)
 
-    async def _step_retrying(self) -> bool:
+    async def advance(self) -> bool:
+        """`step`, where a transient failure is logged and waited out (True: call again)."""
         try:
             return await self.step()
         except UnknownBlock as exc:
