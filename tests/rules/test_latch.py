@@ -4,6 +4,7 @@ scheduler, and hot reload."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from rules import (
     RulesRunner,
     TimeScheduler,
     decide,
+    gc_paused,
     load_rules,
     replay,
 )
@@ -157,6 +159,63 @@ def test_runner_schedules_time_checks_and_expiry_fires_when_due(shipped: Evaluat
     ]
     runner.commit(evaluation, decision)
     assert runner.latched(s.wallet) == {"expiry"}
+
+
+def test_expiry_burst_decides_every_due_session_once_honouring_latches(
+    shipped: Evaluator,
+) -> None:
+    runner = RulesRunner(shipped)
+    sessions = {
+        f"0x{i:040x}": snap(
+            wallet=f"0x{i:040x}",
+            policy=("", "berzerker", "merchant", "disciple")[i % 4],
+            status="revoked" if i % 7 == 0 else "active",
+            expiry=T0 + 600,
+            last_activity=T0,
+            balance=60 * D18,
+            take_profit=0,
+            stop_loss=0,
+        )
+        for i in range(300)
+    }
+    for s in sessions.values():
+        runner.commit(*runner.decide(s, T0))
+
+    def burst(now: int) -> dict[str, list[tuple[str, str]]]:
+        assert gc.isenabled()
+        decided = runner.advance(now, sessions.get)
+        assert gc.isenabled()
+        for evaluation, decision in decided:
+            runner.commit(evaluation, decision)
+        # Revoked sessions are due too (time atoms do not look at status); their sweep
+        # is latched since T0, so they decide nothing.
+        return {d.wallet: [(i.rule, i.reason) for i in d.intents] for _, d in decided if d.intents}
+
+    active = [f"0x{i:040x}" for i in range(300) if i % 7]
+    assert burst(T0 + 600) == {w: [("expiry", "expired")] for w in active}
+    # An hour later berzerker sessions are idle; their expiry stays latched.
+    assert burst(T0 + 3600) == {
+        w: [("berzerker-idle", "idle")] for w in active if sessions[w].policy == "berzerker"
+    }
+    assert burst(T0 + 3601) == {}
+
+
+def test_gc_paused_restores_the_collector_as_it_was() -> None:
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner block leaves the outer pause alone
+        raise RuntimeError
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # disabled by someone else before: stays disabled
+    finally:
+        gc.enable()
 
 
 def test_replay_evaluates_time_checks_between_changes(shipped: Evaluator) -> None:
