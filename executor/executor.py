@@ -120,6 +120,7 @@ class Executor:
         self._force: set[int] = set()  # job ids to replace at once (underpriced, below base)
         self._starved = False  # below the minimum balance: alert once, not every step
         self.last_balance: int | None = None
+        self._latencies: list[float] = []  # seconds from intent stored to its first send
 
     # -- public ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -424,6 +425,13 @@ class Executor:
             report.jobs += 1
             report.submitted += len(members)
             await self._send(job_id, signed.hash, signed.raw, head)
+            sent_ms = self._now_ms()
+            self._latencies.extend(max(0, sent_ms - m.created_ms) / 1000 for m in members)
+
+    def drain_latencies(self) -> list[float]:
+        """Trigger-to-transaction times since the last call (for the daemon's metrics)."""
+        out, self._latencies = self._latencies, []
+        return out
 
     # -- sending -----------------------------------------------------------------------
     async def _send(
