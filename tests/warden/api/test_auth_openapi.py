@@ -3,11 +3,14 @@ routes and to what they answer."""
 
 from __future__ import annotations
 
+import socket
+
+import aiohttp
 import pytest
 
 from tests.warden.api._schema import check_response, structural_problems
 from tests.warden.api.conftest import Api, Indexed, serve_api
-from warden.api import InsecureBinding, LiveState, check_binding, create_app
+from warden.api import InsecureBinding, LiveState, check_binding, create_app, serve
 
 TOKEN = "s3cret-token"
 
@@ -90,3 +93,19 @@ async def test_every_route_answers_its_documented_schema(api: Api, indexed: Inde
             assert status == 200 and isinstance(body, str) and body.startswith("# HELP")
             continue
         check_response(doc, template, status, body)
+
+
+async def test_serve_binds_loopback_and_refuses_open_binding(indexed: Indexed) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(indexed.path, LiveState())
+    async with (
+        serve(app, "127.0.0.1", port, token=None),
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/sessions?limit=1") as r,
+    ):
+        assert r.status == 200 and len((await r.json())["items"]) == 1
+    with pytest.raises(InsecureBinding):
+        async with serve(create_app(indexed.path, LiveState()), "0.0.0.0", port, token=None):
+            raise AssertionError("served on every interface without a token")
