@@ -163,7 +163,7 @@ class Activity:
     async def run(self, stop: asyncio.Event) -> None:
         """Cycle every `period` seconds until `stop` is set; a cycle in flight is cancelled."""
         self.log.info(
-            "activity: generating sessions for %d owners every %.0f s",
+            "activity: generating sessions for %d owners every %g s",
             len(self.owners),
             self.period,
         )
@@ -293,7 +293,7 @@ class Activity:
         """The second step of a scenario: cross the threshold or revoke."""
         balance = await self._uint(self.token, BALANCE_OF, ["address"], [s.wallet])
         if s.scenario == "stop_loss":
-            left = s.stop_loss * self.rng.randint(40, 90) // 100
+            left = s.stop_loss * self.rng.randint(40, 90) // 100 // self.unit * self.unit
             amount = balance - left
             await self._send(s.owner, s.wallet, _data(WITHDRAW, ["uint256"], [amount]))
             self.log.info(
