@@ -64,8 +64,8 @@ def check(path: str, environ: Any, *, unlock: bool = False) -> int:
     for warning in cfg.warnings():
         print(f"warning: {warning}")
     if problems:
-        for problem in problems:
-            print(f"rules: {problem}", file=sys.stderr)
+        for rule_problem in problems:
+            print(f"rules: {rule_problem}", file=sys.stderr)
         print(f"{len(problems)} problem(s) in the rule files", file=sys.stderr)
         return EXIT_CONFIG
     print(f"ok: {path} is valid")
