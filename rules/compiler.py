@@ -2,8 +2,9 @@
 fact builder (rules/facts.py) and the time thresholds each ruleset needs.
 
 Why the shape: durable-rules compares numbers beyond int64 wrongly, so every number in a
-fact is a fixed-width string (sign letter + zero-padded decimal digits), which the engine
-compares exactly. Arithmetic never happens in the engine: each comparison is rewritten
+fact is a string that sorts like the integer (facts.encode: a two-letter range tag and
+zero-padded digits, 24 for everyday values, the group's width past 10**24), which the
+engine compares exactly. Arithmetic never happens in the engine: each comparison is rewritten
 exactly (rationals scaled to integers) as `left OP right` where each side is either a
 snapshot field or a named term the fact builder computes in Python.
 """

@@ -65,30 +65,38 @@ def generate_build(builder: FactBuilder) -> Build:
             "        refuse(s, now)",
             f"    v{i} = POW10[d]",
         ]
-    args = ["fact_id"]
+    texts = []
     if builder.text_fields:
         lines.append("    try:")
         for j, name in enumerate(builder.text_fields):
             lines.append(f"        x{j} = esc(s.{name})")
-            args.append(f"x{j}")
+            texts.append(f"x{j}")
         lines += ["    except TypeError:", "        refuse_text(s)"]
-    for i in builder.num_index:
-        args.append(f"(SHORT % v{i} if v{i} < SMALL else LONG % v{i})")
+    numbers = [(f"v{i}", True) for i in builder.num_index]
     for j, (parts, const, nonneg) in enumerate(builder.term_plan):
         lines.append(f"    t{j} = {_linear_source(const, parts)}")
-        if nonneg:
-            args.append(f"(SHORT % t{j} if t{j} < SMALL else LONG % t{j})")
-        else:
-            args.append(f"encode(t{j}, WIDTH)")
-    lines.append(f"    payload = TEMPLATE % ({', '.join(args)},)")
+        numbers.append((f"t{j}", nonneg))
+    # Every number below 10**24 and not negative: one format call straight from the ints.
+    short = " and ".join(f"{v} < SMALL" if nonneg else f"0 <= {v} < SMALL" for v, nonneg in numbers)
+    head = ["fact_id", *texts]
+    encoded = [
+        f"(SHORT % {v} if {v} < SMALL else LONG % {v})" if nonneg else f"encode({v}, WIDTH)"
+        for v, nonneg in numbers
+    ]
+    lines += [
+        f"    if {short or 'True'}:",
+        f"        payload = SHORT_TEMPLATE % ({', '.join([*head, *(v for v, _ in numbers)])},)",
+        "    else:",
+        f"        payload = TEMPLATE % ({', '.join([*head, *encoded])},)",
+    ]
     lines += ["    if not timed:", "        return payload, None", "    best = None"]
     for k, op, const, parts in builder.time_plan:
         lines.append(f"    r = {_linear_source(const, parts)}")
         # k*t + r OP 0 (k > 0): the first t where the comparison can flip.
         if op in (">=", "<"):
-            lines.append(f"    p = -(r // {k})")
+            lines.append("    p = -r" if k == 1 else f"    p = -(r // {k})")
         elif op in (">", "<="):
-            lines.append(f"    p = (-r) // {k} + 1")
+            lines.append("    p = 1 - r" if k == 1 else f"    p = (-r) // {k} + 1")
         else:  # == / != flip only around an exact solution, if there is one
             lines += [
                 f"    if r % {k}:",
@@ -117,6 +125,7 @@ def generate_build(builder: FactBuilder) -> Build:
         "LONG": f"pB%0{builder.width}d",
         "WIDTH": builder.width,
         "TEMPLATE": builder.template,
+        "SHORT_TEMPLATE": builder.short_template,
         "encode": facts.encode,
         "esc": encode_basestring,
         "refuse": refuse,

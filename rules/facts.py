@@ -120,14 +120,22 @@ class FactBuilder:
             for _, (parts, const) in self.terms
         )
         self.text_terms = dict(text_terms)
-        signed = '"%s"'
-        pieces = ['{"id":%d']
-        pieces += [f"{_json_key(name)}:%s" for name in self.text_fields]
-        pieces += [f"{_json_key(name)}:{signed}" for name in self.num_fields]
-        pieces += [f"{_json_key(key)}:{signed}" for key, _ in self.terms]
-        for key, text in self.text_terms.items():
-            pieces.append(f"{_json_key(key)}:{_json_key(text)}")
-        self.template = ",".join(pieces) + "}"
+        # The fact's JSON with a slot per value: `template` takes each number already
+        # encoded (%s), `short_template` takes the integers themselves when every one of
+        # them is in the short form's range (the common case: no string per number).
+        self.template, self.short_template = (
+            ",".join(
+                [
+                    '{"id":%d',
+                    *(f"{_json_key(name)}:%s" for name in self.text_fields),
+                    *(f"{_json_key(n)}:{number}" for n in self.num_fields),
+                    *(f"{_json_key(key)}:{number}" for key, _ in self.terms),
+                    *(f"{_json_key(k)}:{_json_key(text)}" for k, text in self.text_terms.items()),
+                ]
+            )
+            + "}"
+            for number in ('"%s"', f'"{SHORT_FORM}"')
+        )
         self.time_plan: list[tuple[int, str, int, tuple[tuple[int, int], ...]]] = []
         for atom in time_atoms:
             # Normalise to k > 0 so the first crossing point is a floor division.
