@@ -197,6 +197,8 @@ def _bool(value: object) -> object:
 
 
 def _path(value: object) -> object:
+    if isinstance(value, Path):
+        return value
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"expected a file path, not {value!r}")
     return value
@@ -245,7 +247,7 @@ class ChainConfig(_Section):
 
 
 class RulesConfig(_Section):
-    files: list[ConfigPath] = [Path("rules")]
+    files: list[ConfigPath] = Field(default=[Path("rules")], validate_default=True)
     decimals: Int | None = None  # None: each token's decimals() read on chain
 
 
@@ -298,7 +300,7 @@ class DevnetConfig(_Section):
 
 class WardenConfig(_Section):
     chain: ChainConfig = ChainConfig()
-    database: ConfigPath = Path("warden.sqlite")
+    database: ConfigPath = Field(default=Path("warden.sqlite"), validate_default=True)
     rules: RulesConfig = RulesConfig()
     executor: ExecutorSettings = ExecutorSettings()
     api: ApiConfig = ApiConfig()
@@ -440,6 +442,7 @@ _SECRET_FILES: dict[tuple[str | int, ...], str] = {
     ("api",): "token",
     ("executor",): "raw_key",
 }  # section -> secret from *_file
+_SECTIONS = ("chain", "rules", "executor", "api", "logging", "devnet")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -465,6 +468,9 @@ def load_config(path: str | Path, environ: Mapping[str, str]) -> WardenConfig:
     data = _substitute(doc, (), environ, base, report, sources)
     for where in failed:
         _remove(data, where)
+    for section in _SECTIONS:  # so that their defaults resolve relative paths too
+        if isinstance(data, dict) and section not in data:
+            data[section] = {}
     cfg: WardenConfig | None = None
     # Each round drops the keys that failed, so the next one finds the problems behind
     # them and the cross-key checks still run: every problem is reported in one go.
@@ -783,7 +789,11 @@ def _describe(value: Any, where: tuple[str, ...], sources: Mapping[str, str]) ->
     elif where[-1] in ("intent_ttl", "rate_window"):
         yield f"{key}: {format_duration(value)}"
     elif isinstance(value, list):
-        yield f"{key}: [{', '.join(str(v) for v in value)}]"
+        items = [
+            f"*** (from {sources[f'{key}[{i}]']})" if f"{key}[{i}]" in sources else str(v)
+            for i, v in enumerate(value)
+        ]
+        yield f"{key}: [{', '.join(items)}]"
     else:
         yield f"{key}: {'null' if value is None else value}"
 
