@@ -241,7 +241,7 @@ BAD = [
         {},
         "2: rules.files[0]: {dir}/nowhere does not exist — "
         "check the path (relative to the config file)",
-    ),  # fmt: skip
+    ),
     (
         "chain: {}\nchain: {}\n",
         {},
@@ -251,7 +251,7 @@ BAD = [
         "- 1\n",
         {},
         "1: (top level): expected a mapping of sections (chain:, executor:, ...), found a list",
-    ),  # fmt: skip
+    ),
 ]
 
 
