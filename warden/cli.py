@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from warden.config_command import add_config_parser, run_config_command
 from warden.index_command import add_index_parser, run_index_command
+from warden.inspect_command import add_inspect_parsers, run_inspect_command, run_status_command
 from warden.rules_command import add_rules_parser, run_rules_command
-
-NOT_YET = (
-    "warden run: the daemon is not built yet (it lands with the 'Daemon, HTTP API and CLI' "
-    "issue).\nWhat exists today: the contracts and their tests (`make test`), and a devnet "
-    "with the contracts deployed (`warden devnet`)."
-)
+from warden.run_command import add_run_parser, run_run_command
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -22,9 +19,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "and submits relayer transactions exactly once.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    run = sub.add_parser("run", help="run the daemon (not built yet)")
-    run.add_argument("--config", help="daemon config file (YAML)")
-    run.add_argument("--devnet", action="store_true", help="start a local anvil devnet")
+    add_run_parser(sub)
     sub.add_parser(
         "devnet",
         help="start anvil on a free loopback port, deploy the contracts, print the addresses "
@@ -32,6 +27,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     add_index_parser(sub)
     add_rules_parser(sub)
+    add_config_parser(sub)
+    add_inspect_parsers(sub)
     return parser
 
 
@@ -67,8 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command == "run":
-        print(NOT_YET, file=sys.stderr)
-        return 2
+        return run_run_command(args)
+    if args.command == "config":
+        return run_config_command(args)
+    if args.command == "inspect":
+        return run_inspect_command(args)
+    if args.command == "status":
+        return run_status_command(args)
     if args.command == "devnet":
         return _devnet()
     if args.command == "index":

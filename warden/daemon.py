@@ -111,6 +111,7 @@ class Daemon:
         self.activity = activity  # an object with `async run(stop)`, devnet only
         self.live = LiveState()
         self.intake_stop = asyncio.Event()
+        self.activity_stop = asyncio.Event()  # apart: SIGHUP wakes intake, not this
         self.stopping = False
         self._signals = 0
         self._hup = False
@@ -213,7 +214,7 @@ class Daemon:
             await web.TCPSite(self._http, plan.api_host, plan.api_port).start()
             log.info("API on http://%s:%d", plan.api_host, plan.api_port)
         activity = (
-            asyncio.create_task(self.activity.run(self.intake_stop), name="activity")
+            asyncio.create_task(self.activity.run(self.activity_stop), name="activity")
             if self.activity is not None
             else None
         )
@@ -227,6 +228,7 @@ class Daemon:
         finally:
             await self._stop_http()
             self.intake_stop.set()
+            self.activity_stop.set()
             if activity is not None:
                 activity.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
