@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap run test contracts lint typecheck gas bench-indexer bench-rules clean
+.PHONY: help bootstrap run test contracts lint typecheck gas bench-indexer bench-rules bench-executor clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -11,8 +11,11 @@ help: ## list targets
 bootstrap: ## create .venv and node_modules from the repository's pinned files
 	@scripts/bootstrap.sh
 
-run: bootstrap ## start a local devnet and run the daemon against it
-	@$(VENV)/warden run --devnet
+# anvil's public account #1: the operator the devnet deployment trusts (devnet only)
+DEVNET_KEY := 0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d
+
+run: bootstrap ## devnet + daemon + activity: every rule fires within ~2 minutes (Ctrl-C stops)
+	@WARDEN_DEVNET_KEY=$(DEVNET_KEY) $(VENV)/warden run --config config/devnet.yaml
 
 test: bootstrap ## run the whole test suite (real anvil, real SQLite)
 	@$(VENV)/pytest $(PYTEST_ARGS)
@@ -33,6 +36,9 @@ bench-indexer: bootstrap ## backfill benchmark on a cached seeded chain (see BEN
 
 bench-rules: bootstrap ## rule evaluation benchmark (see BENCHMARKS.md)
 	@$(VENV)/python scripts/bench_rules.py
+
+bench-executor: bootstrap ## executor benchmark: intents/s and gas, singles vs batched
+	@$(VENV)/python scripts/bench_executor.py
 
 clean: ## remove the virtualenv, node_modules and caches
 	rm -rf .venv node_modules .bootstrap .pytest_cache .mypy_cache .ruff_cache .hypothesis .cache
