@@ -99,6 +99,12 @@ class Opened:
     closed: bool = False  # seen closed on chain
 
 
+@dataclass(frozen=True)
+class _Job:
+    what: str  # for the log line when it fails
+    run: Callable[[], Awaitable[None]]
+
+
 def _data(selector: bytes, types: Sequence[str] = (), values: Sequence[Any] = ()) -> str:
     return "0x" + (selector + encode(list(types), list(values))).hex()
 
@@ -126,6 +132,7 @@ class Activity:
         time_warp: int = 0,
         decimals: int = 18,
         receipt_timeout: float = 30.0,
+        stop_grace: float = 5.0,
     ) -> None:
         owners = [to_checksum_address(o) for o in owners]
         operator = to_checksum_address(operator)
@@ -150,6 +157,7 @@ class Activity:
         self.decimals = decimals
         self.unit = 10**decimals
         self.receipt_timeout = receipt_timeout
+        self.stop_grace = stop_grace
         self.sessions: dict[str, Opened] = {}  # every session opened, in order
         self.cycles = 0  # cycles attempted, failed ones included
         self._funded: set[str] = set()
@@ -161,22 +169,26 @@ class Activity:
     # ------------------------------------------------------------------ loop
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Cycle every `period` seconds until `stop` is set; a cycle in flight is cancelled."""
+        """Cycle every `period` seconds until `stop` is set. Once it is, the actions in
+        flight may finish (for up to `stop_grace` seconds, so that what was sent is also
+        recorded) and no new one starts; then the cycle is cancelled."""
         self.log.info(
             "activity: generating sessions for %d owners every %g s",
             len(self.owners),
             self.period,
         )
         while not stop.is_set():
-            cycle = asyncio.ensure_future(self.cycle())
+            cycle = asyncio.ensure_future(self.cycle(stop))
             stopping = asyncio.ensure_future(stop.wait())
             await asyncio.wait({cycle, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not cycle.done():
+                await asyncio.wait({cycle}, timeout=self.stop_grace)
             for task in (cycle, stopping):
                 if not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            if cycle.done() and not cycle.cancelled() and (exc := cycle.exception()):
+            if not cycle.cancelled() and (exc := cycle.exception()):
                 if isinstance(exc, IndexerError | TransactionFailed):
                     self.log.warning("activity: cycle failed, retrying next cycle: %s", exc)
                 else:  # a bug here must not stop the daemon, but must show
@@ -186,17 +198,19 @@ class Activity:
                 await asyncio.wait_for(stop.wait(), timeout=self.period)
         self.log.info("activity: stopped after %d cycles", self.cycles)
 
-    async def cycle(self) -> None:
-        """One round: fund owners (once), warp time, follow up, open new sessions."""
+    async def cycle(self, stop: asyncio.Event | None = None) -> None:
+        """One round: fund owners (once), warp time, follow up, open new sessions. Once
+        `stop` is set, no further action starts."""
         await self._fund_owners()
         if self.time_warp:
             await self.client.call("evm_increaseTime", self.time_warp)
             await self.client.call("evm_mine")
         await self._refresh()
-        jobs: dict[str, list[Callable[[], Awaitable[None]]]] = {}
+        jobs: dict[str, list[_Job]] = {}
         for s in self.sessions.values():
             if not s.closed and not s.moved and s.scenario in MOVED_LATER:
-                jobs.setdefault(s.owner, []).append(partial(self._move, s))
+                job = _Job(f"{s.scenario} move on {_short(s.wallet)}", partial(self._move, s))
+                jobs.setdefault(s.owner, []).append(job)
         open_now = sum(not s.closed for s in self.sessions.values())
         room = max(0, min(self.per_cycle, self.max_open - open_now))
         if room == 0 and not self._waiting_logged:
@@ -209,38 +223,48 @@ class Activity:
                 owner = self.owners[self._next_owner % len(self.owners)]
                 self._next_scenario += 1
                 self._next_owner += 1
-                jobs.setdefault(owner, []).append(partial(self._open, owner, scenario, now))
-        await asyncio.gather(*(self._in_order(owner, js) for owner, js in jobs.items()))
+                job = _Job(
+                    f"opening a {scenario} session", partial(self._open, owner, scenario, now)
+                )
+                jobs.setdefault(owner, []).append(job)
+        await asyncio.gather(*(self._in_order(js, stop) for js in jobs.values()))
 
-    async def _in_order(self, owner: str, jobs: list[Callable[[], Awaitable[None]]]) -> None:
+    async def _in_order(self, jobs: list[_Job], stop: asyncio.Event | None) -> None:
         """One owner's actions one after another (one nonce sequence); a failure is logged
         and the rest still run."""
         for job in jobs:
+            if stop is not None and stop.is_set():
+                return
             try:
-                await job()
+                await job.run()
             except CallReverted as exc:
-                self.log.warning("activity: %s refused: %s", _short(owner), decode_revert(exc.data))
+                self.log.warning("activity: %s refused: %s", job.what, decode_revert(exc.data))
             except (IndexerError, TransactionFailed) as exc:
-                self.log.warning("activity: %s: %s (retried next cycle)", _short(owner), exc)
+                self.log.warning("activity: %s failed (retried later): %s", job.what, exc)
 
     # --------------------------------------------------------------- actions
 
     async def _fund_owners(self) -> None:
-        """Mint tokens to each owner and let the factory pull them (once; skipped when a
-        previous run on this chain already did)."""
-        for owner in self.owners:
-            if owner in self._funded:
-                continue
-            if await self._uint(self.token, BALANCE_OF, ["address"], [owner]) < self.unit * 10**6:
-                mint = _data(MINT, ["address", "uint256"], [owner, OWNER_FUNDS * self.unit])
-                await self._send(owner, self.token, mint)
-            allowance = await self._uint(
-                self.token, ALLOWANCE, ["address", "address"], [owner, self.factory]
-            )
-            if allowance < UINT256_MAX // 2:
-                approve = _data(APPROVE, ["address", "uint256"], [self.factory, UINT256_MAX])
-                await self._send(owner, self.token, approve)
-            self._funded.add(owner)
+        """Mint tokens to each owner and let the factory pull them: once, owners at the
+        same time (two blocks on an interval-mining devnet, not two per owner)."""
+        todo = [owner for owner in self.owners if owner not in self._funded]
+        results = await asyncio.gather(*(self._fund(o) for o in todo), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _fund(self, owner: str) -> None:
+        """Skips what a previous run on this chain already did."""
+        if await self._uint(self.token, BALANCE_OF, ["address"], [owner]) < self.unit * 10**6:
+            mint = _data(MINT, ["address", "uint256"], [owner, OWNER_FUNDS * self.unit])
+            await self._send(owner, self.token, mint)
+        allowance = await self._uint(
+            self.token, ALLOWANCE, ["address", "address"], [owner, self.factory]
+        )
+        if allowance < UINT256_MAX // 2:
+            approve = _data(APPROVE, ["address", "uint256"], [self.factory, UINT256_MAX])
+            await self._send(owner, self.token, approve)
+        self._funded.add(owner)
 
     async def _open(self, owner: str, scenario: str, now: int) -> None:
         rng = self.rng

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from web3 import Web3
 
 from indexer import BlockRef, ChainClient, Event, IndexerStore, Session, apply, open_database
 from rules import Evaluator, Intent, RulesHost, Snapshot, load_rules, replay
@@ -18,7 +20,7 @@ from tests._chain import Chain
 from tests.conftest import Roles, Stack
 from tests.indexer._support import FAST_RETRY, config, index_to_head
 from warden.activity import DEMO_POLICY, Activity
-from warden.devnet import Deployment, free_port
+from warden.devnet import Anvil, Deployment, deploy_stack, free_port
 from warden.snapshots import snapshot_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,6 +156,33 @@ async def test_every_scenario_makes_its_rule_fire(
     assert any(line.startswith("activity: opened ") for line in lines)
     assert any("withdrew" in line and "< stop-loss" in line for line in lines)
     assert any(line.startswith("activity: owner revoked") for line in lines)
+
+
+async def test_on_an_interval_mining_devnet_like_make_run() -> None:
+    """As the daemon runs it: anvil mining every second (receipts come later than the
+    send), the stack from deploy_stack, owners 3..8, no time warp."""
+    with Anvil(block_time=1) as node:
+        w3 = Web3(Web3.HTTPProvider(node.url))
+        accounts = w3.eth.accounts
+        dep = deploy_stack(w3, deployer=accounts[0], operator=accounts[1], treasury=accounts[2])
+        async with ChainClient([node.url], retry=FAST_RETRY) as client:
+            activity = Activity(
+                client, dep, dep.operator, accounts[3:9], random.Random(3),
+                logging.getLogger("test.activity.devnet"), period=0.01, per_cycle=3,
+            )  # fmt: skip
+            await run_cycles(activity, 2)
+        opened = list(activity.sessions.values())
+        assert Counter(s.scenario for s in opened) == {
+            "idle": 2, "expiry": 1, "stop_loss": 1, "take_profit": 1, "sweep": 1,
+        }  # fmt: skip
+        token = w3.eth.contract(address=Web3.to_checksum_address(dep.token),
+                                abi=[{"type": "function", "name": "balanceOf",
+                                      "stateMutability": "view", "inputs": [{"type": "address"}],
+                                      "outputs": [{"type": "uint256"}]}])  # fmt: skip
+        (losing,) = (s for s in opened if s.scenario == "stop_loss")
+        assert losing.moved  # in the second cycle, after its creation was mined
+        assert 0 < token.functions.balanceOf(losing.wallet).call() < losing.stop_loss
+        assert {s.owner for s in opened} <= set(accounts[3:9])
 
 
 async def test_open_sessions_are_capped(
