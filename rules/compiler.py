@@ -145,7 +145,6 @@ class CompiledGroup:
         self.fields: set[str] = set()
         self.text_fields: set[str] = set()
         self.time_atoms: list[TimeAtom] = []
-        self.index_of_action: dict[str, int] = {}
         self.index_of_key: dict[str, int] = {}
         conds = [lower(rule.condition) for rule in rules]
         bounds = [abs(a.const) for c in conds for a in atoms(c) if isinstance(a, NumAtom)]
@@ -162,7 +161,6 @@ class CompiledGroup:
         for index, cond in enumerate(conds):
             key = f"r{index}"
             action = f"{engine_name}.{key}"
-            self.index_of_action[action] = index
             self.index_of_key[key] = index
             self.definition[key] = {"all": [{"m": self._engine_cond(cond)}], "run": action}
         self.variables = sorted(

@@ -1,6 +1,8 @@
 """The one durable-rules Host of the process, used the safe way (see DESIGN.md):
-rulesets registered as data under never-reused names, actions resolved by get_action,
-one fact asserted, its firings collected and the fact retracted at once, one thread.
+rulesets registered as data under never-reused names, one fact asserted, its firings
+collected and the fact retracted at once, one thread. Firings are collected either by
+`fire` (the compiled ruleset's C entry points and its action queue, read directly) or
+through Host.assert_fact and actions resolved by get_action (the public path).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """The per-evaluation half of a compiled group: read a snapshot's integers once, turn them
 into the engine fact, and find when time alone can next change a comparison.
 
-This is the hot path (every evaluation, every session of an expiry burst), so the shape is
-fixed when the group is compiled: a tuple of values in a fixed order, index-based terms,
-and the fact's JSON as one %-template filled in a single formatting call. The engine
-still receives the same fact as the dict path (`fact`, used by the public Host path) and
-still decides every match; only the Python around it is cheaper.
+The number encoding the engine compares (`encode`) lives here. So does the plan fixed
+when the group is compiled (values in a fixed order, index-based terms, the fact's JSON
+templates, the time atoms normalised), with two users: the function generated from it
+for the hot path (`build`, rules/fact_codegen.py: every evaluation, every session of an
+expiry burst), and the generic `read` / `fact` / `next_check_at` that the public Host
+path uses and the differential tests hold `build` to.
 """
 
 from __future__ import annotations
@@ -106,7 +107,6 @@ class FactBuilder:
         index = {name: i for i, name in enumerate(self.variables)}
         self._read_snapshot = _tuple_getter(self.snapshot_vars)
         self.text_fields = tuple(text_fields)
-        self._read_text = _tuple_getter(self.text_fields)
         self.num_fields = tuple(num_fields)
         self.num_index = tuple(index[name] for name in self.num_fields)
         self.terms = tuple(terms)
@@ -149,7 +149,6 @@ class FactBuilder:
                     tuple((index[v], c * sign) for v, c in atom.others),
                 )
             )
-        self.time_dependent = bool(self.time_plan)
         self.build = generate_build(self)
 
     # ---- values --------------------------------------------------------------------
