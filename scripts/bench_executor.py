@@ -84,7 +84,7 @@ class Chain:
 # -- setup (not measured) ----------------------------------------------------------------
 def deploy(anvil: Anvil, owners: int) -> Chain:
     w3 = Web3(Web3.HTTPProvider(anvil.url))
-    accounts = w3.eth.accounts
+    accounts: list[str] = list(w3.eth.accounts)
     relayer = Signer.from_raw_key(DEVNET_KEYS[2], chain_id=CHAIN_ID).address
     assert relayer == accounts[2], "devnet key 2 is anvil's third account"
     dep = deploy_stack(w3, deployer=accounts[0], operator=relayer, treasury=accounts[1])
@@ -104,9 +104,9 @@ async def send_all(client: ChainClient, txs: list[dict[str, str]]) -> None:
     finally:
         await client.call("evm_setAutomine", True)
     for start in range(0, len(hashes), SEND_CHUNK):
-        chunk = hashes[start : start + SEND_CHUNK]
-        receipts = await client.batch([("eth_getTransactionReceipt", [h]) for h in chunk])
-        bad = [h for h, r in zip(chunk, receipts, strict=True) if not r or r["status"] != "0x1"]
+        sent = hashes[start : start + SEND_CHUNK]
+        receipts = await client.batch([("eth_getTransactionReceipt", [h]) for h in sent])
+        bad = [h for h, r in zip(sent, receipts, strict=True) if not r or r["status"] != "0x1"]
         if bad:
             raise SystemExit(f"setup transaction failed: {bad[0]}")
 
