@@ -21,10 +21,11 @@ from typing import Any
 from tests._chain import Chain, CloseReason
 from tests.conftest import TOKEN, Roles, Session, Stack
 from tests.executor._support import RELAYER_KEY, table
-from warden.devnet import Anvil, free_port
+from warden.devnet import DEVNET_KEYS, Anvil, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = 86_400
+DEVNET_OPERATOR_KEY = DEVNET_KEYS[1]  # what `make run` exports
 
 
 def write_config(tmp: Path, anvil: Anvil, stack: Stack, start: int, port: int) -> Path:
@@ -72,6 +73,12 @@ class Proc:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout=30)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "warden.cli", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def get(port: int, path: str) -> Any:
@@ -147,6 +154,8 @@ def test_every_rule_closes_through_the_daemon_process_and_a_restart_changes_noth
         wait_for(lambda: closed(port, idle.wallet.address), "idle close")
         wait_for(lambda: get(port, "/status")["intents"]["confirmed"] == 5, "5 confirmed intents")
         status = get(port, "/status")
+        shown = cli("status", "--url", f"http://127.0.0.1:{port}")
+        assert shown.returncode == 0 and "confirmed 5" in shown.stdout, shown
     finally:
         code = daemon.stop()
     assert code == 0
@@ -168,6 +177,14 @@ def test_every_rule_closes_through_the_daemon_process_and_a_restart_changes_noth
     # Withdrew 850, paid 2,500 in; refunds 150 + 3,500 + 3 x 1,000: every token came back.
     assert fresh_chain.balance(stack.token, roles.owner) - owner_start == 5_000 * TOKEN
 
+    inspected = cli("inspect", loss.wallet.address, "--db", str(db))
+    assert inspected.returncode == 0, inspected.stderr
+    assert "[closed · stop_loss]" in inspected.stdout
+    assert "stop-loss: close (stop_loss) → confirmed" in inspected.stdout
+    (mined_hash,) = table(db, "SELECT mined_hash FROM jobs j JOIN intents i ON i.job_id = j.id "
+                              "WHERE i.wallet = ?", loss.wallet.address)[0]  # fmt: skip
+    assert f"tx {mined_hash}" in inspected.stdout and "Withdrawn" in inspected.stdout
+
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     messages = [line["message"] for line in lines]
     assert any("rule stop-loss fired" in m for m in messages)
@@ -176,3 +193,41 @@ def test_every_rule_closes_through_the_daemon_process_and_a_restart_changes_noth
     assert last.index("HTTP stopped") < last.index("intake stopped; in-flight work finished")
     key = RELAYER_KEY.lower().removeprefix("0x")
     assert key not in log.read_text().lower()
+
+
+def test_run_with_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("chain:\n  rpc: [http://127.0.0.1:1]\n  chian_id: 5\n")
+    result = cli("run", "--config", str(config))
+    assert result.returncode == 2
+    assert "chian_id" in result.stderr and "chain_id" in result.stderr
+
+
+def test_make_run_config_reaches_stop_loss_fired_then_closed(tmp_path: Path) -> None:
+    """config/devnet.yaml as `make run` uses it (own devnet, activity generator), with the
+    database and the API port moved out of the way."""
+    text = (ROOT / "config/devnet.yaml").read_text()
+    text = text.replace("../warden-devnet.sqlite", str(tmp_path / "devnet.sqlite"))
+    text = text.replace("port: 8080", f"port: {free_port()}")
+    text = text.replace("- rules ", f"- {ROOT / 'config/rules'} ").replace(
+        "- devnet/rules ", f"- {ROOT / 'config/devnet/rules'} "
+    )
+    config = tmp_path / "devnet.yaml"
+    config.write_text(text)
+    log = tmp_path / "run.log"
+    env = {**os.environ, "WARDEN_DEVNET_KEY": DEVNET_OPERATOR_KEY}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "warden.cli", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL, stderr=log.open("ab"), env=env,
+    )  # fmt: skip
+    try:
+
+        def fired_and_closed() -> bool:
+            text = log.read_text()
+            return "-stop-loss fired" in text and "confirmed 1" in text
+
+        wait_for(fired_and_closed, "stop-loss fired, then a close confirmed", timeout=120)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    assert code == 0, log.read_text()[-2000:]
