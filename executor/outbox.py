@@ -174,6 +174,8 @@ class NewJob:
     intent_keys: tuple[str, ...]
 
 
+_CLEAR = "DELETE FROM rule_latches WHERE wallet = ? AND rule = ?"
+_SET = "INSERT OR IGNORE INTO rule_latches (wallet, rule) VALUES (?, ?)"
 _INTENT_COLUMNS = (
     "id, key, wallet, rule, action, reason, position, triggered_at, state, detail, job_id, "
     "created_ms"
@@ -193,33 +195,45 @@ class Outbox:
     async def record(self, decisions: Iterable[Decision], now_ms: int) -> list[Intent]:
         """Store the intents and latch changes of these decisions in one transaction;
         returns the intents that were new (a duplicate key is ignored, never stored twice)."""
+        # Latch changes keep their order (one call may hold a wallet's change and its
+        # clock check), grouped into runs of one statement; intents go in at the end.
+        runs: list[tuple[str, list[tuple[str, str]]]] = []
+        intents: list[Intent] = []
+        for decision in decisions:
+            for sql, names in ((_CLEAR, decision.latch_clear), (_SET, decision.latch_set)):
+                if not names:
+                    continue
+                if not runs or runs[-1][0] != sql:
+                    runs.append((sql, []))
+                runs[-1][1].extend((decision.wallet, name) for name in names)
+            intents.extend(decision.intents)
         fresh: list[Intent] = []
         async with self._tx() as db:
-            for decision in decisions:
-                wallet = decision.wallet
-                if decision.latch_clear:
-                    await db.executemany(
-                        "DELETE FROM rule_latches WHERE wallet = ? AND rule = ?",
-                        [(wallet, rule) for rule in decision.latch_clear],
-                    )
-                if decision.latch_set:
-                    await db.executemany(
-                        "INSERT OR IGNORE INTO rule_latches (wallet, rule) VALUES (?, ?)",
-                        [(wallet, rule) for rule in decision.latch_set],
-                    )
-                for intent in decision.intents:
-                    cur = await db.execute(
-                        "INSERT OR IGNORE INTO intents (key, wallet, rule, action, reason, "
-                        "position, triggered_at, rules_version, state, created_ms, updated_ms) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-                        (
-                            intent.key, intent.wallet, intent.rule, intent.action,
-                            intent.reason, intent.position, intent.now, intent.version,
-                            now_ms, now_ms,
-                        ),
-                    )  # fmt: skip
-                    if cur.rowcount:
-                        fresh.append(intent)
+            for sql, params in runs:
+                await db.executemany(sql, params)
+            known: set[str] = set()
+            keys = [i.key for i in intents]
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                async with db.execute(
+                    f"SELECT key FROM intents WHERE key IN ({', '.join('?' for _ in chunk)})",
+                    chunk,
+                ) as cur:
+                    known.update([r[0] async for r in cur])
+            for intent in intents:
+                if intent.key not in known:
+                    known.add(intent.key)
+                    fresh.append(intent)
+            await db.executemany(
+                "INSERT INTO intents (key, wallet, rule, action, reason, position, "
+                "triggered_at, rules_version, state, created_ms, updated_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                [
+                    (i.key, i.wallet, i.rule, i.action, i.reason, i.position, i.now, i.version,
+                     now_ms, now_ms)
+                    for i in fresh
+                ],
+            )  # fmt: skip
         return fresh
 
     async def latch_rows(self) -> list[tuple[str, str]]:
