@@ -155,9 +155,13 @@ class Executor:
         for job in jobs:
             receipt = next((receipts[a.hash] for a in job.attempts if a.hash in receipts), None)
             if job.state == "mined":
-                if receipt is None:
+                moved = receipt is not None and receipt["transactionHash"].lower() != job.mined_hash
+                if receipt is None or moved:
                     log.warning("job %d: receipt of %s vanished (reorg)", job.id, job.mined_hash)
                     await self.outbox.job_unmined(job.id, self._now_ms())
+                if moved and receipt is not None:
+                    # Another of the job's transactions (same nonce) made it on the new branch.
+                    await self._mined(job, receipt, report)
                 continue
             if receipt is not None:
                 await self._mined(job, receipt, report)
