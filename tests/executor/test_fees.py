@@ -3,6 +3,7 @@ cap, exact integer math, malformed answers, and the real thing on anvil."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -335,8 +336,13 @@ async def _fetch_and_mine(url: str, policy: FeePolicy) -> None:
         nonce = int(await client.call("eth_getTransactionCount", signer.address, "pending"), 16)
         signed = signer.sign(self_transfer(nonce, fees))
         assert await client.call("eth_sendRawTransaction", signed.raw) == signed.hash
-        receipt = await client.call("eth_getTransactionReceipt", signed.hash)
-        assert receipt["status"] == "0x1"
+        receipt = None
+        for _ in range(100):  # automine, but the receipt may trail the send by a moment
+            receipt = await client.call("eth_getTransactionReceipt", signed.hash)
+            if receipt is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert receipt is not None and receipt["status"] == "0x1"
         mined = await client.get_block(int(receipt["blockNumber"], 16))
         assert mined is not None
         paid = int(receipt["effectiveGasPrice"], 16)
