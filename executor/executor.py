@@ -221,12 +221,12 @@ class Executor:
         if job.id not in self._force and head - sent_at < self.config.replace_after_blocks:
             return
         self._force.discard(job.id)
+        if job.nonce is None:
+            return
         members = await self.outbox.intents_of_job(job.id)
         still_needed = any(m.state == "submitted" for m in members)
         market = await fetch_fees(self.client, self.config.fees)
         previous = Fees(latest.max_fee_per_gas, latest.max_priority_fee_per_gas)
-        if job.nonce is None:
-            return
         if still_needed or job.kind == "cancel":
             # A cancel stays uncapped on every bump, or it could strand its nonce.
             fees = replacement(previous, market, self.config.fees, capped=job.kind != "cancel")
@@ -298,16 +298,14 @@ class Executor:
         sessions = await self.store.sessions({i.wallet for i in pending})
         guards = self.config.guards
         now_ms = self._now_ms()
+        recent = await self.outbox.jobs_since(sessions, now_ms - guards.rate_window_ms)
         ready: list[tuple[IntentRow, Session]] = []
         obsolete: list[tuple[str, str, str]] = []
         for intent in pending:
             session = sessions.get(intent.wallet)
             verdict = check_intent(
                 intent, session, relayer=self.relayer, guards=guards, now=now
-            ) or rate_refusal(
-                await self.outbox.jobs_since(intent.wallet, now_ms - guards.rate_window_ms),
-                guards,
-            )
+            ) or rate_refusal(recent.get(intent.wallet, 0), guards)
             if isinstance(verdict, Obsolete):
                 obsolete.append((intent.key, "obsolete", verdict.reason))
             elif isinstance(verdict, Refusal):

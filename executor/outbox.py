@@ -309,15 +309,20 @@ class Outbox:
             for r in rows
         ]  # fmt: skip
 
-    async def jobs_since(self, wallet: str, since_ms: int) -> int:
-        """How many jobs carried an intent of this wallet since `since_ms`."""
-        async with self.db.execute(
-            "SELECT COUNT(DISTINCT j.id) FROM jobs j JOIN intents i ON i.job_id = j.id "
-            "WHERE i.wallet = ? AND j.created_ms >= ? AND j.kind != 'cancel'",
-            (wallet, since_ms),
-        ) as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+    async def jobs_since(self, wallets: Iterable[str], since_ms: int) -> dict[str, int]:
+        """How many jobs carried an intent of each wallet since `since_ms` (absent: 0)."""
+        found: dict[str, int] = {}
+        keys = list(wallets)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            async with self.db.execute(
+                "SELECT i.wallet, COUNT(DISTINCT j.id) FROM jobs j JOIN intents i "
+                f"ON i.job_id = j.id WHERE i.wallet IN ({', '.join('?' for _ in chunk)}) "
+                "AND j.created_ms >= ? AND j.kind != 'cancel' GROUP BY i.wallet",
+                (*chunk, since_ms),
+            ) as cur:
+                found.update({r[0]: int(r[1]) async for r in cur})
+        return found
 
     async def open_claims(self) -> list[Claim]:
         async with self.db.execute(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -148,8 +149,6 @@ class Daemon:
         self._signals += 1
         if self._signals > 1:
             log.error("second %s: exiting now (state is crash-safe)", sig.name)
-            import os
-
             os._exit(FORCED_EXIT)
         log.info("%s: shutting down (again to force)", sig.name)
         self.request_stop()

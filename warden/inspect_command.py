@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from eth_utils.address import to_checksum_address
 
 from indexer import Event, IndexerStore, Session, open_database
 from warden.snapshots import token_units
@@ -61,11 +62,10 @@ async def _inspect(path: Path, wallet: str, decimals: int) -> int:
     db = await open_database(path)
     try:
         store = IndexerStore(db)
-        found = [s for s in await store.all_sessions() if s.wallet.lower() == wallet.lower()]
-        if not found:
+        session = await store.session(to_checksum_address(wallet.lower()))
+        if session is None:
             print(f"warden inspect: {wallet} is not an indexed session in {path}", file=sys.stderr)
             return EXIT_RUNTIME
-        session = found[0]
         events = await store.events(session.wallet)
     finally:
         await db.close()

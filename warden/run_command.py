@@ -16,13 +16,14 @@ import os
 import random
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import uvloop
 from web3 import Web3
 
 from executor import ConfigError as ExecutorConfigError
-from indexer import IndexerError
+from indexer import ChainClient, IndexerError
 from warden.activity import Activity
 from warden.config import ConfigError, WardenConfig, load_config
 from warden.daemon import Daemon, Plan
@@ -89,8 +90,6 @@ async def _run(cfg: WardenConfig) -> int:
         plan = make_plan(cfg, [anvil.url], deployment.factory, deployment.chain_id, deployment)
         activity = None
         if cfg.devnet.activity:
-            from indexer import ChainClient
-
             client = ChainClient([anvil.url], chain_id=deployment.chain_id)
             owners = list(Web3(Web3.HTTPProvider(anvil.url)).eth.accounts)[3:9]
             activity = _ClosingActivity(
@@ -106,7 +105,7 @@ async def _run(cfg: WardenConfig) -> int:
 class _ClosingActivity:
     """The activity generator with its own RPC session, closed when it stops."""
 
-    def __init__(self, client: object, activity: Activity) -> None:
+    def __init__(self, client: ChainClient, activity: Activity) -> None:
         self.client = client
         self.activity = activity
 
@@ -114,7 +113,7 @@ class _ClosingActivity:
         try:
             await self.activity.run(stop)
         finally:
-            await self.client.close()  # type: ignore[attr-defined]
+            await self.client.close()
 
 
 @contextlib.contextmanager
@@ -169,8 +168,6 @@ def make_plan(
         start_block = max(start_block, deployment.block)
     indexer = cfg.indexer_config(factory)
     if indexer.start_block != start_block:
-        from dataclasses import replace
-
         indexer = replace(indexer, start_block=start_block)
     return Plan(
         rpc=rpc,
