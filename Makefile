@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap run test contracts lint typecheck gas bench-indexer bench-rules bench-executor clean
+.PHONY: help bootstrap run test contracts lint typecheck gas bench bench-indexer bench-rules bench-executor bench-latency bench-storm bench-memory chaos clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,6 +31,17 @@ lint: bootstrap ## ruff and mypy
 gas: bootstrap ## measure contract gas figures on anvil and print them (see docs/gas.md)
 	@$(VENV)/python scripts/gas_report.py
 
+bench: bootstrap ## every figure in BENCHMARKS.md, each over several runs (about 20 minutes)
+	@$(VENV)/python scripts/bench_indexer.py --runs 3
+	@$(VENV)/python scripts/bench_latency.py
+	@$(VENV)/python scripts/bench_storm.py
+	@$(VENV)/python scripts/bench_memory.py
+	@$(VENV)/python scripts/bench_rules.py
+	@$(VENV)/python scripts/bench_executor.py
+
+chaos: bootstrap ## the long fault scenarios: 100 kill -9, 1,000 reorgs, 20 % RPC faults (real anvil)
+	@$(VENV)/pytest -m chaos tests/chaos $(PYTEST_ARGS)
+
 bench-indexer: bootstrap ## backfill benchmark on a cached seeded chain (see BENCHMARKS.md)
 	@$(VENV)/python scripts/bench_indexer.py
 
@@ -39,6 +50,15 @@ bench-rules: bootstrap ## rule evaluation benchmark (see BENCHMARKS.md)
 
 bench-executor: bootstrap ## executor benchmark: intents/s and gas, singles vs batched
 	@$(VENV)/python scripts/bench_executor.py
+
+bench-latency: bootstrap ## stop-loss reaction latency with 10,000 active sessions (p50, p99)
+	@$(VENV)/python scripts/bench_latency.py
+
+bench-storm: bootstrap ## 100,000 sessions expiring in one block: time until all closed on chain
+	@$(VENV)/python scripts/bench_storm.py
+
+bench-memory: bootstrap ## daemon RSS with 100,000 and 1,000,000 tracked sessions
+	@$(VENV)/python scripts/bench_memory.py
 
 clean: ## remove the virtualenv, node_modules and caches
 	rm -rf .venv node_modules .bootstrap .pytest_cache .mypy_cache .ruff_cache .hypothesis .cache
