@@ -3,7 +3,7 @@ and a figure as its median with the spread of the runs (the machine is shared an
 
     from _report import header, spread
     print(header())                      # date, CPU, cores, load, kernel, Python, anvil, SQLite
-    print(spread([12.1, 9.8, 14.0], ".1f", " ms"))   # "12.1 ms (9.8–14.0 ms, 3 runs)"
+    print(spread([12.1, 9.8, 14.0], ".1f", " ms"))   # "12.1 ms (9.8 to 14.0 ms, 3 runs)"
 """
 
 from __future__ import annotations
@@ -69,18 +69,18 @@ def header() -> str:
 
 
 def spread(values: Sequence[float], fmt: str = ",.0f", unit: str = "") -> str:
-    """`median unit (min–max unit, N runs)`."""
+    """`median unit (min to max unit, N runs)`."""
     if not values:
         return "no runs"
     med = statistics.median(values)
     return (
-        f"{med:{fmt}}{unit} ({min(values):{fmt}}–{max(values):{fmt}}{unit}, "
+        f"{med:{fmt}}{unit} ({min(values):{fmt}} to {max(values):{fmt}}{unit}, "
         f"{len(values)} run{'s' if len(values) != 1 else ''})"
     )
 
 
 def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0–100) of at least one value."""
+    """Nearest-rank percentile (p in 0 to 100) of at least one value."""
     ordered = sorted(values)
     rank = max(1, -(-len(ordered) * p // 100))  # ceil without floats' rounding surprises
     return ordered[int(rank) - 1]
