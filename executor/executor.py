@@ -224,7 +224,8 @@ class Executor:
         if job.nonce is None:
             return
         members = await self.outbox.intents_of_job(job.id)
-        still_needed = any(m.state == "submitted" for m in members)
+        wanted = [m for m in members if m.state == "submitted"]
+        still_needed = bool(wanted)
         market = await fetch_fees(self.client, self.config.fees)
         previous = Fees(latest.max_fee_per_gas, latest.max_priority_fee_per_gas)
         if still_needed or job.kind == "cancel":
@@ -236,6 +237,12 @@ class Executor:
                 self._sent_block[latest.hash] = head
                 return
             call = Call(job.kind, job.to_address, job.data)
+            if job.kind == "batch" and len(wanted) < len(members):
+                # Some members are no longer wanted (a reorg orphaned their trigger): the
+                # replacement closes only the others.
+                call = calls.batch(
+                    self.config.factory, [(m.wallet, m.action, m.reason) for m in wanted]
+                )
             gas = job.gas
             report.replaced += 1
         else:
@@ -249,7 +256,7 @@ class Executor:
             report.cancelled += 1
             log.info("job %d: nothing left to do, cancelling nonce %d", job.id, job.nonce)
         signed = self._sign(call, gas, job.nonce, fees)
-        becomes_cancel = call.kind == "cancel" and job.kind != "cancel"
+        rewritten = call.kind != job.kind or call.data != job.data
         await self.outbox.add_attempt(
             job.id,
             job.nonce,
@@ -258,7 +265,7 @@ class Executor:
             max_fee_per_gas=fees.max_fee_per_gas,
             max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
             now_ms=self._now_ms(),
-            cancel=(call.to, call.data, gas) if becomes_cancel else None,
+            rewrite=(call.kind, call.to, call.data, gas) if rewritten else None,
         )
         self._hook("signed")
         await self._send(job.id, signed.hash, signed.raw, head)

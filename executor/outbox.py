@@ -446,20 +446,21 @@ class Outbox:
         max_fee_per_gas: int,
         max_priority_fee_per_gas: int,
         now_ms: int,
-        cancel: tuple[str, str, int] | None = None,
+        rewrite: tuple[str, str, str, int] | None = None,
     ) -> None:
         """A replacement (same nonce, higher fees), written before it is sent. With
-        `cancel` = (to, data, gas) the job becomes the self-transfer that cancels it."""
+        `rewrite` = (kind, to, data, gas) the job now does that instead: the self-transfer
+        that cancels it, or a batch without the members that are no longer wanted."""
         async with self._tx() as db:
             await self._insert_attempt(
                 db, job_id, nonce, tx_hash, raw, max_fee_per_gas, max_priority_fee_per_gas,
                 now_ms,
             )  # fmt: skip
-            if cancel is not None:
+            if rewrite is not None:
                 await db.execute(
-                    "UPDATE jobs SET kind = 'cancel', to_address = ?, data = ?, gas = ?, "
+                    "UPDATE jobs SET kind = ?, to_address = ?, data = ?, gas = ?, "
                     "updated_ms = ? WHERE id = ?",
-                    (*cancel, now_ms, job_id),
+                    (*rewrite, now_ms, job_id),
                 )
 
     async def mark_sent(self, tx_hash: str, now_ms: int) -> None:
@@ -532,6 +533,44 @@ class Outbox:
                 "UPDATE intents SET state = 'submitted', updated_ms = ? "
                 "WHERE job_id = ? AND state = 'mined'",
                 (now_ms, job_id),
+            )
+
+    async def reorged(self, ancestor_block: int, now_ms: int) -> list[int]:
+        """A reorg replaced every block above `ancestor_block`: jobs mined there are live
+        again, and what their receipts settled (mined, confirmed, a batch member's revert)
+        is open again as submitted, to be tracked on the new branch. Returns the job ids."""
+        async with self._tx() as db:
+            async with db.execute(
+                "SELECT id FROM jobs WHERE state IN ('mined', 'done') AND mined_block > ?",
+                (ancestor_block,),
+            ) as cur:
+                ids = [int(r[0]) async for r in cur]
+            for job_id in ids:
+                await db.execute(
+                    "UPDATE jobs SET state = 'live', mined_hash = NULL, mined_block = NULL, "
+                    "receipt_status = NULL, updated_ms = ? WHERE id = ?",
+                    (now_ms, job_id),
+                )
+                await db.execute(
+                    "UPDATE transactions SET state = 'sent' WHERE job_id = ? "
+                    "AND state IN ('mined', 'replaced')",
+                    (job_id,),
+                )
+                await db.execute(
+                    "UPDATE intents SET state = 'submitted', confirmed_position = NULL, "
+                    "detail = ?, updated_ms = ? WHERE job_id = ? AND state != 'submitted'",
+                    (f"reorg above block {ancestor_block} undid its transaction", now_ms, job_id),
+                )
+        return ids
+
+    async def reopen(self, keys: Sequence[str], detail: str, now_ms: int) -> None:
+        """Obsolete intents whose reason a reorg undid (the session closed by someone else
+        is open again and the rule still holds) go back to pending."""
+        async with self._tx() as db:
+            await db.executemany(
+                "UPDATE intents SET state = 'pending', job_id = NULL, confirmed_position = NULL, "
+                "detail = ?, updated_ms = ? WHERE key = ? AND state = 'obsolete'",
+                [(detail, now_ms, key) for key in keys],
             )
 
     async def job_dropped(self, job_id: int, detail: str, now_ms: int) -> None:

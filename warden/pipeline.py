@@ -11,8 +11,10 @@ crossed a year ago would fire at last year's chain time. The first change after 
 backfill (and every start, and every rule reload) evaluates every open session once at
 the head, which also rebuilds the time schedule the runner keeps only in memory.
 
-After a reorg, a pending intent whose triggering position was rolled back and whose
-rule no longer holds on the new chain is settled obsolete before the executor sees it.
+After a reorg, what it undid is made right before the executor's next step (see
+`_reconcile`): jobs mined in replaced blocks are tracked again, open intents whose
+trigger was orphaned and whose rule no longer holds are obsolete (their jobs cancelled),
+and intents made obsolete by a close the reorg removed are pending again.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-from executor import Outbox
+from executor import IntentRow, Outbox
 from indexer import Change, IndexerStore, Session
 from rules import Decision, Evaluation, ReloadResult, RulesHolder, RulesRunner, gc_paused
 from warden.snapshots import snapshot_of
@@ -117,27 +119,64 @@ class RulesPipeline:
             self.runner.commit(evaluation, decision)
 
     async def _reconcile(self, change: Change) -> None:
-        """Pending intents triggered at a rolled-back position whose rule does not hold
-        on the new chain: obsolete, before anything is sent for them."""
+        """Make right what a reorg undid, before the executor's next step:
+
+        - relayer transactions mined above the common ancestor are gone with their
+          blocks: their jobs are live again and what they settled is open again, so the
+          executor finds them on the new branch, sends them again, or cancels them;
+        - an open intent (pending, or submitted and so not mined on this branch) whose
+          triggering position was rolled back and whose rule no longer holds is obsolete:
+          nothing more is sent for it, and a job left with nothing to do is cancelled at
+          its nonce (a batch is replaced without it);
+        - an obsolete intent of a session the reorg reopened (the close that made it
+          obsolete is gone), whose rule still holds and is still latched so it cannot
+          fire again, is pending again.
+        """
         assert change.reorg is not None
-        cut = (change.reorg.ancestor.number + 1) << 32
+        ancestor = change.reorg.ancestor.number
+        now, now_ms = change.head.timestamp, time.time_ns() // 1_000_000
         by_wallet = {s.wallet: s for s in change.sessions}
+        jobs = await self.outbox.reorged(ancestor, now_ms)
+        if jobs:
+            log.warning(
+                "reorg: %d relayer transactions were in replaced blocks; tracking them again",
+                len(jobs),
+            )
+        cut = (ancestor + 1) << 32
         settled: list[tuple[str, str, str]] = []
-        for intent in await self.outbox.intents("pending", limit=1_000_000):
-            if intent.position < cut:
-                continue
-            session = by_wallet.get(intent.wallet) or await self.store.session(intent.wallet)
-            holds = False
-            if session is not None:
-                decimals = await self.decimals([session.token])
-                snapshot = snapshot_of(session, decimals.get(session.token, 18))
-                evaluation = self.runner.evaluator.evaluate(snapshot, change.head.timestamp)
-                holds = any(rule.name == intent.rule for rule in evaluation.matched)
-            if not holds:
-                settled.append(
-                    (intent.key, "obsolete", f"trigger at block {intent.position >> 32} "
-                     "was reorged out and the rule no longer holds")
-                )  # fmt: skip
+        for state in ("pending", "submitted"):
+            for intent in await self.outbox.intents(state, limit=1_000_000):
+                if intent.position >= cut and not await self._holds(intent, by_wallet, now):
+                    settled.append(
+                        (intent.key, "obsolete", f"trigger at block {intent.position >> 32} "
+                         "was reorged out and the rule no longer holds")
+                    )  # fmt: skip
         if settled:
-            log.warning("reorg: %d pending intents no longer hold; obsolete", len(settled))
-            await self.outbox.settle(settled, time.time_ns() // 1_000_000)
+            log.warning("reorg: %d open intents no longer hold; obsolete", len(settled))
+            await self.outbox.settle(settled, now_ms)
+        reopened: list[str] = []
+        for session in change.sessions:
+            latched = self.runner.latched(session.wallet)
+            if session.status not in ("active", "revoked") or not latched:
+                continue
+            mine = await self.outbox.intents(wallet=session.wallet, limit=1_000_000)
+            if any(i.state in ("pending", "submitted", "mined") for i in mine):
+                continue
+            last = {i.rule: i for i in mine if i.rule in latched}  # the latest per rule
+            for intent in last.values():
+                if intent.state == "obsolete" and await self._holds(intent, by_wallet, now):
+                    reopened.append(intent.key)
+        if reopened:
+            log.warning("reorg: %d obsolete intents hold again on the new chain", len(reopened))
+            detail = "reopened: a reorg undid what made it obsolete"
+            await self.outbox.reopen(reopened, detail, now_ms)
+
+    async def _holds(self, intent: IntentRow, by_wallet: dict[str, Session], now: int) -> bool:
+        """Whether the intent's rule holds for its session on the current chain."""
+        session = by_wallet.get(intent.wallet) or await self.store.session(intent.wallet)
+        if session is None:
+            return False
+        decimals = await self.decimals([session.token])
+        snapshot = snapshot_of(session, decimals.get(session.token, 18))
+        evaluation = self.runner.evaluator.evaluate(snapshot, now)
+        return any(rule.name == intent.rule for rule in evaluation.matched)
