@@ -7,11 +7,12 @@ from executor.errors import ConfigError, ExecutorError, GuardConfigError, Outbox
 from executor.executor import Executor, ExecutorConfig, StepReport
 from executor.fees import FeePolicy, Fees
 from executor.guards import Guards, Refusal
-from executor.outbox import STATES, Claim, IntentRow, Job, Outbox
+from executor.outbox import ORPHANED, STATES, Claim, IntentRow, Job, Outbox
 from executor.reverts import Revert, decode_revert
 from executor.signer import SignedTx, Signer, SignerError, load_password, write_keystore
 
 __all__ = [
+    "ORPHANED",
     "STATES",
     "Call",
     "Claim",

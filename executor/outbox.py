@@ -30,6 +30,7 @@ COMPONENT = "executor"
 
 STATES = ("pending", "submitted", "mined", "confirmed", "failed", "obsolete", "dry_run")
 FINAL_STATES = frozenset({"confirmed", "failed", "obsolete", "dry_run"})
+ORPHANED = "trigger orphaned by a reorg"  # the detail of intents a reorg made obsolete
 
 MIGRATIONS = [
     """
@@ -194,7 +195,9 @@ class Outbox:
     # -- rules side: intents and latches, atomically -----------------------------
     async def record(self, decisions: Iterable[Decision], now_ms: int) -> list[Intent]:
         """Store the intents and latch changes of these decisions in one transaction;
-        returns the intents that were new (a duplicate key is ignored, never stored twice)."""
+        returns the intents that were new (a duplicate key is ignored, never stored twice,
+        except that an intent obsolete because a reorg orphaned its trigger is pending
+        again when the new branch crosses at the same position)."""
         # Latch changes keep their order (one call may hold a wallet's change and its
         # clock check), grouped into runs of one statement; intents go in at the end.
         runs: list[tuple[str, list[tuple[str, str]]]] = []
@@ -212,18 +215,34 @@ class Outbox:
             for sql, params in runs:
                 await db.executemany(sql, params)
             known: set[str] = set()
+            orphaned: set[str] = set()
+            again: list[Intent] = []
             keys = [i.key for i in intents]
             for i in range(0, len(keys), 500):
                 chunk = keys[i : i + 500]
                 async with db.execute(
-                    f"SELECT key FROM intents WHERE key IN ({', '.join('?' for _ in chunk)})",
+                    "SELECT key, state, detail FROM intents "
+                    f"WHERE key IN ({', '.join('?' for _ in chunk)})",
                     chunk,
                 ) as cur:
-                    known.update([r[0] async for r in cur])
+                    async for key, state, detail in cur:
+                        known.add(key)
+                        if state == "obsolete" and (detail or "").startswith(ORPHANED):
+                            orphaned.add(key)
             for intent in intents:
                 if intent.key not in known:
                     known.add(intent.key)
                     fresh.append(intent)
+                elif intent.key in orphaned:
+                    # Reorged out, then the new branch crossed again at the same position:
+                    # the same crossing, so the same intent, open again.
+                    orphaned.discard(intent.key)
+                    again.append(intent)
+                    await db.execute(
+                        "UPDATE intents SET state = 'pending', job_id = NULL, detail = ?, "
+                        "updated_ms = ? WHERE key = ?",
+                        ("fired again on the new branch of a reorg", now_ms, intent.key),
+                    )
             await db.executemany(
                 "INSERT INTO intents (key, wallet, rule, action, reason, position, "
                 "triggered_at, rules_version, state, created_ms, updated_ms) "
@@ -234,7 +253,7 @@ class Outbox:
                     for i in fresh
                 ],
             )  # fmt: skip
-        return fresh
+        return fresh + again
 
     async def latch_rows(self) -> list[tuple[str, str]]:
         async with self.db.execute("SELECT wallet, rule FROM rule_latches ORDER BY 1, 2") as cur:

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-from executor import IntentRow, Outbox
+from executor import ORPHANED, IntentRow, Outbox
 from indexer import Change, IndexerStore, Session
 from rules import Decision, Evaluation, ReloadResult, RulesHolder, RulesRunner, gc_paused
 from warden.snapshots import snapshot_of
@@ -148,8 +148,8 @@ class RulesPipeline:
             for intent in await self.outbox.intents(state, limit=1_000_000):
                 if intent.position >= cut and not await self._holds(intent, by_wallet, now):
                     settled.append(
-                        (intent.key, "obsolete", f"trigger at block {intent.position >> 32} "
-                         "was reorged out and the rule no longer holds")
+                        (intent.key, "obsolete", f"{ORPHANED}: block {intent.position >> 32} "
+                         "was replaced and the rule no longer holds")
                     )  # fmt: skip
         if settled:
             log.warning("reorg: %d open intents no longer hold; obsolete", len(settled))

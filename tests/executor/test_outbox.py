@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from executor import Outbox, OutboxError
+from executor import ORPHANED, Outbox, OutboxError
 from executor.outbox import NewJob
 from indexer import open_database
 from rules import Decision, Intent
@@ -107,3 +107,50 @@ async def test_refusals_are_recorded_once_per_reason(tmp_path: Path) -> None:
         ]  # fmt: skip
         row = await box.intent(i1.key)
         assert row is not None and (row.state, row.detail) == ("failed", "ttl: too old")
+
+
+async def test_a_reorg_reopens_what_replaced_blocks_settled_and_nothing_older(
+    tmp_path: Path,
+) -> None:
+    async with outbox(tmp_path / "o.db") as box:
+        (old,) = await box.record([decision(intent(W1))], 1)
+        (new,) = await box.record([decision(intent(W2))], 1)
+        kw = dict(relayer=W2, max_fee_per_gas=3, max_priority_fee_per_gas=1, now_ms=2)
+        ids = []
+        for n, (i, block) in enumerate(((old, 100), (new, 105))):
+            job = NewJob("close", i.wallet, "0x", 50_000, (i.key,))
+            job_id = await box.create_job(job, nonce=n, tx_hash=f"0x{n}a", raw="0x01", **kw)  # type: ignore[arg-type]
+            await box.job_mined(job_id, tx_hash=f"0x{n}a", block=block, status=1, gas_used=1,
+                                effective_gas_price=1, outcomes=(), now_ms=3)  # fmt: skip
+            await box.confirm(i.key, block << 32, "closed", 4)
+            ids.append(job_id)
+        await box.finish_settled_jobs(5)
+        # Blocks above 102 were replaced: only the job mined in block 105 comes back.
+        assert await box.reorged(102, 6) == [ids[1]]
+        assert (await box.intent(old.key)).state == "confirmed"  # type: ignore[union-attr]
+        reopened = await box.intent(new.key)
+        assert reopened is not None and reopened.state == "submitted"
+        assert "reorg above block 102" in (reopened.detail or "")
+        (job,) = await box.jobs("live")
+        assert job.id == ids[1] and job.mined_hash is None
+        assert [a.state for a in job.attempts] == ["sent"]
+        # Nothing above block 105 is mined any more: a second call changes nothing.
+        assert await box.reorged(102, 7) == []
+
+
+async def test_an_orphaned_intent_crossed_again_at_the_same_position_is_pending_again(
+    tmp_path: Path,
+) -> None:
+    async with outbox(tmp_path / "o.db") as box:
+        (orphan,) = await box.record([decision(intent(W1))], 1)
+        (other,) = await box.record([decision(intent(W2))], 1)
+        await box.settle([(orphan.key, "obsolete", f"{ORPHANED}: block 9 was replaced")], 2)
+        await box.settle([(other.key, "obsolete", "session closed by the owner")], 2)
+        again = await box.record([decision(intent(W1)), decision(intent(W2))], 3)
+        # Only the reorg's orphan comes back; any other final state stays final.
+        assert [i.key for i in again] == [orphan.key]
+        assert (await box.intent(orphan.key)).state == "pending"  # type: ignore[union-attr]
+        assert (await box.intent(other.key)).state == "obsolete"  # type: ignore[union-attr]
+        assert len(await box.intents()) == 2
+        await box.reopen([other.key], "reopened: the close was reorged out", 4)
+        assert (await box.intent(other.key)).state == "pending"  # type: ignore[union-attr]
