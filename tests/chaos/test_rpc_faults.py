@@ -1,7 +1,7 @@
 """The daemon's only RPC endpoint is a FaultyProxy injecting faults into 20 % of requests
 (drops, delays, 429/5xx, truncated JSON, provider errors, log-range refusals, logs from the
 wrong blocks, a stale head, partial batches) for the whole run, while session activity
-goes straight to anvil. Lag (node head − the daemon's committed checkpoint, read from its
+goes straight to anvil. Lag (node head minus the daemon's committed checkpoint, read from its
 database) is sampled every 0.5 s. At the end, faults still on, the daemon settles and the
 same verdict as the kill scenario holds: state equal to a fresh index made directly
 against anvil, due actions done, nothing mined twice. Lag is reported (max, p99, in blocks
@@ -144,7 +144,8 @@ async def test_twenty_percent_rpc_faults_for_five_minutes(
     tmp_path: Path, chaos_report: list[ScenarioResult]
 ) -> None:
     seconds = float(os.environ.get("CHAOS_FAULT_SECONDS", "300"))
-    result = await run_faults(tmp_path, seconds=seconds, seed=int(os.environ.get("CHAOS_SEED", "5")))
+    seed = int(os.environ.get("CHAOS_SEED", "5"))
+    result = await run_faults(tmp_path, seconds=seconds, seed=seed)
     chaos_report.append(result)
     assert result.runs > 0, "no fault was injected"
     assert not result.failures, "\n".join(result.failures[:40])
