@@ -111,7 +111,8 @@ async def run_kills(tmp: Path, kills: int, seed: int, warmup: float = 10.0) -> S
     if recoveries:
         result.figures["recovery"] = (
             f"mean {statistics.mean(recoveries):.2f} s, max {max(recoveries):.2f} s "
-            f"from start to ready ({len(recoveries)} of {kills - 1} restarts were ready before the next kill)"
+            f"from start to ready ({len(recoveries)} of {kills - 1} restarts ready before "
+            "the next kill)"
         )
     result.figures["kills just after a rule fired or with intents open"] = str(hunted)
     result.figures["kills with intents open"] = str(busy_kills)
