@@ -44,7 +44,7 @@ from executor.guards import (
     rate_refusal,
 )
 from executor.nonces import NonceManager
-from executor.outbox import IntentRow, Job, NewJob, Outbox
+from executor.outbox import BATCH_MEMBER, REVERTED, IntentRow, Job, NewJob, Outbox
 from executor.reverts import batch_failures, decode_revert
 from executor.signer import Signer
 from indexer import CallReverted, ChainClient, IndexerStore, Session, TxRejected
@@ -190,11 +190,11 @@ class Executor:
                 revert = failures.get(intent.wallet)
                 if revert is not None:
                     state = "obsolete" if revert.obsolete else "failed"
-                    outcomes.append((intent.key, state, f"batch member reverted: {revert}"))
+                    outcomes.append((intent.key, state, f"{BATCH_MEMBER}: {revert}"))
         elif status == 0 and members:
             why = await self._revert_reason(Call(job.kind, job.to_address, job.data))
             state = "obsolete" if why is not None and why[1] else "failed"
-            detail = f"reverted on chain: {why[0] if why else 'no reason given'}"
+            detail = f"{REVERTED}: {why[0] if why else 'no reason given'}"
             outcomes = [(m.key, state, detail) for m in members if m.state == "submitted"]
         await self.outbox.job_mined(
             job.id,
@@ -215,8 +215,12 @@ class Executor:
         """A live, unmined job: send what was never sent; replace what is stuck."""
         latest = job.latest
         if latest.state in ("signed", "rejected") and job.id not in self._force:
-            await self._send(job.id, latest.hash, latest.raw, head)
-            return
+            if job.kind == "cancel" or await self._wants_all(job):
+                await self._send(job.id, latest.hash, latest.raw, head)
+                return
+            # A reorg took it off the chain with less left to do: replace it now rather
+            # than send again what is no longer wanted.
+            self._force.add(job.id)
         sent_at = self._sent_block.setdefault(latest.hash, head)
         if job.id not in self._force and head - sent_at < self.config.replace_after_blocks:
             return
@@ -270,10 +274,17 @@ class Executor:
         self._hook("signed")
         await self._send(job.id, signed.hash, signed.raw, head)
 
+    async def _wants_all(self, job: Job) -> bool:
+        """Whether every intent the job carries still wants its transaction."""
+        members = await self.outbox.intents_of_job(job.id)
+        return bool(members) and all(m.state == "submitted" for m in members)
+
     # -- 2. confirm --------------------------------------------------------------------
     async def _confirm(self, report: StepReport) -> None:
         claims = await self.outbox.open_claims()
         if not claims:
+            # A mined cancel carries no open intent: it is done too.
+            await self.outbox.finish_settled_jobs(self._now_ms())
             return
         closing = await self.store.closing_events({c.wallet for c in claims})
         settled: list[tuple[str, str, str]] = []

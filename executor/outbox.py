@@ -31,6 +31,9 @@ COMPONENT = "executor"
 STATES = ("pending", "submitted", "mined", "confirmed", "failed", "obsolete", "dry_run")
 FINAL_STATES = frozenset({"confirmed", "failed", "obsolete", "dry_run"})
 ORPHANED = "trigger orphaned by a reorg"  # the detail of intents a reorg made obsolete
+# How the details of intents settled by their job's receipt begin (a reorg reopens them).
+BATCH_MEMBER = "batch member reverted"
+REVERTED = "reverted on chain"
 
 MIGRATIONS = [
     """
@@ -535,29 +538,16 @@ class Outbox:
             )
 
     async def job_unmined(self, job_id: int, now_ms: int) -> None:
-        """The receipt vanished (a reorg): the job is live again and its mined intents
-        are submitted again; its signed transactions are still the only ones allowed."""
+        """The receipt vanished (a reorg): the job is live again, and what its receipt
+        settled is open again; its signed transactions are still the only ones allowed."""
         async with self._tx() as db:
-            await db.execute(
-                "UPDATE jobs SET state = 'live', mined_hash = NULL, mined_block = NULL, "
-                "receipt_status = NULL, updated_ms = ? WHERE id = ?",
-                (now_ms, job_id),
-            )
-            await db.execute(
-                "UPDATE transactions SET state = 'sent' WHERE job_id = ? "
-                "AND state IN ('mined', 'replaced')",
-                (job_id,),
-            )
-            await db.execute(
-                "UPDATE intents SET state = 'submitted', updated_ms = ? "
-                "WHERE job_id = ? AND state = 'mined'",
-                (now_ms, job_id),
-            )
+            await self._reopen_job(db, job_id, "its transaction vanished (reorg)", now_ms)
 
     async def reorged(self, ancestor_block: int, now_ms: int) -> list[int]:
         """A reorg replaced every block above `ancestor_block`: jobs mined there are live
         again, and what their receipts settled (mined, confirmed, a batch member's revert)
         is open again as submitted, to be tracked on the new branch. Returns the job ids."""
+        detail = f"reorg above block {ancestor_block} undid its transaction"
         async with self._tx() as db:
             async with db.execute(
                 "SELECT id FROM jobs WHERE state IN ('mined', 'done') AND mined_block > ?",
@@ -565,21 +555,7 @@ class Outbox:
             ) as cur:
                 ids = [int(r[0]) async for r in cur]
             for job_id in ids:
-                await db.execute(
-                    "UPDATE jobs SET state = 'live', mined_hash = NULL, mined_block = NULL, "
-                    "receipt_status = NULL, updated_ms = ? WHERE id = ?",
-                    (now_ms, job_id),
-                )
-                await db.execute(
-                    "UPDATE transactions SET state = 'sent' WHERE job_id = ? "
-                    "AND state IN ('mined', 'replaced')",
-                    (job_id,),
-                )
-                await db.execute(
-                    "UPDATE intents SET state = 'submitted', confirmed_position = NULL, "
-                    "detail = ?, updated_ms = ? WHERE job_id = ? AND state != 'submitted'",
-                    (f"reorg above block {ancestor_block} undid its transaction", now_ms, job_id),
-                )
+                await self._reopen_job(db, job_id, detail, now_ms)
         return ids
 
     async def reopen(self, keys: Sequence[str], detail: str, now_ms: int) -> None:
@@ -622,6 +598,25 @@ class Outbox:
             return cur.rowcount
 
     # -- helpers ---------------------------------------------------------------------
+    @staticmethod
+    async def _reopen_job(db: aiosqlite.Connection, job_id: int, detail: str, now_ms: int) -> None:
+        await db.execute(
+            "UPDATE jobs SET state = 'live', mined_hash = NULL, mined_block = NULL, "
+            "receipt_status = NULL, updated_ms = ? WHERE id = ?",
+            (now_ms, job_id),
+        )
+        # Gone with their block (the node forgets them): signed, so the next step sends
+        # again, or replaces, at once instead of waiting for blocks that may not come.
+        await db.execute("UPDATE transactions SET state = 'signed' WHERE job_id = ?", (job_id,))
+        # Only what the receipt settled: an intent obsolete before its job became a cancel
+        # stays obsolete.
+        await db.execute(
+            "UPDATE intents SET state = 'submitted', confirmed_position = NULL, detail = ?, "
+            "updated_ms = ? WHERE job_id = ? AND (state IN ('mined', 'confirmed') OR "
+            "(state IN ('obsolete', 'failed') AND (detail LIKE ? OR detail LIKE ?)))",
+            (detail, now_ms, job_id, f"{BATCH_MEMBER}%", f"{REVERTED}%"),
+        )
+
     def _tx(self) -> _Transaction:
         return _Transaction(self.db)
 

@@ -81,6 +81,15 @@ class RulesRunner:
                 self.latches.pop(wallet, None)
         self.scheduler.schedule(wallet, evaluation.next_check_at)
 
+    def release(self, decision: Decision) -> None:
+        """Adopt a persisted latch-only decision (a reorg undid the crossings that set
+        them): no evaluation, so the time schedule is left as it is."""
+        latched = decision.apply(self.latched(decision.wallet))
+        if latched:
+            self.latches[decision.wallet] = latched
+        else:
+            self.latches.pop(decision.wallet, None)
+
     def step(self, snapshot: Snapshot, now: int) -> Decision:
         evaluation, decision = self.decide(snapshot, now)
         self.commit(evaluation, decision)

@@ -1,0 +1,291 @@
+"""Random reorgs of depth 1 to 20 under the live daemon (`warden run`, zero confirmations,
+its own anvil): after each one settles, the daemon's indexed state equals a fresh index
+of the chain, and every action taken on a trigger the reorg orphaned is reconciled.
+
+Each round the test makes a few owner moves (create a session, withdraw across its
+stop-loss, close it, let time pass), lets the daemon react (it closes sessions on chain),
+then replaces the last 1 to 20 blocks with `anvil_reorg`. The new branch carries a random
+part of the test's own transactions from the replaced blocks, at their old or later
+offsets; the daemon's transactions are gone with their blocks. So triggers vanish, come
+back at the same position or a new one, and closes the daemon already made are undone.
+
+Settled: the daemon has indexed the node's head (same hash) and has nothing in flight (no
+open intent, no live job). Then, per round:
+
+- state: `compare(daemon, fresh index up to the head)` is empty;
+- reconciled: every session the relayer closed on this chain has a confirmed intent for
+  that very transaction, and every confirmed intent's transaction is the one that closed
+  its session on this chain (an undone close is never left counted as done);
+- no due action missed: no open session for which a rule holds at the head's time.
+
+At the end: no intent with two mined transactions on the final chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests._chain import CloseReason
+from tests.chaos._daemon import RULES, Daemon, World, wait_until, world, write_config
+from tests.chaos._state import (
+    compare,
+    double_mined,
+    fresh_index,
+    missed_actions,
+    read_only,
+    relayer_closes,
+    relayer_txs,
+    unfinished_intents,
+)
+from tests.chaos.conftest import ScenarioResult
+from tests.conftest import TOKEN, as_tuple
+from warden.devnet import free_port
+
+GAS = hex(1_000_000)
+SETTLE_TIMEOUT = 60.0
+
+
+class Owners:
+    """The test's own moves, as plain transactions from anvil's unlocked owner accounts,
+    so the same moves can be put on a reorg's new branch."""
+
+    def __init__(self, w: World, rng: random.Random) -> None:
+        self.w = w
+        self.rng = rng
+        self.owners = [w.roles.owner, w.roles.owner2]
+        self.wallets: list[str] = []  # created by us (some may have been reorged out)
+        self.salt = 0
+        for owner in self.owners:
+            self._send(owner, w.stack.token.address,
+                       w.stack.token.functions.approve(w.stack.factory.address, 2**255)
+                       ._encode_transaction_data())  # fmt: skip
+        # Reorgs never reach below here: the approvals are the ground everything stands on.
+        for _ in range(21):
+            w.anvil.rpc("evm_mine")
+        self.floor = int(w.anvil.rpc("eth_blockNumber"), 16)
+
+    def _send(self, sender: str, to: str, data: str) -> dict[str, Any]:
+        tx = {"from": sender, "to": to, "data": data, "gas": GAS}
+        self.w.anvil.rpc("eth_sendTransaction", tx)
+        return tx
+
+    def move(self) -> str:
+        w, rng = self.w, self.rng
+        kind = rng.choices(["create", "withdraw", "close", "time"], [4, 5, 1, 2])[0]
+        if kind == "create" or not self.wallets:
+            self.salt += 1
+            params = {
+                "operator": w.roles.operator, "token": w.stack.token.address,
+                "deposit": 1_000 * TOKEN, "expiry": w.chain.now() + rng.randint(60, 3_000),
+                "budget": 500 * TOKEN, "stopLoss": 600 * TOKEN, "takeProfit": 0,
+                "policy": "", "targets": [w.stack.game.address],
+            }  # fmt: skip
+            fn = w.stack.factory.functions.createSession(
+                as_tuple(params), self.salt.to_bytes(32, "big")
+            )
+            owner = rng.choice(self.owners)
+            try:
+                wallet = fn.call({"from": owner})
+            except Exception:  # e.g. the salt's creation survived on this branch
+                return "create refused"
+            self._send(owner, w.stack.factory.address, fn._encode_transaction_data())
+            self.wallets.append(wallet)
+            return "create"
+        wallet = w.chain.at("SessionWallet", rng.choice(self.wallets[-12:]))
+        owner = self._owner(wallet.address)
+        calls = wallet.functions
+        if kind == "withdraw" and owner:
+            amount = rng.choice([150, 250, 450]) * TOKEN
+            self._send(owner, wallet.address, calls.withdraw(amount)._encode_transaction_data())
+        elif kind == "close" and owner:
+            self._send(
+                owner, wallet.address, calls.close(CloseReason.OWNER)._encode_transaction_data()
+            )
+        else:
+            w.anvil.rpc("evm_increaseTime", rng.randint(10, 400))
+            w.anvil.rpc("evm_mine")
+        return kind
+
+    def _owner(self, wallet: str) -> str | None:
+        code = self.w.anvil.rpc("eth_getCode", wallet, "latest")
+        if code in ("0x", ""):
+            return None  # its creation was reorged out
+        owner = str(self.w.chain.at("SessionWallet", wallet).functions.owner().call())
+        return owner if owner in self.owners else None
+
+
+def reorg(w: World, rng: random.Random, relayer: str, floor: int) -> tuple[int, int]:
+    """Replace the last 1 to 20 blocks; the new branch carries some of our replaced
+    transactions. (depth, transactions carried over)."""
+    head = w.head()
+    depth = rng.randint(1, min(20, head - floor))
+    first = head - depth + 1
+    carried: list[list[Any]] = []
+    last_offset: dict[str, int] = {}
+    for number in range(first, head + 1):
+        block = w.anvil.rpc("eth_getBlockByNumber", hex(number), True)
+        for tx in block["transactions"]:
+            sender = tx["from"].lower()
+            if sender == relayer.lower() or rng.random() < 0.3:
+                continue  # the daemon's transactions go with their blocks
+            offset = number - first
+            if rng.random() < 0.3:
+                offset = rng.randint(offset, depth - 1)
+            offset = max(offset, last_offset.get(sender, 0))  # one sender's order kept
+            last_offset[sender] = offset
+            item = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "gas": GAS}
+            carried.append([item, offset])
+    w.anvil.rpc("anvil_reorg", depth, carried)
+    return depth, len(carried)
+
+
+def in_flight(db: Path) -> int:
+    with read_only(db) as conn:
+        (intents,) = conn.execute(
+            "SELECT COUNT(*) FROM intents WHERE state IN ('pending', 'submitted', 'mined')"
+        ).fetchone()
+        (jobs,) = conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE state IN ('live', 'mined')"
+        ).fetchone()
+    return int(intents) + int(jobs)
+
+
+def settled(w: World, daemon: Daemon) -> bool:
+    try:
+        head = w.anvil.rpc("eth_getBlockByNumber", "latest", False)
+        with read_only(daemon.db) as conn:
+            row = conn.execute("SELECT number, hash FROM checkpoint WHERE id = 1").fetchone()
+        return (
+            row is not None
+            and row[0] == int(head["number"], 16)
+            and row[1] == head["hash"]
+            and in_flight(daemon.db) == 0
+        )
+    except Exception:  # the database is being created or migrated
+        return False
+
+
+def reconciled(daemon_db: Path, fresh_db: Path, relayer: str) -> list[str]:
+    out = [
+        f"session {wallet} closed by the relayer on this chain, but its intent is "
+        f"{state or 'missing'}"
+        for wallet, state in relayer_closes(daemon_db, fresh_db, relayer).items()
+        if state != "confirmed"
+    ]
+    with read_only(fresh_db) as fresh:
+        closes = dict(
+            fresh.execute(
+                "SELECT wallet, lower(tx_hash) FROM events WHERE name = 'Closed' "
+                "AND wallet IS NOT NULL"
+            ).fetchall()
+        )
+    with read_only(daemon_db) as db:
+        confirmed = db.execute(
+            "SELECT i.key, i.wallet, j.mined_hash FROM intents i JOIN jobs j ON j.id = i.job_id "
+            "WHERE i.state = 'confirmed'"
+        ).fetchall()
+    out += [
+        f"intent {key} is confirmed by {tx}, but that close is not on this chain"
+        for key, wallet, tx in confirmed
+        if closes.get(wallet) != tx
+    ]
+    return out
+
+
+async def run_reorgs(tmp: Path, rounds: int, seed: int, result: ScenarioResult) -> None:
+    rng = random.Random(seed)
+    with world() as w:
+        config = write_config(tmp, w.anvil.url, w, port=free_port(), poll=0.05)
+        # A reorg every few blocks may need a session's close sent several times; the rate
+        # guard (3 per hour by default) is there for runaway loops, not for this.
+        text = config.read_text().replace(
+            "replace_after_blocks: 2", "replace_after_blocks: 2\n  max_jobs_per_session: 1000"
+        )
+        config.write_text(text)
+        daemon = Daemon(config, tmp / "daemon.log")
+        owners = Owners(w, rng)
+        daemon.start()
+        depths: list[int] = []
+        carried = 0
+        settle_times: list[float] = []
+        try:
+            for n in range(1, rounds + 1):
+                for _ in range(rng.randint(2, 6)):
+                    owners.move()
+                time.sleep(rng.uniform(0.0, 0.3))  # sometimes the daemon acts before the reorg
+                depth, moved = reorg(w, rng, w.relayer, owners.floor)
+                depths.append(depth)
+                carried += moved
+                result.runs = n
+                t0 = time.monotonic()
+                done = await asyncio.to_thread(
+                    wait_until, lambda: settled(w, daemon), SETTLE_TIMEOUT, 0.05
+                )
+                if not done:
+                    result.fail(
+                        f"round {n}: not settled within {SETTLE_TIMEOUT:.0f} s (in flight "
+                        f"{in_flight(daemon.db)}, daemon alive {daemon.alive()})"
+                    )
+                    break
+                settle_times.append(time.monotonic() - t0)
+                fresh = tmp / f"fresh-{n}.sqlite"
+                head = await fresh_index(w.anvil.url, w.stack.factory.address, w.start_block, fresh)
+                problems = await compare(daemon.db, fresh)
+                problems += reconciled(daemon.db, fresh, w.relayer)
+                problems += unfinished_intents(daemon.db)
+                problems += await missed_actions(fresh, [RULES], head.timestamp)
+                for p in problems[:10]:
+                    result.fail(f"round {n} (depth {depth}): {p}")
+                fresh.unlink()
+                if problems:
+                    break
+            txs = await relayer_txs(w.anvil.url, w.relayer, w.start_block)
+            for p in double_mined(daemon.db, txs, foreign=set()):
+                result.fail(p)
+        finally:
+            code = daemon.stop()
+        if code != 0:
+            result.fail(f"daemon exited {code} at SIGTERM")
+        with read_only(daemon.db) as db:
+            states = dict(
+                db.execute("SELECT state, COUNT(*) FROM intents GROUP BY state").fetchall()
+            )
+        reorgs_seen = (tmp / "daemon.log").read_text().count('"reorg: ')
+        result.figures.update({
+            "depths": f"{min(depths, default=0)} to {max(depths, default=0)}",
+            "transactions carried to new branches": str(carried),
+            "intents": ", ".join(f"{k} {v}" for k, v in sorted(states.items())),
+            "relayer transactions on the final chain": str(len(txs)),
+            "daemon reorg log lines": str(reorgs_seen),
+            "median settle": f"{statistics.median(settle_times or [0]):.2f} s",
+        })  # fmt: skip
+        result.checked += [
+            "after each reorg settles: indexed state equals a fresh index",
+            "every relayer close on the chain has its confirmed intent and every confirmed "
+            "intent's close is on the chain",
+            "no open intent, no due action missed",
+            "no intent with two mined transactions (final chain)",
+        ]
+
+
+def scenario(tmp: Path, rounds: int, seed: int, report: list[ScenarioResult]) -> None:
+    result = ScenarioResult(f"reorgs (depth 1-20, seed {seed})")
+    report.append(result)
+    asyncio.run(run_reorgs(tmp, rounds, seed, result))
+    assert not result.failures, "\n".join(result.failures[:20])
+
+
+def test_reorgs_short(tmp_path: Path, chaos_report: list[ScenarioResult]) -> None:
+    scenario(tmp_path, 60, seed=3, report=chaos_report)
+
+
+@pytest.mark.chaos
+def test_reorgs_1000(tmp_path: Path, chaos_report: list[ScenarioResult]) -> None:
+    scenario(tmp_path, 1_000, seed=11, report=chaos_report)
