@@ -148,6 +148,9 @@ class Executor:
         if not jobs:
             return
         mined_count = await self.nonces.mined_count()  # before the receipts: see below
+        # Below this count the node holds a transaction of ours for every nonce; a live
+        # job at or above it has none there (a reorg took it, or the node dropped it).
+        held = await self.nonces.pending_count() if any(j.state == "live" for j in jobs) else 0
         head = int(await self.client.call("eth_blockNumber"), 16)
         hashes = [a.hash for job in jobs for a in job.attempts]
         answers = await self.client.batch_each([("eth_getTransactionReceipt", [h]) for h in hashes])
@@ -177,7 +180,8 @@ class Executor:
                 self.nonces.invalidate()
                 report.dropped += 1
             else:
-                await self._nudge(job, head, report)
+                lost = job.nonce is not None and job.nonce >= held
+                await self._nudge(job, head, report, lost=lost)
 
     async def _mined(self, job: Job, receipt: dict[str, Any], report: StepReport) -> None:
         tx_hash = str(receipt["transactionHash"]).lower()
@@ -211,10 +215,11 @@ class Executor:
             setattr(report, state, getattr(report, state) + 1)
         self._hook("mined")
 
-    async def _nudge(self, job: Job, head: int, report: StepReport) -> None:
-        """A live, unmined job: send what was never sent; replace what is stuck."""
+    async def _nudge(self, job: Job, head: int, report: StepReport, *, lost: bool) -> None:
+        """A live, unmined job: send what was never sent (or what the node lost); replace
+        what is stuck."""
         latest = job.latest
-        if latest.state in ("signed", "rejected") and job.id not in self._force:
+        if (lost or latest.state in ("signed", "rejected")) and job.id not in self._force:
             if job.kind == "cancel" or await self._wants_all(job):
                 await self._send(job.id, latest.hash, latest.raw, head)
                 return

@@ -52,6 +52,10 @@ class NonceManager:
         """Transactions of the sender in the latest block: every nonce below is used."""
         return int(await self.client.call("eth_getTransactionCount", self.address, "latest"), 16)
 
+    async def pending_count(self) -> int:
+        """Transactions of the sender the node knows, mined or waiting in its pool."""
+        return int(await self.client.call("eth_getTransactionCount", self.address, "pending"), 16)
+
     def allocate(self) -> int:
         if self._next is None:
             raise RuntimeError("NonceManager.allocate before sync")

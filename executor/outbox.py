@@ -556,6 +556,13 @@ class Outbox:
                 ids = [int(r[0]) async for r in cur]
             for job_id in ids:
                 await self._reopen_job(db, job_id, detail, now_ms)
+            # A live job may have been mined in a replaced block before its receipt was
+            # seen: its transaction is gone too, so it is sent again (a node that still
+            # holds it answers "already known").
+            await db.execute(
+                "UPDATE transactions SET state = 'signed' WHERE state = 'sent' AND job_id IN "
+                "(SELECT id FROM jobs WHERE state = 'live')"
+            )
         return ids
 
     async def reopen(self, keys: Sequence[str], detail: str, now_ms: int) -> None:

@@ -283,7 +283,7 @@ def scenario(tmp: Path, rounds: int, seed: int, report: list[ScenarioResult]) ->
 
 
 def test_reorgs_short(tmp_path: Path, chaos_report: list[ScenarioResult]) -> None:
-    scenario(tmp_path, 60, seed=3, report=chaos_report)
+    scenario(tmp_path, 40, seed=3, report=chaos_report)
 
 
 @pytest.mark.chaos
