@@ -44,8 +44,8 @@ from executor.guards import (
     rate_refusal,
 )
 from executor.nonces import NonceManager
-from executor.outbox import BATCH_MEMBER, REVERTED, IntentRow, Job, NewJob, Outbox
-from executor.reverts import batch_failures, decode_revert
+from executor.outbox import BATCH_MEMBER, ORPHANED, REVERTED, IntentRow, Job, NewJob, Outbox
+from executor.reverts import batch_failures, closed_wallets, decode_revert
 from executor.signer import Signer
 from indexer import CallReverted, ChainClient, IndexerStore, Session, TxRejected
 
@@ -200,6 +200,21 @@ class Executor:
             state = "obsolete" if why is not None and why[1] else "failed"
             detail = f"{REVERTED}: {why[0] if why else 'no reason given'}"
             outcomes = [(m.key, state, detail) for m in members if m.state == "submitted"]
+        if status == 1:
+            # Mined before a reorg's reconcile could stop it: the close happened, so its
+            # intent is not obsolete after all (it is confirmed like any other).
+            acted = closed_wallets(receipt["logs"])
+            for m in members:
+                if (
+                    m.state == "obsolete"
+                    and (m.detail or "").startswith(ORPHANED)
+                    and (m.wallet.lower() in acted)
+                ):
+                    log.warning(
+                        "job %d: close of %s mined although a reorg orphaned its trigger",
+                        job.id, m.wallet,
+                    )  # fmt: skip
+                    outcomes.append((m.key, "mined", f"{ORPHANED}, but {tx_hash} closed it"))
         await self.outbox.job_mined(
             job.id,
             tx_hash=tx_hash,

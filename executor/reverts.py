@@ -197,3 +197,14 @@ def _bytes(value: object) -> bytes | None:
             return None  # bytes.fromhex would skip whitespace; a node's hex has none
         return bytes.fromhex(digits)
     return None
+
+
+def closed_wallets(receipt_logs: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The wallets (lowercase) that emitted `Closed` in a receipt: what the transaction
+    really closed, whatever the job meant it to do."""
+    topic = next(s for s in event_specs().values() if s.name == "Closed").topic
+    return {
+        str(log.get("address", "")).lower()
+        for log in receipt_logs
+        if (topics := log.get("topics")) and _bytes(topics[0]) == topic
+    }
