@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +31,12 @@ from aiohttp import web
 from executor import Executor, ExecutorConfig, Outbox, Signer
 from indexer import (
     ChainClient,
+    Change,
     FatalError,
     Indexer,
     IndexerConfig,
     IndexerStore,
+    OnChange,
     Progress,
     RetryableError,
     RetryPolicy,
@@ -190,9 +193,11 @@ class Daemon:
         holder = RulesHolder(RulesHost(), plan.rules)
         pipeline = RulesPipeline(holder, outbox, store, TokenDecimals(client, plan.decimals))
         await pipeline.start()
+        timing = StepTiming()
         indexer = Indexer(
-            client, store, plan.indexer, on_change=pipeline.on_change, progress=Progress()
-        )
+            client, store, plan.indexer, on_change=timing.rules(pipeline.on_change),
+            progress=Progress(),
+        )  # fmt: skip
         executor = Executor(client, outbox, store, plan.executor, plan.signer, relayer=plan.relayer)
         await executor.start()
         self.live.relayer_address = executor.relayer
@@ -218,7 +223,7 @@ class Daemon:
             else None
         )
         try:
-            await self._loop(indexer, pipeline, executor, store)
+            await self._loop(indexer, pipeline, executor, store, timing)
             log.info("intake stopped; in-flight work finished")
             return 0
         except FatalError as exc:
@@ -246,24 +251,39 @@ class Daemon:
         pipeline: RulesPipeline,
         executor: Executor,
         store: IndexerStore,
+        timing: StepTiming,
     ) -> None:
+        checkpoint = await store.checkpoint()
+        executor_due = True  # the first step re-sends what a crash left signed but unsent
         while not self.stopping:
             if self._hup:
                 self._hup = False
                 self.intake_stop.clear()
                 self._reload(pipeline)
+            timing.begin()
+            fired = pipeline.fired
             progressed = await indexer.advance()
-            checkpoint = await store.checkpoint()
+            timing.mark("index")
+            if progressed:
+                checkpoint = await store.checkpoint()
             now = checkpoint.timestamp if checkpoint else 0
             await pipeline.tick(now)
-            try:
-                report = await executor.step(now)
-            except RetryableError as exc:
-                log.warning("executor step failed, retrying next round: %s", exc)
-                report = None
+            timing.mark("tick")
+            report = None
+            # With no new block, no new intent and nothing left from the last step, a step
+            # would find nothing to do: receipts, confirmations and fee replacements only
+            # move with blocks, and refused or failed work keeps `executor_due` set.
+            if executor_due or progressed or pipeline.fired != fired:
+                try:
+                    report = await executor.step(now)
+                    executor_due = report.busy
+                except RetryableError as exc:
+                    log.warning("executor step failed, retrying next round: %s", exc)
+                    executor_due = True
+            timing.mark("executor")
             self._publish(indexer, executor, pipeline, checkpoint.number if checkpoint else None)
             if report is not None and report.busy:
-                log.info("executor: %s", _summary(report))
+                log.info("executor: %s (%s)", _summary(report), timing)
             if not progressed and not self.stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.intake_stop.wait(), self.plan.poll_interval)
@@ -296,6 +316,45 @@ class Daemon:
         live.rules_version = pipeline.version
         for latency in executor.drain_latencies():
             live.trigger_to_tx.observe(latency)
+
+
+class StepTiming:
+    """Where one loop step's time went, for the step's log line: the head check, fetch and
+    commit ("index"), the rules on changed sessions, which run inside the indexer's commit
+    callback, and on due sessions ("rules"), and the executor."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def begin(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.phases = {"index": 0.0, "rules": 0.0, "executor": 0.0}
+
+    def mark(self, phase: str) -> None:
+        """The time since the last mark goes to `phase` ("tick" is rules time)."""
+        now = time.perf_counter()
+        self.phases["rules" if phase == "tick" else phase] += now - self.last
+        self.last = now
+
+    def rules(self, on_change: OnChange) -> OnChange:
+        """`on_change` with its time moved from the index phase to the rules phase."""
+
+        async def timed(change: Change) -> None:
+            started = time.perf_counter()
+            try:
+                await on_change(change)
+            finally:
+                spent = time.perf_counter() - started
+                self.phases["rules"] = self.phases.get("rules", 0.0) + spent
+                self.phases["index"] = self.phases.get("index", 0.0) - spent
+
+        return timed
+
+    def __str__(self) -> str:
+        total = (time.perf_counter() - self.started) * 1000
+        parts = ", ".join(f"{k} {v * 1000:.1f}" for k, v in self.phases.items())
+        return f"step {total:.1f} ms: {parts}"
 
 
 def _summary(report: Any) -> str:
