@@ -52,6 +52,7 @@ from indexer import CallReverted, ChainClient, IndexerStore, Session, TxRejected
 log = logging.getLogger("warden.executor")
 
 Hook = Callable[[str], None]
+NONCE_TAKEN_AFTER = 1.0  # seconds a used nonce may go without our receipt before it counts
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ class Executor:
         self._now_ms = clock_ms
         self._sent_block: dict[str, int] = {}  # tx hash -> head when sent (memory only)
         self._force: set[int] = set()  # job ids to replace at once (underpriced, below base)
+        self._unexplained: dict[int, float] = {}  # job id -> when its nonce was seen used
         self._starved = False  # below the minimum balance: alert once, not every step
         self.last_balance: int | None = None
         self._latencies: list[float] = []  # seconds from intent stored to its first send
@@ -169,8 +171,14 @@ class Executor:
             if receipt is not None:
                 await self._mined(job, receipt, report)
             elif job.nonce is not None and job.nonce < mined_count:
-                # Receipts were asked after the count, so had one of ours used this nonce
-                # its receipt would be here: another sender of this key took it.
+                # Receipts are asked after the count, so had one of ours used this nonce its
+                # receipt would be here; but a node may count a transaction a moment before
+                # it serves the receipt. Only a receipt still missing at a later step, some
+                # time on, means another sender of this key took the nonce.
+                first = self._unexplained.setdefault(job.id, time.monotonic())
+                if time.monotonic() - first < NONCE_TAKEN_AFTER:
+                    continue
+                self._unexplained.pop(job.id, None)
                 detail = (
                     f"nonce {job.nonce} was used by another transaction from {self.relayer}; "
                     "requeued for a new nonce"
@@ -331,6 +339,17 @@ class Executor:
     # -- 3. submit ---------------------------------------------------------------------
     async def _submit(self, now: int, report: StepReport) -> None:
         pending = await self.outbox.intents("pending", limit=self.config.max_intents_per_step)
+        if not pending:
+            return
+        # One transaction in flight per session: a second intent for it (another rule that
+        # fired at once, lower in priority) waits, and settles once the first is mined.
+        busy = {c.wallet for c in await self.outbox.open_claims()}
+        first: list[IntentRow] = []
+        for intent in pending:  # oldest first: a decision stores its highest priority first
+            if intent.wallet not in busy:
+                busy.add(intent.wallet)
+                first.append(intent)
+        pending = first
         if not pending:
             return
         sessions = await self.store.sessions({i.wallet for i in pending})

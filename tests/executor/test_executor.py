@@ -3,6 +3,7 @@ the chain and come back indexed; stuck, stolen, refused and obsolete cases end r
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from eth_account import Account
 
 from executor import Signer
+from executor.executor import NONCE_TAKEN_AFTER
 from executor.fees import FeePolicy
 from rules import Evaluator, RulesHost, RulesRunner, load_rules
 from tests._chain import Chain, CloseReason
@@ -136,6 +138,11 @@ async def test_nonce_taken_by_an_outside_transaction_is_recovered(
              "maxFeePerGas": 2 * base + GWEI, "maxPriorityFeePerGas": GWEI, "type": 2}
         )  # fmt: skip
         fresh_chain.w3.eth.send_raw_transaction(outside.raw_transaction)
+        await r.run()
+        # A used nonce without our receipt counts as taken only some time later: a node
+        # may count a transaction a moment before it serves the receipt.
+        assert (await r.state(key))[0] == "submitted"
+        await asyncio.sleep(NONCE_TAKEN_AFTER)
         await r.run()
         state, detail = await r.state(key)
         assert state == "confirmed", detail
