@@ -3,50 +3,60 @@ close transaction accepted by the node, with 10,000 active sessions tracked by t
 daemon.
 
     .venv/bin/python scripts/bench_latency.py [--sessions 10000] [--trials 200] [--runs 3]
-                                              [--poll-interval 0.01]
+                                              [--poll-interval 0.01] [--workdir DIR]
 
-Default run: about 3 minutes (setup ~40 s, then per run ~15 s of daemon start-up and
-~25 s of trials). Never part of the test suite: timings belong in BENCHMARKS.md.
+Default run: about 4 minutes (the first time about 40 s more, to create the chain and
+cache it as an anvil state dump in .cache/bench/latency-<key>.json, ~60 MB). Most of it
+is anvil mining blocks: two per trial, ~150 ms each over a state of 10,000 wallets. Never
+part of the test suite: timings belong in BENCHMARKS.md.
 
-Setup (not measured): one anvil of our own (zero confirmations, automine until the
-trials start), the stack deployed with the relayer (devnet key 2) as trusted operator,
-and `--sessions` + runs x (trials + warm-up) sessions created with raw JSON-RPC batches
-(operator = relayer, deposit 100, stop-loss 20, no take-profit, no policy: the shipped
-config/rules stop-loss rule is the one that fires), so every run starts with at least
-`--sessions` active sessions.
+Setup (not measured): one anvil of our own holding the stack (relayer = devnet key 2,
+trusted operator) and `--sessions` + runs x (trials + warm-up) sessions made with raw
+JSON-RPC batches (operator = relayer, deposit 100, stop-loss 20, no take-profit, no
+policy: the shipped config/rules stop-loss rule is the one that fires), so every run
+starts with at least `--sessions` active sessions. The chain is cached; a loaded anvil's
+clock is set back to the dump's head so no session is idle or expired.
 
 Each run starts `python -m warden.cli run --config F` as a subprocess on a new SQLite
-file (JSON logs to a file, API on a free port), waits until `/ready` says it has caught
-up (it has indexed and evaluated every session), then, with anvil's automine off, runs
-`--warmup` uncounted trials and `--trials` measured ones. One trial:
+file (config/rules, zero confirmations, relayer key, JSON logs to a file, API on a free
+port), waits until `/ready` (every session indexed and evaluated), turns anvil's automine
+off, then runs `--warmup` uncounted trials and `--trials` measured ones. One trial:
 
-1. the owner's `withdraw(85)` is put in anvil's pool (balance 100 -> 15 <= stop-loss 20);
-2. **t0** = wall clock (`time.time()`) in this script just before `evm_mine`, the call
-   that mines the block holding that withdrawal;
+1. after a random pause of 0-30 ms (so blocks fall anywhere in the daemon's poll cycle:
+   right after the last trial's log line they would always fall at its start), the
+   owner's `withdraw(85)` is put in anvil's pool (balance 100 -> 15 <= stop-loss 20);
+2. t_mine = wall clock (`time.time()`) just before `evm_mine`, the call that mines the
+   block holding that withdrawal; **t0** = wall clock when `evm_mine` answered: the node
+   serves the block from then on (checked apart: a tight `eth_blockNumber` poller first
+   sees the new block between 2 ms before and 1.5 ms after that answer). Anvil takes
+   ~150 ms to mine any block over this state, an empty one too; that is the node
+   producing the block, not a reaction, and is shown apart ("with anvil producing the
+   block", t0 = t_mine);
 3. the daemon indexes the block, its rules fire, its executor preflights, signs, writes
    ahead and sends the close; **t1** = the `sent_ms` the executor stores for that
-   transaction: `time.time_ns() // 1e6` taken right after `eth_sendRawTransaction`
-   answered (automine is off, so the answer means "accepted into the pool", not mined).
-   t1 is floored to the millisecond, so the latency below is (t1 + 1 ms) - t0: an upper
-   bound at most 1 ms above the true value. Both clocks are this machine's wall clock.
-4. not measured: the close is mined and the harness waits until the daemon has
-   confirmed it (the intent `confirmed`), so every trial starts from a quiet daemon.
+   transaction: `time.time_ns() // 10**6` right after `eth_sendRawTransaction` answered
+   (automine is off: the answer means accepted into the pool, not mined). t1 is floored
+   to the ms, so latency = t1 + 1 ms - t0: an upper bound, at most 1 ms above the truth.
+   Both clocks are this machine's wall clock.
+4. not measured: the close is mined and the harness waits until the daemon settled it
+   (intent confirmed, session closed), so every trial starts from a quiet daemon.
 
-Figures: p50 and p99 (nearest rank) of each run's trials, then the median and spread of
-those over runs. Where the time goes (medians over every measured trial), from
-timestamps the product already writes: anvil's `evm_mine` answer (harness clock), the
-daemon's per-step timing line (log `ts`, rounded to the ms, minus the step's measured
-phases), `intents.created_ms` (rules decided), the `rule ... fired` log line (intent
-stored), `transactions.created_ms` (signed, before the write-ahead) and `sent_ms`. Each
-boundary is good to about 1 ms. The executor's part before signing is then split by
-timing its round trips one by one on the same node (read-only, like bench_executor).
+Figures: p50 and p99 (nearest rank) of each run's trials; each printed as the median
+and spread over runs. Where the time goes (medians over every measured trial; medians do
+not add up exactly), from timestamps the product writes anyway: the daemon's busy-step
+log line carries the step's phase timings (`ts` rounded to the ms, minus the step's
+duration, gives its start), `transactions.created_ms` (signed, before the write-ahead)
+and `sent_ms`. Each boundary is good to about 1 ms. The executor's part before signing
+is split further by timing its round trips one by one on the same node.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import http.client
+import inspect
 import json
 import os
 import random
@@ -60,7 +70,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -71,10 +82,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import seed_chain  # noqa: E402
 from _report import header, percentile, spread  # noqa: E402
 from bench_executor import Chain, deploy, fund, nonces, send_all, with_nonces  # noqa: E402
 
-from contracts import load_artifact  # noqa: E402
+from contracts import artifact_names, load_artifact  # noqa: E402
 from executor import Signer, calls  # noqa: E402
 from indexer import ChainClient  # noqa: E402
 from warden.devnet import DEVNET_KEYS, Anvil, free_port  # noqa: E402
@@ -89,7 +101,7 @@ CREATE_CHUNK = 2_500  # sessions created per part (~790M gas)
 CREATE_GAS = 400_000  # createSession costs ~314k (docs/gas.md)
 OWNERS = 8
 RELAYER_KEY = DEVNET_KEYS[2]
-JITTER_S = 0.1  # random pause before each trial's block, well above the poll interval
+JITTER_S = 0.03  # random pause before each trial's block: 3 poll intervals (default)
 WAIT_S = 20.0  # give up on a trial step after this long: something is broken
 
 
@@ -122,6 +134,56 @@ async def setup_chain(anvil: Anvil, total: int) -> tuple[Chain, int]:
         await fund(client, chain, total)
         await create_sessions(client, chain, total)
     return chain, start
+
+
+@dataclass(frozen=True)
+class Cached:
+    """A chain with `sessions` sessions, as an anvil state dump in the cache directory."""
+
+    key: str
+    state_file: str
+    state_bytes: int
+    sessions: int
+    factory: str
+    start_block: int
+    head_timestamp: int
+    seconds: float  # how long creating it took
+
+
+def cache_key(total: int) -> str:
+    """What the dump depends on: anvil, the contracts, how sessions are made, how many."""
+    made = (DEPOSIT, STOP_LOSS, GAS_LIMIT, CREATE_GAS, CREATE_CHUNK, OWNERS, total)
+    h = hashlib.sha256(f"{seed_chain.anvil_version()} {made}".encode())
+    for code in (setup_chain, create_sessions, deploy, fund, send_all):
+        h.update(inspect.getsource(code).encode())
+    artifacts = resources.files("contracts") / "artifacts"
+    for name in artifact_names():
+        h.update((artifacts / f"{name}.json").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached_chain(total: int, cache_dir: Path) -> Cached:
+    """The dump for `total` sessions, created (~1 min) and stored if there is none."""
+    key = cache_key(total)
+    state = cache_dir / f"latency-{key}.json"
+    meta_path = cache_dir / f"latency-{key}.meta.json"
+    if meta_path.is_file() and state.is_file():
+        meta = Cached(**json.loads(meta_path.read_text()))
+        if meta.state_bytes == state.stat().st_size:
+            return meta
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    raw = cache_dir / f".latency-{key}.raw.json"
+    started = time.monotonic()
+    extra = ["--gas-limit", str(GAS_LIMIT), "--accounts", str(3 + OWNERS)]
+    with Anvil(extra_args=[*extra, "--dump-state", str(raw)], stop_timeout=600) as anvil:
+        chain, start = asyncio.run(setup_chain(anvil, total))
+        head = Web3(Web3.HTTPProvider(anvil.url)).eth.get_block("latest")
+    seed_chain.strip_traces(raw, state)  # traces are most of a dump and nothing reads them
+    raw.unlink()
+    meta = Cached(key, str(state), state.stat().st_size, total, chain.dep.factory, start,
+                  int(head["timestamp"]), round(time.monotonic() - started, 1))  # fmt: skip
+    meta_path.write_text(json.dumps(asdict(meta), indent=2) + "\n")
+    return meta
 
 
 # -- talking to anvil and the daemon -------------------------------------------------------
@@ -214,6 +276,11 @@ class Daemon:
             time.sleep(0.2)
         raise SystemExit(f"daemon not ready after {timeout:.0f} s: see {self.log}")
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
     def stop(self) -> int:
         if self.proc is None:
             return 0
@@ -269,11 +336,13 @@ class Trial:
 
     @property
     def latency_ms(self) -> float:
-        return self.sent_ms + 1 - self.t0 * 1000
+        """Block served by the node -> close accepted by the node (the headline)."""
+        return self.sent_ms + 1 - self.mined * 1000
 
     @property
-    def from_block_ms(self) -> float:
-        return self.sent_ms + 1 - self.mined * 1000
+    def with_mining_ms(self) -> float:
+        """From just before `evm_mine`: adds anvil's time to produce the block."""
+        return self.sent_ms + 1 - self.t0 * 1000
 
 
 STEP_PREFIX = "executor: "
@@ -356,6 +425,7 @@ class RunResult:
     start_s: float  # daemon start until ready (indexed and evaluated every session)
     active: int  # active sessions when the trials began
     untouched: str  # a session no trial used
+    daemon_cpu: float  # the daemon's CPU time / wall time over the measured trials
 
     @property
     def latencies(self) -> list[float]:
@@ -371,6 +441,12 @@ class Plan:
     trials: int
     warmup: int
     tmp: Path
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_once(plan: Plan, number: int) -> RunResult:
@@ -390,9 +466,12 @@ def run_once(plan: Plan, number: int) -> RunResult:
         try:
             trials = []
             for i, (wallet, owner) in enumerate(active[: plan.warmup + plan.trials]):
+                if i == plan.warmup:
+                    cpu = cpu_seconds(daemon.pid), time.monotonic()
                 trial = run_trial(rpc, tail, db, wallet, owner)
                 if i >= plan.warmup:
                     trials.append(trial)
+            share = (cpu_seconds(daemon.pid) - cpu[0]) / (time.monotonic() - cpu[1])
         finally:
             rpc.call("evm_setAutomine", True)
             db.close()
@@ -401,7 +480,7 @@ def run_once(plan: Plan, number: int) -> RunResult:
         rpc.close()
     if code != 0:
         raise SystemExit(f"daemon exited with {code}: see {daemon.log}")
-    return RunResult(trials, start_s, len(active), active[-1][0])
+    return RunResult(trials, start_s, len(active), active[-1][0], share)
 
 
 def sessions_of(db: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -453,7 +532,7 @@ def executor_start(t: Trial) -> float:
     return t.step_start * 1000 + (t.step_index_ms or 0.0) + (t.step_rules_ms or 0.0)
 
 
-async def components(url: str, factory: str, wallet: str) -> list[tuple[str, float]]:
+async def components(url: str, wallet: str) -> list[tuple[str, float]]:
     """The executor's round trips before signing, and signing, one by one on the same node
     (read-only; median ms of 50)."""
     signer = Signer.from_raw_key(RELAYER_KEY, chain_id=CHAIN_ID)
@@ -492,47 +571,62 @@ def bench(args: argparse.Namespace) -> int:
     print(header(), flush=True)
     per_run = args.trials + args.warmup
     total = args.sessions + args.runs * per_run
-    extra = ["--gas-limit", str(GAS_LIMIT), "--accounts", str(3 + OWNERS)]
-    with Anvil(extra_args=extra) as anvil, tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(args.workdir or tmp_name)
+    started = time.monotonic()
+    chain = cached_chain(total, Path(args.cache_dir))
+    extra = ["--gas-limit", str(GAS_LIMIT), "--accounts", str(3 + OWNERS),
+             "--load-state", chain.state_file]  # fmt: skip
+    with Anvil(extra_args=extra, start_timeout=300) as anvil, tempfile.TemporaryDirectory() as t:
+        # A loaded anvil's clock restarts at the wall clock: carry on from the dump's head,
+        # or sessions created days ago would be idle (and expired) at once.
+        Rpc(anvil.url).call("anvil_setTime", chain.head_timestamp + 1)
+        print(
+            f"setup: {total:,} sessions ({chain.state_file}, created in {chain.seconds:.0f} s "
+            f"when first cached), anvil loaded it in {time.monotonic() - started:.1f} s",
+            flush=True,
+        )
+        tmp = Path(args.workdir or t)
         tmp.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
-        chain, start = asyncio.run(setup_chain(anvil, total))
-        setup_s = time.monotonic() - started
-        print(f"setup: {total:,} sessions created in {setup_s:.1f} s", flush=True)
-        plan = Plan(anvil.url, chain.dep.factory, start, args.poll_interval, args.trials,
-                    args.warmup, tmp)  # fmt: skip
+        plan = Plan(anvil.url, chain.factory, chain.start_block, args.poll_interval,
+                    args.trials, args.warmup, tmp)  # fmt: skip
         results: list[RunResult] = []
         for number in range(1, args.runs + 1):
             result = run_once(plan, number)
             results.append(result)
             lat = result.latencies
+            early = sum(t.step_start is not None and t.step_start < t.mined for t in result.trials)
             print(
                 f"run {number}: {result.active:,} active sessions, daemon ready in "
                 f"{result.start_s:.1f} s; {len(lat)} trials: p50 {percentile(lat, 50):.1f} ms, "
                 f"p99 {percentile(lat, 99):.1f} ms, max {max(lat):.1f} ms; closes confirmed "
                 f"{sum(t.confirmed for t in result.trials)}, obsolete after the nonce race "
-                f"{sum(not t.confirmed for t in result.trials)}",
+                f"{sum(not t.confirmed for t in result.trials)}; handling step began before "
+                f"evm_mine answered: {early}",
                 flush=True,
             )
-        parts = asyncio.run(components(anvil.url, chain.dep.factory, results[-1].untouched))
+        parts = asyncio.run(components(anvil.url, results[-1].untouched))
     trials = [t for r in results for t in r.trials]
-    p50 = [percentile(r.latencies, 50) for r in results]
-    p99 = [percentile(r.latencies, 99) for r in results]
     print()
     print(
-        f"reaction latency, block crossing a stop-loss -> close accepted by the node; "
-        f"≥{args.sessions:,} active sessions, {args.trials} trials per run, poll_interval "
-        f"{args.poll_interval} s, confirmations 0"
+        f"reaction latency: block that crosses a stop-loss served by the node -> close "
+        f"accepted by the node; ≥{args.sessions:,} active sessions, {args.trials} trials per "
+        f"run, chain.poll_interval {args.poll_interval} s, confirmations 0"
     )
-    print(f"p50: {spread(p50, '.1f', ' ms')}   target ≤ 50 ms")
-    print(f"p99: {spread(p99, '.1f', ' ms')}   target ≤ 250 ms")
-    p50b = [percentile([t.from_block_ms for t in r.trials], 50) for r in results]
-    p99b = [percentile([t.from_block_ms for t in r.trials], 99) for r in results]
+    figures = [
+        ("p50", [percentile(r.latencies, 50) for r in results], "   target ≤ 50 ms"),
+        ("p99", [percentile(r.latencies, 99) for r in results], "   target ≤ 250 ms"),
+    ]
+    for name, values, target in figures:
+        print(f"  {name}: {spread(values, '.1f', ' ms')}{target}")
+    mining = [[t.with_mining_ms for t in r.trials] for r in results]
     print(
-        f"from the block existing (evm_mine answered) instead of t0: p50 "
-        f"{spread(p50b, '.1f', ' ms')}, p99 {spread(p99b, '.1f', ' ms')}"
+        "with anvil producing the block (t0 just before evm_mine; anvil takes "
+        f"{statistics.median((t.mined - t.t0) * 1000 for t in trials):.0f} ms, median, to mine "
+        "any block over this state, an empty one too):"
     )
+    for name, p in (("p50", 50), ("p99", 99)):
+        print(f"  {name}: {spread([percentile(m, p) for m in mining], '.1f', ' ms')}")
+    cpu = spread([r.daemon_cpu * 100 for r in results], ".0f", " %")
+    print(f"daemon CPU during the trials: {cpu} of one core")
     print()
     print(f"where the time goes (median ms over all {len(trials)} trials; boundaries ±1 ms):")
     for name, value in breakdown(trials):
@@ -552,6 +646,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--poll-interval", type=float, default=0.01, help="the daemon's chain.poll_interval (s)"
     )
+    parser.add_argument(
+        "--cache-dir", default=str(seed_chain.DEFAULT_CACHE_DIR),
+        help="where the chain's state dump is kept (default .cache/bench)",
+    )  # fmt: skip
     parser.add_argument(
         "--workdir",
         help="keep the daemon's configs, logs and databases here (default: a "
