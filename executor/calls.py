@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from eth_abi.abi import decode, encode
 from eth_utils.address import to_checksum_address
@@ -69,6 +70,34 @@ def batch(factory: str, members: Sequence[tuple[str, str, str]]) -> Call:
     codes = [reason_code(action, reason) for _, action, reason in members]
     body = encode(["address[]", "uint8[]"], [wallets, codes])
     return Call("batch", factory, "0x" + (CLOSE_BATCH + body).hex())
+
+
+def batch_gas(call: Call, members: int, member_gas: int) -> int:
+    """The gas limit a batch is sent with: intrinsic gas (base and calldata, EIP-2028)
+    plus an allowance per member; `Executor` proves it with an eth_call first."""
+    payload = call.payload
+    zeros = payload.count(0)
+    return 21_000 + 4 * zeros + 16 * (len(payload) - zeros) + members * member_gas
+
+
+def simulation(relayer: str, call: Call, gas: int) -> dict[str, Any]:
+    """`eth_simulateV1` parameters: `call` from the relayer at gas limit `gas`, one block."""
+    tx = {"from": relayer, "to": call.to, "data": call.data, "gas": hex(gas)}
+    return {"blockStateCalls": [{"calls": [tx]}]}
+
+
+def simulated_count(answer: object) -> int | None:
+    """`closeBatch`'s return value (closedCount) from an `eth_simulateV1` answer of one
+    call; None unless the call succeeded and returned one uint256 (a revert, out of gas,
+    an error, a malformed answer)."""
+    try:
+        result = answer[0]["calls"][0]  # type: ignore[index]
+        data = result["returnData"]
+        if result["status"] != "0x1" or not isinstance(data, str) or len(data) != 66:
+            return None
+        return int(data, 16)
+    except (LookupError, TypeError, ValueError):
+        return None
 
 
 def cancel(relayer: str) -> Call:

@@ -63,6 +63,9 @@ class ExecutorConfig:
     fees: FeePolicy = field(default_factory=FeePolicy)
     replace_after_blocks: int = 3
     gas_margin_percent: int = 25
+    # A batch's gas limit: intrinsic gas plus this much per member, accepted only when an
+    # eth_call of the batch at that limit closes every member (see `_verify_batches`).
+    batch_member_gas: int = 60_000
     max_intents_per_step: int = 5_000
     dry_run: bool = False
 
@@ -121,6 +124,7 @@ class Executor:
         self._force: set[int] = set()  # job ids to replace at once (underpriced, below base)
         self._unexplained: dict[int, float] = {}  # job id -> when its nonce was seen used
         self._starved = False  # below the minimum balance: alert once, not every step
+        self._simulate = True  # until the node says it has no eth_simulateV1
         self.last_balance: int | None = None
         self._latencies: list[float] = []  # seconds from intent stored to its first send
 
@@ -316,6 +320,7 @@ class Executor:
             return
         closing = await self.store.closing_events({c.wallet for c in claims})
         settled: list[tuple[str, str, str]] = []
+        confirmed: list[tuple[str, int, str]] = []
         now_ms = self._now_ms()
         for claim in claims:
             event = closing.get(claim.wallet)
@@ -324,14 +329,15 @@ class Executor:
             ours = event.tx_hash.lower()
             if claim.state == "mined" and ours == claim.mined_hash:
                 detail = f"closed in {ours} at position {event.position}"
-                await self.outbox.confirm(claim.key, event.position, detail, now_ms)
-                report.confirmed += 1
+                confirmed.append((claim.key, event.position, detail))
             elif ours in claim.hashes:
                 continue  # our transaction, its receipt not tracked yet: next step
             else:
                 settled.append(
                     (claim.key, "obsolete", f"session closed by {event.by} in {event.tx_hash}")
                 )
+        await self.outbox.confirm_all(confirmed, now_ms)
+        report.confirmed += len(confirmed)
         await self.outbox.settle(settled, now_ms)
         report.obsolete += len(settled)
         await self.outbox.finish_settled_jobs(now_ms)
@@ -383,8 +389,49 @@ class Executor:
         if refusal is not None:
             await self._refuse([i for i, _ in ready], refusal, report)
             return
+        verified, ready = await self._verify_batches(ready)
         ready = await self._preflight(ready, report)
-        await self._send_jobs(self._group(ready), market, report)
+        groups: list[tuple[Call, list[IntentRow], int | None]] = [
+            (call, members, None) for call, members in self._group(ready)
+        ]
+        await self._send_jobs(verified + groups, market, report)
+
+    async def _verify_batches(
+        self, ready: list[tuple[IntentRow, Session]]
+    ) -> tuple[list[tuple[Call, list[IntentRow], int | None]], list[tuple[IntentRow, Session]]]:
+        """Batches proven whole by one simulation each; the intents left for the rest.
+
+        The simulation (`eth_simulateV1`) runs the batch exactly as it would be sent, at
+        its gas limit (intrinsic gas plus `batch_member_gas` per member): `closeBatch`
+        returns how many members it closed, and a member that reverts or runs out of gas
+        is skipped, not counted, so a count equal to the batch's size is every member's
+        preflight and proves the gas limit, in one execution (eth_estimateGas of a large
+        batch executes it dozens of times on some nodes). A simulation reports running out
+        of gas in its answer, where an `eth_call` would raise a node error. A batch that
+        falls short, or a node without the method, goes member by member through
+        `_preflight` and `eth_estimateGas`, which name and settle what fails."""
+        groups = [(call, members) for call, members in self._group(ready) if call.kind == "batch"]
+        if not groups or not self._simulate:
+            return [], ready
+        limits = [calls.batch_gas(call, len(m), self.config.batch_member_gas) for call, m in groups]
+        answers = await self.client.batch_each(
+            [
+                ("eth_simulateV1", [calls.simulation(self.relayer, call, gas), "latest"])
+                for (call, _), gas in zip(groups, limits, strict=True)
+            ]
+        )
+        verified: list[tuple[Call, list[IntentRow], int | None]] = []
+        done: set[str] = set()
+        for (call, members), gas, answer in zip(groups, limits, answers, strict=True):
+            if isinstance(answer, Exception):
+                # Only a refusal comes back here (transport failures retry the batch):
+                # a node without the method, or one that does not take these parameters.
+                log.info("the node does not simulate (%s): batches are estimated", answer)
+                self._simulate = False
+            elif calls.simulated_count(answer) == len(members):
+                verified.append((call, members, gas))
+                done.update(m.key for m in members)
+        return verified, [(i, s) for i, s in ready if i.key not in done]
 
     async def _preflight(
         self, ready: list[tuple[IntentRow, Session]], report: StepReport
@@ -430,27 +477,40 @@ class Executor:
         return groups
 
     async def _send_jobs(
-        self, groups: list[tuple[Call, list[IntentRow]]], fees: Fees, report: StepReport
+        self,
+        groups: list[tuple[Call, list[IntentRow], int | None]],
+        fees: Fees,
+        report: StepReport,
     ) -> None:
+        """Sign, store and send each group; a group without a gas limit is estimated."""
         if not groups:
             return
-        estimates = await self.client.batch_each(
-            [("eth_estimateGas", [self._tx_fields(call)]) for call, _ in groups]
+        unknown = [call for call, _, gas in groups if gas is None]
+        answers = iter(
+            await self.client.batch_each(
+                [("eth_estimateGas", [self._tx_fields(call)]) for call in unknown]
+            )
+            if unknown
+            else []
         )
-        known = {i.wallet for _, members in groups for i in members}
+        known = {i.wallet for _, members, _ in groups for i in members}
         head = int(await self.client.call("eth_blockNumber"), 16)
         if not self.config.dry_run and not self.nonces.synced:
             await self.start()
-        for (call, members), estimate in zip(groups, estimates, strict=True):
-            if isinstance(estimate, CallReverted):
-                # A batch does not revert for a bad member, so this is a single close
-                # that changed between preflight and now: decided on the next step.
-                revert = decode_revert(estimate.data)
-                log.warning("estimateGas of %s reverted: %s", call.kind, revert)
-                continue
-            if isinstance(estimate, Exception):
-                raise estimate
-            gas = int(estimate, 16) * (100 + self.config.gas_margin_percent) // 100
+        for call, members, limit in groups:
+            if limit is not None:
+                gas = limit
+            else:
+                estimate = next(answers)
+                if isinstance(estimate, CallReverted):
+                    # A batch does not revert for a bad member, so this is a single close
+                    # that changed between preflight and now: decided on the next step.
+                    revert = decode_revert(estimate.data)
+                    log.warning("estimateGas of %s reverted: %s", call.kind, revert)
+                    continue
+                if isinstance(estimate, Exception):
+                    raise estimate
+                gas = int(estimate, 16) * (100 + self.config.gas_margin_percent) // 100
             problem = calls.check_call(
                 call.to, call.data, factory=self.config.factory, relayer=self.relayer,
                 known=known.__contains__,

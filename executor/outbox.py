@@ -418,7 +418,20 @@ class Outbox:
             )
 
     async def confirm(self, key: str, position: int, detail: str, now_ms: int) -> None:
-        await self.settle([(key, "confirmed", detail)], now_ms, confirmed_at=position)
+        await self.confirm_all([(key, position, detail)], now_ms)
+
+    async def confirm_all(self, confirmations: Sequence[tuple[str, int, str]], now_ms: int) -> None:
+        """Confirm intents (key, position of the Closed event, detail) in one transaction;
+        a final state never changes again."""
+        if not confirmations:
+            return
+        async with self._tx() as db:
+            await db.executemany(
+                "UPDATE intents SET state = 'confirmed', detail = ?, updated_ms = ?, "
+                "confirmed_position = ? "
+                "WHERE key = ? AND state NOT IN ('confirmed', 'failed', 'obsolete', 'dry_run')",
+                [(detail, now_ms, position, key) for key, position, detail in confirmations],
+            )
 
     # -- jobs --------------------------------------------------------------------------
     async def create_job(
@@ -667,15 +680,22 @@ class Outbox:
         detail: str | None,
         now_ms: int,
     ) -> None:
-        for key in job.intent_keys:
-            cur = await db.execute(
-                "UPDATE intents SET state = ?, job_id = ?, detail = COALESCE(?, detail), "
-                "updated_ms = ? WHERE key = ? AND state = 'pending'",
-                (state, job_id, detail, now_ms, key),
-            )
-            if cur.rowcount != 1:
-                # Never two live transactions for one intent: a job only takes pending ones.
-                raise OutboxError(f"intent {key} is not pending; refusing to give it a job")
+        cur = await db.executemany(
+            "UPDATE intents SET state = ?, job_id = ?, detail = COALESCE(?, detail), "
+            "updated_ms = ? WHERE key = ? AND state = 'pending'",
+            [(state, job_id, detail, now_ms, key) for key in job.intent_keys],
+        )
+        if cur.rowcount != len(job.intent_keys):
+            # Never two live transactions for one intent: a job only takes pending ones
+            # (the transaction rolls back, so none of them is claimed).
+            async with db.execute(
+                f"SELECT key FROM intents WHERE job_id = ? AND key IN "
+                f"({', '.join('?' for _ in job.intent_keys)})",
+                (job_id, *job.intent_keys),
+            ) as found:
+                claimed = {r[0] async for r in found}
+            key = next((k for k in job.intent_keys if k not in claimed), job.intent_keys[0])
+            raise OutboxError(f"intent {key} is not pending; refusing to give it a job")
 
 
 class _Transaction:

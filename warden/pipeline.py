@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from executor import ORPHANED, IntentRow, Outbox
@@ -32,6 +33,7 @@ log = logging.getLogger("warden.rules")
 
 Decimals = Callable[[Sequence[str]], Awaitable[dict[str, int]]]
 CHUNK = 2_000  # sessions per stored transaction during a full evaluation
+LOGGED_FIRINGS = 100  # firings logged one by one per evaluation; beyond, counts per rule
 
 
 class RulesPipeline:
@@ -115,11 +117,20 @@ class RulesPipeline:
         changed = [d for _, d in results if d.changed]
         if changed:
             fresh = await self.outbox.record(changed, time.time_ns() // 1_000_000)
-            for intent in fresh:
-                self.fired += 1
+            self.fired += len(fresh)
+            for intent in fresh[:LOGGED_FIRINGS]:
                 log.info(
                     "rule %s fired for %s: %s (%s) at chain time %d",
                     intent.rule, intent.wallet, intent.action, intent.reason, intent.now,
+                )  # fmt: skip
+            if len(fresh) > LOGGED_FIRINGS:
+                # A burst (an expiry storm) would write a line per session: say how many
+                # fired of each rule instead; every intent is in the outbox (/intents).
+                rest = Counter(f"{i.rule} ({i.action}, {i.reason})" for i in fresh[LOGGED_FIRINGS:])
+                log.info(
+                    "... and %d more firings at chain time %d: %s",
+                    len(fresh) - LOGGED_FIRINGS, now,
+                    ", ".join(f"{rule} x{n}" for rule, n in sorted(rest.items())),
                 )  # fmt: skip
         for evaluation, decision in results:
             self.runner.commit(evaluation, decision)

@@ -1,0 +1,92 @@
+"""A batch is sent with the gas limit one eth_call of it proved; a batch whose call falls
+short (a member already closed, or an allowance too small to close every member) goes
+member by member through preflight and eth_estimateGas instead."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from executor import calls
+from tests._chain import Chain, CloseReason
+from tests.conftest import Roles, Session, Stack
+from tests.executor._support import rig, table
+from warden.devnet import Anvil
+
+
+def gas_limit(chain: Chain, tx_hash: str) -> int:
+    return int(chain.w3.eth.get_transaction(tx_hash)["gas"])
+
+
+async def test_verified_batch_is_sent_with_its_allowance_and_closes_every_member(
+    anvil: Anvil, fresh_chain: Chain, stack: Stack, make_session: Callable[..., Session],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    start = fresh_chain.w3.eth.block_number + 1
+    sessions = [make_session() for _ in range(5)]
+    async with rig(anvil.url, tmp_path / "w.db", stack.factory.address, start) as r:
+        await r.index()
+        keys = [await r.intend(s.wallet.address, "expired") for s in sessions]
+        await r.run()
+        states = [(await r.state(k))[0] for k in keys]
+        (job,) = table(r.db_path, "SELECT kind, data, mined_hash FROM jobs")
+    assert states == ["confirmed"] * 5
+    kind, data, mined = job
+    assert kind == "batch"
+    expected = calls.batch_gas(calls.Call("batch", stack.factory.address, data), 5, 60_000)
+    assert gas_limit(fresh_chain, mined) == expected
+
+
+async def test_batch_with_a_closed_member_falls_back_to_preflight_and_estimate(
+    anvil: Anvil, fresh_chain: Chain, stack: Stack, roles: Roles,
+    make_session: Callable[..., Session], tmp_path: Path,
+) -> None:  # fmt: skip
+    start = fresh_chain.w3.eth.block_number + 1
+    sessions = [make_session() for _ in range(4)]
+    bad = sessions[2]
+    async with rig(anvil.url, tmp_path / "w.db", stack.factory.address, start) as r:
+        await r.index()
+        keys = [await r.intend(s.wallet.address, "expired") for s in sessions]
+        # Closed on chain by its owner after the indexer looked: only the chain knows.
+        fresh_chain.send(bad.wallet.functions.close(CloseReason.OWNER), roles.owner)
+        await r.step(index=False)
+        states = [await r.state(k) for k in keys]
+        (job,) = table(r.db_path, "SELECT kind, gas FROM jobs")
+        await r.run()
+        final = [(await r.state(k))[0] for k in keys]
+    assert states[2][0] == "obsolete" and "SessionIsClosed" in str(states[2][1])
+    kind, gas = job
+    assert kind == "batch"
+    # eth_estimateGas with the margin, not the allowance of 3 members
+    assert gas < 3 * 60_000
+    assert final == ["confirmed", "confirmed", "obsolete", "confirmed"]
+
+
+async def test_allowance_too_small_for_a_member_is_never_sent(
+    anvil: Anvil, fresh_chain: Chain, stack: Stack, make_session: Callable[..., Session],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    start = fresh_chain.w3.eth.block_number + 1
+    sessions = [make_session() for _ in range(3)]
+    async with rig(
+        anvil.url, tmp_path / "w.db", stack.factory.address, start, batch_member_gas=5_000
+    ) as r:
+        await r.index()
+        keys = [await r.intend(s.wallet.address, "expired") for s in sessions]
+        await r.run()
+        states = [(await r.state(k))[0] for k in keys]
+        ((kind, mined),) = table(r.db_path, "SELECT kind, mined_hash FROM jobs")
+    assert states == ["confirmed"] * 3
+    assert kind == "batch"
+    # The allowance (3 x 5,000 gas) would run members out of gas: the estimate was used.
+    assert gas_limit(fresh_chain, mined) > 3 * 5_000 + 21_000 + 20_000
+
+
+def test_simulated_count_reads_only_a_successful_uint256() -> None:
+    ok = [{"calls": [{"status": "0x1", "returnData": "0x" + "00" * 31 + "05"}]}]
+    out_of_gas = [{"calls": [{"status": "0x0", "returnData": "0x", "error": {"code": -3200}}]}]
+    assert calls.simulated_count(ok) == 5
+    assert calls.simulated_count(out_of_gas) is None
+    assert calls.simulated_count([{"calls": [{"status": "0x1", "returnData": "0x"}]}]) is None
+    assert calls.simulated_count({"unexpected": True}) is None
+    assert calls.simulated_count(None) is None
