@@ -83,6 +83,8 @@ class StepReport:
     refused: int = 0
     dropped: int = 0
     dry_run: int = 0
+    reopened: int = 0  # jobs whose receipt vanished (reorg): sent again next step
+    waiting: int = 0  # jobs whose nonce is used without our receipt, not yet given up
 
     @property
     def busy(self) -> bool:
@@ -168,6 +170,7 @@ class Executor:
                 if receipt is None or moved:
                     log.warning("job %d: receipt of %s vanished (reorg)", job.id, job.mined_hash)
                     await self.outbox.job_unmined(job.id, self._now_ms())
+                    report.reopened += 1
                 if moved and receipt is not None:
                     # Another of the job's transactions (same nonce) made it on the new branch.
                     await self._mined(job, receipt, report)
@@ -181,6 +184,7 @@ class Executor:
                 # time on, means another sender of this key took the nonce.
                 first = self._unexplained.setdefault(job.id, time.monotonic())
                 if time.monotonic() - first < NONCE_TAKEN_AFTER:
+                    report.waiting += 1
                     continue
                 self._unexplained.pop(job.id, None)
                 detail = (

@@ -158,18 +158,29 @@ def in_flight(db: Path) -> int:
 
 
 def settled(w: World, daemon: Daemon) -> bool:
+    """Settled now, and still so a moment later with the same head (a rule coming due or
+    a step in progress may still act)."""
+    first = _settled_head(w, daemon)
+    if first is None:
+        return False
+    time.sleep(0.3)
+    return _settled_head(w, daemon) == first
+
+
+def _settled_head(w: World, daemon: Daemon) -> str | None:
     try:
         head = w.anvil.rpc("eth_getBlockByNumber", "latest", False)
         with read_only(daemon.db) as conn:
             row = conn.execute("SELECT number, hash FROM checkpoint WHERE id = 1").fetchone()
-        return (
+        done = (
             row is not None
             and row[0] == int(head["number"], 16)
             and row[1] == head["hash"]
             and in_flight(daemon.db) == 0
         )
+        return str(head["hash"]) if done else None
     except Exception:  # the database is being created or migrated
-        return False
+        return None
 
 
 def reconciled(daemon_db: Path, fresh_db: Path, relayer: str) -> list[str]:
