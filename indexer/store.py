@@ -381,7 +381,10 @@ class IndexerStore:
             for wallet in touched:
                 if wallet in gone:
                     continue
-                session = replay(await self.events(wallet))
+                # Only the session's own events: a factory's BatchCloseFailed names a wallet
+                # too, even one that is no session (its creation was itself reorged out).
+                own = [e for e in await self.events(wallet) if e.seq is not None]
+                session = replay(own)
                 if session is not None:
                     replayed.append(session)
             await db.executemany(_UPSERT_SESSION, [session_row(s) for s in replayed])
