@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import decode, encode
+from eth_hash.auto import keccak as keccak256
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
@@ -66,10 +67,18 @@ def batch(factory: str, members: Sequence[tuple[str, str, str]]) -> Call:
     """`closeBatch` of (wallet, action, reason) members; a sweep is a close(Swept)."""
     if not 1 <= len(members) <= MAX_BATCH:
         raise ValueError(f"a batch holds 1 to {MAX_BATCH} members, not {len(members)}")
-    wallets = [wallet for wallet, _, _ in members]
-    codes = [reason_code(action, reason) for _, action, reason in members]
-    body = encode(["address[]", "uint8[]"], [wallets, codes])
-    return Call("batch", factory, "0x" + (CLOSE_BATCH + body).hex())
+    # The ABI encoding of (address[], uint8[]) written out: eth_abi's validation of
+    # every address cost ~15 ms per batch of 256, a large share of an expiry storm.
+    n = len(members)
+    words = [f"{64:064x}", f"{96 + 32 * n:064x}", f"{n:064x}"]
+    for wallet, _, _ in members:
+        if len(wallet) != 42 or not wallet.startswith(("0x", "0X")):
+            raise ValueError(f"not an address: {wallet!r}")
+        int(wallet[2:], 16)  # raises ValueError unless hexadecimal
+        words.append("0" * 24 + wallet[2:].lower())
+    words.append(f"{n:064x}")
+    words.extend(f"{reason_code(action, reason):064x}" for _, action, reason in members)
+    return Call("batch", factory, "0x" + CLOSE_BATCH.hex() + "".join(words))
 
 
 def batch_gas(call: Call, members: int, member_gas: int) -> int:
@@ -126,7 +135,7 @@ def check_call(
         if not 1 <= len(wallets) <= MAX_BATCH or len(wallets) != len(codes):
             return f"closeBatch of {len(wallets)} wallets and {len(codes)} reasons"
         for wallet, code in zip(wallets, codes, strict=True):
-            problem = _member(to_checksum_address(wallet), code, known)
+            problem = _member(checksum(wallet), code, known)
             if problem:
                 return problem
         return None
@@ -138,6 +147,14 @@ def check_call(
     if selector == SWEEP and not body:
         return None if known(target) else f"sweep of {target}, a wallet the indexer does not know"
     return f"selector 0x{selector.hex()} to {target} is not a call Warden makes"
+
+
+def checksum(address: str) -> str:
+    """EIP-55 form of a well-formed hex address (as eth_abi decodes one), without
+    eth_utils' validation layers: ~10x faster, for the members of every batch."""
+    lower = address[2:].lower()
+    digest = keccak256(lower.encode()).hex()[:40]
+    return "0x" + "".join([c.upper() if d > "7" else c for c, d in zip(lower, digest, strict=True)])
 
 
 def _member(wallet: str, code: int, known: Callable[[str], bool]) -> str | None:

@@ -353,7 +353,7 @@ class Executor:
             return
         # One transaction in flight per session: a second intent for it (another rule that
         # fired at once, lower in priority) waits, and settles once the first is mined.
-        busy = {c.wallet for c in await self.outbox.open_claims()}
+        busy = await self.outbox.open_wallets()
         first: list[IntentRow] = []
         for intent in pending:  # oldest first: a decision stores its highest priority first
             if intent.wallet not in busy:
@@ -501,6 +501,7 @@ class Executor:
         head = int(await self.client.call("eth_blockNumber"), 16)
         if not self.config.dry_run and not self.nonces.synced:
             await self.start()
+        stored: list[tuple[int, str, str, list[IntentRow]]] = []
         for call, members, limit in groups:
             if limit is not None:
                 gas = limit
@@ -547,7 +548,22 @@ class Executor:
             self._hook("signed")
             report.jobs += 1
             report.submitted += len(members)
-            await self._send(job_id, signed.hash, signed.raw, head)
+            stored.append((job_id, signed.hash, signed.raw, members))
+        await self._send_stored(stored, head)
+
+    async def _send_stored(
+        self, stored: list[tuple[int, str, str, list[IntentRow]]], head: int
+    ) -> None:
+        """Send transactions already written to the outbox, in one JSON-RPC batch (in nonce
+        order: a node takes a batch's items in order), then record each answer. A crash
+        in between leaves them signed: the next step sends them again (already known)."""
+        if not stored:
+            return
+        answers = await self.client.batch_each(
+            [("eth_sendRawTransaction", [raw]) for _, _, raw, _ in stored]
+        )
+        for (job_id, tx_hash, _, members), answer in zip(stored, answers, strict=True):
+            await self._sent(job_id, tx_hash, answer, head)
             sent_ms = self._now_ms()
             self._latencies.extend(max(0, sent_ms - m.created_ms) / 1000 for m in members)
 
@@ -560,9 +576,17 @@ class Executor:
     async def _send(
         self, job_id: int, tx_hash: str, raw: str, head: int, *, quiet: bool = False
     ) -> None:
-        try:
-            await self.client.call("eth_sendRawTransaction", raw)
-        except TxRejected as exc:
+        (answer,) = await self.client.batch_each([("eth_sendRawTransaction", [raw])])
+        await self._sent(job_id, tx_hash, answer, head, quiet=quiet)
+
+    async def _sent(
+        self, job_id: int, tx_hash: str, answer: Any, head: int, *, quiet: bool = False
+    ) -> None:
+        """Record the node's answer to sending `tx_hash`: accepted, or refused and why."""
+        if isinstance(answer, Exception) and not isinstance(answer, TxRejected):
+            raise answer
+        if isinstance(answer, TxRejected):
+            exc = answer
             if exc.kind == "already_known":
                 pass  # sent before (a restart, a re-broadcast): it is out there
             elif exc.kind == "nonce_too_low":

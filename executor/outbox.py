@@ -347,16 +347,27 @@ class Outbox:
         return found
 
     async def open_claims(self) -> list[Claim]:
+        # The hashes once per job (a batch's members share them), not once per intent.
         async with self.db.execute(
-            "SELECT i.key, i.wallet, i.state, i.job_id, j.mined_hash, "
-            "(SELECT group_concat(t.hash) FROM transactions t WHERE t.job_id = j.id) "
+            "SELECT t.job_id, group_concat(t.hash) FROM transactions t WHERE t.job_id IN "
+            "(SELECT DISTINCT job_id FROM intents WHERE state IN ('submitted', 'mined')) "
+            "GROUP BY t.job_id"
+        ) as cur:
+            hashes = {r[0]: frozenset((r[1] or "").split(",")) async for r in cur}
+        empty: frozenset[str] = frozenset({""})
+        async with self.db.execute(
+            "SELECT i.key, i.wallet, i.state, i.job_id, j.mined_hash "
             "FROM intents i JOIN jobs j ON j.id = i.job_id "
             "WHERE i.state IN ('submitted', 'mined') ORDER BY i.id"
         ) as cur:
-            return [
-                Claim(r[0], r[1], r[2], r[3], r[4], frozenset((r[5] or "").split(",")))
-                async for r in cur
-            ]
+            return [Claim(r[0], r[1], r[2], r[3], r[4], hashes.get(r[3], empty)) async for r in cur]
+
+    async def open_wallets(self) -> set[str]:
+        """Wallets with an intent whose transaction is in flight (submitted or mined)."""
+        async with self.db.execute(
+            "SELECT DISTINCT wallet FROM intents WHERE state IN ('submitted', 'mined')"
+        ) as cur:
+            return {r[0] async for r in cur}
 
     async def next_nonce(self, relayer: str) -> int | None:
         async with self.db.execute(

@@ -64,3 +64,19 @@ def test_builders_refuse_what_warden_never_sends() -> None:
         calls.single(A, "close", "owner")
     with pytest.raises(ValueError, match="1 to 256 members, not 257"):
         calls.batch(FACTORY, [(A, "close", "idle")] * 257)
+
+
+def test_fast_checksum_and_batch_encoding_equal_the_libraries() -> None:
+    import random
+
+    rng = random.Random(7)
+    wallets = ["0x" + rng.randbytes(20).hex() for _ in range(300)]
+    for wallet in wallets:
+        assert calls.checksum(wallet) == calls.to_checksum_address(wallet)
+    members = [(w, "close", "expired") for w in wallets[:256]]
+    expected = CLOSE_BATCH + encode(["address[]", "uint8[]"], [wallets[:256], [3] * 256])
+    assert calls.batch(FACTORY, members).payload == expected
+    with pytest.raises(ValueError):
+        calls.batch(FACTORY, [("0x" + "zz" * 20, "close", "idle")])
+    with pytest.raises(ValueError):
+        calls.batch(FACTORY, [("0x1234", "close", "idle")])
