@@ -263,7 +263,7 @@ class Daemon:
         env = {**os.environ, "WARDEN_BENCH_KEY": RELAYER_KEY}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "warden.cli", "run", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL, stderr=self.log.open("ab"), env=env, cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=self.log.open("ab"), env=env, cwd=self.config.parent,
         )  # fmt: skip
 
     def wait_ready(self, timeout: float = 180.0) -> float:
