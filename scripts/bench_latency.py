@@ -26,13 +26,13 @@ off, then runs `--warmup` uncounted trials and `--trials` measured ones. One tri
 1. after a random pause of 0-30 ms (so blocks fall anywhere in the daemon's poll cycle:
    right after the last trial's log line they would always fall at its start), the
    owner's `withdraw(85)` is put in anvil's pool (balance 100 -> 15 <= stop-loss 20);
-2. t_mine = wall clock (`time.time()`) just before `evm_mine`, the call that mines the
-   block holding that withdrawal; **t0** = wall clock when `evm_mine` answered: the node
+2. wall clock (`time.time()`) just before `evm_mine`, the call that mines the block
+   holding that withdrawal, and **t0** = wall clock when `evm_mine` answered: the node
    serves the block from then on (checked apart: a tight `eth_blockNumber` poller first
    sees the new block between 2 ms before and 1.5 ms after that answer). Anvil takes
    ~150 ms to mine any block over this state, an empty one too; that is the node
    producing the block, not a reaction, and is shown apart ("with anvil producing the
-   block", t0 = t_mine);
+   block", from just before `evm_mine`);
 3. the daemon indexes the block, its rules fire, its executor preflights, signs, writes
    ahead and sends the close; **t1** = the `sent_ms` the executor stores for that
    transaction: `time.time_ns() // 10**6` right after `eth_sendRawTransaction` answered
@@ -329,8 +329,8 @@ logging:
 # -- one trial -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Trial:
-    t0: float  # s, before evm_mine
-    mined: float  # s, evm_mine answered
+    before_mine: float  # s, just before evm_mine
+    t0: float  # s, evm_mine answered: the node serves the block
     step_start: float | None  # s, the daemon step that handled the block began
     step_index_ms: float | None  # that step: head check, fetch, commit (rules excluded)
     step_rules_ms: float | None  # that step: rules on the changed sessions, intent stored
@@ -342,12 +342,12 @@ class Trial:
     @property
     def latency_ms(self) -> float:
         """Block served by the node -> close accepted by the node (the headline)."""
-        return self.sent_ms + 1 - self.mined * 1000
+        return self.sent_ms + 1 - self.t0 * 1000
 
     @property
     def with_mining_ms(self) -> float:
         """From just before `evm_mine`: adds anvil's time to produce the block."""
-        return self.sent_ms + 1 - self.t0 * 1000
+        return self.sent_ms + 1 - self.before_mine * 1000
 
 
 STEP_PREFIX = "executor: "
@@ -372,7 +372,7 @@ def settled(line: dict[str, Any]) -> bool:
     reads anvil's nonce count of the new block before its receipt is served, takes the
     nonce for another sender's ("dropped"), and settles the intent obsolete once the
     session's `Closed` (from our own transaction) is indexed. Measurement is unaffected
-    (it ended at the send); the run reports how often this happened."""
+    (it ended at the send); the run's intent states show how often this happened."""
     message = str(line["message"])
     return message.startswith(STEP_PREFIX) and ("confirmed 1" in message or "obsolete 1" in message)
 
@@ -383,9 +383,9 @@ def run_trial(rpc: Rpc, tail: LogTail, db: sqlite3.Connection, wallet: str, owne
     # poll cycle (right after the last trial's log line it would always fall at its start).
     time.sleep(random.uniform(0, JITTER_S))
     rpc.call("eth_sendTransaction", {"from": owner, "to": wallet, "data": data, "gas": "0x40000"})
-    t0 = time.time()
+    before_mine = time.time()
     rpc.call("evm_mine")
-    mined = time.time()
+    t0 = time.time()
     fired = tail.wait(
         lambda e: e["message"].startswith("rule stop-loss fired for " + wallet), "rule fired"
     )
@@ -403,7 +403,7 @@ def run_trial(rpc: Rpc, tail: LogTail, db: sqlite3.Connection, wallet: str, owne
     phases = parse_step(step["message"])
     step_start = step["ts"] - phases["total"] / 1000 if phases else None
     return Trial(
-        t0, mined, step_start, phases.get("index"), phases.get("rules"),
+        before_mine, t0, step_start, phases.get("index"), phases.get("rules"),
         int(row[0]), float(fired["ts"]), int(row[1]), int(row[2]),
     )  # fmt: skip
 
@@ -528,13 +528,13 @@ def breakdown(trials: list[Trial]) -> list[tuple[str, float]]:
     def med(values: list[float]) -> float:
         return statistics.median(values)
 
-    rows = [("anvil mines the block (t0 -> evm_mine answered)",
-             med([(t.mined - t.t0) * 1000 for t in trials]))]  # fmt: skip
+    rows = [("anvil mines the block (just before evm_mine -> its answer, t0)",
+             med([(t.t0 - t.before_mine) * 1000 for t in trials]))]  # fmt: skip
     timed = [t for t in trials if t.step_start is not None]
     if timed:
         rows += [
             ("the block waits for the daemon's next step (-> step starts)",
-             med([(t.step_start - t.mined) * 1000 for t in timed if t.step_start])),
+             med([(t.step_start - t.t0) * 1000 for t in timed if t.step_start])),
             ("head check, headers, logs, index and commit (step's index phase)",
              med([t.step_index_ms or 0.0 for t in timed])),
             ("rules decide, intent stored; due sessions (step's rules phase)",
@@ -545,7 +545,7 @@ def breakdown(trials: list[Trial]) -> list[tuple[str, float]]:
     else:
         rows += [
             ("block -> rules decided (no step timing in the log)",
-             med([t.decided_ms - t.mined * 1000 for t in trials])),
+             med([t.decided_ms - t.t0 * 1000 for t in trials])),
             ("decided -> intent stored (log ts - intents.created_ms)",
              med([t.stored * 1000 - t.decided_ms for t in trials])),
             ("executor: track, confirm, guards, fees, balance, preflight, gas, sign",
@@ -623,7 +623,7 @@ def bench(args: argparse.Namespace) -> int:
             result = run_once(plan, number)
             results.append(result)
             lat = result.latencies
-            early = sum(t.step_start is not None and t.step_start < t.mined for t in result.trials)
+            early = sum(t.step_start is not None and t.step_start < t.t0 for t in result.trials)
             print(
                 f"run {number}: {result.active:,} active sessions, daemon ready in "
                 f"{result.start_s:.1f} s; {len(lat)} trials: p50 {percentile(lat, 50):.1f} ms, "
@@ -650,10 +650,10 @@ def bench(args: argparse.Namespace) -> int:
     for name, values, target in figures:
         print(f"  {name}: {spread(values, '.1f', ' ms')}{target}")
     mining = [[t.with_mining_ms for t in r.trials] for r in results]
+    mine_ms = statistics.median((t.t0 - t.before_mine) * 1000 for t in trials)
     print(
-        "with anvil producing the block (t0 just before evm_mine; anvil takes "
-        f"{statistics.median((t.mined - t.t0) * 1000 for t in trials):.0f} ms, median, to mine "
-        "any block over this state, an empty one too):"
+        f"with anvil producing the block (from just before evm_mine; anvil takes {mine_ms:.0f} "
+        "ms, median, to mine any block over this state, an empty one too):"
     )
     for name, p in (("p50", 50), ("p99", 99)):
         print(f"  {name}: {spread([percentile(m, p) for m in mining], '.1f', ' ms')}")
