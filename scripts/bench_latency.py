@@ -64,6 +64,7 @@ import hashlib
 import http.client
 import inspect
 import json
+import logging
 import os
 import random
 import signal
@@ -692,6 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         "temporary directory, removed at the end)",
     )
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     return bench(args)
 
 
