@@ -66,7 +66,9 @@ class ExecutorConfig:
     # A batch's gas limit: intrinsic gas plus this much per member, accepted only when an
     # eth_call of the batch at that limit closes every member (see `_verify_batches`).
     batch_member_gas: int = 60_000
-    max_intents_per_step: int = 5_000
+    # 20 full batches of 256: a burst goes out in steps of about one block's worth, so
+    # what a step sends is mined before `replace_after_blocks` would bump it.
+    max_intents_per_step: int = 5_120
     dry_run: bool = False
 
 

@@ -79,7 +79,7 @@ CACHE_DIR = ROOT / ".cache" / "bench"
 CHAIN_VERSION = 1  # bump when the way the chain is built changes
 CHAIN_ID = 31337
 GAS_LIMIT = 300_000_000  # the storm devnet's block gas limit (anvil's default: 30M)
-BLOCK_TIME = 1  # seconds: interval mining, as `make run`'s devnet
+BLOCK_TIME = 2  # seconds: interval mining (`make run`'s devnet mines every second)
 # Building only: blocks far below half full keep the base fee from compounding over the
 # 100,000 creations (EIP-1559); the storm itself runs at GAS_LIMIT.
 BUILD_GAS_LIMIT = 1_000_000_000
