@@ -22,20 +22,28 @@ daemon wrote): intents decided and stored (intents.created_ms), first and last t
 sent (transactions.sent_ms), all mined (the harness's follower: last Closed seen), all
 confirmed in the daemon's DB (intents.updated_ms of the last confirmation).
 
-Devnet settings, all things a devnet user could choose: anvil 30,000,000 block gas limit
-(its default), automine (a block per transaction, anvil's default), base fee and fees at
-anvil's defaults; daemon `chain.poll_interval` 0.2 s, `confirmations` 0,
-`executor.max_batch_size` 256 (the factory's `closeBatch` maximum).
+Devnet settings, all things a devnet user could choose: anvil `--gas-limit 300000000`
+(anvil's default is 30M; a 256-member batch is sent with a ~15.7M gas limit, so 19 fit a
+block) and interval mining every 2 s (`--block-time`; `make run` uses 1 s), switched on
+once the loaded chain's clock is restored; fees at anvil's defaults. Daemon:
+`chain.confirmations` 0, `chain.poll_interval` 0.2 s, `executor.max_batch_size` 256 (the
+factory's `closeBatch` maximum), everything else at its default (replace_after_blocks 3).
+With 100,000 sessions in its state anvil takes ~1.2 s to produce even an empty block and
+answers no request meanwhile: that, not the daemon, sets the pace (see the report).
 
 Caches in .cache/bench/ (the first run builds them; later runs reuse them):
 - `storm-<key>.json`: the anvil state with the 100,000 sessions (traces stripped), and its
   `.meta.json`. The key hashes the anvil version, the contract artifacts, the number of
   sessions and CHAIN_VERSION (bump it when the chain-building code below changes).
-  Building it takes about 10 to 15 minutes on a 2-core machine (100,000 `createSession`).
-- `storm-<key>.sqlite`: the database the daemon wrote while backfilling that chain from
-  scratch (built by the daemon itself; the backfill time is measured then and printed
-  with the results). Each run copies it, so no run re-backfills.
-A default full run (3 runs) takes about 4 to 6 minutes once the caches exist.
+  Building it takes about 15 minutes on a 2-core machine (100,000 `createSession` in
+  blocks of 1B gas, so the base fee stays low) and 0.6 GB of disk; a loaded anvil needs
+  ~2 GB of RAM at start and grows to ~10 GB over a storm (it keeps every block's state).
+- `storm-<key>.sqlite`: the database the daemon itself wrote backfilling that chain from
+  an empty file, keyed on the chain, the indexer's code and the outbox's schema (about a
+  minute to rebuild). Each run copies it, so no run re-backfills; the backfill is timed
+  apart (`--backfills`, default 1: the daemon indexes the chain from an empty database).
+A default full run (one backfill, 3 storm runs) takes about 6 to 8 minutes on a loaded
+2-core machine once the caches exist.
 
 Importable by path (scripts/ is not a package): bench_memory.py uses `ensure_chain`,
 `ensure_database`, `ChainMeta`, `loaded_anvil`, `Daemon`.
