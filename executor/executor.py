@@ -165,6 +165,7 @@ class Executor:
         hashes = [a.hash for job in jobs for a in job.attempts]
         answers = await self.client.batch_each([("eth_getTransactionReceipt", [h]) for h in hashes])
         receipts = {h: r for h, r in zip(hashes, answers, strict=True) if isinstance(r, dict)}
+        receipts = await self._canonical(receipts)
         for job in jobs:
             receipt = next((receipts[a.hash] for a in job.attempts if a.hash in receipts), None)
             if job.state == "mined":
@@ -200,6 +201,22 @@ class Executor:
             else:
                 lost = job.nonce is not None and job.nonce >= held
                 await self._nudge(job, head, report, lost=lost)
+
+    async def _canonical(self, receipts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Only receipts whose block is on the node's chain now: right after a reorg a node
+        may still serve a receipt from a replaced block."""
+        numbers = sorted({r["blockNumber"] for r in receipts.values()})
+        if not numbers:
+            return receipts
+        answers = await self.client.batch_each(
+            [("eth_getBlockByNumber", [n, False]) for n in numbers]
+        )
+        canonical = {
+            n: a["hash"] for n, a in zip(numbers, answers, strict=True) if isinstance(a, dict)
+        }
+        return {
+            h: r for h, r in receipts.items() if canonical.get(r["blockNumber"]) == r["blockHash"]
+        }
 
     async def _mined(self, job: Job, receipt: dict[str, Any], report: StepReport) -> None:
         tx_hash = str(receipt["transactionHash"]).lower()
