@@ -31,7 +31,7 @@ lint: bootstrap ## ruff and mypy
 gas: bootstrap ## measure contract gas figures on anvil and print them (see docs/gas.md)
 	@$(VENV)/python scripts/gas_report.py
 
-bench: bootstrap ## every figure in BENCHMARKS.md, each over several runs (about 20 minutes)
+bench: bootstrap ## every figure in BENCHMARKS.md, several runs each (~30 min; the first run also builds the cached chains, ~20 min more)
 	@$(VENV)/python scripts/bench_indexer.py --runs 3
 	@$(VENV)/python scripts/bench_latency.py
 	@$(VENV)/python scripts/bench_storm.py
