@@ -235,7 +235,15 @@ class Executor:
             state = "obsolete" if why is not None and why[1] else "failed"
             detail = f"{REVERTED}: {why[0] if why else 'no reason given'}"
             outcomes = [(m.key, state, detail) for m in members if m.state == "submitted"]
-        if status == 1:
+        if status == 1 and str(receipt.get("to") or "").lower() == self.relayer.lower():
+            # Its cancel was mined (the self-transfer): an intent that wants its close
+            # again (a reorg reopened it) needs a new job at a new nonce.
+            outcomes += [
+                (m.key, "pending", "its job's nonce went to a cancel; requeued")
+                for m in members
+                if m.state == "submitted"
+            ]
+        elif status == 1:
             # Mined before a reorg's reconcile could stop it: the close happened, so its
             # intent is not obsolete after all (it is confirmed like any other).
             acted = closed_wallets(receipt["logs"])
