@@ -235,24 +235,22 @@ class Executor:
             state = "obsolete" if why is not None and why[1] else "failed"
             detail = f"{REVERTED}: {why[0] if why else 'no reason given'}"
             outcomes = [(m.key, state, detail) for m in members if m.state == "submitted"]
-        if status == 1 and str(receipt.get("to") or "").lower() == self.relayer.lower():
-            # Its cancel was mined (the self-transfer): an intent that wants its close
-            # again (a reorg reopened it) needs a new job at a new nonce.
-            outcomes += [
-                (m.key, "pending", "its job's nonce went to a cancel; requeued")
-                for m in members
-                if m.state == "submitted"
-            ]
-        elif status == 1:
-            # Mined before a reorg's reconcile could stop it: the close happened, so its
-            # intent is not obsolete after all (it is confirmed like any other).
+        if status == 1:
             acted = closed_wallets(receipt["logs"])
+            failed = {w.lower() for w in batch_failures(receipt["logs"], self.config.factory)}
             for m in members:
-                if (
+                wallet = m.wallet.lower()
+                if m.state == "submitted" and wallet not in acted and wallet not in failed:
+                    # Not in what was mined (its cancel, or a batch rewritten without it
+                    # before a reorg reopened it): it needs a new job at a new nonce.
+                    outcomes.append((m.key, "pending", f"{tx_hash} did not close it; requeued"))
+                elif (
                     m.state == "obsolete"
                     and (m.detail or "").startswith(ORPHANED)
-                    and (m.wallet.lower() in acted)
+                    and wallet in acted
                 ):
+                    # Mined before a reorg's reconcile could stop it: the close happened,
+                    # so its intent is not obsolete after all.
                     log.warning(
                         "job %d: close of %s mined although a reorg orphaned its trigger",
                         job.id, m.wallet,
