@@ -87,6 +87,7 @@ class StepReport:
     dry_run: int = 0
     reopened: int = 0  # jobs whose receipt vanished (reorg): sent again next step
     waiting: int = 0  # jobs whose nonce is used without our receipt, not yet given up
+    requeued: int = 0  # intents back to pending: the mined transaction did not close them
 
     @property
     def busy(self) -> bool:
@@ -268,7 +269,8 @@ class Executor:
         )
         report.mined += 1
         for _, state, _ in outcomes:
-            setattr(report, state, getattr(report, state) + 1)
+            field_name = "requeued" if state == "pending" else state
+            setattr(report, field_name, getattr(report, field_name) + 1)
         self._hook("mined")
 
     async def _nudge(self, job: Job, head: int, report: StepReport, *, lost: bool) -> None:
