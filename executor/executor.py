@@ -180,6 +180,7 @@ class Executor:
                     await self._mined(job, receipt, report)
                 continue
             if receipt is not None:
+                self._unexplained.pop(job.id, None)
                 await self._mined(job, receipt, report)
             elif job.nonce is not None and job.nonce < mined_count:
                 # Receipts are asked after the count, so had one of ours used this nonce its
