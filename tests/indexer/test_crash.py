@@ -53,6 +53,15 @@ def checkpoint(db: Path) -> int:
     return int(row[0]) if row else -1
 
 
+def committed(db: Path, *, after: int, proc: subprocess.Popen[bytes]) -> None:
+    """Wait (bounded) until the indexer has committed a checkpoint past `after`."""
+    deadline = time.monotonic() + 60
+    while checkpoint(db) <= after:
+        assert proc.poll() is None, proc.communicate()[1].decode()
+        assert time.monotonic() < deadline, f"no checkpoint past {after} within 60 s"
+        time.sleep(0.02)
+
+
 async def test_kill_9_during_backfill_and_following(
     tmp_path: Path,
     fresh_chain: Chain,
@@ -67,11 +76,15 @@ async def test_kill_9_during_backfill_and_following(
     db = tmp_path / "killed.sqlite"
 
     # Backfill in one-block ranges through a slow node, so it spans many commits and
-    # several seconds, killed again and again.
+    # several seconds, killed again and again. Every third kill lands anywhere from the
+    # spawn on, interpreter start included; the others wait for the process's first
+    # commit and then land in the middle of its ranges, so the backfill advances however
+    # slowly this machine starts a Python process (CI's took over 1.6 s).
     real_kills, progress = 0, []
     with FaultyProxy(url, seed=3, delay=(0.03, 0.06)) as slow:
         slow.set_faults(rate=1.0, kinds=[Fault.DELAY])
-        for _ in range(KILLS_IN_BACKFILL):
+        for i in range(KILLS_IN_BACKFILL):
+            before = checkpoint(db)
             proc = start_indexer(
                 slow.url,
                 factory,
@@ -84,9 +97,14 @@ async def test_kill_9_during_backfill_and_following(
                 "--concurrency",
                 "1",
             )
-            time.sleep(rng.uniform(0.8, 1.6))
+            if i % 3 == 0:
+                time.sleep(rng.uniform(0.0, 1.6))
+            else:
+                committed(db, after=before, proc=proc)
+                time.sleep(rng.uniform(0.0, 0.3))
             real_kills += kill9(proc)
             progress.append(checkpoint(db))
+    assert progress == sorted(progress), progress
     assert progress[0] < progress[-1] < chain.w3.eth.block_number, progress
 
     # Following the head while sessions keep changing, killed at random moments.
