@@ -63,6 +63,9 @@ _TX_REJECTIONS = (
     ("insufficient funds", "insufficient_funds"),
     ("less than block base fee", "fee_below_base"),
     ("fee cap less than block base fee", "fee_below_base"),
+    # a gas limit the node's blocks cannot hold: asking again cannot change the answer
+    ("exceeds block gas limit", "other"),
+    ("gas_limit > env.block.gas_limit", "other"),
 )
 RETRY_AFTER_CAP = 60.0
 

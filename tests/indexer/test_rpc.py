@@ -15,6 +15,7 @@ from indexer.errors import (
     RateLimited,
     RpcRejected,
     RpcUnavailable,
+    TxRejected,
     UnknownBlock,
 )
 from indexer.rpc import classify_rpc_error
@@ -114,3 +115,15 @@ async def test_a_revert_is_fatal_and_keeps_its_data(anvil: Anvil) -> None:
 )  # fmt: skip
 def test_provider_errors_are_classified(error: dict[str, Any], method: str, kind: type) -> None:
     assert type(classify_rpc_error(error, method)) is kind
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "exceeds block gas limit",  # geth
+        "intrinsic gas too high -- tx.gas_limit > env.block.gas_limit",  # anvil
+    ],
+)
+def test_a_transaction_larger_than_a_block_is_refused_not_retried(message: str) -> None:
+    error = classify_rpc_error({"code": -32000, "message": message}, "eth_sendRawTransaction")
+    assert isinstance(error, TxRejected) and error.kind == "other"
