@@ -160,11 +160,11 @@ class Executor:
         jobs = await self.outbox.jobs("live") + await self.outbox.jobs("mined")
         if not jobs:
             return
-        mined_count = await self.nonces.mined_count()  # before the receipts: see below
-        # Below this count the node holds a transaction of ours for every nonce; a live
-        # job at or above it has none there (a reorg took it, or the node dropped it).
-        held = await self.nonces.pending_count() if any(j.state == "live" for j in jobs) else 0
         head = int(await self.client.call("eth_blockNumber"), 16)
+        # The mined count is asked before the receipts: see below. Below the pending
+        # count the node holds a transaction of ours for every nonce; a live job at or
+        # above it has none there (a reorg took it, or the node dropped it).
+        mined_count, held = await self.nonces.counts(head)
         hashes = [a.hash for job in jobs for a in job.attempts]
         answers = await self.client.batch_each([("eth_getTransactionReceipt", [h]) for h in hashes])
         receipts = {h: r for h, r in zip(hashes, answers, strict=True) if isinstance(r, dict)}
