@@ -183,6 +183,40 @@ async def test_reorg_equals_fresh_index(
     assert len(after["sessions"]) == 3
 
 
+async def test_rollback_over_a_batch_close_naming_no_session(
+    tmp_path: Path,
+    fresh_chain: Chain,
+    stack: Stack,
+    roles: Roles,
+    make_session: Callable[..., Session],
+) -> None:
+    """A factory's BatchCloseFailed names an address that is no session (a wallet whose
+    creation a reorg took away, or anything a caller passes). A rollback that removes one
+    such event, with an older one left, replays the sessions it touched from their own
+    events: the address stays no session (the replay once crashed on it)."""
+    chain = fresh_chain
+    s1 = make_session()
+    nobody = roles.stranger
+    batch = stack.factory.functions.closeBatch(
+        [nobody, s1.wallet.address], [int(CloseReason.EXPIRED)] * 2
+    )
+    async with Follower(chain.anvil.url, tmp_path / "f.sqlite", stack.factory.address) as f:
+        chain.send(batch, roles.stranger)  # s1 has not expired: both members fail
+        chain.send(batch, roles.stranger)
+        await f.settle()
+        failed = [e[8] for e in rows(f.path)["events"] if e[9] == "BatchCloseFailed"]
+        assert sorted(failed) == sorted([nobody, s1.wallet.address] * 2)
+        chain.anvil.rpc("anvil_reorg", 1, [])  # the second batch's block, now empty
+        await f.settle()
+        after = rows(f.path)
+    fresh = tmp_path / "fresh.sqlite"
+    await index_to_head(chain.anvil.url, fresh, config(stack.factory.address))
+    assert after == rows(fresh)
+    failed = [e[8] for e in after["events"] if e[9] == "BatchCloseFailed"]
+    assert sorted(failed) == sorted([nobody, s1.wallet.address])
+    assert [s[0] for s in after["sessions"]] == [s1.wallet.address]
+
+
 async def test_revert_to_a_shorter_chain_then_new_blocks(
     tmp_path: Path,
     fresh_chain: Chain,
