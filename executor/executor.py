@@ -33,7 +33,7 @@ from typing import Any
 
 from executor import calls
 from executor.calls import Call
-from executor.fees import FeePolicy, Fees, fetch_fees, outbid, replacement
+from executor.fees import FeePolicy, Fees, fetch_fees, replacement
 from executor.guards import (
     Guards,
     Obsolete,
@@ -127,7 +127,6 @@ class Executor:
         self._now_ms = clock_ms
         self._sent_block: dict[str, int] = {}  # tx hash -> head when sent (memory only)
         self._force: set[int] = set()  # job ids to replace at once (underpriced, below base)
-        self._market: Fees | None = None
         self._unexplained: dict[int, float] = {}  # job id -> when its nonce was seen used
         self._starved = False  # below the minimum balance: alert once, not every step
         self._simulate = True  # until the node says it has no eth_simulateV1
@@ -148,7 +147,6 @@ class Executor:
     async def step(self, now: int) -> StepReport:
         """One pass: track, confirm, submit. `now` is chain time (latest indexed block)."""
         report = StepReport()
-        self._market = None
         if not self.config.dry_run:
             await self._track(report)
         await self._confirm(report)
@@ -160,11 +158,11 @@ class Executor:
         jobs = await self.outbox.jobs("live") + await self.outbox.jobs("mined")
         if not jobs:
             return
+        mined_count = await self.nonces.mined_count()  # before the receipts: see below
+        # Below this count the node holds a transaction of ours for every nonce; a live
+        # job at or above it has none there (a reorg took it, or the node dropped it).
+        held = await self.nonces.pending_count() if any(j.state == "live" for j in jobs) else 0
         head = int(await self.client.call("eth_blockNumber"), 16)
-        # The mined count is asked before the receipts: see below. Below the pending
-        # count the node holds a transaction of ours for every nonce; a live job at or
-        # above it has none there (a reorg took it, or the node dropped it).
-        mined_count, held = await self.nonces.counts(head)
         hashes = [a.hash for job in jobs for a in job.attempts]
         answers = await self.client.batch_each([("eth_getTransactionReceipt", [h]) for h in hashes])
         receipts = {h: r for h, r in zip(hashes, answers, strict=True) if isinstance(r, dict)}
@@ -290,20 +288,14 @@ class Executor:
         sent_at = self._sent_block.setdefault(latest.hash, head)
         if job.id not in self._force and head - sent_at < self.config.replace_after_blocks:
             return
-        forced = job.id in self._force
         self._force.discard(job.id)
         if job.nonce is None:
             return
         members = await self.outbox.intents_of_job(job.id)
         wanted = [m for m in members if m.state == "submitted"]
         still_needed = bool(wanted)
-        market = await self._fees()
+        market = await fetch_fees(self.client, self.config.fees)
         previous = Fees(latest.max_fee_per_gas, latest.max_priority_fee_per_gas)
-        whole = still_needed and len(wanted) == len(members)
-        if whole and not forced and not outbid(previous, market, self.config.fees):
-            # Priced for the next block and held by the node (a lost one is re-sent
-            # above): it only waits for space, and bidding it up would not get it in sooner.
-            return
         if still_needed or job.kind == "cancel":
             # A cancel stays uncapped on every bump, or it could strand its nonce.
             fees = replacement(previous, market, self.config.fees, capped=job.kind != "cancel")
@@ -419,7 +411,7 @@ class Executor:
         report.obsolete += len(obsolete)
         if not ready:
             return
-        market = await self._fees()
+        market = await fetch_fees(self.client, self.config.fees)
         refusal = fee_refusal(market.max_fee_per_gas, self.config.fees.max_fee_per_gas)
         if refusal is None and not self.config.dry_run:
             balance = int(await self.client.call("eth_getBalance", self.relayer, "latest"), 16)
@@ -647,13 +639,6 @@ class Executor:
         await self.outbox.mark_sent(tx_hash, self._now_ms())
 
     # -- helpers -----------------------------------------------------------------------
-    async def _fees(self) -> Fees:
-        """The market fees, asked once per step: every replacement and send of a step
-        prices against the same answer."""
-        if self._market is None:
-            self._market = await fetch_fees(self.client, self.config.fees)
-        return self._market
-
     def _tx_fields(self, call: Call) -> dict[str, str]:
         return {"from": self.relayer, "to": call.to, "data": call.data}
 

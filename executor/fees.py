@@ -127,18 +127,6 @@ def replacement(
     return Fees(fee, tip)
 
 
-def outbid(offered: Fees, market: Fees, policy: FeePolicy) -> bool:
-    """Whether a transaction priced at `offered` has fallen out of the next block's market:
-    its tip below the market tip, or its max fee below the next base fee plus that tip.
-
-    One that still clears is only waiting for block space, most often behind the relayer's
-    own earlier nonces in a burst; a replacement would not get it in sooner, and a
-    replacement's higher tip raises the next market tip for every other transaction."""
-    tip = market.max_priority_fee_per_gas
-    next_base = (market.max_fee_per_gas - tip) // policy.base_fee_multiplier  # market_fees
-    return offered.max_priority_fee_per_gas < tip or offered.max_fee_per_gas < next_base + tip
-
-
 def exceeds_cap(fees: Fees, policy: FeePolicy) -> bool:
     return policy.max_fee_per_gas is not None and fees.max_fee_per_gas > policy.max_fee_per_gas
 

@@ -48,20 +48,13 @@ class NonceManager:
         self._next = nxt
         return nxt
 
-    async def counts(self, head: int) -> tuple[int, int]:
-        """In one round trip: the sender's transactions mined up to block `head` (every
-        nonce below is used), and those the node knows, mined or waiting in its pool.
+    async def mined_count(self) -> int:
+        """Transactions of the sender in the latest block: every nonce below is used."""
+        return int(await self.client.call("eth_getTransactionCount", self.address, "latest"), 16)
 
-        The mined count is asked at `head`'s number rather than at "latest": anvil
-        answers "latest" from a copy of its whole state (1.7 s with 100,000 sessions in
-        it), a numbered block at once."""
-        mined, pending = await self.client.batch(
-            [
-                ("eth_getTransactionCount", [self.address, hex(head)]),
-                ("eth_getTransactionCount", [self.address, "pending"]),
-            ]
-        )
-        return int(mined, 16), int(pending, 16)
+    async def pending_count(self) -> int:
+        """Transactions of the sender the node knows, mined or waiting in its pool."""
+        return int(await self.client.call("eth_getTransactionCount", self.address, "pending"), 16)
 
     def allocate(self) -> int:
         if self._next is None:

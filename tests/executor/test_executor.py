@@ -121,38 +121,6 @@ async def test_stuck_low_fee_transaction_is_replaced_and_confirmed_once(
     assert closed_reason(fresh_chain, session) == CloseReason.STOP_LOSS
 
 
-async def test_a_transaction_waiting_only_for_block_space_is_not_replaced(
-    anvil: Anvil, fresh_chain: Chain, stack: Stack, make_session: Any, tmp_path: Path
-) -> None:
-    start = fresh_chain.w3.eth.block_number + 1
-    session = make_session()
-    gas_limit = fresh_chain.w3.eth.get_block("latest")["gasLimit"]
-    async with rig(anvil.url, tmp_path / "w.db", stack.factory.address, start) as r:
-        await r.index()
-        key = await r.intend(session.wallet.address)
-        anvil.rpc("evm_setAutomine", False)
-        try:
-            await r.step()
-            # Blocks too small for it pass by (a burst ahead of it would do the same):
-            # its fees still clear every one of them, the base fee only falls.
-            anvil.rpc("evm_setBlockGasLimit", hex(50_000))
-            for _ in range(3):
-                anvil.rpc("evm_mine")
-            assert closed_reason(fresh_chain, session) is None
-            report = await r.step(index=False)
-            assert (report.replaced, report.cancelled) == (0, 0)
-            anvil.rpc("evm_setBlockGasLimit", hex(gas_limit))
-            anvil.rpc("evm_mine")
-        finally:
-            anvil.rpc("evm_setBlockGasLimit", hex(gas_limit))
-            anvil.rpc("evm_setAutomine", True)
-        await r.run()
-        assert (await r.state(key))[0] == "confirmed"
-    txs = table(r.db_path, "SELECT state FROM transactions")
-    assert txs == [("mined",)]  # the one it first sent
-    assert closed_reason(fresh_chain, session) == CloseReason.STOP_LOSS
-
-
 async def test_nonce_taken_by_an_outside_transaction_is_recovered(
     anvil: Anvil, fresh_chain: Chain, stack: Stack, roles: Roles, make_session: Any, tmp_path: Path
 ) -> None:

@@ -20,7 +20,6 @@ from executor.fees import (
     exceeds_cap,
     fetch_fees,
     market_fees,
-    outbid,
     replacement,
     within_cap,
 )
@@ -193,30 +192,6 @@ def test_replacement_math(previous: Fees, market: Fees, policy: FeePolicy, cappe
 def test_a_cancel_always_has_fees(previous: Fees, market: Fees, policy: FeePolicy) -> None:
     got = replacement(previous, market, policy, capped=False)
     assert got is not None and geth_accepts(previous, got)
-
-
-def test_outbid_when_the_next_block_would_not_take_it() -> None:
-    policy = FeePolicy(base_fee_multiplier=2)
-    market = market_fees(history([1, 30 * GWEI], [2 * GWEI]), policy)
-    assert market == Fees(62 * GWEI, 2 * GWEI)  # next base 30 gwei, tip 2 gwei
-    # sent when the base fee was 20 gwei: 42 gwei still clears 30 + 2
-    assert not outbid(Fees(42 * GWEI, 2 * GWEI), market, policy)
-    assert not outbid(Fees(32 * GWEI, 2 * GWEI), market, policy)  # exactly enough
-    assert outbid(Fees(32 * GWEI - 1, 2 * GWEI), market, policy)  # 1 wei short of base + tip
-    assert outbid(Fees(100 * GWEI, 2 * GWEI - 1), market, policy)  # tip below the market's
-
-
-@settings(max_examples=300, deadline=None)
-@given(offered=fees(), base=WEI, tip=WEI, multiplier=st.integers(1, 100))
-def test_replacing_an_outbid_transaction_clears_the_market(
-    offered: Fees, base: int, tip: int, multiplier: int
-) -> None:
-    """What `replacement` offers for an outbid transaction is never itself outbid."""
-    policy = FeePolicy(base_fee_multiplier=multiplier)
-    market = Fees(base * multiplier + tip, tip)  # as market_fees builds it
-    if outbid(offered, market, policy):
-        got = replacement(offered, market, policy, capped=False)
-        assert got is not None and not outbid(got, market, policy)
 
 
 def test_replacement_at_the_cap_waits() -> None:
