@@ -76,6 +76,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from _report import header, spread  # noqa: E402
+from bench_executor import send_all  # noqa: E402
 from seed_chain import Rpc, anvil_version, strip_traces  # noqa: E402
 
 from contracts import artifact_names, load_artifact  # noqa: E402
@@ -96,7 +97,6 @@ TOKEN = 10**18
 DEPOSIT = TOKEN
 OWNERS = 8
 CREATE_GAS = 400_000  # createSession costs ~314k (docs/gas.md); explicit, no estimate
-SEND_CHUNK = 250  # transactions per JSON-RPC batch while building
 ROUND = 5_000  # transactions sent, then mined, per round while building
 EXPIRY_AFTER = 6 * 3600  # T = head timestamp + 6 h (idle-cleanup would come 24 h after creation)
 RELAYER_KEY = DEVNET_KEYS[2]
@@ -232,8 +232,7 @@ async def _build_chain(sessions: int, key: str) -> ChainMeta:
 
 
 async def _send_and_mine(client: ChainClient, txs: list[dict[str, str]]) -> None:
-    """Send from unlocked accounts with automine off, mine until the pool is empty, check
-    every receipt."""
+    """`bench_executor.send_all`, with each sender's nonces filled in first."""
     senders = sorted({tx["from"] for tx in txs if "nonce" not in tx})
     if senders:
         counts = await client.batch([("eth_getTransactionCount", [s, "pending"]) for s in senders])
@@ -242,23 +241,7 @@ async def _send_and_mine(client: ChainClient, txs: list[dict[str, str]]) -> None
             if "nonce" not in tx:
                 tx["nonce"] = hex(nxt[tx["from"]])
                 nxt[tx["from"]] += 1
-    await client.call("evm_setAutomine", False)
-    try:
-        hashes: list[str] = []
-        for start in range(0, len(txs), SEND_CHUNK):
-            chunk = txs[start : start + SEND_CHUNK]
-            hashes += await client.batch([("eth_sendTransaction", [tx]) for tx in chunk])
-        while int((await client.call("txpool_status"))["pending"], 16):
-            await client.call("evm_mine")
-    finally:
-        await client.call("evm_setAutomine", True)
-    for start in range(0, len(hashes), SEND_CHUNK):
-        sent = hashes[start : start + SEND_CHUNK]
-        receipts = await client.batch([("eth_getTransactionReceipt", [h]) for h in sent])
-        bad = [h for h, r in zip(sent, receipts, strict=True) if not r or r["status"] != "0x1"]
-        if bad:
-            r = receipts[[h for h in sent].index(bad[0])]
-            raise SystemExit(f"setup transaction failed: {bad[0]} {r}")
+    await send_all(client, txs)
 
 
 # ------------------------------------------------------------------------------ the daemon
