@@ -14,7 +14,30 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-__all__ = ["Artifact", "ArtifactNotFound", "artifact_names", "load_artifact", "solc_version"]
+from contracts.vocabulary import (
+    CLOSE_REASONS,
+    MAX_BATCH,
+    OPEN_STATUSES,
+    POLICY_REASONS,
+    SESSION_STATUSES,
+    SWEEP_REASON,
+    UINT256_MAX,
+)
+
+__all__ = [
+    "CLOSE_REASONS",
+    "MAX_BATCH",
+    "OPEN_STATUSES",
+    "POLICY_REASONS",
+    "SESSION_STATUSES",
+    "SWEEP_REASON",
+    "UINT256_MAX",
+    "Artifact",
+    "ArtifactNotFound",
+    "artifact_names",
+    "load_artifact",
+    "solc_version",
+]
 
 
 class ArtifactNotFound(LookupError):

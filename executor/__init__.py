@@ -2,24 +2,23 @@
 through to confirmation. See `executor.executor` for the loop, `executor.outbox` for the
 tables and `executor.errors` for what can go wrong."""
 
-from executor.calls import Call, check_call
 from executor.errors import ConfigError, ExecutorError, GuardConfigError, OutboxError
 from executor.executor import Executor, ExecutorConfig, StepReport
 from executor.fees import FeePolicy, Fees
 from executor.guards import Guards, Refusal
 from executor.outbox import ORPHANED, STATES, Claim, IntentRow, Job, Outbox
-from executor.reverts import Revert, decode_revert
+from executor.settings import ExecutorSettings
 from executor.signer import SignedTx, Signer, SignerError, load_password, write_keystore
 
 __all__ = [
     "ORPHANED",
     "STATES",
-    "Call",
     "Claim",
     "ConfigError",
     "Executor",
     "ExecutorConfig",
     "ExecutorError",
+    "ExecutorSettings",
     "FeePolicy",
     "Fees",
     "GuardConfigError",
@@ -29,13 +28,10 @@ __all__ = [
     "Outbox",
     "OutboxError",
     "Refusal",
-    "Revert",
     "SignedTx",
     "Signer",
     "SignerError",
     "StepReport",
-    "check_call",
-    "decode_revert",
     "load_password",
     "write_keystore",
 ]

@@ -31,8 +31,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from executor import calls
-from executor.calls import Call
+from chain import CallReverted, ChainClient, TxRejected, calls
+from chain.calls import Call
+from chain.reverts import batch_failures, closed_wallets, decode_revert
 from executor.fees import FeePolicy, Fees, fetch_fees, replacement
 from executor.guards import (
     Guards,
@@ -45,9 +46,8 @@ from executor.guards import (
 )
 from executor.nonces import NonceManager
 from executor.outbox import BATCH_MEMBER, ORPHANED, REVERTED, IntentRow, Job, NewJob, Outbox
-from executor.reverts import batch_failures, closed_wallets, decode_revert
 from executor.signer import Signer
-from indexer import CallReverted, ChainClient, IndexerStore, Session, TxRejected
+from indexer import IndexerStore, Session
 
 log = logging.getLogger("warden.executor")
 

@@ -21,12 +21,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from indexer.errors import BadResponse
-from indexer.rpc import ChainClient
+from chain.client import ChainClient
+from chain.errors import BadResponse
+from chain.units import GWEI
+from contracts import UINT256_MAX
 
 _HEX = frozenset(string.hexdigits)  # int(x, 16) alone would take "0x_1" and spaces
-GWEI = 10**9
-UINT256_MAX = 2**256 - 1
 GETH_MIN_BUMP_PERCENT = 10  # txpool.pricebump default; most providers run geth's rule
 
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from executor.calls import MAX_BATCH, POLICY_REASONS
+from chain.units import ETHER
+from contracts import MAX_BATCH, POLICY_REASONS
 from executor.errors import GuardConfigError
 from executor.outbox import IntentRow
 from indexer import Session
-
-ETHER = 10**18
 
 
 @dataclass(frozen=True)

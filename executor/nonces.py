@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from indexer import ChainClient
+from chain import ChainClient
 
 log = logging.getLogger("warden.executor")
 

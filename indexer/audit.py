@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from eth_utils.crypto import keccak
 
+from chain.client import ChainClient
 from indexer.projection import Session
-from indexer.rpc import ChainClient
 
 _BALANCE_OF = keccak(text="balanceOf(address)")[:4].hex()
 

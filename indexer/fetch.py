@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from indexer.errors import BadResponse, LogRangeTooLarge
-from indexer.rpc import ChainClient
+from chain.client import ChainClient
+from chain.errors import BadResponse, LogRangeTooLarge
 from indexer.store import BlockRef
 
 

@@ -25,8 +25,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from indexer.abi import checksum, topics_filter
-from indexer.errors import BadResponse, RetryableError, UnknownBlock
+from chain.abi import checksum, topics_filter
+from chain.client import ChainClient
+from chain.errors import BadResponse, RetryableError, UnknownBlock
 from indexer.fetch import Fetcher, RangeSizing, header_ref
 from indexer.logs import classify, wallet_addresses
 from indexer.progress import Progress
@@ -38,7 +39,6 @@ from indexer.reorg import (
     finalized,
     link,
 )
-from indexer.rpc import ChainClient
 from indexer.store import Batch, BlockRef, IndexerStore
 
 log = logging.getLogger("warden.indexer")

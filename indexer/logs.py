@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from indexer.abi import MalformedLog, checksum, event_specs, position
+from chain.abi import MalformedLog, checksum, event_specs, position
 from indexer.projection import Event
 from indexer.store import BlockRef, IgnoredLog
 

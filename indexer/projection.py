@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from indexer.abi import CLOSE_REASONS
+from contracts import CLOSE_REASONS
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from indexer.abi import event_specs, position
+from chain.abi import event_specs, position
 from indexer.migrations import migrate
 from indexer.projection import Event, Session, replay
 

@@ -14,8 +14,9 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 
+from contracts import POLICY_REASONS, SWEEP_REASON
 from rules.errors import Problem, RulesError
-from rules.model import ACTIONS, CLOSE_REASONS, SWEEP_REASON, Rule, RuleSet
+from rules.model import ACTIONS, Rule, RuleSet
 from rules.syntax import ExprError, Node, parse
 from rules.typecheck import check_condition, suggest
 
@@ -263,13 +264,14 @@ class _FileReader:
             if "reason" not in item:
                 self.report(
                     item.lc.key("action"),
-                    "action 'close' needs a reason: " + ", ".join(CLOSE_REASONS),
+                    "action 'close' needs a reason: " + ", ".join(POLICY_REASONS),
                     name,
                 )
-            elif reason not in CLOSE_REASONS:
+            elif reason not in POLICY_REASONS:
                 self.report(
                     item.lc.value("reason"),
-                    f"bad reason {reason!r} for close: {_did_you_mean(str(reason), CLOSE_REASONS)}",
+                    f"bad reason {reason!r} for close: "
+                    + _did_you_mean(str(reason), POLICY_REASONS),
                     name,
                 )
             return "close", str(reason)

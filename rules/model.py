@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from rules.syntax import Node
 
 ACTIONS = ("close", "sweep")
-CLOSE_REASONS = ("stop_loss", "take_profit", "expired", "idle")
-SWEEP_REASON = "swept"
 # Actions that end the session: at most one of them is emitted per decision.
 TERMINAL_ACTIONS = frozenset(ACTIONS)
 
@@ -19,7 +17,7 @@ class Rule:
     when: str  # the condition as written
     condition: Node
     action: str  # "close" | "sweep"
-    reason: str  # close: a CLOSE_REASONS member; sweep: "swept"
+    reason: str  # close: a contracts.POLICY_REASONS member; sweep: "swept"
     priority: int  # higher wins
     enabled: bool
     policies: frozenset[str] | None  # None: every session; else only these policy names

@@ -48,8 +48,6 @@ class FieldType(Enum):
     BOOL = "a condition"
 
 
-STATUSES = ("active", "revoked", "closed")
-
 # `now` is not a snapshot field: it is the chain time passed to evaluate().
 FIELD_TYPES: dict[str, FieldType] = {
     "balance": FieldType.AMOUNT,

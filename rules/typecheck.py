@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import difflib
 
-from rules.snapshot import FIELD_TYPES, STATUSES, FieldType
+from contracts import SESSION_STATUSES
+from rules.snapshot import FIELD_TYPES, FieldType
 from rules.syntax import (
     Arith,
     BoolOp,
@@ -205,9 +206,9 @@ class TypeChecker:
             isinstance(field, Field)
             and field.name == "status"
             and isinstance(literal, Str)
-            and literal.value not in STATUSES
+            and literal.value not in SESSION_STATUSES
         ):
-            close = suggest(literal.value, STATUSES)
+            close = suggest(literal.value, SESSION_STATUSES)
             hint = f'did you mean "{close}"? ' if close else ""
             self.fail(
                 literal.offset,

@@ -42,9 +42,10 @@ from web3 import Web3
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from chain import ChainClient, calls  # noqa: E402
 from contracts import load_artifact  # noqa: E402
-from executor import Executor, ExecutorConfig, Guards, Outbox, Signer, calls  # noqa: E402
-from indexer import ChainClient, Indexer, IndexerConfig, IndexerStore, open_database  # noqa: E402
+from executor import Executor, ExecutorConfig, Guards, Outbox, Signer  # noqa: E402
+from indexer import Indexer, IndexerConfig, IndexerStore, open_database  # noqa: E402
 from rules import Decision, Intent  # noqa: E402
 from warden.devnet import DEVNET_KEYS, Anvil, Deployment, deploy_stack  # noqa: E402
 

@@ -37,15 +37,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import seed_chain  # noqa: E402
 
-from indexer import (  # noqa: E402
-    ChainClient,
-    Indexer,
-    IndexerConfig,
-    IndexerStore,
-    RangeSizing,
-    open_database,
-)
-from indexer.abi import topics_filter  # noqa: E402
+from chain import ChainClient  # noqa: E402
+from chain.abi import topics_filter  # noqa: E402
+from indexer import Indexer, IndexerConfig, IndexerStore, RangeSizing, open_database  # noqa: E402
 
 RANGE = 2_000  # the first range; the indexer adapts it
 

@@ -93,9 +93,9 @@ import seed_chain  # noqa: E402
 from _report import header, percentile, spread  # noqa: E402
 from bench_executor import Chain, deploy, fund, nonces, send_all, with_nonces  # noqa: E402
 
+from chain import ChainClient, calls  # noqa: E402
 from contracts import artifact_names, load_artifact  # noqa: E402
-from executor import Signer, calls  # noqa: E402
-from indexer import ChainClient  # noqa: E402
+from executor import Signer  # noqa: E402
 from warden.devnet import DEVNET_KEYS, Anvil, free_port  # noqa: E402
 
 TOKEN = 10**18
@@ -263,7 +263,7 @@ class Daemon:
     def start(self) -> None:
         env = {**os.environ, "WARDEN_BENCH_KEY": RELAYER_KEY}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "warden.cli", "run", "--config", str(self.config)],
+            [sys.executable, "-m", "warden", "run", "--config", str(self.config)],
             stdout=subprocess.DEVNULL, stderr=self.log.open("ab"), env=env, cwd=self.config.parent,
         )  # fmt: skip
 

@@ -79,9 +79,9 @@ from _report import header, spread  # noqa: E402
 from bench_executor import send_all  # noqa: E402
 from seed_chain import Rpc, anvil_version, strip_traces  # noqa: E402
 
+from chain import ChainClient  # noqa: E402
 from contracts import artifact_names, load_artifact  # noqa: E402
 from executor.outbox import MIGRATIONS as OUTBOX_MIGRATIONS  # noqa: E402
-from indexer import ChainClient  # noqa: E402
 from warden.devnet import DEVNET_KEYS, Anvil, deploy_stack, free_port  # noqa: E402
 
 CACHE_DIR = ROOT / ".cache" / "bench"
@@ -285,7 +285,7 @@ logging:
         self.started = time.time()
         profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
         self.proc = subprocess.Popen(
-            [sys.executable, *profiler, "-m", "warden.cli", "run", "--config", str(config)],
+            [sys.executable, *profiler, "-m", "warden", "run", "--config", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=self.log_path.open("ab"),
             env=env,

@@ -14,8 +14,8 @@ from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.types import TxReceipt
 
+from chain.reverts import Revert, decode_revert
 from contracts import load_artifact
-from executor.reverts import Revert, decode_revert
 from warden.devnet import Anvil, deploy_contract
 
 DEFAULT_GAS = 3_000_000

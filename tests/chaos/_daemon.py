@@ -92,7 +92,7 @@ logging:
 
 
 class Daemon:
-    """`python -m warden.cli run --config F` as a subprocess; stderr (JSON logs) appended
+    """`python -m warden run --config F` as a subprocess; stderr (JSON logs) appended
     to `log` across restarts."""
 
     def __init__(self, config: Path, log: Path) -> None:
@@ -107,7 +107,7 @@ class Daemon:
         env = {**os.environ, "WARDEN_TEST_KEY": RELAYER_KEY}
         with self.log.open("ab") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "warden.cli", "run", "--config", str(self.config)],
+                [sys.executable, "-m", "warden", "run", "--config", str(self.config)],
                 stdout=subprocess.DEVNULL,
                 stderr=err,
                 env=env,

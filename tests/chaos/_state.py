@@ -23,19 +23,12 @@ from typing import Any
 
 from web3 import Web3
 
+from chain import ChainClient, RetryPolicy
 from contracts import load_artifact
 from executor.outbox import FINAL_STATES
-from indexer import (
-    BlockRef,
-    ChainClient,
-    Indexer,
-    IndexerConfig,
-    IndexerStore,
-    RetryPolicy,
-    open_database,
-)
+from indexer import BlockRef, Indexer, IndexerConfig, IndexerStore, open_database
 from rules import RulesHolder, RulesHost
-from warden.snapshots import snapshot_of
+from warden.app.snapshots import snapshot_of
 
 RETRY = RetryPolicy(initial=0.02, factor=1.5, max_delay=0.5, attempts=40)
 MAX_LINES = 40  # per table: a broken run should be readable, not a wall of text

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chain import ChainClient
 from executor import Executor, ExecutorConfig, Guards, Outbox, Signer
 from executor.fees import FeePolicy
-from indexer import ChainClient, Indexer, IndexerStore, open_database
+from indexer import Indexer, IndexerStore, open_database
 from rules import Decision, Intent
 from tests.indexer._support import FAST_RETRY, config
 from warden.devnet import DEVNET_KEYS

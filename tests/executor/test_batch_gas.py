@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from executor import calls
+from chain import calls
 from tests._chain import Chain, CloseReason
 from tests.conftest import Roles, Session, Stack
 from tests.executor._support import rig, table

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from eth_abi.abi import decode
 
-from executor.calls import CLOSE, CLOSE_BATCH, SWEEP
+from chain.calls import CLOSE, CLOSE_BATCH, SWEEP
 from tests._chain import Chain
 from tests.conftest import Roles, Session, Stack
 from tests.executor._support import rig, table

@@ -19,8 +19,8 @@ from rules import Evaluator, RulesHost, RulesRunner, load_rules
 from tests._chain import Chain, CloseReason
 from tests.conftest import TOKEN, Roles, Session, Stack
 from tests.executor._support import GWEI, RELAYER_KEY, rig, table
+from warden.app.snapshots import snapshot_of
 from warden.devnet import Anvil
-from warden.snapshots import snapshot_of
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,6 +13,9 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chain import ChainClient
+from chain.client import RetryPolicy
+from chain.errors import BadResponse
 from executor.fees import (
     GWEI,
     FeePolicy,
@@ -24,9 +27,6 @@ from executor.fees import (
     within_cap,
 )
 from executor.signer import Signer
-from indexer import ChainClient
-from indexer.errors import BadResponse
-from indexer.rpc import RetryPolicy
 from tests._chain import Chain
 from warden.devnet import DEVNET_KEYS, Anvil
 

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from indexer import ChainClient, Indexer, IndexerConfig, IndexerStore, RetryPolicy, open_database
+from chain import ChainClient, RetryPolicy
+from indexer import Indexer, IndexerConfig, IndexerStore, open_database
 from indexer.fetch import RangeSizing
 
 FAST_RETRY = RetryPolicy(initial=0.02, factor=1.5, max_delay=0.2, attempts=40)

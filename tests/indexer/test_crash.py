@@ -26,7 +26,7 @@ KILLS_WHILE_FOLLOWING = 12
 
 def start_indexer(url: str, factory: str, db: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "warden.cli", "index", "--rpc", url, "--factory", factory,
+        [sys.executable, "-m", "warden", "index", "--rpc", url, "--factory", factory,
          "--db", str(db), "--quiet", "--retry-initial", "0.05", "--reorg-window", "8", *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer import ChainClient, audit_balances
+from chain import ChainClient
+from indexer import audit_balances
 from tests._chain import Chain
 from tests.conftest import Roles, Session, Stack, as_tuple, session_params
 from tests.indexer._support import FAST_RETRY, config, index_to_head, opened

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from indexer import ChainClient, Indexer, RetryPolicy
+from chain import ChainClient, RetryPolicy
+from indexer import Indexer
 from tests._chain import Chain
 from tests._rpc_proxy import Fault, FaultyProxy
 from tests.conftest import Roles, Session, Stack

@@ -7,7 +7,8 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from indexer import ChainClient, Indexer
+from chain import ChainClient
+from indexer import Indexer
 from tests._chain import Chain, CloseReason
 from tests._workload import Workload
 from tests.conftest import TOKEN, Roles, Session, Stack

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from indexer import ChainClient, Change, Indexer, IndexerStore, open_database
+from chain import ChainClient
+from indexer import Change, Indexer, IndexerStore, open_database
 from tests._chain import Chain, CloseReason
 from tests.conftest import (
     TOKEN,

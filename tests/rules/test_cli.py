@@ -12,7 +12,7 @@ from tests.rules._cases import CASES, GOOD
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = (
     "import argparse, sys\n"
-    "from warden.rules_command import add_rules_parser, run_rules_command\n"
+    "from warden.cli.rules import add_rules_parser, run_rules_command\n"
     "parser = argparse.ArgumentParser(prog='warden')\n"
     "add_rules_parser(parser.add_subparsers(dest='command'))\n"
     "sys.exit(run_rules_command(parser.parse_args(sys.argv[1:])))\n"

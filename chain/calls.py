@@ -1,0 +1,154 @@
+"""The only transactions Warden makes, encoded, and the check that a payload is one of them.
+
+A close with a policy reason (stop-loss, take-profit, expired, idle) or a sweep on a wallet
+the indexer knows, a batch of those through the configured factory's `closeBatch`, and a
+zero-value self-transfer that cancels a stuck nonce. `check_call` decodes the exact bytes
+about to be signed and refuses anything else, so a bug upstream cannot make the relayer
+sign an arbitrary call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi.abi import decode, encode
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+from chain.abi import checksum
+from contracts import CLOSE_REASONS, MAX_BATCH, POLICY_REASONS, SWEEP_REASON
+
+REASON_CODE = {name: code for code, name in enumerate(CLOSE_REASONS)}
+SWEPT = REASON_CODE[SWEEP_REASON]
+CANCEL_GAS = 21_000
+
+
+def _selector(signature: str) -> bytes:
+    return keccak(text=signature)[:4]
+
+
+CLOSE = _selector("close(uint8)")
+SWEEP = _selector("sweep()")
+CLOSE_BATCH = _selector("closeBatch(address[],uint8[])")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    kind: str  # close | sweep | batch | cancel
+    to: str
+    data: str  # 0x calldata
+
+    @property
+    def payload(self) -> bytes:
+        return bytes.fromhex(self.data[2:])
+
+
+def reason_code(action: str, reason: str) -> int:
+    if action == "sweep":
+        return SWEPT
+    if action == "close" and reason in POLICY_REASONS:
+        return REASON_CODE[reason]
+    raise ValueError(f"Warden never sends {action} with reason {reason!r}")
+
+
+def single(wallet: str, action: str, reason: str) -> Call:
+    if action == "sweep":
+        return Call("sweep", wallet, "0x" + SWEEP.hex())
+    code = reason_code(action, reason)
+    return Call("close", wallet, "0x" + (CLOSE + encode(["uint8"], [code])).hex())
+
+
+def batch(factory: str, members: Sequence[tuple[str, str, str]]) -> Call:
+    """`closeBatch` of (wallet, action, reason) members; a sweep is a close(Swept)."""
+    if not 1 <= len(members) <= MAX_BATCH:
+        raise ValueError(f"a batch holds 1 to {MAX_BATCH} members, not {len(members)}")
+    # The ABI encoding of (address[], uint8[]) written out: eth_abi's validation of
+    # every address cost ~15 ms per batch of 256, a large share of an expiry storm.
+    n = len(members)
+    words = [f"{64:064x}", f"{96 + 32 * n:064x}", f"{n:064x}"]
+    for wallet, _, _ in members:
+        if len(wallet) != 42 or not wallet.startswith(("0x", "0X")):
+            raise ValueError(f"not an address: {wallet!r}")
+        int(wallet[2:], 16)  # raises ValueError unless hexadecimal
+        words.append("0" * 24 + wallet[2:].lower())
+    words.append(f"{n:064x}")
+    words.extend(f"{reason_code(action, reason):064x}" for _, action, reason in members)
+    return Call("batch", factory, "0x" + CLOSE_BATCH.hex() + "".join(words))
+
+
+def batch_gas(call: Call, members: int, member_gas: int) -> int:
+    """The gas limit a batch is sent with: intrinsic gas (base and calldata, EIP-2028)
+    plus an allowance per member; `Executor` proves it with an eth_call first."""
+    payload = call.payload
+    zeros = payload.count(0)
+    return 21_000 + 4 * zeros + 16 * (len(payload) - zeros) + members * member_gas
+
+
+def simulation(relayer: str, call: Call, gas: int) -> dict[str, Any]:
+    """`eth_simulateV1` parameters: `call` from the relayer at gas limit `gas`, one block."""
+    tx = {"from": relayer, "to": call.to, "data": call.data, "gas": hex(gas)}
+    return {"blockStateCalls": [{"calls": [tx]}]}
+
+
+def simulated_count(answer: object) -> int | None:
+    """`closeBatch`'s return value (closedCount) from an `eth_simulateV1` answer of one
+    call; None unless the call succeeded and returned one uint256 (a revert, out of gas,
+    an error, a malformed answer)."""
+    try:
+        result = answer[0]["calls"][0]  # type: ignore[index]
+        data = result["returnData"]
+        if result["status"] != "0x1" or not isinstance(data, str) or len(data) != 66:
+            return None
+        return int(data, 16)
+    except (LookupError, TypeError, ValueError):
+        return None
+
+
+def cancel(relayer: str) -> Call:
+    return Call("cancel", relayer, "0x")
+
+
+def check_call(
+    to: str, data: str, *, factory: str, relayer: str, known: Callable[[str], bool]
+) -> str | None:
+    """None when (to, data) is a call Warden may make; otherwise why not."""
+    try:
+        payload = bytes.fromhex(data[2:] if data.startswith("0x") else data)
+        target = to_checksum_address(to)
+    except ValueError as exc:
+        return f"malformed call: {exc}"
+    selector, body = payload[:4], payload[4:]
+    if not payload:
+        return None if target == to_checksum_address(relayer) else "value-less call to " + to
+    if selector == CLOSE_BATCH:
+        if target != to_checksum_address(factory):
+            return f"closeBatch sent to {target}, not the configured factory {factory}"
+        try:
+            wallets, codes = decode(["address[]", "uint8[]"], body)
+        except Exception as exc:  # eth_abi raises several unrelated types
+            return f"closeBatch arguments do not decode: {exc}"
+        if not 1 <= len(wallets) <= MAX_BATCH or len(wallets) != len(codes):
+            return f"closeBatch of {len(wallets)} wallets and {len(codes)} reasons"
+        for wallet, code in zip(wallets, codes, strict=True):
+            problem = _member(checksum(bytes.fromhex(wallet[2:])), code, known)
+            if problem:
+                return problem
+        return None
+    if selector == CLOSE and len(body) == 32:
+        (code,) = decode(["uint8"], body)
+        return _member(target, code, known) or (
+            "close(Swept) is sent as sweep()" if code == SWEPT else None
+        )
+    if selector == SWEEP and not body:
+        return None if known(target) else f"sweep of {target}, a wallet the indexer does not know"
+    return f"selector 0x{selector.hex()} to {target} is not a call Warden makes"
+
+
+def _member(wallet: str, code: int, known: Callable[[str], bool]) -> str | None:
+    if not known(wallet):
+        return f"{wallet} is not a wallet the indexer knows"
+    if code >= len(CLOSE_REASONS) or CLOSE_REASONS[code] not in (*POLICY_REASONS, SWEEP_REASON):
+        return f"close reason {code} is not a policy reason"
+    return None

@@ -1,0 +1,37 @@
+"""The `executor:` section of the config: the relayer's key, its guards and its fees.
+
+`Executor` takes this model as it is; the app resolves nothing into another shape.
+"""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from chain.fields import Address, Bool, ConfigPath, Duration, Int, Section, Wei
+from chain.units import ETHER, GWEI
+
+
+class ExecutorSettings(Section):
+    keystore: ConfigPath | None = None
+    password_env: str | None = None
+    password_file: ConfigPath | None = None
+    raw_key: SecretStr | None = None  # devnet only
+    relayer: Address | None = None
+    dry_run: Bool | None = None  # None: dry-run unless a key is configured
+    max_batch_size: Int = 100
+    min_relayer_balance: Wei = ETHER // 20
+    intent_ttl: Duration = 24 * 3600
+    max_jobs_per_session: Int = 3
+    rate_window: Duration = 3600
+    batch_tokens: list[Address] | None = None
+    max_fee_per_gas: Wei | None = None
+    base_fee_multiplier: Int = 2
+    tip_percentile: Int = 50
+    min_tip: Wei = GWEI
+    replacement_bump_percent: Int = 13
+    replace_after_blocks: Int = 3
+    gas_margin_percent: Int = 25
+
+    @property
+    def has_key(self) -> bool:
+        return self.keystore is not None or self.raw_key is not None

@@ -1,0 +1,26 @@
+"""The `chain:` section of the config: which chain, where to ask, how to follow it.
+
+`Indexer` takes this model as it is; the app resolves nothing into another shape.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from chain.fields import Address, Int, Seconds, Section
+
+
+class ChainSettings(Section):
+    rpc: list[str] = Field(default_factory=list)  # empty: devnet mode, Warden starts anvil
+    chain_id: Int | None = None
+    factory: Address | None = None
+    start_block: Int = 0
+    confirmations: Int | None = None  # None: 0 on a devnet, 2 elsewhere
+    reorg_window: Int = 64
+    poll_interval: Seconds = 1.0
+    concurrency: Int = 4
+    log_range: Int = 2_000
+    max_log_range: Int = 50_000
+    retry_initial: Seconds = 1.0
+    retry_attempts: Int = 10
+    timeout: Seconds = 30.0

@@ -1,0 +1,83 @@
+"""Only the calls Warden makes pass the shape check, byte for byte."""
+
+from __future__ import annotations
+
+import pytest
+from eth_abi.abi import encode
+
+from chain import calls
+from chain.abi import checksum
+from chain.calls import CLOSE, CLOSE_BATCH, check_call
+
+FACTORY = "0x" + "fa" * 20
+RELAYER = "0x" + "5e" * 20
+A, B, STRANGER = ("0x" + c * 20 for c in ("aa", "bb", "cc"))
+KNOWN = {calls.to_checksum_address(w) for w in (A, B)}
+
+
+def check(to: str, data: str) -> str | None:
+    return check_call(to, data, factory=FACTORY, relayer=RELAYER, known=KNOWN.__contains__)
+
+
+def test_what_the_executor_builds_passes() -> None:
+    for reason in ("stop_loss", "take_profit", "expired", "idle"):
+        call = calls.single(A, "close", reason)
+        assert check(call.to, call.data) is None
+    sweep = calls.single(B, "sweep", "swept")
+    assert check(sweep.to, sweep.data) is None
+    batch = calls.batch(FACTORY, [(A, "close", "idle"), (B, "sweep", "swept")])
+    assert check(batch.to, batch.data) is None
+    cancel = calls.cancel(RELAYER)
+    assert check(cancel.to, cancel.data) is None
+
+
+def _hex(b: bytes) -> str:
+    return "0x" + b.hex()
+
+
+def _batch(wallets: list[str], codes: list[int]) -> str:
+    return _hex(CLOSE_BATCH + encode(["address[]", "uint8[]"], [wallets, codes]))
+
+
+@pytest.mark.parametrize(
+    ("to", "data", "expected"),
+    [
+        (STRANGER, _hex(CLOSE + encode(["uint8"], [1])), "not a wallet the indexer knows"),
+        (A, _hex(CLOSE + encode(["uint8"], [0])), "close reason 0 is not a policy reason"),
+        (A, _hex(CLOSE + encode(["uint8"], [9])), "close reason 9 is not a policy reason"),
+        (A, _hex(CLOSE + encode(["uint8"], [5])), "close(Swept) is sent as sweep()"),
+        (A, "0xa9059cbb" + "00" * 64, "selector 0xa9059cbb"),
+        (STRANGER, "0x", "value-less call to"),
+        (A, _batch([A], [1]), "not the configured factory"),
+        (FACTORY, _batch([A, STRANGER], [1, 1]), "not a wallet the indexer knows"),
+        (FACTORY, _batch([A, B], [1]), "2 wallets and 1 reasons"),
+        (FACTORY, _hex(CLOSE_BATCH + b"\x00" * 5), "do not decode"),
+        (A, "0xzz", "malformed call"),
+    ],
+)  # fmt: skip
+def test_anything_else_is_refused_with_the_reason(to: str, data: str, expected: str) -> None:
+    problem = check(to, data)
+    assert problem is not None and expected in problem
+
+
+def test_builders_refuse_what_warden_never_sends() -> None:
+    with pytest.raises(ValueError, match="reason 'owner'"):
+        calls.single(A, "close", "owner")
+    with pytest.raises(ValueError, match="1 to 256 members, not 257"):
+        calls.batch(FACTORY, [(A, "close", "idle")] * 257)
+
+
+def test_fast_checksum_and_batch_encoding_equal_the_libraries() -> None:
+    import random
+
+    rng = random.Random(7)
+    wallets = ["0x" + rng.randbytes(20).hex() for _ in range(300)]
+    for wallet in wallets:
+        assert checksum(bytes.fromhex(wallet[2:])) == calls.to_checksum_address(wallet)
+    members = [(w, "close", "expired") for w in wallets[:256]]
+    expected = CLOSE_BATCH + encode(["address[]", "uint8[]"], [wallets[:256], [3] * 256])
+    assert calls.batch(FACTORY, members).payload == expected
+    with pytest.raises(ValueError):
+        calls.batch(FACTORY, [("0x" + "zz" * 20, "close", "idle")])
+    with pytest.raises(ValueError):
+        calls.batch(FACTORY, [("0x1234", "close", "idle")])

@@ -1,0 +1,129 @@
+"""The chain client against anvil, a dead port, and the fault proxy: retries, failover,
+429 with Retry-After, fatal errors raised at once, chain id checked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chain import ChainClient, RetryPolicy, WrongChain
+from chain.client import classify_rpc_error
+from chain.errors import (
+    CallReverted,
+    LogRangeTooLarge,
+    ProviderError,
+    RateLimited,
+    RpcRejected,
+    RpcUnavailable,
+    TxRejected,
+    UnknownBlock,
+)
+from tests._rpc_proxy import Fault, FaultyProxy
+from warden.devnet import Anvil, free_port
+
+QUICK = RetryPolicy(initial=0.01, factor=1.5, max_delay=0.05, attempts=4)
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+async def test_chain_id_mismatch_is_fatal_and_names_the_fix(anvil: Anvil) -> None:
+    async with ChainClient([anvil.url], chain_id=1, retry=QUICK) as client:
+        with pytest.raises(WrongChain, match="serves chain id 31337, but the config says 1"):
+            await client.block_number()
+    async with ChainClient([anvil.url], chain_id=31337, retry=QUICK) as client:
+        assert await client.connect() == 31337
+
+
+async def test_batch_answers_in_order(anvil: Anvil) -> None:
+    async with ChainClient([anvil.url], retry=QUICK) as client:
+        chain_id, block0 = await client.batch(
+            [("eth_chainId", []), ("eth_getBlockByNumber", ["0x0", False])]
+        )
+        assert int(chain_id, 16) == 31337 and block0["number"] == "0x0"
+        assert client.stats.requests == 1 and client.stats.calls == 2
+
+
+async def test_a_dead_endpoint_is_retried_then_reported() -> None:
+    sleeps = Sleeps()
+    url = f"http://127.0.0.1:{free_port()}"
+    async with ChainClient([url], retry=QUICK, sleep=sleeps) as client:
+        with pytest.raises(RpcUnavailable, match="eth_blockNumber"):
+            await client.block_number()
+    assert len(sleeps.delays) == QUICK.attempts - 1
+    assert sleeps.delays == sorted(sleeps.delays) or max(sleeps.delays) <= QUICK.max_delay * 1.25
+
+
+async def test_failover_moves_to_the_next_endpoint(anvil: Anvil) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    async with ChainClient([dead, anvil.url], retry=QUICK, sleep=Sleeps()) as client:
+        assert await client.block_number() >= 0
+        assert client.url == anvil.url and client.stats.failovers == 1
+        assert client.stats.errors == {"RpcUnavailable": 1}
+
+
+async def test_429_waits_at_least_retry_after(anvil: Anvil) -> None:
+    sleeps = Sleeps()
+    with FaultyProxy(anvil.url, retry_after=3) as proxy:
+        proxy.inject(Fault.HTTP_429, count=2)
+        async with ChainClient([proxy.url], retry=QUICK, sleep=sleeps) as client:
+            assert await client.block_number() >= 0
+    assert sleeps.delays[:2] == [3.0, 3.0]
+    assert len(sleeps.delays) == 2
+
+
+async def test_invalid_params_are_fatal_at_once(anvil: Anvil) -> None:
+    sleeps = Sleeps()
+    async with ChainClient([anvil.url], retry=QUICK, sleep=sleeps) as client:
+        with pytest.raises(RpcRejected):
+            await client.call("eth_getBlockByNumber", "not-a-block", False)
+    assert sleeps.delays == []
+
+
+async def test_a_revert_is_fatal_and_keeps_its_data(anvil: Anvil) -> None:
+    # 0xfe is INVALID: an eth_call to fresh code that reverts without data; a call into
+    # creation code that reverts with data is enough to see `data` carried through.
+    revert_code = "0x6080604052600a6000fd"  # mstore-free revert(0, 10)
+    async with ChainClient([anvil.url], retry=QUICK, sleep=Sleeps()) as client:
+        with pytest.raises(CallReverted) as info:
+            await client.call("eth_call", {"data": revert_code}, "latest")
+    assert info.value.data is not None and info.value.data.startswith("0x")
+
+
+@pytest.mark.parametrize(
+    ("error", "method", "kind"),
+    [
+        ({"code": -32005, "message": "query returned more than 10000 results"}, "eth_getLogs",
+         LogRangeTooLarge),
+        ({"code": -32000, "message": "block range is too wide"}, "eth_getLogs", LogRangeTooLarge),
+        ({"code": -32602, "message": "Log response size exceeded."}, "eth_getLogs",
+         LogRangeTooLarge),
+        ({"code": -32000, "message": "unknown block"}, "eth_getLogs", UnknownBlock),
+        ({"code": 429, "message": "Too Many Requests"}, "eth_call", RateLimited),
+        ({"code": -32000, "message": "header not found"}, "eth_getBlockByNumber", ProviderError),
+        ({"code": -32603, "message": "internal error"}, "eth_blockNumber", ProviderError),
+        ({"code": -32601, "message": "the method foo does not exist"}, "foo", RpcRejected),
+        ({"code": 3, "message": "execution reverted", "data": "0x12"}, "eth_call",
+         CallReverted),
+    ],
+)  # fmt: skip
+def test_provider_errors_are_classified(error: dict[str, Any], method: str, kind: type) -> None:
+    assert type(classify_rpc_error(error, method)) is kind
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "exceeds block gas limit",  # geth
+        "intrinsic gas too high -- tx.gas_limit > env.block.gas_limit",  # anvil
+    ],
+)
+def test_a_transaction_larger_than_a_block_is_refused_not_retried(message: str) -> None:
+    error = classify_rpc_error({"code": -32000, "message": message}, "eth_sendRawTransaction")
+    assert isinstance(error, TxRejected) and error.kind == "other"

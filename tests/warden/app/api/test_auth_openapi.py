@@ -1,0 +1,111 @@
+"""Bearer authentication, the loopback rule, and the OpenAPI document kept true to the
+routes and to what they answer."""
+
+from __future__ import annotations
+
+import socket
+
+import aiohttp
+import pytest
+
+from tests.warden.app.api._schema import check_response, structural_problems
+from tests.warden.app.api.conftest import Api, Indexed, serve_api
+from warden.app.api import InsecureBinding, LiveState, check_binding, create_app, serve
+
+TOKEN = "s3cret-token"
+
+
+async def test_token_guards_every_route_but_health(indexed: Indexed) -> None:
+    async with serve_api(indexed.path, LiveState(), token=TOKEN) as api:
+        doc = await api.ok("/openapi.json", token=TOKEN)
+        assert await api.ok("/health") == {"alive": True}
+        for path in doc["paths"]:
+            if path == "/health":
+                continue
+            concrete = path.replace("{wallet}", indexed.wallets[0]).replace(
+                "{address}", indexed.wallets[0]
+            )
+            for token in (None, "wrong", TOKEN + "x", TOKEN[:-1]):
+                status, body = await api.get(concrete, token=token)
+                assert status == 401, (path, token, status)
+                assert body["error"]["code"] == "unauthorized"
+                check_response(doc, path, 401, body)
+            status, _ = await api.get(concrete, token=TOKEN)
+            assert status in (200, 503), (path, status)  # /ready: not caught up
+        async with api.http.get(
+            api.server.make_url("/status"), headers={"Authorization": TOKEN}
+        ) as r:  # the scheme is part of it
+            assert r.status == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_without_a_token_everything_is_open(api: Api) -> None:
+    assert (await api.get("/status"))[0] == 200
+    assert (await api.get("/status", token="anything"))[0] == 200
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.1", "::1", "[::1]", "localhost"])
+def test_loopback_needs_no_token(host: str) -> None:
+    check_binding(host, None)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "10.0.0.5", "api.example.com"])
+def test_beyond_loopback_a_token_is_required(host: str) -> None:
+    with pytest.raises(InsecureBinding, match="without a bearer token"):
+        check_binding(host, None)
+    with pytest.raises(InsecureBinding):
+        check_binding(host, "")
+    check_binding(host, TOKEN)
+
+
+async def test_openapi_document_is_valid_and_matches_the_routes(api: Api, indexed: Indexed) -> None:
+    doc = await api.ok("/openapi.json")
+    assert structural_problems(doc) == []
+    routed = {
+        r.resource.canonical
+        for r in create_app(indexed.path, LiveState()).router.routes()
+        if r.resource is not None and r.method == "GET"
+    }
+    assert routed == set(doc["paths"]), routed ^ set(doc["paths"])
+    required = {
+        "/health", "/ready", "/status", "/sessions", "/sessions/{wallet}",
+        "/sessions/{wallet}/events", "/owners/{address}/sessions", "/intents", "/stats",
+        "/metrics", "/openapi.json",
+    }  # fmt: skip
+    assert required == routed
+    assert doc["paths"]["/health"]["get"]["security"] == []
+    assert all("security" not in doc["paths"][p]["get"] for p in routed - {"/health"})
+    check_response(doc, "/openapi.json", 200, doc)
+    try:  # the reference validator, when the environment has it
+        from openapi_spec_validator import validate  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    validate(doc)
+
+
+async def test_every_route_answers_its_documented_schema(api: Api, indexed: Indexed) -> None:
+    doc = await api.ok("/openapi.json")
+    wallet = indexed.wallets[0]
+    for template, item in doc["paths"].items():
+        path = template.replace("{wallet}", wallet).replace("{address}", wallet)
+        status, body = await api.get(path)
+        assert str(status) in item["get"]["responses"], (path, status)
+        if template == "/metrics":
+            assert status == 200 and isinstance(body, str) and body.startswith("# HELP")
+            continue
+        check_response(doc, template, status, body)
+
+
+async def test_serve_binds_loopback_and_refuses_open_binding(indexed: Indexed) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(indexed.path, LiveState())
+    async with (
+        serve(app, "127.0.0.1", port, token=None),
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/sessions?limit=1") as r,
+    ):
+        assert r.status == 200 and len((await r.json())["items"]) == 1
+    with pytest.raises(InsecureBinding):
+        async with serve(create_app(indexed.path, LiveState()), "0.0.0.0", port, token=None):
+            raise AssertionError("served on every interface without a token")

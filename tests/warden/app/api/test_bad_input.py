@@ -1,0 +1,118 @@
+"""Every malformed address, cursor, limit, enum and unknown or repeated parameter is a
+400 whose JSON names the parameter; nothing is answered from a half-understood query."""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+
+import pytest
+
+from tests.warden.app.api import _expect
+from tests.warden.app.api.conftest import Api, Indexed
+from warden.app.api import BadParameter
+from warden.app.api.params import decode_cursor, encode_cursor
+
+GOOD = "0x" + "ab" * 20
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+CASES = [
+    ("/sessions?owner=0x1234", "owner"),
+    ("/sessions?owner=" + "ab" * 20, "owner"),  # no 0x
+    ("/sessions?owner=0x" + "zz" * 20, "owner"),
+    ("/sessions?owner=0x" + "ab" * 21, "owner"),
+    ("/sessions?owner=", "owner"),
+    ("/sessions?status=open", "status"),
+    ("/sessions?limit=0", "limit"),
+    ("/sessions?limit=1001", "limit"),
+    ("/sessions?limit=-1", "limit"),
+    ("/sessions?limit=ten", "limit"),
+    ("/sessions?limit=1e2", "limit"),
+    ("/sessions?cursor=%%%", "cursor"),
+    ("/sessions?cursor=bm90IGEgY3Vyc29y", "cursor"),  # "not a cursor"
+    ("/sessions?cursor=" + _b64("sessions:-5"), "cursor"),
+    ("/sessions?cursor=" + _b64("sessions:007"), "cursor"),
+    ("/sessions?cursor=" + _b64("events:7"), "cursor"),  # another listing's cursor
+    ("/sessions?cursor=" + _b64("sessions:7") + "==", "cursor"),  # padded: not as issued
+    ("/sessions?sort=wallet", "sort"),
+    ("/sessions?owner=" + GOOD + "&owner=" + GOOD, "owner"),
+    ("/sessions/0x12", "wallet"),
+    ("/sessions/not-an-address", "wallet"),
+    ("/sessions/" + GOOD + "?verbose=1", "verbose"),
+    ("/sessions/0x12/events", "wallet"),
+    ("/sessions/" + GOOD + "/events?name=Transfer", "name"),
+    ("/sessions/" + GOOD + "/events?cursor=" + _b64("sessions:1"), "cursor"),
+    ("/sessions/" + GOOD + "/events?limit=5000", "limit"),
+    ("/owners/0xnothex/sessions", "address"),
+    ("/owners/" + GOOD + "/sessions?owner=" + GOOD, "owner"),
+    ("/owners/" + GOOD + "/sessions?status=gone", "status"),
+    ("/intents?state=done", "state"),
+    ("/intents?action=notify", "action"),
+    ("/intents?reason=owner", "reason"),
+    ("/intents?wallet=0x", "wallet"),
+    ("/intents?cursor=" + _b64("intents:x"), "cursor"),
+    ("/intents?cursor=" + _b64("sessions:3"), "cursor"),
+    ("/status?verbose=true", "verbose"),
+    ("/stats?policy=x", "policy"),
+    ("/health?x=1", "x"),
+    ("/ready?x=1", "x"),
+    ("/metrics?format=json", "format"),
+    ("/openapi.json?v=2", "v"),
+]
+
+
+@pytest.mark.parametrize(("path", "parameter"), CASES)
+async def test_bad_input_is_a_400_naming_the_parameter(api: Api, path: str, parameter: str) -> None:
+    status, body = await api.get(path)
+    assert status == 400, (path, status, body)
+    error = body["error"]
+    assert error["code"] == "bad_parameter" and error["parameter"] == parameter, body
+    assert error["message"].startswith(f"{parameter}: ")
+    doc = await api.ok("/openapi.json")
+    documented = {p.split("?")[0] for p in doc["paths"]}
+    template = next(t for t in documented if _matches(t, path.split("?")[0]))
+    assert "400" in doc["paths"][template]["get"]["responses"], template
+
+
+def _matches(template: str, path: str) -> bool:
+    a, b = template.split("/"), path.split("/")
+    return len(a) == len(b) and all(x == y or x.startswith("{") for x, y in zip(a, b, strict=True))
+
+
+async def test_every_documented_query_parameter_is_accepted(api: Api, indexed: Indexed) -> None:
+    """The other side of refusing unknown ones: each parameter the document lists, given a
+    valid value, is answered 200."""
+    doc = await api.ok("/openapi.json")
+    wallet = indexed.wallets[0]
+    owners = Counter(s.owner for s in await _expect.sessions(indexed.path))
+    owner = owners.most_common(1)[0][0]
+    values = {"owner": owner, "wallet": wallet, "address": wallet, "policy": "berzerker",
+              "rule": "idle", "limit": "2", "name": "SessionCreated"}  # fmt: skip
+    tried = 0
+    for template, item in doc["paths"].items():
+        path = template.replace("{wallet}", wallet).replace("{address}", owner)
+        for p in item["get"]["parameters"]:
+            if p["in"] != "query":
+                continue
+            schema = p["schema"]
+            if p["name"] == "cursor":
+                first = await api.ok(path, params={"limit": "1"})
+                assert first["next_cursor"] is not None, path
+                value = first["next_cursor"]
+            else:
+                value = schema["enum"][0] if "enum" in schema else values[p["name"]]
+            status, body = await api.get(path, params={p["name"]: value})
+            assert status == 200, (path, p["name"], body)
+            tried += 1
+    assert tried >= 15
+
+
+def test_cursor_round_trip_and_scoping() -> None:
+    for key in (0, 1, 2**32, (2**40) << 32 | 7):
+        assert decode_cursor("cursor", "events", encode_cursor("events", key)) == key
+    with pytest.raises(BadParameter, match="cursor: not a cursor of this listing"):
+        decode_cursor("cursor", "sessions", encode_cursor("events", 5))

@@ -1,0 +1,109 @@
+"""/metrics: Prometheus text format that parses, with figures from the database and the
+daemon's live counters."""
+
+from __future__ import annotations
+
+import re
+
+from tests.indexer._support import opened
+from tests.warden.app.api import _expect
+from tests.warden.app.api.conftest import Api, Indexed
+from warden.app.api import LiveState
+
+_SAMPLE = re.compile(
+    r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? '
+    r"(-?[0-9.e+]+|\+Inf|NaN)"
+)
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"')
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], str]
+
+
+def parse(text: str) -> tuple[dict[str, str], Samples]:
+    """(type per family, value per (sample name, labels)); fails on any line that is not
+    a HELP, a TYPE or a sample of a declared family, or on a family declared twice."""
+    assert text.endswith("\n")
+    types: dict[str, str] = {}
+    samples: Samples = {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            assert len(line.split(" ", 3)) == 4, line
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert name not in types and kind in {"gauge", "counter", "histogram"}, line
+            types[name] = kind
+            continue
+        m = _SAMPLE.fullmatch(line)
+        assert m, f"not a sample line: {line!r}"
+        name, labels, value = m.group(1), m.group(2) or "", m.group(3)
+        family = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert name in types or (types.get(family) == "histogram"), line
+        key = (name, frozenset(_LABEL.findall(labels)))
+        assert key not in samples, f"duplicate sample {line}"
+        samples[key] = value
+    return types, samples
+
+
+def one(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], str], name: str, **labels: str
+) -> str:
+    return samples[(name, frozenset(labels.items()))]
+
+
+async def test_metrics_parse_and_agree_with_the_database_and_live_state(
+    api: Api, live: LiveState, indexed: Indexed
+) -> None:
+    live.head, live.indexed_block, live.safe_block, live.caught_up = 500, 480, 470, True
+    live.reorgs = 3
+    live.rpc.requests = 1234
+    live.rpc.errors.update({"RateLimited": 5, "ProviderError": 2})
+    live.relayer_balance = 10**30 + 7
+    live.rules_version = 'v"1"\\x'
+    for seconds in (0.2, 0.5, 3.0, 3.0, 4_000.0):
+        live.trigger_to_tx.observe(seconds)
+
+    text = await api.ok("/metrics")
+    types, samples = parse(text)
+    async with opened(indexed.path) as store:
+        counts = await store.counts()
+        ignored = await store.db.execute_fetchall("SELECT reason FROM ignored_logs")
+    spoofed = sum(not r[0].startswith("malformed") for r in ignored)
+    assert spoofed > 0, "the workload emits look-alike logs"
+    assert one(samples, "warden_events_indexed") == str(counts["events"])
+    assert one(samples, "warden_spoofed_logs") == str(spoofed)
+    assert one(samples, "warden_lag_blocks") == "20"
+    assert one(samples, "warden_chain_head_block") == "500"
+    assert one(samples, "warden_safe_block") == "470"
+    assert one(samples, "warden_caught_up") == "1"
+    assert types["warden_reorgs_total"] == "counter" and one(samples, "warden_reorgs_total") == "3"
+    assert one(samples, "warden_rpc_errors_total", kind="RateLimited") == "5"
+    assert one(samples, "warden_rpc_errors_total", kind="ProviderError") == "2"
+    assert one(samples, "warden_rpc_requests_total") == "1234"
+    assert one(samples, "warden_relayer_balance_wei") == str(10**30 + 7)  # exact digits
+    assert one(samples, "warden_rules_info", version='v\\"1\\"\\\\x') == "1"
+    intents = await _expect.intent_counts(indexed.path)
+    for state, n in intents.items():
+        assert one(samples, "warden_intents", state=state) == str(n)
+    sessions = await _expect.sessions(indexed.path)
+    assert one(samples, "warden_sessions", status="closed") == str(
+        sum(s.status == "closed" for s in sessions)
+    )
+    h = "warden_trigger_to_tx_seconds"
+    assert types[h] == "histogram"
+    assert one(samples, f"{h}_bucket", le="0.5") == "2"
+    assert one(samples, f"{h}_bucket", le="5") == "4"
+    assert one(samples, f"{h}_bucket", le="600") == "4"
+    assert one(samples, f"{h}_bucket", le="+Inf") == "5" == one(samples, f"{h}_count")
+    assert float(one(samples, f"{h}_sum")) == 4_006.7
+    buckets = [int(v) for (n, _), v in samples.items() if n == f"{h}_bucket"]
+    assert buckets == sorted(buckets)  # cumulative
+
+
+async def test_unknown_figures_are_left_out_not_zeroed(api: Api) -> None:
+    _, samples = parse(await api.ok("/metrics"))
+    names = {n for n, _ in samples}
+    assert "warden_chain_head_block" not in names and "warden_relayer_balance_wei" not in names
+    assert "warden_indexed_block" in names  # the database knows it
+    assert one(samples, "warden_caught_up") == "0"

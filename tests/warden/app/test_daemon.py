@@ -1,0 +1,134 @@
+"""The daemon in-process against the shared anvil: indexer → rules → executor closes a
+session below its stop-loss, the API shows it over real HTTP, a restart changes nothing,
+and a stop shuts down in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from executor import Signer
+from indexer import IndexerConfig
+from tests._chain import Chain, CloseReason
+from tests.conftest import TOKEN, Roles, Session, Stack
+from tests.executor._support import RELAYER_KEY, executor_config, table
+from warden.app.daemon import Daemon, Plan
+from warden.devnet import Anvil, free_port
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def plan(anvil: Anvil, stack: Stack, db: Path, start: int, port: int) -> Plan:
+    return Plan(
+        rpc=[anvil.url],
+        chain_id=31337,
+        factory=stack.factory.address,
+        database=db,
+        rules=[ROOT / "config/rules"],
+        indexer=IndexerConfig(factory=stack.factory.address, start_block=start, reorg_window=16),
+        executor=executor_config(stack.factory.address),
+        signer=Signer.from_raw_key(RELAYER_KEY, chain_id=31337),
+        relayer=None,
+        poll_interval=0.1,
+        api_port=port,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(p: Plan) -> AsyncIterator[tuple[Daemon, asyncio.Task[int]]]:
+    daemon = Daemon(p)
+    task = asyncio.create_task(daemon.run())
+    try:
+        yield daemon, task
+    finally:
+        if not task.done():
+            daemon.request_stop()
+            await asyncio.wait_for(task, 30)
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+
+
+async def get(port: int, path: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}{path}") as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def test_stop_loss_closed_by_the_daemon_visible_in_the_api_restart_changes_nothing(
+    anvil: Anvil,
+    fresh_chain: Chain,
+    stack: Stack,
+    roles: Roles,
+    make_session: Callable[..., Session],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    start = fresh_chain.w3.eth.block_number + 1
+    db = tmp_path / "warden.db"
+    port = free_port()
+    session = make_session()
+    wallet = session.wallet.address
+    owner_before = fresh_chain.balance(stack.token, roles.owner)
+    p = plan(anvil, stack, db, start, port)
+    caplog.set_level(logging.INFO)
+    async with running(p) as (daemon, task):
+
+        async def ready() -> bool:
+            with contextlib.suppress(aiohttp.ClientError):
+                return (await get(port, "/ready"))[0] == 200
+            return False
+
+        await until(ready)
+        fresh_chain.send(session.wallet.functions.withdraw(850 * TOKEN), roles.owner)
+
+        async def confirmed() -> bool:
+            rows = table(db, "SELECT state FROM intents WHERE wallet = ?", wallet)
+            return rows == [("confirmed",)]
+
+        await until(confirmed)
+        status, body = await get(port, f"/sessions/{wallet}")
+        assert status == 200
+        assert body["session"]["status"] == "closed"
+        assert body["session"]["close_reason"] == "stop_loss"
+        assert [(i["rule"], i["state"]) for i in body["intents"]] == [
+            ("berzerker-stop-loss", "confirmed")
+        ]
+        status, st = await get(port, "/status")
+        assert st["intents"]["confirmed"] == 1
+        assert st["relayer"]["address"] == roles.operator
+    assert task.result() == 0
+    assert fresh_chain.balance(stack.token, roles.owner) - owner_before == 1_000 * TOKEN
+    messages = "\n".join(caplog.messages)
+    assert messages.index("HTTP stopped") < messages.index("intake stopped")
+    assert messages.index("intake stopped") < messages.index("database closed")
+
+    before = table(db, "SELECT key, state, job_id FROM intents")
+    jobs = table(db, "SELECT id, state FROM jobs")
+    async with running(plan(anvil, stack, db, start, free_port())) as (daemon, _):
+        await until(lambda: _ready_again(daemon))
+        for _ in range(3):
+            await asyncio.sleep(0.2)
+    assert table(db, "SELECT key, state, job_id FROM intents") == before
+    assert table(db, "SELECT id, state FROM jobs") == jobs
+    assert _closed_reason(session) == CloseReason.STOP_LOSS
+
+
+async def _ready_again(daemon: Daemon) -> bool:
+    return daemon.live.caught_up
+
+
+def _closed_reason(session: Session) -> int:
+    (log,) = session.wallet.events.Closed().get_logs(from_block=session.receipt["blockNumber"])
+    return int(log["args"]["reason"])

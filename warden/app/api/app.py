@@ -1,0 +1,174 @@
+"""The aiohttp application: the route table wired to the router, JSON errors, optional
+bearer authentication, and a read-only SQLite connection of its own for its lifetime.
+
+    app = create_app("warden.sqlite", live, token=os.environ.get("WARDEN_API_TOKEN"))
+    check_binding(host, token)          # before web.TCPSite(runner, host, port)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+from aiohttp import web
+
+from warden.app.api.errors import ApiError, InsecureBinding, NotFound, Unauthorized
+from warden.app.api.live import LiveState
+from warden.app.api.metrics import CONTENT_TYPE
+from warden.app.api.openapi import build_openapi
+from warden.app.api.params import parse_path, parse_query
+from warden.app.api.queries import ApiReader
+from warden.app.api.routes import Context, Route, build_routes
+
+API_VERSION = "1.0.0"
+log = logging.getLogger("warden.api")
+
+CONTEXT = web.AppKey("context", Context)
+ROUTES = web.AppKey("routes", tuple)
+
+Database = str | Path | aiosqlite.Connection
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # any other host name may resolve anywhere
+
+
+def check_binding(host: str, token: str | None) -> None:
+    """Refuse to serve beyond loopback without a token: the API shows every session."""
+    if token or is_loopback(host):
+        return
+    raise InsecureBinding(
+        f"the HTTP API would listen on {host or 'every interface'} without a bearer token: "
+        "bind it to 127.0.0.1 or set a token"
+    )
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+@web.middleware
+async def _errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        response = _json(exc.body(), exc.status)
+        if isinstance(exc, Unauthorized):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="warden"'
+        return response
+    except web.HTTPException as exc:  # unrouted path, wrong method
+        if exc.status == 404:
+            return _json(NotFound(f"no route {request.path}").body(), 404)
+        code = exc.reason.lower().replace(" ", "_")
+        message = f"{request.method} {request.path}: {exc.reason}"
+        body = {"error": {"status": exc.status, "code": code, "message": message}}
+        return _json(body, exc.status)
+    except Exception:
+        log.exception("API request %s failed", request.path_qs)
+        body = {"error": {"status": 500, "code": "internal", "message": "internal error"}}
+        return _json(body, 500)
+
+
+def _auth(token: str, public: frozenset[str]) -> Any:
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def auth(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        path = resource.canonical if resource is not None else request.path
+        if path not in public:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                raise Unauthorized("send Authorization: Bearer <token>")
+        return await handler(request)
+
+    return auth
+
+
+def _view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def view(request: web.Request) -> web.StreamResponse:
+        params = parse_path(request.match_info, route.params)
+        params.update(parse_query(request.query, route.params))
+        reply = await route.handler(request.app[CONTEXT], params)
+        if reply.text:
+            return web.Response(
+                text=reply.body, status=reply.status, headers={"Content-Type": CONTENT_TYPE}
+            )
+        return _json(reply.body, reply.status)
+
+    return view
+
+
+async def _open_read_only(db: Database) -> tuple[aiosqlite.Connection, bool]:
+    """A read-only connection of our own (and whether it runs read transactions). Given
+    the writer's connection, open the same file again: reads must not run inside, or
+    wait behind, the writer's transactions. An in-memory database can only be shared."""
+    if isinstance(db, aiosqlite.Connection):
+        async with db.execute("PRAGMA database_list") as cur:
+            files = {name: file for _, name, file in await cur.fetchall()}
+        if not files.get("main"):
+            return db, False
+        path: str | Path = files["main"]
+    else:
+        path = db
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+    await conn.execute("PRAGMA busy_timeout=10000")
+    await conn.execute("PRAGMA query_only=ON")
+    return conn, True
+
+
+def create_app(db: Database, live: LiveState, *, token: str | None = None) -> web.Application:
+    """The API over `db` (a SQLite file path, or an open connection to one) and the
+    daemon's `live` state. With `token`, every route but /health needs it."""
+    routes = build_routes()
+    public = frozenset({r.path for r in routes if r.public})
+    middlewares = [_errors] if not token else [_errors, _auth(token, public)]
+    app = web.Application(middlewares=middlewares)
+    app[ROUTES] = routes
+    document = build_openapi(routes, version=API_VERSION)
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        conn, own = await _open_read_only(db)
+        app[CONTEXT] = Context(ApiReader(conn, transactions=own), live, document)
+        try:
+            yield
+        finally:
+            if own:
+                await conn.close()
+
+    app.cleanup_ctx.append(database)
+    for route in routes:
+        app.router.add_get(route.path, _view(route), allow_head=False)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    app: web.Application, host: str, port: int, *, token: str | None
+) -> AsyncIterator[web.AppRunner]:
+    """Run `app` on host:port until the block exits (the daemon's way to start it)."""
+    check_binding(host, token)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        yield runner
+    finally:
+        await runner.cleanup()

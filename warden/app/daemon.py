@@ -1,0 +1,350 @@
+"""`warden run`: indexer → rules → executor in one loop, the API beside it.
+
+One task drives the loop so the database has one writer and every step sees the last
+one's commits: index what is new (the change feed stores intents), evaluate the sessions
+whose time came, let the executor track, confirm and submit, publish live figures for
+the API, then wait for the next poll unless there is more to do.
+
+Shutdown (SIGTERM/SIGINT) runs in a known order: stop HTTP, stop intake (the loop ends
+after its current step, so in-flight work finishes and every write is committed), stop
+the activity generator, checkpoint the WAL, close the database, stop the devnet. A second
+signal exits at once: every write is transactional, so a forced exit is a crash the next
+start recovers from. SIGHUP reloads the rule files; a bad file keeps the old rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from aiohttp import web
+
+from chain import ChainClient, FatalError, RetryableError, RetryPolicy
+from executor import Executor, ExecutorConfig, Outbox, Signer
+from indexer import Change, Indexer, IndexerConfig, IndexerStore, OnChange, Progress, open_database
+from rules import RulesHolder, RulesHost
+from warden.app.api import LiveState, check_binding, create_app
+from warden.app.pipeline import RulesPipeline
+
+log = logging.getLogger("warden.app.daemon")
+
+DECIMALS = "0x313ce567"  # decimals()
+FORCED_EXIT = 130
+
+
+@dataclass
+class Plan:
+    """Everything the daemon needs, resolved from the config (and the devnet, if any)."""
+
+    rpc: list[str]
+    chain_id: int
+    factory: str
+    database: Path
+    rules: list[str | Path]
+    indexer: IndexerConfig
+    executor: ExecutorConfig
+    signer: Signer | None
+    relayer: str | None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    poll_interval: float = 1.0
+    decimals: int | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_enabled: bool = True
+    api_token: str | None = None
+    rpc_timeout: float = 30.0
+
+
+class TokenDecimals:
+    """Each token's `decimals()`, asked once; the rules compare token units with it."""
+
+    def __init__(self, client: ChainClient, fixed: int | None = None) -> None:
+        self.client = client
+        self.fixed = fixed
+        self.known: dict[str, int] = {}
+
+    async def __call__(self, tokens: Sequence[str]) -> dict[str, int]:
+        if self.fixed is not None:
+            return dict.fromkeys(tokens, self.fixed)
+        unknown = [t for t in tokens if t not in self.known]
+        if unknown:
+            answers = await self.client.batch_each(
+                [("eth_call", [{"to": t, "data": DECIMALS}, "latest"]) for t in unknown]
+            )
+            for token, answer in zip(unknown, answers, strict=True):
+                value = _uint(answer)
+                if value is None or value > 77:
+                    log.warning("token %s gives no usable decimals() (%r); using 18", token, answer)
+                    value = 18
+                self.known[token] = value
+        return {t: self.known[t] for t in tokens}
+
+
+def _uint(answer: Any) -> int | None:
+    if not isinstance(answer, str) or not answer.startswith("0x") or len(answer) != 66:
+        return None
+    try:
+        return int(answer, 16)
+    except ValueError:
+        return None
+
+
+class Daemon:
+    def __init__(self, plan: Plan, *, activity: Any = None) -> None:
+        self.plan = plan
+        self.activity = activity  # an object with `async run(stop)`, devnet only
+        self.live = LiveState()
+        self.intake_stop = asyncio.Event()
+        self.activity_stop = asyncio.Event()  # apart: SIGHUP wakes intake, not this
+        self.stopping = False
+        self._signals = 0
+        self._hup = False
+        self._http: web.AppRunner | None = None
+        self._stopper: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def run(self) -> int:
+        """Until a signal; 0 after a clean shutdown, 1 on a fatal runtime error."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hup)
+        try:
+            async with self._resources() as (db, client, store, outbox):
+                return await self._serve(db, client, store, outbox)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    def request_stop(self) -> None:
+        """Stop HTTP first, then intake: the loop ends after the step it is in."""
+        if self._stopper is None:
+            self._stopper = asyncio.get_running_loop().create_task(self._shutdown())
+
+    async def _shutdown(self) -> None:
+        try:
+            await self._stop_http()
+        finally:
+            self.stopping = True
+            self.intake_stop.set()
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.error("second %s: exiting now (state is crash-safe)", sig.name)
+            os._exit(FORCED_EXIT)
+        log.info("%s: shutting down (again to force)", sig.name)
+        self.request_stop()
+
+    def _on_hup(self) -> None:
+        self._hup = True
+        self.intake_stop.set()  # wake the loop; it reloads and carries on
+
+    @contextlib.asynccontextmanager
+    async def _resources(
+        self,
+    ) -> AsyncIterator[tuple[aiosqlite.Connection, ChainClient, IndexerStore, Outbox]]:
+        plan = self.plan
+        db = await open_database(plan.database)
+        try:
+            store = IndexerStore(db)
+            await store.setup()
+            outbox = Outbox(db)
+            await outbox.setup()
+            async with ChainClient(
+                plan.rpc, chain_id=plan.chain_id, retry=plan.retry, timeout=plan.rpc_timeout
+            ) as client:
+                yield db, client, store, outbox
+            # Last, once nothing writes: fold the WAL into the database file.
+            await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            await db.close()
+            log.info("database closed")
+
+    async def _serve(
+        self,
+        db: aiosqlite.Connection,
+        client: ChainClient,
+        store: IndexerStore,
+        outbox: Outbox,
+    ) -> int:
+        plan = self.plan
+        await client.connect()
+        holder = RulesHolder(RulesHost(), plan.rules)
+        pipeline = RulesPipeline(holder, outbox, store, TokenDecimals(client, plan.decimals))
+        await pipeline.start()
+        timing = StepTiming()
+        indexer = Indexer(
+            client, store, plan.indexer, on_change=timing.rules(pipeline.on_change),
+            progress=Progress(),
+        )  # fmt: skip
+        executor = Executor(client, outbox, store, plan.executor, plan.signer, relayer=plan.relayer)
+        await executor.start()
+        self.live.relayer_address = executor.relayer
+        self.live.rules_version = pipeline.version
+        self.live.rpc = client.stats
+        log.info(
+            "warden running: chain %d, factory %s, relayer %s%s, rules %s (%d rules)",
+            plan.chain_id, plan.factory, executor.relayer,
+            " (dry-run)" if plan.executor.dry_run else "", pipeline.version,
+            len(holder.current.ruleset.rules),
+        )  # fmt: skip
+        if plan.api_enabled:
+            check_binding(plan.api_host, plan.api_token)
+            self._http = web.AppRunner(
+                create_app(plan.database, self.live, token=plan.api_token), access_log=None
+            )
+            await self._http.setup()
+            await web.TCPSite(self._http, plan.api_host, plan.api_port).start()
+            log.info("API on http://%s:%d", plan.api_host, plan.api_port)
+        activity = (
+            asyncio.create_task(self.activity.run(self.activity_stop), name="activity")
+            if self.activity is not None
+            else None
+        )
+        try:
+            await self._loop(indexer, pipeline, executor, store, timing)
+            log.info("intake stopped; in-flight work finished")
+            return 0
+        except FatalError as exc:
+            log.error("stopping: %s", exc)
+            return 1
+        finally:
+            await self._stop_http()
+            self.intake_stop.set()
+            self.activity_stop.set()
+            if activity is not None:
+                activity.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await activity
+
+    async def _stop_http(self) -> None:
+        if self._http is not None:
+            runner, self._http = self._http, None
+            await runner.cleanup()
+            log.info("HTTP stopped")
+
+    # -- the loop ----------------------------------------------------------------------
+    async def _loop(
+        self,
+        indexer: Indexer,
+        pipeline: RulesPipeline,
+        executor: Executor,
+        store: IndexerStore,
+        timing: StepTiming,
+    ) -> None:
+        checkpoint = await store.checkpoint()
+        executor_due = True  # the first step re-sends what a crash left signed but unsent
+        while not self.stopping:
+            if self._hup:
+                self._hup = False
+                self.intake_stop.clear()
+                self._reload(pipeline)
+            timing.begin()
+            fired = pipeline.fired
+            progressed = await indexer.advance()
+            timing.mark("index")
+            if progressed:
+                checkpoint = await store.checkpoint()
+            now = checkpoint.timestamp if checkpoint else 0
+            await pipeline.tick(now)
+            timing.mark("tick")
+            report = None
+            # With no new block, no new intent and nothing left from the last step, a step
+            # would find nothing to do: receipts, confirmations and fee replacements only
+            # move with blocks, and refused or failed work keeps `executor_due` set.
+            if executor_due or progressed or pipeline.fired != fired:
+                try:
+                    report = await executor.step(now)
+                    executor_due = report.busy
+                except RetryableError as exc:
+                    log.warning("executor step failed, retrying next round: %s", exc)
+                    executor_due = True
+            timing.mark("executor")
+            self._publish(indexer, executor, pipeline, checkpoint.number if checkpoint else None)
+            if report is not None and report.busy:
+                log.info("executor: %s (%s)", _summary(report), timing)
+            if not progressed and not self.stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.intake_stop.wait(), self.plan.poll_interval)
+
+    def _reload(self, pipeline: RulesPipeline) -> None:
+        result = pipeline.reload()
+        if not result.ok:
+            log.error(
+                "SIGHUP: rule files have problems; the old rules (%s) keep running:\n%s",
+                result.version, "\n".join(str(p) for p in result.problems),
+            )  # fmt: skip
+        elif result.changed:
+            log.info("SIGHUP: rules reloaded, now %s", result.version)
+            self.live.rules_version = result.version
+        else:
+            log.info("SIGHUP: rule files unchanged (%s)", result.version)
+
+    def _publish(
+        self, indexer: Indexer, executor: Executor, pipeline: RulesPipeline, indexed: int | None
+    ) -> None:
+        live = self.live
+        live.head = indexer.head
+        live.indexed_block = indexed
+        confirmations = self.plan.indexer.confirmations
+        if indexer.head is not None:
+            live.safe_block = max(0, indexer.head - confirmations)
+            live.caught_up = indexed is not None and indexed >= indexer.head - confirmations
+        live.reorgs = indexer.reorgs
+        live.relayer_balance = executor.last_balance
+        live.rules_version = pipeline.version
+        for latency in executor.drain_latencies():
+            live.trigger_to_tx.observe(latency)
+
+
+class StepTiming:
+    """Where one loop step's time went, for the step's log line: the head check, fetch and
+    commit ("index"), the rules on changed sessions, which run inside the indexer's commit
+    callback, and on due sessions ("rules"), and the executor."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def begin(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.phases = {"index": 0.0, "rules": 0.0, "executor": 0.0}
+
+    def mark(self, phase: str) -> None:
+        """The time since the last mark goes to `phase` ("tick" is rules time)."""
+        now = time.perf_counter()
+        self.phases["rules" if phase == "tick" else phase] += now - self.last
+        self.last = now
+
+    def rules(self, on_change: OnChange) -> OnChange:
+        """`on_change` with its time moved from the index phase to the rules phase."""
+
+        async def timed(change: Change) -> None:
+            started = time.perf_counter()
+            try:
+                await on_change(change)
+            finally:
+                spent = time.perf_counter() - started
+                self.phases["rules"] = self.phases.get("rules", 0.0) + spent
+                self.phases["index"] = self.phases.get("index", 0.0) - spent
+
+        return timed
+
+    def __str__(self) -> str:
+        total = (time.perf_counter() - self.started) * 1000
+        parts = ", ".join(f"{k} {v * 1000:.1f}" for k, v in self.phases.items())
+        return f"step {total:.1f} ms: {parts}"
+
+
+def _summary(report: Any) -> str:
+    return ", ".join(f"{k} {v}" for k, v in vars(report).items() if v)

@@ -1,0 +1,216 @@
+"""Indexed changes and chain time in, stored intents out: the rules side of the daemon.
+
+`on_change` receives the indexer's change feed (after each commit): every changed
+session is evaluated at the head's chain time, and the decisions (intents and latch
+changes) are stored in the outbox in one transaction before the runner adopts them, so
+a crash between the two decides the same again and the unique intent key absorbs it.
+`tick(now)` evaluates just the sessions whose time-driven check fell due.
+
+While the indexer backfills far behind the head nothing is evaluated: a stop-loss
+crossed a year ago would fire at last year's chain time. The first change after the
+backfill (and every start, and every rule reload) evaluates every open session once at
+the head, which also rebuilds the time schedule the runner keeps only in memory.
+
+After a reorg, what it undid is made right before the executor's next step (see
+`_reconcile`): jobs mined in replaced blocks are tracked again, open intents whose
+trigger was orphaned and whose rule no longer holds are obsolete (their jobs cancelled),
+and intents made obsolete by a close the reorg removed are pending again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+from contracts import OPEN_STATUSES
+from executor import ORPHANED, IntentRow, Outbox
+from indexer import Change, IndexerStore, Session
+from rules import Decision, Evaluation, ReloadResult, RulesHolder, RulesRunner, gc_paused
+from warden.app.snapshots import snapshot_of
+
+log = logging.getLogger("warden.rules")
+
+Decimals = Callable[[Sequence[str]], Awaitable[dict[str, int]]]
+CHUNK = 2_000  # sessions per stored transaction during a full evaluation
+LOGGED_FIRINGS = 100  # firings logged one by one per evaluation; beyond, counts per rule
+
+
+class RulesPipeline:
+    def __init__(
+        self, holder: RulesHolder, outbox: Outbox, store: IndexerStore, decimals: Decimals
+    ) -> None:
+        self.holder = holder
+        self.outbox = outbox
+        self.store = store
+        self.decimals = decimals
+        self.runner = RulesRunner(holder.current)
+        self.stale = True  # evaluate every open session at the next chance
+        self.fired = 0
+
+    @property
+    def version(self) -> str:
+        return self.holder.version
+
+    async def start(self) -> None:
+        """Latches from the outbox: what already fired stays fired across a restart."""
+        self.runner = RulesRunner.from_rows(self.holder.current, await self.outbox.latch_rows())
+        self.stale = True
+
+    def reload(self) -> ReloadResult:
+        result = self.holder.reload()
+        if result.ok and result.changed:
+            self.runner.evaluator = self.holder.current
+            self.stale = True  # due times came from the old rules
+        return result
+
+    async def on_change(self, change: Change) -> None:
+        now = change.head.timestamp
+        for wallet in change.removed:
+            self.runner.scheduler.cancel(wallet)
+        if change.backfill:
+            self.stale = True
+            return
+        if change.reorg is not None:
+            await self._reconcile(change)
+        if self.stale:
+            await self.evaluate_all(now)
+        else:
+            await self._evaluate(change.sessions, now)
+
+    async def tick(self, now: int) -> int:
+        """Evaluate the sessions due by chain time `now`; how many were due."""
+        if self.stale:
+            return await self.evaluate_all(now)
+        due = self.runner.due(now)
+        if due:
+            sessions = await self.store.sessions(due)
+            await self._evaluate([sessions[w] for w in due if w in sessions], now)
+        return len(due)
+
+    async def evaluate_all(self, now: int) -> int:
+        self.stale = False
+        started = time.monotonic()
+        count = 0
+        for status in OPEN_STATUSES:
+            sessions = await self.store.all_sessions(status)
+            for start in range(0, len(sessions), CHUNK):
+                await self._evaluate(sessions[start : start + CHUNK], now)
+            count += len(sessions)
+        # Operators (and the benchmarks) learn here that every open session is scheduled.
+        log.info(
+            "rules: evaluated all %d open sessions at chain time %d in %.1f s",
+            count, now, time.monotonic() - started,
+        )  # fmt: skip
+        return count
+
+    async def _evaluate(self, sessions: Iterable[Session], now: int) -> None:
+        batch = list(sessions)
+        if not batch:
+            return
+        decimals = await self.decimals(sorted({s.token for s in batch}))
+        results: list[tuple[Evaluation, Decision]] = []
+        with gc_paused():
+            for session in batch:
+                snapshot = snapshot_of(session, decimals.get(session.token, 18))
+                results.append(self.runner.decide(snapshot, now))
+        changed = [d for _, d in results if d.changed]
+        if changed:
+            fresh = await self.outbox.record(changed, time.time_ns() // 1_000_000)
+            self.fired += len(fresh)
+            for intent in fresh[:LOGGED_FIRINGS]:
+                log.info(
+                    "rule %s fired for %s: %s (%s) at chain time %d",
+                    intent.rule, intent.wallet, intent.action, intent.reason, intent.now,
+                )  # fmt: skip
+            if len(fresh) > LOGGED_FIRINGS:
+                # A burst (an expiry storm) would write a line per session: say how many
+                # fired of each rule instead; every intent is in the outbox (/intents).
+                rest = Counter(f"{i.rule} ({i.action}, {i.reason})" for i in fresh[LOGGED_FIRINGS:])
+                log.info(
+                    "... and %d more firings at chain time %d: %s",
+                    len(fresh) - LOGGED_FIRINGS, now,
+                    ", ".join(f"{rule} x{n}" for rule, n in sorted(rest.items())),
+                )  # fmt: skip
+        for evaluation, decision in results:
+            self.runner.commit(evaluation, decision)
+
+    async def _reconcile(self, change: Change) -> None:
+        """Make right what a reorg undid, before the executor's next step:
+
+        - relayer transactions mined above the common ancestor are gone with their
+          blocks: their jobs are live again and what they settled is open again, so the
+          executor finds them on the new branch, sends them again, or cancels them;
+        - an open intent (pending, or submitted and so not mined on this branch) whose
+          triggering position was rolled back and whose rule no longer holds is obsolete:
+          nothing more is sent for it, and a job left with nothing to do is cancelled at
+          its nonce (a batch is replaced without it); its rule is unlatched, so a new
+          crossing on the new branch fires again (as do all rules of a session whose
+          creation was rolled back);
+        - an obsolete intent of a session the reorg reopened (the close that made it
+          obsolete is gone), whose rule still holds and is still latched so it cannot
+          fire again, is pending again.
+        """
+        assert change.reorg is not None
+        ancestor = change.reorg.ancestor.number
+        now, now_ms = change.head.timestamp, time.time_ns() // 1_000_000
+        by_wallet = {s.wallet: s for s in change.sessions}
+        jobs = await self.outbox.reorged(ancestor, now_ms)
+        if jobs:
+            log.warning(
+                "reorg: %d relayer transactions were in replaced blocks; tracking them again",
+                len(jobs),
+            )
+        cut = (ancestor + 1) << 32
+        settled: list[tuple[str, str, str]] = []
+        release: dict[str, set[str]] = {w: set(self.runner.latched(w)) for w in change.removed}
+        for state in ("pending", "submitted"):
+            for intent in await self.outbox.intents(state, limit=1_000_000):
+                if intent.position >= cut and not await self._holds(intent, by_wallet, now):
+                    release.setdefault(intent.wallet, set()).add(intent.rule)
+                    settled.append(
+                        (intent.key, "obsolete", f"{ORPHANED}: block {intent.position >> 32} "
+                         "was replaced and the rule no longer holds")
+                    )  # fmt: skip
+        if settled:
+            log.warning("reorg: %d open intents no longer hold; obsolete", len(settled))
+            await self.outbox.settle(settled, now_ms)
+        # The crossings that latched these rules are gone: unlatched, the rule fires again
+        # if the new branch crosses again (a session whose creation was rolled back keeps
+        # nothing).
+        unlatch = [
+            Decision(w, (), frozenset(), frozenset(names) & self.runner.latched(w))
+            for w, names in release.items()
+            if names & self.runner.latched(w)
+        ]
+        if unlatch:
+            await self.outbox.record(unlatch, now_ms)
+            for decision in unlatch:
+                self.runner.release(decision)
+        reopened: list[str] = []
+        for session in change.sessions:
+            latched = self.runner.latched(session.wallet)
+            if session.status not in OPEN_STATUSES or not latched:
+                continue
+            mine = await self.outbox.intents(wallet=session.wallet, limit=1_000_000)
+            if any(i.state in ("pending", "submitted", "mined") for i in mine):
+                continue
+            last = {i.rule: i for i in mine if i.rule in latched}  # the latest per rule
+            for intent in last.values():
+                if intent.state == "obsolete" and await self._holds(intent, by_wallet, now):
+                    reopened.append(intent.key)
+        if reopened:
+            log.warning("reorg: %d obsolete intents hold again on the new chain", len(reopened))
+            detail = "reopened: a reorg undid what made it obsolete"
+            await self.outbox.reopen(reopened, detail, now_ms)
+
+    async def _holds(self, intent: IntentRow, by_wallet: dict[str, Session], now: int) -> bool:
+        """Whether the intent's rule holds for its session on the current chain."""
+        session = by_wallet.get(intent.wallet) or await self.store.session(intent.wallet)
+        if session is None:
+            return False
+        decimals = await self.decimals([session.token])
+        snapshot = snapshot_of(session, decimals.get(session.token, 18))
+        evaluation = self.runner.evaluator.evaluate(snapshot, now)
+        return any(rule.name == intent.rule for rule in evaluation.matched)
