@@ -295,12 +295,14 @@ def test_production_defaults(tmp_path: Path) -> None:
     assert not cfg.is_devnet and cfg.confirmations == 2 and cfg.dry_run
     assert cfg.chain.factory == FACTORY
     assert "dry-run" in cfg.relayer_source() and DEVNET_ADDRESS in cfg.relayer_source()
-    index = cfg.indexer_config(FACTORY)
-    assert (index.factory, index.confirmations, index.reorg_window) == (FACTORY, 2, 64)
-    ex = cfg.executor_config(FACTORY, 1)
-    assert ex.dry_run and ex.chain_id == 1 and ex.guards.min_relayer_balance == 5 * 10**16
-    assert ex.guards.rate_window_ms == 3_600_000 and ex.fees.min_tip == 10**9
-    assert cfg.retry_policy().attempts == 10
+    # the sections hold the decided values: components read them as they are
+    assert (cfg.chain.confirmations, cfg.chain.reorg_window) == (2, 64)
+    assert "confirmations" not in cfg.chain.model_fields_set  # decided, not written
+    ex = cfg.executor
+    assert ex.dry_run is True and ex.min_relayer_balance == 5 * 10**16
+    assert ex.rate_window == 3_600 and ex.min_tip == 10**9
+    assert cfg.chain.retry_policy().attempts == 10
+    assert "chain.confirmations: 2" in cfg.describe()
 
 
 def test_a_devnet_chain_id_allows_zero_confirmations_and_a_raw_key(tmp_path: Path) -> None:
