@@ -90,7 +90,9 @@ def load_config(
             if not any(where[: len(f)] == f or f[: len(where)] == where for f in broken):
                 report(where, message)
     if out or cfg is None:
-        raise ConfigError([text for _, text in sorted(out, key=lambda item: item[0])])
+        # Overrides first, by variable; then the file's problems in line order.
+        ordered = sorted(out, key=lambda item: (item[0], item[1] if item[0] == 0 else ""))
+        raise ConfigError([text for _, text in ordered])
     return cfg
 
 
