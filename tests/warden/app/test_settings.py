@@ -573,8 +573,7 @@ def test_bad_env_override_names_the_variable_not_the_value(tmp_path: Path) -> No
     assert found == [
         "$WARDEN_API__PORT: api.port: Input should be a valid integer, unable to parse string "
         "as an integer",
-        "$WARDEN_CHAIN__POLL_INTERVAL: chain.poll_interval: expected a number of seconds, "
-        "not ***",
+        "$WARDEN_CHAIN__POLL_INTERVAL: chain.poll_interval: expected a number of seconds, not ***",
         '$WARDEN_CHAIN__RPC: chain.rpc: expected a JSON list, e.g. ["a", "b"]',
         "$WARDEN_EXECUTOR__MAX_BATCH_SIZE: executor.max_batch_size: *** is outside 1 to 256 — "
         "SessionWalletFactory.closeBatch takes at most 256",
