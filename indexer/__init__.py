@@ -1,33 +1,35 @@
 """Indexer: follows the chain and rebuilds every session of the configured factory from its
-logs into SQLite, reorg-safe and crash-safe. See `indexer.indexer` for the loop and
-`chain.errors` for what can go wrong talking to the node."""
+logs into SQLite, reorg-safe and crash-safe. See `indexer.indexer` for the loop,
+`indexer.updates` for what it yields after each commit and `chain.errors` for what can go
+wrong talking to the node."""
 
 from indexer.audit import Drift, audit_balances
 from indexer.fetch import RangeSizing
-from indexer.indexer import Change, Indexer, IndexerConfig, OnChange
+from indexer.indexer import Indexer
 from indexer.migrations import migrate, open_database
 from indexer.progress import Progress
 from indexer.projection import Event, Session, apply, replay
-from indexer.reorg import NewBlock, Reorg
+from indexer.reorg import NewBlock
 from indexer.settings import ChainSettings
 from indexer.store import BlockRef, ClosingEvent, IndexerStore
+from indexer.updates import Block, Finalized, Reorg, Update
 
 __all__ = [
+    "Block",
     "BlockRef",
     "ChainSettings",
-    "Change",
     "ClosingEvent",
     "Drift",
     "Event",
+    "Finalized",
     "Indexer",
-    "IndexerConfig",
     "IndexerStore",
     "NewBlock",
-    "OnChange",
     "Progress",
     "RangeSizing",
     "Reorg",
     "Session",
+    "Update",
     "apply",
     "audit_balances",
     "migrate",

@@ -1,10 +1,10 @@
 """Reorg detection: pure decisions over block headers, one named test per case.
 
 The indexer (`indexer.py`) fetches headers and hands them here; this module says whether
-they extend what is indexed (`NewBlock`s), replace part of it (a `Reorg` back to the
-common ancestor), or replace more than the stored window can tell (no ancestor: the
-indexer then checks older blocks that hold events). Blocks older than the reorg window
-are final (`finalized`).
+they extend what is indexed (`NewBlock`s), replace part of it (a rollback to the common
+ancestor, which the indexer yields as `indexer.updates.Reorg`), or replace more than the
+stored window can tell (no ancestor: the indexer then checks older blocks that hold
+events). Blocks older than the reorg window are final (`finalized`).
 """
 
 from __future__ import annotations
@@ -18,13 +18,6 @@ from indexer.store import BlockRef
 @dataclass(frozen=True)
 class NewBlock:
     block: BlockRef
-
-
-@dataclass(frozen=True)
-class Reorg:
-    ancestor: BlockRef  # the newest indexed block still on the canonical chain
-    depth: int  # indexed blocks orphaned: checkpoint number - ancestor number
-    orphaned_head: BlockRef  # the checkpoint that was replaced
 
 
 def checkpoint_still_canonical(checkpoint: BlockRef, canonical: BlockRef | None) -> bool:

@@ -1,12 +1,17 @@
 """The `chain:` section of the config: which chain, where to ask, how to follow it.
 
-`Indexer` takes this model as it is; the app resolves nothing into another shape.
+`Indexer` takes this model as it is, and `retry_policy()` is the one place the client's
+retries are built from it; the app resolves nothing into another shape.
+`confirmations` left out (None) means "0 on a devnet, 2 elsewhere": `WardenConfig`
+decides it when the file is loaded, and the indexer refuses a model where it is still
+undecided.
 """
 
 from __future__ import annotations
 
 from pydantic import Field
 
+from chain.client import RetryPolicy
 from chain.fields import Address, Int, Seconds, Section
 
 
@@ -24,3 +29,7 @@ class ChainSettings(Section):
     retry_initial: Seconds = 1.0
     retry_attempts: Int = 10
     timeout: Seconds = 30.0
+
+    def retry_policy(self) -> RetryPolicy:
+        """The `ChainClient`'s backoff for this chain."""
+        return RetryPolicy(initial=self.retry_initial, attempts=self.retry_attempts)

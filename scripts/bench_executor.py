@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from chain import ChainClient, calls  # noqa: E402
 from contracts import load_artifact  # noqa: E402
 from executor import Executor, ExecutorConfig, Guards, Outbox, Signer  # noqa: E402
-from indexer import Indexer, IndexerConfig, IndexerStore, open_database  # noqa: E402
+from indexer import ChainSettings, Indexer, IndexerStore, open_database  # noqa: E402
 from rules import Decision, Intent  # noqa: E402
 from warden.devnet import DEVNET_KEYS, Anvil, Deployment, deploy_stack  # noqa: E402
 
@@ -182,7 +182,8 @@ async def run_mode(
             await store.setup()
             outbox = Outbox(db)
             await outbox.setup()
-            indexer = Indexer(client, store, IndexerConfig(chain.dep.factory, start_block=start))
+            settings = ChainSettings(start_block=start, confirmations=0)
+            indexer = Indexer(client, store, settings, factory=chain.dep.factory)
             config = ExecutorConfig(
                 factory=chain.dep.factory,
                 chain_id=CHAIN_ID,

@@ -39,7 +39,7 @@ import seed_chain  # noqa: E402
 
 from chain import ChainClient  # noqa: E402
 from chain.abi import topics_filter  # noqa: E402
-from indexer import Indexer, IndexerConfig, IndexerStore, RangeSizing, open_database  # noqa: E402
+from indexer import ChainSettings, Indexer, IndexerStore, open_database  # noqa: E402
 
 RANGE = 2_000  # the first range; the indexer adapts it
 
@@ -70,18 +70,15 @@ async def index(
     url: str, meta: seed_chain.SeedMeta, db_path: Path, concurrency: int
 ) -> tuple[float, list[tuple[int, int]]]:
     """Seconds to backfill the seeded chain, and the log ranges the indexer used."""
-    config = IndexerConfig(
-        factory=meta.factory,
-        start_block=meta.start_block,
-        concurrency=concurrency,
-        sizing=RangeSizing(initial=RANGE),
+    settings = ChainSettings(
+        start_block=meta.start_block, confirmations=0, concurrency=concurrency, log_range=RANGE
     )
     db = await open_database(db_path)
     try:
         store = IndexerStore(db)
         await store.setup()
         async with ChainClient([url]) as client:
-            indexer = Indexer(client, store, config)
+            indexer = Indexer(client, store, settings, factory=meta.factory)
             started = time.perf_counter()
             await indexer.sync_to_head()
             elapsed = time.perf_counter() - started

@@ -26,7 +26,7 @@ from web3 import Web3
 from chain import ChainClient, RetryPolicy
 from contracts import load_artifact
 from executor.outbox import FINAL_STATES
-from indexer import BlockRef, Indexer, IndexerConfig, IndexerStore, open_database
+from indexer import BlockRef, ChainSettings, Indexer, IndexerStore, open_database
 from rules import RulesHolder, RulesHost
 from warden.app.snapshots import snapshot_of
 
@@ -75,9 +75,9 @@ async def fresh_index(
             head = await probe.block_number()
         cap = head if upto is None else upto
         async with _CappedClient([url], cap, retry=RETRY) as client:
-            config = IndexerConfig(factory=Web3.to_checksum_address(factory),
-                                   start_block=start_block, confirmations=0)  # fmt: skip
-            return await Indexer(client, store, config).sync_to_head()
+            settings = ChainSettings(start_block=start_block, confirmations=0)
+            indexer = Indexer(client, store, settings, factory=Web3.to_checksum_address(factory))
+            return await indexer.sync_to_head()
     finally:
         await conn.close()
 

@@ -117,7 +117,9 @@ async def rig(
             await store.setup()
             outbox = Outbox(db)
             await outbox.setup()
-            indexer = Indexer(client, store, config(factory, start_block=start_block))
+            indexer = Indexer(
+                client, store, config(factory, start_block=start_block), factory=factory
+            )
             if signer is None and not overrides.get("dry_run"):
                 signer = Signer.from_raw_key(RELAYER_KEY, chain_id=31337)
             ex = Executor(

@@ -9,11 +9,18 @@ from pathlib import Path
 import pytest
 
 from chain import ChainClient, RetryPolicy
-from indexer import Indexer
 from tests._chain import Chain
 from tests._rpc_proxy import Fault, FaultyProxy
 from tests.conftest import Roles, Session, Stack
-from tests.indexer._support import FAST_RETRY, config, index_to_head, opened, rows, sizing
+from tests.indexer._support import (
+    FAST_RETRY,
+    config,
+    index_to_head,
+    indexer,
+    opened,
+    rows,
+    sizing,
+)
 from tests.indexer.test_indexing import activity
 
 PATIENT = RetryPolicy(initial=0.01, factor=1.5, max_delay=0.1, attempts=60)
@@ -50,7 +57,7 @@ async def test_random_faults_end_in_the_same_database(
         proxy.set_faults(rate=0.3)
         faulty = tmp_path / "faulty.sqlite"
         # Small ranges and a small window: many requests, through backfill and following.
-        cfg = config(stack.factory.address, reorg_window=6, sizing=sizing(2, 3), concurrency=3)
+        cfg = config(stack.factory.address, reorg_window=6, **sizing(2, 3), concurrency=3)
         await index_to_head(proxy.url, faulty, cfg, retry=PATIENT, timeout=1.0)
         stats = proxy.stats()
     assert stats["faults_total"] >= 5, stats
@@ -64,7 +71,7 @@ async def test_every_fault_kind_is_survived(
         for kind in Fault:
             proxy.inject(kind, count=2)
         faulty = tmp_path / "faulty.sqlite"
-        cfg = config(stack.factory.address, reorg_window=6, sizing=sizing(4, 16))
+        cfg = config(stack.factory.address, reorg_window=6, **sizing(4, 16))
         await index_to_head(proxy.url, faulty, cfg, retry=PATIENT, timeout=1.0)
         stats = proxy.stats()
     seen = set(stats["faults"])
@@ -86,7 +93,7 @@ async def test_provider_log_limits_make_ranges_shrink(
     with FaultyProxy(fresh_chain.anvil.url) as proxy:
         proxy.limit_logs(max_range=3, max_results=4)
         limited = tmp_path / "limited.sqlite"
-        cfg = config(stack.factory.address, reorg_window=2, sizing=sizing(1_000))
+        cfg = config(stack.factory.address, reorg_window=2, **sizing(1_000))
         indexer = await index_to_head(proxy.url, limited, cfg, retry=FAST_RETRY)
         refused = proxy.stats()["faults"].get("log_range_limit", 0)
     assert refused > 0
@@ -104,7 +111,7 @@ async def test_failover_to_the_second_endpoint(
             opened(tmp_path / "failover.sqlite") as store,
             ChainClient([down.url, fresh_chain.anvil.url], retry=FAST_RETRY) as client,
         ):
-            await Indexer(client, store, config(stack.factory.address)).sync_to_head()
+            await indexer(client, store, stack.factory.address).sync_to_head()
             assert client.url == fresh_chain.anvil.url
             assert client.stats.failovers >= 1
     assert rows(tmp_path / "failover.sqlite") == rows(clean)

@@ -8,11 +8,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from chain import ChainClient
-from indexer import Indexer
 from tests._chain import Chain, CloseReason
 from tests._workload import Workload
 from tests.conftest import TOKEN, Roles, Session, Stack
-from tests.indexer._support import FAST_RETRY, config, index_to_head, opened, rows, sizing
+from tests.indexer._support import (
+    FAST_RETRY,
+    config,
+    index_to_head,
+    indexer,
+    opened,
+    rows,
+    settle,
+    sizing,
+)
 
 
 def activity(
@@ -88,14 +96,13 @@ async def test_backfill_in_ranges_equals_following_block_by_block(
         opened(follow_path) as store,
         ChainClient([fresh_chain.anvil.url], retry=FAST_RETRY) as client,
     ):
-        follower = Indexer(client, store, config(stack.factory.address, reorg_window=10_000))
+        follower = indexer(client, store, stack.factory.address, reorg_window=10_000)
         await follower.sync_to_head()
         for _ in range(3):
             activity(fresh_chain, stack, roles, make_session)
-            while await follower.step():
-                pass
+            await settle(follower)
     backfill_path = tmp_path / "backfill.sqlite"
-    cfg = config(stack.factory.address, reorg_window=2, sizing=sizing(3, 8), concurrency=3)
+    cfg = config(stack.factory.address, reorg_window=2, **sizing(3, 8), concurrency=3)
     await index_to_head(fresh_chain.anvil.url, backfill_path, cfg)
     followed, backfilled = rows(follow_path), rows(backfill_path)
     assert len(followed["events"]) >= 39  # 3 x 13 session events, plus admin
@@ -113,11 +120,10 @@ async def test_random_workload_backfilled_equals_followed_and_the_chain(
         opened(follow_path) as store,
         ChainClient([fresh_chain.anvil.url], retry=FAST_RETRY) as client,
     ):
-        follower = Indexer(client, store, config(stack.factory.address, reorg_window=10_000))
+        follower = indexer(client, store, stack.factory.address, reorg_window=10_000)
         for _ in range(12):
             work.run(15)
-            while await follower.step():
-                pass
+            await settle(follower)
         sessions = {s.wallet: s for s in await store.all_sessions()}
     assert not work.reverts
     assert set(sessions) == set(work.sessions)
@@ -130,6 +136,6 @@ async def test_random_workload_backfilled_equals_followed_and_the_chain(
         assert s.seq_gaps == 0
     assert max(s.initial_deposit for s in sessions.values()) > 2**254
     backfill_path = tmp_path / "backfill.sqlite"
-    cfg = config(stack.factory.address, reorg_window=4, sizing=sizing(5, 20), concurrency=3)
+    cfg = config(stack.factory.address, reorg_window=4, **sizing(5, 20), concurrency=3)
     await index_to_head(fresh_chain.anvil.url, backfill_path, cfg)
     assert rows(follow_path) == rows(backfill_path)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from chain import ChainClient
-from indexer import Change, Indexer, IndexerStore, open_database
+from indexer import Indexer, IndexerStore, Reorg, Update, open_database
 from tests._chain import Chain, CloseReason
 from tests.conftest import (
     TOKEN,
@@ -24,7 +24,7 @@ from tests.conftest import (
     make_roles,
     session_params,
 )
-from tests.indexer._support import FAST_RETRY, config, index_to_head, rows
+from tests.indexer._support import FAST_RETRY, config, index_to_head, rows, settle
 from warden.devnet import Anvil
 
 # This module runs on its own anvil. On the suite's shared node, after a few hundred
@@ -78,32 +78,28 @@ def landed(chain: Chain, head: int, depth: int) -> list[bool]:
 
 
 class Follower:
-    """An indexer following the chain into a file, recording what the feed hands on."""
+    """An indexer following the chain into a file, recording everything it yields."""
 
     def __init__(self, url: str, path: Path, factory: str, **cfg: Any) -> None:
         self.url, self.path, self.factory, self.cfg = url, path, factory, cfg
-        self.changes: list[Change] = []
+        self.updates: list[Update] = []
 
     async def __aenter__(self) -> Follower:
         self.db = await open_database(self.path)
         store = IndexerStore(self.db)
         await store.setup()
         self.client = ChainClient([self.url], retry=FAST_RETRY)
-
-        async def record(change: Change) -> None:
-            self.changes.append(change)
-
-        self.indexer = Indexer(
-            self.client, store, config(self.factory, **self.cfg), on_change=record
-        )
+        settings = config(self.factory, **self.cfg)
+        self.indexer = Indexer(self.client, store, settings, factory=self.factory)
         await self.settle()
         return self
 
     async def settle(self) -> None:
-        for _ in range(1_000):
-            if not await self.indexer.step():
-                return
-        raise AssertionError("indexer did not settle in 1000 steps")
+        self.updates.extend(await settle(self.indexer))
+
+    @property
+    def reorgs(self) -> list[Reorg]:
+        return [u for u in self.updates if isinstance(u, Reorg)]
 
     async def __aexit__(self, *exc: object) -> None:
         await self.client.close()
@@ -172,9 +168,9 @@ async def test_reorg_equals_fresh_index(
         assert all(landed(chain, fork_head, depth)), "a replacement transaction failed"
         await f.settle()
         after = rows(f.path)
-        reorgs = [c for c in f.changes if c.reorg is not None]
-    assert len(reorgs) == 1 and reorgs[0].reorg is not None
-    assert reorgs[0].reorg.depth == depth
+        reorgs = f.reorgs
+    assert len(reorgs) == 1
+    assert reorgs[0].depth == depth
     fresh = tmp_path / "fresh.sqlite"
     await index_to_head(chain.anvil.url, fresh, config(stack.factory.address))
     assert after == rows(fresh)
@@ -285,7 +281,7 @@ async def test_reorg_within_confirmations_is_never_indexed(
         await f.settle()
         chain.anvil.rpc("anvil_reorg", 3, branch_b(chain, stack, roles, s1, s2, 3))
         await f.settle()
-        assert not [c for c in f.changes if c.reorg is not None]
+        assert not f.reorgs
 
 
 async def test_reorg_replacing_everything_indexed_starts_over(
@@ -310,8 +306,8 @@ async def test_reorg_replacing_everything_indexed_starts_over(
         chain.anvil.rpc("anvil_reorg", depth, branch_b(chain, stack, roles, s1, s2, depth))
         await f.settle()
         after = rows(f.path)
-        (reorg,) = [c.reorg for c in f.changes if c.reorg is not None]
-    assert reorg is not None and reorg.ancestor.number == start - 1
+        (reorg,) = f.reorgs
+    assert reorg.ancestor.number == start - 1
     fresh = tmp_path / "fresh.sqlite"
     await index_to_head(chain.anvil.url, fresh, config(stack.factory.address, start_block=start))
     assert after == rows(fresh)

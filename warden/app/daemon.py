@@ -1,9 +1,10 @@
 """`warden run`: indexer → rules → executor in one loop, the API beside it.
 
 One task drives the loop so the database has one writer and every step sees the last
-one's commits: index what is new (the change feed stores intents), evaluate the sessions
-whose time came, let the executor track, confirm and submit, publish live figures for
-the API, then wait for the next poll unless there is more to do.
+one's commits: index what is new, handing what each commit changed to the rules (which
+store intents) before the next commit; evaluate the sessions whose time came; let the
+executor track, confirm and submit; publish live figures for the API; then wait for the
+next poll unless there is more to do.
 
 Shutdown (SIGTERM/SIGINT) runs in a known order: stop HTTP, stop intake (the loop ends
 after its current step, so in-flight work finishes and every write is committed), stop
@@ -21,19 +22,20 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 from aiohttp import web
 
-from chain import ChainClient, FatalError, RetryableError, RetryPolicy
-from executor import Executor, ExecutorConfig, Outbox, Signer
-from indexer import Change, Indexer, IndexerConfig, IndexerStore, OnChange, Progress, open_database
+from chain import ChainClient, FatalError, RetryableError
+from executor import Executor, Outbox, Signer
+from indexer import Indexer, IndexerStore, Progress, open_database
 from rules import RulesHolder, RulesHost
 from warden.app.api import LiveState, check_binding, create_app
 from warden.app.pipeline import RulesPipeline
+from warden.app.settings import WardenConfig
 
 log = logging.getLogger("warden.app.daemon")
 
@@ -41,27 +43,16 @@ DECIMALS = "0x313ce567"  # decimals()
 FORCED_EXIT = 130
 
 
-@dataclass
-class Plan:
-    """Everything the daemon needs, resolved from the config (and the devnet, if any)."""
+@dataclass(frozen=True)
+class Target:
+    """What the daemon serves, known only when it starts: the configured chain, or the
+    devnet Warden started (its URL, contracts and operator), and the relayer's key."""
 
-    rpc: list[str]
-    chain_id: int
+    rpc: tuple[str, ...]
     factory: str
-    database: Path
-    rules: list[str | Path]
-    indexer: IndexerConfig
-    executor: ExecutorConfig
-    signer: Signer | None
-    relayer: str | None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    poll_interval: float = 1.0
-    decimals: int | None = None
-    api_host: str = "127.0.0.1"
-    api_port: int = 8080
-    api_enabled: bool = True
-    api_token: str | None = None
-    rpc_timeout: float = 30.0
+    chain_id: int
+    signer: Signer | None  # None in dry-run
+    relayer: str | None  # the address to preflight as without a signer
 
 
 class TokenDecimals:
@@ -99,8 +90,9 @@ def _uint(answer: Any) -> int | None:
 
 
 class Daemon:
-    def __init__(self, plan: Plan, *, activity: Any = None) -> None:
-        self.plan = plan
+    def __init__(self, cfg: WardenConfig, target: Target, *, activity: Any = None) -> None:
+        self.cfg = cfg
+        self.target = target
         self.activity = activity  # an object with `async run(stop)`, devnet only
         self.live = LiveState()
         self.intake_stop = asyncio.Event()
@@ -153,15 +145,18 @@ class Daemon:
     async def _resources(
         self,
     ) -> AsyncIterator[tuple[aiosqlite.Connection, ChainClient, IndexerStore, Outbox]]:
-        plan = self.plan
-        db = await open_database(plan.database)
+        cfg = self.cfg
+        db = await open_database(cfg.database)
         try:
             store = IndexerStore(db)
             await store.setup()
             outbox = Outbox(db)
             await outbox.setup()
             async with ChainClient(
-                plan.rpc, chain_id=plan.chain_id, retry=plan.retry, timeout=plan.rpc_timeout
+                list(self.target.rpc),
+                chain_id=self.target.chain_id,
+                retry=cfg.chain.retry_policy(),
+                timeout=cfg.chain.timeout,
             ) as client:
                 yield db, client, store, outbox
             # Last, once nothing writes: fold the WAL into the database file.
@@ -177,42 +172,44 @@ class Daemon:
         store: IndexerStore,
         outbox: Outbox,
     ) -> int:
-        plan = self.plan
+        cfg, target = self.cfg, self.target
         await client.connect()
-        holder = RulesHolder(RulesHost(), plan.rules)
-        pipeline = RulesPipeline(holder, outbox, store, TokenDecimals(client, plan.decimals))
+        holder = RulesHolder(RulesHost(), list[str | Path](cfg.rules.files))
+        pipeline = RulesPipeline(holder, outbox, store, TokenDecimals(client, cfg.rules.decimals))
         await pipeline.start()
-        timing = StepTiming()
-        indexer = Indexer(
-            client, store, plan.indexer, on_change=timing.rules(pipeline.on_change),
-            progress=Progress(),
+        indexer = Indexer(client, store, cfg.chain, factory=target.factory, progress=Progress())
+        executor = Executor(
+            client, outbox, store, cfg.executor, factory=target.factory,
+            chain_id=target.chain_id, dry_run=cfg.dry_run, signer=target.signer,
+            relayer=target.relayer,
         )  # fmt: skip
-        executor = Executor(client, outbox, store, plan.executor, plan.signer, relayer=plan.relayer)
         await executor.start()
         self.live.relayer_address = executor.relayer
         self.live.rules_version = pipeline.version
         self.live.rpc = client.stats
         log.info(
             "warden running: chain %d, factory %s, relayer %s%s, rules %s (%d rules)",
-            plan.chain_id, plan.factory, executor.relayer,
-            " (dry-run)" if plan.executor.dry_run else "", pipeline.version,
+            target.chain_id, target.factory, executor.relayer,
+            " (dry-run)" if cfg.dry_run else "", pipeline.version,
             len(holder.current.ruleset.rules),
         )  # fmt: skip
-        if plan.api_enabled:
-            check_binding(plan.api_host, plan.api_token)
+        api = cfg.api
+        if api.enabled:
+            token = api.token.get_secret_value() if api.token is not None else None
+            check_binding(api.host, token)
             self._http = web.AppRunner(
-                create_app(plan.database, self.live, token=plan.api_token), access_log=None
+                create_app(cfg.database, self.live, token=token), access_log=None
             )
             await self._http.setup()
-            await web.TCPSite(self._http, plan.api_host, plan.api_port).start()
-            log.info("API on http://%s:%d", plan.api_host, plan.api_port)
+            await web.TCPSite(self._http, api.host, api.port).start()
+            log.info("API on http://%s:%d", api.host, api.port)
         activity = (
             asyncio.create_task(self.activity.run(self.activity_stop), name="activity")
             if self.activity is not None
             else None
         )
         try:
-            await self._loop(indexer, pipeline, executor, store, timing)
+            await self._loop(indexer, pipeline, executor, store)
             log.info("intake stopped; in-flight work finished")
             return 0
         except FatalError as exc:
@@ -240,8 +237,8 @@ class Daemon:
         pipeline: RulesPipeline,
         executor: Executor,
         store: IndexerStore,
-        timing: StepTiming,
     ) -> None:
+        timing = StepTiming()
         checkpoint = await store.checkpoint()
         executor_due = True  # the first step re-sends what a crash left signed but unsent
         while not self.stopping:
@@ -251,13 +248,12 @@ class Daemon:
                 self._reload(pipeline)
             timing.begin()
             fired = pipeline.fired
-            progressed = await indexer.advance()
-            timing.mark("index")
+            progressed = await self._index(indexer, pipeline, timing)
             if progressed:
                 checkpoint = await store.checkpoint()
             now = checkpoint.timestamp if checkpoint else 0
             await pipeline.tick(now)
-            timing.mark("tick")
+            timing.mark("rules")
             report = None
             # With no new block, no new intent and nothing left from the last step, a step
             # would find nothing to do: receipts, confirmations and fee replacements only
@@ -275,7 +271,25 @@ class Daemon:
                 log.info("executor: %s (%s)", _summary(report), timing)
             if not progressed and not self.stopping:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.intake_stop.wait(), self.plan.poll_interval)
+                    await asyncio.wait_for(self.intake_stop.wait(), self.cfg.chain.poll_interval)
+
+    @staticmethod
+    async def _index(indexer: Indexer, pipeline: RulesPipeline, timing: StepTiming) -> bool:
+        """One indexer round, each commit's update handed to the rules before the next
+        commit; False when there was nothing new (wait for the next poll)."""
+        try:
+            async with contextlib.aclosing(indexer.advance()) as updates:
+                async for update in updates:
+                    timing.mark("index")
+                    await pipeline.handle(update)
+                    timing.mark("rules")
+        except RetryableError as exc:  # the rules' own calls (token decimals)
+            log.warning("indexer step failed, retrying: %s", exc)
+            await asyncio.sleep(indexer.client.retry.initial)
+            return True
+        finally:
+            timing.mark("index")
+        return not indexer.idle
 
     def _reload(self, pipeline: RulesPipeline) -> None:
         result = pipeline.reload()
@@ -296,7 +310,7 @@ class Daemon:
         live = self.live
         live.head = indexer.head
         live.indexed_block = indexed
-        confirmations = self.plan.indexer.confirmations
+        confirmations = self.cfg.confirmations
         if indexer.head is not None:
             live.safe_block = max(0, indexer.head - confirmations)
             live.caught_up = indexed is not None and indexed >= indexer.head - confirmations
@@ -309,8 +323,8 @@ class Daemon:
 
 class StepTiming:
     """Where one loop step's time went, for the step's log line: the head check, fetch and
-    commit ("index"), the rules on changed sessions, which run inside the indexer's commit
-    callback, and on due sessions ("rules"), and the executor."""
+    commit ("index"), the rules on each commit's update and on due sessions ("rules"),
+    and the executor."""
 
     def __init__(self) -> None:
         self.started = self.last = time.perf_counter()
@@ -321,24 +335,10 @@ class StepTiming:
         self.phases = {"index": 0.0, "rules": 0.0, "executor": 0.0}
 
     def mark(self, phase: str) -> None:
-        """The time since the last mark goes to `phase` ("tick" is rules time)."""
+        """The time since the last mark goes to `phase`."""
         now = time.perf_counter()
-        self.phases["rules" if phase == "tick" else phase] += now - self.last
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - self.last
         self.last = now
-
-    def rules(self, on_change: OnChange) -> OnChange:
-        """`on_change` with its time moved from the index phase to the rules phase."""
-
-        async def timed(change: Change) -> None:
-            started = time.perf_counter()
-            try:
-                await on_change(change)
-            finally:
-                spent = time.perf_counter() - started
-                self.phases["rules"] = self.phases.get("rules", 0.0) + spent
-                self.phases["index"] = self.phases.get("index", 0.0) - spent
-
-        return timed
 
     def __str__(self) -> str:
         total = (time.perf_counter() - self.started) * 1000

@@ -1,7 +1,7 @@
 """Indexed changes and chain time in, stored intents out: the rules side of the daemon.
 
-`on_change` receives the indexer's change feed (after each commit): every changed
-session is evaluated at the head's chain time, and the decisions (intents and latch
+`handle` receives what the indexer yields after each commit: every session a `Block` or
+`Reorg` changed is evaluated at the head's chain time, and the decisions (intents and latch
 changes) are stored in the outbox in one transaction before the runner adopts them, so
 a crash between the two decides the same again and the unique intent key absorbs it.
 `tick(now)` evaluates just the sessions whose time-driven check fell due.
@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from contracts import OPEN_STATUSES
 from executor import ORPHANED, IntentRow, Outbox
-from indexer import Change, IndexerStore, Session
+from indexer import Block, Finalized, IndexerStore, Reorg, Session, Update
 from rules import Decision, Evaluation, ReloadResult, RulesHolder, RulesRunner, gc_paused
 from warden.app.snapshots import snapshot_of
 
@@ -65,19 +65,22 @@ class RulesPipeline:
             self.stale = True  # due times came from the old rules
         return result
 
-    async def on_change(self, change: Change) -> None:
-        now = change.head.timestamp
-        for wallet in change.removed:
-            self.runner.scheduler.cancel(wallet)
-        if change.backfill:
+    async def handle(self, update: Update) -> None:
+        """Act on one commit of the indexer, before its next commit."""
+        if isinstance(update, Finalized):
+            return  # nothing here depends on finality
+        if isinstance(update, Block) and update.backfill:
             self.stale = True
             return
-        if change.reorg is not None:
-            await self._reconcile(change)
+        if isinstance(update, Reorg):
+            for wallet in update.removed:
+                self.runner.scheduler.cancel(wallet)
+            await self._reconcile(update)
+        now = update.head.timestamp
         if self.stale:
             await self.evaluate_all(now)
         else:
-            await self._evaluate(change.sessions, now)
+            await self._evaluate(update.sessions, now)
 
     async def tick(self, now: int) -> int:
         """Evaluate the sessions due by chain time `now`; how many were due."""
@@ -136,7 +139,7 @@ class RulesPipeline:
         for evaluation, decision in results:
             self.runner.commit(evaluation, decision)
 
-    async def _reconcile(self, change: Change) -> None:
+    async def _reconcile(self, reorg: Reorg) -> None:
         """Make right what a reorg undid, before the executor's next step:
 
         - relayer transactions mined above the common ancestor are gone with their
@@ -152,10 +155,9 @@ class RulesPipeline:
           obsolete is gone), whose rule still holds and is still latched so it cannot
           fire again, is pending again.
         """
-        assert change.reorg is not None
-        ancestor = change.reorg.ancestor.number
-        now, now_ms = change.head.timestamp, time.time_ns() // 1_000_000
-        by_wallet = {s.wallet: s for s in change.sessions}
+        ancestor = reorg.ancestor.number
+        now, now_ms = reorg.head.timestamp, time.time_ns() // 1_000_000
+        by_wallet = {s.wallet: s for s in reorg.sessions}
         jobs = await self.outbox.reorged(ancestor, now_ms)
         if jobs:
             log.warning(
@@ -164,7 +166,7 @@ class RulesPipeline:
             )
         cut = (ancestor + 1) << 32
         settled: list[tuple[str, str, str]] = []
-        release: dict[str, set[str]] = {w: set(self.runner.latched(w)) for w in change.removed}
+        release: dict[str, set[str]] = {w: set(self.runner.latched(w)) for w in reorg.removed}
         for state in ("pending", "submitted"):
             for intent in await self.outbox.intents(state, limit=1_000_000):
                 if intent.position >= cut and not await self._holds(intent, by_wallet, now):
@@ -189,7 +191,7 @@ class RulesPipeline:
             for decision in unlatch:
                 self.runner.release(decision)
         reopened: list[str] = []
-        for session in change.sessions:
+        for session in reorg.sessions:
             latched = self.runner.latched(session.wallet)
             if session.status not in OPEN_STATUSES or not latched:
                 continue

@@ -11,12 +11,21 @@ import sys
 from typing import Any
 
 from eth_utils.address import is_address, to_checksum_address
+from pydantic import ValidationError
 
-from chain import ChainClient, FatalError, RetryableError, RetryPolicy
-from indexer import Indexer, IndexerConfig, IndexerStore, Progress, RangeSizing, open_database
+from chain import ChainClient, FatalError, RetryableError
+from indexer import ChainSettings, Indexer, IndexerStore, Progress, open_database
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
+
+
+_OPTIONS = {"log_range": "--range", "max_log_range": "--max-range", "poll_interval": "--poll"}
+
+
+def _default(key: str) -> Any:
+    """The option's default: the `chain:` setting's, so both mean the same."""
+    return ChainSettings.model_fields[key].default
 
 
 def add_index_parser(sub: Any) -> None:
@@ -39,42 +48,53 @@ def add_index_parser(sub: Any) -> None:
     p.add_argument(
         "--start-block",
         type=int,
-        default=0,
-        help="first block to index: the factory's deployment block (default 0)",
+        default=_default("start_block"),
+        help="first block to index: the factory's deployment block (default %(default)s)",
     )
     p.add_argument("--chain-id", type=int, help="refuse endpoints serving another chain")
     p.add_argument(
         "--confirmations",
         type=int,
+        # The config decides 0 or 2 by the chain; this debugging tool indexes to the head.
         default=0,
-        help="index up to head minus this many blocks (default 0)",
+        help="index up to head minus this many blocks (default %(default)s)",
     )
     p.add_argument(
         "--reorg-window",
         type=int,
-        default=64,
-        help="recent block hashes kept to resolve reorgs (default 64)",
+        default=_default("reorg_window"),
+        help="recent block hashes kept to resolve reorgs (default %(default)s)",
     )
     p.add_argument(
         "--range",
         type=int,
-        default=2_000,
+        default=_default("log_range"),
         dest="initial_range",
-        help="first eth_getLogs range in blocks; adapts as it goes (default 2000)",
+        help="first eth_getLogs range in blocks; adapts as it goes (default %(default)s)",
     )
     p.add_argument(
         "--max-range",
         type=int,
-        default=50_000,
-        help="largest eth_getLogs range in blocks (default 50000)",
+        default=_default("max_log_range"),
+        help="largest eth_getLogs range in blocks (default %(default)s)",
     )
-    p.add_argument("--concurrency", type=int, default=4, help="ranges in flight (default 4)")
-    p.add_argument("--poll", type=float, default=1.0, help="seconds between head polls")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=_default("concurrency"),
+        help="ranges in flight (default %(default)s)",
+    )
+    p.add_argument(
+        "--poll",
+        type=float,
+        default=_default("poll_interval"),
+        help="seconds between head polls (default %(default)s)",
+    )
     p.add_argument(
         "--retry-initial",
         type=float,
-        default=1.0,
-        help="first retry delay in seconds; grows x1.5 up to 30 s (default 1)",
+        default=_default("retry_initial"),
+        help="first retry delay in seconds; grows x1.5 up to 30 s (default %(default)s)",
     )
     p.add_argument("--to-head", action="store_true", help="stop once caught up with the head")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -87,6 +107,12 @@ def run_index_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return asyncio.run(_index(args))
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            key = str(error["loc"][0])
+            option = _OPTIONS.get(key, "--" + key.replace("_", "-"))
+            print(f"warden index: {option}: {error['msg']}", file=sys.stderr)
+        return EXIT_CONFIG
     except FatalError as exc:
         print(f"warden index: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
@@ -100,24 +126,30 @@ def run_index_command(args: argparse.Namespace) -> int:
 
 
 async def _index(args: argparse.Namespace) -> int:
-    config = IndexerConfig(
+    settings = ChainSettings(
+        rpc=args.rpc,
+        chain_id=args.chain_id,
         factory=to_checksum_address(args.factory),
         start_block=args.start_block,
         confirmations=args.confirmations,
         reorg_window=args.reorg_window,
+        poll_interval=args.poll,
         concurrency=args.concurrency,
-        sizing=RangeSizing(initial=min(args.initial_range, args.max_range), maximum=args.max_range),
+        log_range=args.initial_range,
+        max_log_range=args.max_range,
+        retry_initial=args.retry_initial,
     )
+    assert settings.factory is not None
     db = await open_database(args.db)
     try:
         store = IndexerStore(db)
         await store.setup()
         async with ChainClient(
-            args.rpc, chain_id=args.chain_id, retry=RetryPolicy(initial=args.retry_initial)
+            settings.rpc, chain_id=settings.chain_id, retry=settings.retry_policy()
         ) as client:
             await client.connect()
             progress = None if args.quiet else Progress()
-            indexer = Indexer(client, store, config, progress=progress)
+            indexer = Indexer(client, store, settings, factory=settings.factory, progress=progress)
             if args.to_head:
                 cp = await indexer.sync_to_head()
             else:
@@ -125,7 +157,7 @@ async def _index(args: argparse.Namespace) -> int:
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(sig, stop.set)
-                await indexer.run(stop, args.poll)
+                await indexer.run(stop, settings.poll_interval)
                 cp = await indexer.checkpoint()
             n = await store.counts()
             print(

@@ -16,15 +16,14 @@ import os
 import random
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import uvloop
 from web3 import Web3
 
 from chain import ChainClient, ChainError
-from executor import ConfigError as ExecutorConfigError
-from warden.app.daemon import Daemon, Plan
+from executor import SignerError
+from warden.app.daemon import Daemon, Target
 from warden.app.logs import setup_logging
 from warden.app.settings import ConfigError, WardenConfig, load_config
 from warden.devnet import Anvil, Deployment, DevnetError, deploy_stack
@@ -58,7 +57,7 @@ def add_run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 def run_run_command(args: argparse.Namespace) -> int:
     try:
-        cfg = load_config(args.config, os.environ)
+        cfg = load_config(args.config, os.environ, devnet=args.devnet)
     except ConfigError as exc:
         print(f"warden run: {args.config} has problems:", file=sys.stderr)
         for problem in exc.problems:
@@ -67,13 +66,11 @@ def run_run_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"warden run: cannot read the config {args.config}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    if args.devnet:
-        cfg.chain.rpc = []
     secrets = [s.get_secret_value() for s in (cfg.executor.raw_key, cfg.api.token) if s]
     setup_logging(cfg.logging.level, json=cfg.logging.json_lines, secrets=secrets)
     try:
         return uvloop.run(_run(cfg))
-    except (ConfigError, ExecutorConfigError) as exc:
+    except (ConfigError, SignerError) as exc:
         log.error("configuration: %s", exc)
         return EXIT_CONFIG
     except (DevnetError, ChainError, OSError) as exc:
@@ -84,10 +81,13 @@ def run_run_command(args: argparse.Namespace) -> int:
 async def _run(cfg: WardenConfig) -> int:
     if not cfg.is_devnet:
         assert cfg.chain.factory is not None and cfg.chain.chain_id is not None
-        plan = make_plan(cfg, cfg.chain.rpc, cfg.chain.factory, cfg.chain.chain_id)
-        return await Daemon(plan).run()
+        target = make_target(cfg, cfg.chain.rpc, cfg.chain.factory, cfg.chain.chain_id)
+        return await Daemon(cfg, target).run()
     with _devnet(cfg) as (anvil, deployment):
-        plan = make_plan(cfg, [anvil.url], deployment.factory, deployment.chain_id, deployment)
+        target = make_target(cfg, [anvil.url], deployment.factory, deployment.chain_id, deployment)
+        # Nothing before the contracts' deployment holds a session.
+        start = max(cfg.chain.start_block, deployment.block)
+        cfg = cfg.model_copy(update={"chain": cfg.chain.model_copy(update={"start_block": start})})
         activity = None
         if cfg.devnet.activity:
             client = ChainClient([anvil.url], chain_id=deployment.chain_id)
@@ -99,7 +99,7 @@ async def _run(cfg: WardenConfig) -> int:
                     logging.getLogger("warden.devnet.activity"), decimals=cfg.rules.decimals or 18,
                 ),
             )  # fmt: skip
-        return await Daemon(plan, activity=activity).run()
+        return await Daemon(cfg, target, activity=activity).run()
 
 
 class _ClosingActivity:
@@ -147,13 +147,15 @@ def _fresh_database(path: Path) -> None:
                 log.info("devnet: moved the previous devnet database to %s.previous", path)
 
 
-def make_plan(
+def make_target(
     cfg: WardenConfig,
     rpc: list[str],
     factory: str,
     chain_id: int,
     deployment: Deployment | None = None,
-) -> Plan:
+) -> Target:
+    """What the daemon serves: these endpoints and contracts, and the relayer's key (the
+    devnet operator's address, in dry-run on a devnet without `executor.relayer`)."""
     signer = cfg.load_signer(os.environ, chain_id=chain_id)
     relayer = cfg.executor.relayer or (deployment.operator if deployment else None)
     if signer is not None:
@@ -163,28 +165,4 @@ def make_plan(
             ["executor.relayer: dry-run without a key needs the relayer address to preflight "
              "as; set executor.relayer or configure a keystore"]
         )  # fmt: skip
-    start_block = cfg.chain.start_block
-    if deployment is not None:
-        start_block = max(start_block, deployment.block)
-    indexer = cfg.indexer_config(factory)
-    if indexer.start_block != start_block:
-        indexer = replace(indexer, start_block=start_block)
-    return Plan(
-        rpc=rpc,
-        chain_id=chain_id,
-        factory=factory,
-        database=cfg.database,
-        rules=list(cfg.rules.files),
-        indexer=indexer,
-        executor=cfg.executor_config(factory, chain_id),
-        signer=signer,
-        relayer=relayer,
-        retry=cfg.retry_policy(),
-        poll_interval=cfg.chain.poll_interval,
-        decimals=cfg.rules.decimals,
-        api_host=cfg.api.host,
-        api_port=cfg.api.port,
-        api_enabled=cfg.api.enabled,
-        api_token=cfg.api.token.get_secret_value() if cfg.api.token else None,
-        rpc_timeout=cfg.chain.timeout,
-    )
+    return Target(tuple(rpc), factory, chain_id, signer, relayer)

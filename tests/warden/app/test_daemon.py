@@ -14,36 +14,44 @@ from typing import Any
 import aiohttp
 import pytest
 
-from executor import Signer
-from indexer import IndexerConfig
+from executor import ExecutorSettings, Signer
+from indexer import ChainSettings
 from tests._chain import Chain, CloseReason
 from tests.conftest import TOKEN, Roles, Session, Stack
-from tests.executor._support import RELAYER_KEY, executor_config, table
-from warden.app.daemon import Daemon, Plan
+from tests.executor._support import RELAYER_KEY, table
+from warden.app.daemon import Daemon, Target
+from warden.app.settings import ApiConfig, RulesConfig, WardenConfig
 from warden.devnet import Anvil, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def plan(anvil: Anvil, stack: Stack, db: Path, start: int, port: int) -> Plan:
-    return Plan(
-        rpc=[anvil.url],
-        chain_id=31337,
-        factory=stack.factory.address,
-        database=db,
-        rules=[ROOT / "config/rules"],
-        indexer=IndexerConfig(factory=stack.factory.address, start_block=start, reorg_window=16),
-        executor=executor_config(stack.factory.address),
-        signer=Signer.from_raw_key(RELAYER_KEY, chain_id=31337),
-        relayer=None,
+def plan(
+    anvil: Anvil, stack: Stack, db: Path, start: int, port: int
+) -> tuple[WardenConfig, Target]:
+    factory = stack.factory.address
+    chain = ChainSettings(
+        rpc=[anvil.url], chain_id=31337, factory=factory, start_block=start, reorg_window=16,
         poll_interval=0.1,
-        api_port=port,
+    )  # fmt: skip
+    cfg = WardenConfig(
+        chain=chain,
+        database=db,
+        rules=RulesConfig(files=[ROOT / "config/rules"]),
+        executor=ExecutorSettings(
+            min_relayer_balance=10**16, replace_after_blocks=2, dry_run=False
+        ),
+        api=ApiConfig(port=port),
     )
+    signer = Signer.from_raw_key(RELAYER_KEY, chain_id=31337)
+    return cfg, Target((anvil.url,), factory, 31337, signer, None)
 
 
 @contextlib.asynccontextmanager
-async def running(p: Plan) -> AsyncIterator[tuple[Daemon, asyncio.Task[int]]]:
-    daemon = Daemon(p)
+async def running(
+    p: tuple[WardenConfig, Target],
+) -> AsyncIterator[tuple[Daemon, asyncio.Task[int]]]:
+    daemon = Daemon(*p)
     task = asyncio.create_task(daemon.run())
     try:
         yield daemon, task

@@ -295,12 +295,14 @@ def test_production_defaults(tmp_path: Path) -> None:
     assert not cfg.is_devnet and cfg.confirmations == 2 and cfg.dry_run
     assert cfg.chain.factory == FACTORY
     assert "dry-run" in cfg.relayer_source() and DEVNET_ADDRESS in cfg.relayer_source()
-    index = cfg.indexer_config(FACTORY)
-    assert (index.factory, index.confirmations, index.reorg_window) == (FACTORY, 2, 64)
-    ex = cfg.executor_config(FACTORY, 1)
-    assert ex.dry_run and ex.chain_id == 1 and ex.guards.min_relayer_balance == 5 * 10**16
-    assert ex.guards.rate_window_ms == 3_600_000 and ex.fees.min_tip == 10**9
-    assert cfg.retry_policy().attempts == 10
+    # the sections hold the decided values: components read them as they are
+    assert (cfg.chain.confirmations, cfg.chain.reorg_window) == (2, 64)
+    assert "confirmations" not in cfg.chain.model_fields_set  # decided, not written
+    ex = cfg.executor
+    assert ex.dry_run is True and ex.min_relayer_balance == 5 * 10**16
+    assert ex.rate_window == 3_600 and ex.min_tip == 10**9
+    assert cfg.chain.retry_policy().attempts == 10
+    assert "chain.confirmations: 2" in cfg.describe()
 
 
 def test_a_devnet_chain_id_allows_zero_confirmations_and_a_raw_key(tmp_path: Path) -> None:
@@ -519,3 +521,82 @@ def test_config_check_command_valid_and_invalid(tmp_path: Path) -> None:
         "integer, got 'nope'",
         "2 problems found",
     ]
+
+
+# -- environment overrides: WARDEN_<SECTION>__<KEY> --------------------------------------------
+def test_env_override_beats_the_file_and_is_masked(tmp_path: Path) -> None:
+    text = "executor:\n  max_batch_size: 20\n"
+    env = {"WARDEN_EXECUTOR__MAX_BATCH_SIZE": "50", "warden_api__port": "9001"}
+    cfg = load_config(write(tmp_path, text), env)
+    assert (cfg.executor.max_batch_size, cfg.api.port) == (50, 9001)
+    described = cfg.describe()
+    assert "executor.max_batch_size: *** (from $WARDEN_EXECUTOR__MAX_BATCH_SIZE)" in described
+    assert "api.port: *** (from $warden_api__port)" in described
+
+
+def test_env_override_lists_are_json_and_secrets_and_bools_coerce(tmp_path: Path) -> None:
+    env = {
+        "WARDEN_CHAIN__RPC": '["https://a.example/key1", "https://b.example"]',
+        "WARDEN_CHAIN__CHAIN_ID": "1",
+        "WARDEN_CHAIN__FACTORY": FACTORY,
+        "WARDEN_EXECUTOR__RELAYER": DEVNET_ADDRESS,
+        "WARDEN_API__TOKEN": SECRET,
+        "WARDEN_LOGGING__JSON": "true",
+    }
+    cfg = load_config(write(tmp_path, "api:\n  token: file-token\n"), env)
+    assert cfg.chain.rpc == ["https://a.example/key1", "https://b.example"]
+    assert cfg.confirmations == 2 and cfg.logging.json_lines
+    assert cfg.api.token is not None and cfg.api.token.get_secret_value() == SECRET
+    described = "\n".join(cfg.describe())
+    assert "key1" not in described and SECRET not in described
+    assert "chain.rpc: *** (from $WARDEN_CHAIN__RPC)" in described
+
+
+def test_env_override_token_file_replaces_the_file_token(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text(SECRET + "\n")
+    env = {"WARDEN_API__TOKEN_FILE": "token"}
+    cfg = load_config(write(tmp_path, "api:\n  token: file-token\n"), env)
+    assert cfg.api.token is not None and cfg.api.token.get_secret_value() == SECRET
+
+
+def test_bad_env_override_names_the_variable_not_the_value(tmp_path: Path) -> None:
+    path = write(tmp_path, "api:\n  port: 8081\n")
+    env = {
+        "WARDEN_EXECUTOR__MAX_BATCH_SIZE": "1000",
+        "WARDEN_API__PORT": "hunter2",
+        "WARDEN_CHAIN__POLL_INTERVAL": "s3cr3t",
+        "WARDEN_CHAIN__RPC": "not-json",
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env)
+    found = caught.value.problems
+    assert found == [
+        "$WARDEN_API__PORT: api.port: Input should be a valid integer, unable to parse string "
+        "as an integer",
+        "$WARDEN_CHAIN__POLL_INTERVAL: chain.poll_interval: expected a number of seconds, not ***",
+        '$WARDEN_CHAIN__RPC: chain.rpc: expected a JSON list, e.g. ["a", "b"]',
+        "$WARDEN_EXECUTOR__MAX_BATCH_SIZE: executor.max_batch_size: *** is outside 1 to 256 — "
+        "SessionWalletFactory.closeBatch takes at most 256",
+    ]
+    for secret in ("1000", "hunter2", "s3cr3t", "not-json"):
+        assert all(secret not in p for p in found)
+
+
+def test_unknown_env_override_is_refused_by_name(tmp_path: Path) -> None:
+    env = {
+        "WARDEN_EXECUTOR__MAX_BATCH_SIZ": "50",
+        "WARDEN_CHIAN__RPC": "[]",
+        "WARDEN_DEVNET_KEY": DEVNET_KEY,  # no `__`: only read through ${WARDEN_DEVNET_KEY}
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, ""), env)
+    assert caught.value.problems == [
+        "$WARDEN_CHIAN__RPC: chian: unknown key 'chian' in the top level; did you mean 'chain'?",
+        "$WARDEN_EXECUTOR__MAX_BATCH_SIZ: executor.max_batch_siz: unknown key 'max_batch_siz' "
+        "in executor; did you mean 'max_batch_size'?",
+    ]
+
+
+def test_devnet_flag_decides_for_a_devnet(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, PROD + DRY), {}, devnet=True)
+    assert cfg.is_devnet and cfg.confirmations == 0

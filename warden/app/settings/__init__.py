@@ -1,0 +1,34 @@
+"""The daemon's configuration: one YAML file parsed once into pydantic models, which the
+components take as they are (`chain:` is `indexer.ChainSettings`, `executor:` is
+`executor.ExecutorSettings`).
+
+- `models`: `WardenConfig` and the app's own sections; the defaults that depend on other
+  keys are decided when it is validated;
+- `loading`: `load_config(path, environ)`, every problem at once in a `ConfigError`;
+- `secrets`: `${NAME}` values and `*_file` secrets; `overrides`: `WARDEN_<SECTION>__<KEY>`
+  environment overrides;
+- `checks`: the rules across keys; `describe`: the config as safe-to-log lines;
+- `yaml_reader`: the file read with the line of every key.
+"""
+
+from warden.app.settings.errors import ConfigError
+from warden.app.settings.loading import load_config
+from warden.app.settings.models import (
+    ANVIL_CHAIN_ID,
+    ApiConfig,
+    DevnetConfig,
+    LoggingConfig,
+    RulesConfig,
+    WardenConfig,
+)
+
+__all__ = [
+    "ANVIL_CHAIN_ID",
+    "ApiConfig",
+    "ConfigError",
+    "DevnetConfig",
+    "LoggingConfig",
+    "RulesConfig",
+    "WardenConfig",
+    "load_config",
+]

@@ -1,0 +1,187 @@
+"""The rules that involve more than one key, the file system or the key material: run
+once every key is valid on its own, each problem reported against the key to fix."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from contracts import MAX_BATCH
+from executor import Signer, SignerError
+from executor.fees import GETH_MIN_BUMP_PERCENT
+from warden.app.api import is_loopback
+from warden.app.settings.models import WardenConfig
+
+Problem = tuple[tuple[str | int, ...], str]  # (key path, message with its fix)
+
+
+def cross_checks(cfg: WardenConfig, environ: Mapping[str, str]) -> list[Problem]:
+    """Rules that involve more than one key or the file system."""
+    out: list[Problem] = []
+    c, api = cfg.chain, cfg.api
+    for i, url in enumerate(c.rpc):
+        if not url.startswith(("http://", "https://")):
+            out.append((("chain", "rpc", i), "an RPC endpoint is an http:// or https:// URL"))
+    if not cfg.is_devnet:
+        if c.chain_id is None:
+            out.append(
+                (("chain", "chain_id"), "required when chain.rpc is set — write the network's "
+                 "chain id (1 for Ethereum mainnet) so Warden refuses a wrong endpoint")
+            )  # fmt: skip
+        if c.factory is None:
+            out.append(
+                (("chain", "factory"), "required when chain.rpc is set — write the address of "
+                 "the SessionWalletFactory to index")
+            )  # fmt: skip
+    if c.confirmations == 0 and not cfg.local_chain:
+        out.append(
+            (("chain", "confirmations"), f"0 is refused on {_network(cfg)}: Warden would act "
+             "on blocks a reorg can remove — use 2 or more (0 is for devnets)")
+        )  # fmt: skip
+    for key, low in (("start_block", 0), ("confirmations", 0), ("reorg_window", 1),
+                     ("concurrency", 1), ("log_range", 1), ("max_log_range", 1),
+                     ("retry_attempts", 1)):  # fmt: skip
+        value = getattr(c, key)
+        if value is not None and value < low:
+            out.append((("chain", key), f"must be at least {low}, not {value}"))
+    # Only a value the file wrote: the decided default is below any valid window.
+    if "confirmations" in c.model_fields_set and cfg.confirmations >= c.reorg_window:
+        out.append(
+            (("chain", "confirmations"), f"must be below chain.reorg_window ({c.reorg_window}) "
+             "— raise reorg_window")
+        )  # fmt: skip
+    if cfg.rules.decimals is not None and not 0 <= cfg.rules.decimals <= 77:
+        out.append((("rules", "decimals"), "must be 0 to 77 (or leave it out to read decimals())"))
+    for i, rules_path in enumerate(cfg.rules.files):
+        if not rules_path.exists():
+            out.append(
+                (("rules", "files", i), f"{rules_path} does not exist — check the path "
+                 "(relative to the config file)")
+            )  # fmt: skip
+    out.extend(_key_checks(cfg, environ))
+    out.extend(_guard_problems(cfg))
+    if not 0 <= api.port <= 65535:
+        out.append((("api", "port"), f"{api.port} is not a TCP port (0 to 65535)"))
+    if api.enabled and api.token is None and not is_loopback(api.host):
+        out.append(
+            (("api", "token"), f"required because api.host {api.host!r} is not loopback: the API "
+             "shows every session — set api.token (\"${WARDEN_API_TOKEN}\") or api.token_file, "
+             "or bind to 127.0.0.1")
+        )  # fmt: skip
+    return out
+
+
+def _key_checks(cfg: WardenConfig, environ: Mapping[str, str]) -> list[Problem]:
+    out: list[Problem] = []
+    e = cfg.executor
+    ex = "executor"
+    if e.raw_key is not None and e.keystore is not None:
+        out.append(((ex, "raw_key"), "set executor.keystore or executor.raw_key, not both"))
+    if e.raw_key is not None and not cfg.local_chain:
+        out.append(
+            ((ex, "raw_key"), f"a raw private key is refused on {_network(cfg)} (devnet "
+             "only) — put the key in an encrypted keystore and set executor.keystore and "
+             "executor.password_env or executor.password_file")
+        )  # fmt: skip
+    if e.raw_key is not None:
+        problem = _raw_key_problem(e.raw_key.get_secret_value(), e.relayer)
+        if problem:
+            out.append(((ex, "raw_key"), problem))
+    if e.keystore is not None:
+        if (e.password_env is None) == (e.password_file is None):
+            out.append(
+                ((ex, "keystore"), "needs exactly one password source — set "
+                 "executor.password_env (a variable name) or executor.password_file")
+            )  # fmt: skip
+        out.extend(_keystore_problems(e.keystore, e.relayer))
+    elif e.password_env is not None or e.password_file is not None:
+        key = "password_env" if e.password_env is not None else "password_file"
+        out.append(((ex, key), "a password without executor.keystore — set the keystore too"))
+    if e.password_env is not None and e.password_env not in environ:
+        out.append(
+            ((ex, "password_env"), f"environment variable {e.password_env} is not set — export "
+             "the keystore password in it before starting")
+        )  # fmt: skip
+    if e.password_file is not None and not e.password_file.is_file():
+        out.append(((ex, "password_file"), f"{e.password_file} does not exist — check the path"))
+    if e.dry_run is False and not e.has_key:
+        out.append(
+            ((ex, "dry_run"), "false needs a relayer key — set executor.keystore (with a "
+             "password source), or remove dry_run to run dry")
+        )  # fmt: skip
+    if cfg.dry_run and not e.has_key and e.relayer is None and not cfg.is_devnet:
+        out.append(
+            ((ex, "relayer"), "required in dry-run without a key: transactions are preflighted "
+             "from it — write the relayer's address")
+        )  # fmt: skip
+    return out
+
+
+def _raw_key_problem(key: str, relayer: str | None) -> str | None:
+    try:
+        signer = Signer(bytes.fromhex(key.strip().removeprefix("0x")))
+    except (ValueError, SignerError):
+        return "not a private key: 32 bytes of hex (64 digits, optional 0x)"
+    if relayer is not None and signer.address != relayer:
+        return f"its address is {signer.address}, not executor.relayer {relayer} — fix either"
+    return None
+
+
+def _keystore_problems(path: Path, relayer: str | None) -> list[Problem]:
+    where = ("executor", "keystore")
+    try:
+        keystore = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        return [(where, f"cannot read {path}: {reason} — check the path")]
+    except ValueError:
+        return [(where, f"{path} is not JSON — it must be an encrypted keystore")]
+    if not isinstance(keystore, dict) or not ({"crypto", "Crypto"} & keystore.keys()):
+        return [(where, f"{path} is not an encrypted keystore (no `crypto` section)")]
+    claimed = keystore.get("address")
+    if (
+        relayer is not None
+        and isinstance(claimed, str)
+        and claimed.removeprefix("0x").lower() != relayer[2:].lower()
+    ):
+        return [(where, f"holds address 0x{claimed}, not executor.relayer {relayer}")]
+    return []
+
+
+def _guard_problems(cfg: WardenConfig) -> list[Problem]:
+    """The executor's own limits, reported against the key that breaks them."""
+    e = cfg.executor
+    limits = {
+        "max_batch_size": (1, MAX_BATCH, "SessionWalletFactory.closeBatch takes at most 256"),
+        "max_jobs_per_session": (1, 10**6, ""),
+        "base_fee_multiplier": (1, 100, ""),
+        "tip_percentile": (0, 100, ""),
+        "replacement_bump_percent": (
+            GETH_MIN_BUMP_PERCENT,
+            1000,
+            "nodes refuse a replacement raising fees by less than 10%",
+        ),
+        "replace_after_blocks": (1, 10**6, ""),
+        "gas_margin_percent": (0, 1000, ""),
+    }
+    out: list[Problem] = []
+    for key, (low, high, why) in limits.items():
+        value = getattr(e, key)
+        if not low <= value <= high:
+            out.append(
+                (
+                    ("executor", key),
+                    f"{value} is outside {low} to {high}{' — ' + why if why else ''}",
+                )
+            )
+    if e.max_fee_per_gas == 0:
+        out.append(
+            (("executor", "max_fee_per_gas"), "0 would never send — remove the cap or raise it")
+        )
+    return out
+
+
+def _network(cfg: WardenConfig) -> str:
+    chain_id = cfg.chain.chain_id
+    return "a network other than a devnet" if chain_id is None else f"chain {chain_id}"

@@ -1,0 +1,44 @@
+"""The config as `key.path: value` lines, safe to print and to log: secrets and values
+taken from the environment or a file are masked, amounts and durations in words."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pydantic import SecretStr
+
+from chain.units import format_amount, format_duration
+
+_AMOUNTS = ("min_relayer_balance", "max_fee_per_gas", "min_tip")
+_DURATIONS = ("intent_ttl", "rate_window")
+
+
+def describe(dumped: Mapping[str, Any], sources: Mapping[str, str]) -> list[str]:
+    """`dumped` is `model_dump(by_alias=True)`; `sources` maps dotted keys to where their
+    value came from ("$NAME", "file PATH"): those are shown as `*** (from ...)`."""
+    return list(_lines(dict(dumped), (), sources))
+
+
+def _lines(value: Any, where: tuple[str, ...], sources: Mapping[str, str]) -> Iterator[str]:
+    key = ".".join(where)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _lines(v, (*where, k), sources)
+        return
+    if key in sources:
+        yield f"{key}: *** (from {sources[key]})"
+    elif isinstance(value, SecretStr):
+        yield f"{key}: ***"
+    elif where[-1] in _AMOUNTS and value is not None:
+        yield f"{key}: {format_amount(value)} ({value} wei)"
+    elif where[-1] in _DURATIONS:
+        yield f"{key}: {format_duration(value)}"
+    elif isinstance(value, list):
+        items = [
+            f"*** (from {sources[f'{key}[{i}]']})" if f"{key}[{i}]" in sources else str(v)
+            for i, v in enumerate(value)
+        ]
+        yield f"{key}: [{', '.join(items)}]"
+    else:
+        yield f"{key}: {'null' if value is None else value}"
