@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from chain import CallReverted, ChainClient, calls
@@ -55,6 +56,7 @@ class Tracker:
         self.factory = factory
         self.sender = sender
         self._unexplained: dict[int, float] = {}  # job id -> when its nonce was seen used
+        self.monotonic: Callable[[], float] = time.monotonic  # tests step time themselves
 
     async def track(self, report: StepReport) -> None:
         jobs = await self.outbox.jobs("live") + await self.outbox.jobs("mined")
@@ -91,8 +93,8 @@ class Tracker:
                 # receipt would be here; but a node may count a transaction a moment before
                 # it serves the receipt. Only a receipt still missing at a later step, some
                 # time on, means another sender of this key took the nonce.
-                first = self._unexplained.setdefault(job.id, time.monotonic())
-                if time.monotonic() - first < NONCE_TAKEN_AFTER:
+                first = self._unexplained.setdefault(job.id, self.monotonic())
+                if self.monotonic() - first < NONCE_TAKEN_AFTER:
                     report.waiting += 1
                     continue
                 self._unexplained.pop(job.id, None)
