@@ -2,10 +2,11 @@
 through to confirmation. See `executor.executor` for the loop, `executor.outbox` for the
 tables and `executor.errors` for what can go wrong."""
 
-from executor.errors import ConfigError, ExecutorError, GuardConfigError, OutboxError
-from executor.executor import Executor, ExecutorConfig, StepReport
-from executor.fees import FeePolicy, Fees
-from executor.guards import Guards, Refusal
+from executor.errors import ExecutorError, OutboxError
+from executor.executor import Executor, StepReport
+from executor.fees import Fees
+from executor.guards import Refusal
+from executor.intents import FiredIntent, RuleDecision
 from executor.outbox import ORPHANED, STATES, Claim, IntentRow, Job, Outbox
 from executor.settings import ExecutorSettings
 from executor.signer import SignedTx, Signer, SignerError, load_password, write_keystore
@@ -14,20 +15,17 @@ __all__ = [
     "ORPHANED",
     "STATES",
     "Claim",
-    "ConfigError",
     "Executor",
-    "ExecutorConfig",
     "ExecutorError",
     "ExecutorSettings",
-    "FeePolicy",
     "Fees",
-    "GuardConfigError",
-    "Guards",
+    "FiredIntent",
     "IntentRow",
     "Job",
     "Outbox",
     "OutboxError",
     "Refusal",
+    "RuleDecision",
     "SignedTx",
     "Signer",
     "SignerError",

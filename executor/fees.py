@@ -8,8 +8,13 @@ only `baseFee + tip` is actually paid, so the headroom costs nothing.
 
 A replacement must raise *both* fields by the node's minimum (geth and its forks: +10%,
 compared on integers) or the node refuses it as underpriced; the default bump is 13% and
-rounds up. A configured cap bounds what a replacement may offer; at the cap the
-transaction waits (`replacement` answers None). A cancel is never capped: see `replacement`.
+rounds up. A configured cap (`max_fee_per_gas`) bounds what a replacement may offer; at
+the cap the transaction waits (`replacement` answers None). A cancel is never capped: see
+`replacement`. The tip is at least `min_tip` (default 1 gwei): empty blocks report a zero
+reward, and a tip below what block builders accept leaves a transaction pending while the
+base fee is low; chains whose builders take less (most L2s) set it lower.
+
+Every setting is read from `ExecutorSettings`; its limits are checked where it is loaded.
 
 Every value is an int in wei; floats never enter (a 13% bump is `ceil(x * 113 / 100)`).
 """
@@ -23,11 +28,12 @@ from typing import Any
 
 from chain.client import ChainClient
 from chain.errors import BadResponse
-from chain.units import GWEI
 from contracts import UINT256_MAX
+from executor.settings import ExecutorSettings
 
 _HEX = frozenset(string.hexdigits)  # int(x, 16) alone would take "0x_1" and spaces
 GETH_MIN_BUMP_PERCENT = 10  # txpool.pricebump default; most providers run geth's rule
+HISTORY_BLOCKS = 5  # blocks of eth_feeHistory the tip is taken from
 
 
 @dataclass(frozen=True)
@@ -45,45 +51,7 @@ class Fees:
             )
 
 
-@dataclass(frozen=True)
-class FeePolicy:
-    """How the executor prices its transactions.
-
-    `min_tip` (default 1 gwei) is the floor of the tip: empty blocks report a zero
-    reward, and a tip below what block builders accept leaves a transaction pending
-    while the base fee is low. Chains whose builders take less (most L2s) set it lower.
-    `max_fee_per_gas` is the cap on what a replacement may offer (None: no cap); it bounds
-    the price, not the nonce: cancels ignore it.
-    """
-
-    base_fee_multiplier: int = 2
-    tip_percentile: int = 50
-    min_tip: int = 1 * GWEI
-    max_fee_per_gas: int | None = None
-    replacement_bump_percent: int = 13
-    history_blocks: int = 5
-
-    def __post_init__(self) -> None:
-        checks = [
-            ("base_fee_multiplier", self.base_fee_multiplier, 1, 100),
-            ("tip_percentile", self.tip_percentile, 0, 100),
-            ("min_tip", self.min_tip, 0, UINT256_MAX),
-            ("replacement_bump_percent", self.replacement_bump_percent,
-             GETH_MIN_BUMP_PERCENT, 1000),
-            ("history_blocks", self.history_blocks, 1, 1024),
-        ]  # fmt: skip
-        if self.max_fee_per_gas is not None:
-            # below the market (even below min_tip) is allowed: the executor then holds
-            # every send and reports the cap as the reason, which is what a cap is for
-            checks.append(("max_fee_per_gas", self.max_fee_per_gas, 1, UINT256_MAX))
-        for name, value, low, high in checks:
-            if type(value) is not int or not low <= value <= high:
-                raise ValueError(
-                    f"fee policy {name} must be an int in [{low}, {high}], not {value!r}"
-                )
-
-
-def market_fees(history: Mapping[str, Any], policy: FeePolicy) -> Fees:
+def market_fees(history: Mapping[str, Any], settings: ExecutorSettings) -> Fees:
     """The fees to offer now, from an `eth_feeHistory` answer; `BadResponse` (naming the
     field) when the answer is malformed, so the client asks again."""
     if not isinstance(history, Mapping):
@@ -100,12 +68,12 @@ def market_fees(history: Mapping[str, Any], policy: FeePolicy) -> Fees:
         _quantity(history["oldestBlock"], "oldestBlock")
     tips = _rewards(history.get("reward"), len(base_fees) - 1)
     paid = [t for t in tips if t > 0]  # an empty block reports 0: no evidence of a price
-    tip = max(policy.min_tip, _median(paid)) if paid else policy.min_tip
-    return Fees(next_base * policy.base_fee_multiplier + tip, tip)
+    tip = max(settings.min_tip, _median(paid)) if paid else settings.min_tip
+    return Fees(next_base * settings.base_fee_multiplier + tip, tip)
 
 
 def replacement(
-    previous: Fees, market: Fees, policy: FeePolicy, *, capped: bool = True
+    previous: Fees, market: Fees, settings: ExecutorSettings, *, capped: bool = True
 ) -> Fees | None:
     """The fees for a transaction replacing one sent with `previous`: each field at least
     `previous` raised by the bump (rounded up, and by 1 wei at least) and at least the
@@ -115,41 +83,43 @@ def replacement(
     Cancels pass `capped=False`: a cancel is a 21,000-gas zero-value self-transfer, so
     even a high price costs little, while a nonce left stranded behind an unmineable
     transaction blocks every later transaction of the relayer forever."""
-    fee_floor = _bumped(previous.max_fee_per_gas, policy.replacement_bump_percent)
-    tip_floor = _bumped(previous.max_priority_fee_per_gas, policy.replacement_bump_percent)
+    fee_floor = _bumped(previous.max_fee_per_gas, settings.replacement_bump_percent)
+    tip_floor = _bumped(previous.max_priority_fee_per_gas, settings.replacement_bump_percent)
     fee = max(fee_floor, market.max_fee_per_gas)
     tip = max(tip_floor, market.max_priority_fee_per_gas)
-    if capped and policy.max_fee_per_gas is not None:
-        fee = min(fee, policy.max_fee_per_gas)
+    if capped and settings.max_fee_per_gas is not None:
+        fee = min(fee, settings.max_fee_per_gas)
         tip = min(tip, fee)
         if fee < fee_floor or tip < tip_floor:
             return None
     return Fees(fee, tip)
 
 
-def exceeds_cap(fees: Fees, policy: FeePolicy) -> bool:
-    return policy.max_fee_per_gas is not None and fees.max_fee_per_gas > policy.max_fee_per_gas
+def exceeds_cap(fees: Fees, settings: ExecutorSettings) -> bool:
+    cap = settings.max_fee_per_gas
+    return cap is not None and fees.max_fee_per_gas > cap
 
 
-def within_cap(fees: Fees, policy: FeePolicy) -> Fees:
+def within_cap(fees: Fees, settings: ExecutorSettings) -> Fees:
     """`fees` lowered to the cap (the tip too, if above it); unchanged without a cap."""
-    if not exceeds_cap(fees, policy):
+    cap = settings.max_fee_per_gas
+    if cap is None or fees.max_fee_per_gas <= cap:
         return fees
-    assert policy.max_fee_per_gas is not None
-    cap = policy.max_fee_per_gas
     return Fees(cap, min(fees.max_priority_fee_per_gas, cap))
 
 
-async def fetch_fees(client: ChainClient, policy: FeePolicy) -> Fees:
+async def fetch_fees(
+    client: ChainClient, settings: ExecutorSettings, *, history_blocks: int = HISTORY_BLOCKS
+) -> Fees:
     """Market fees from one `eth_feeHistory` call; a malformed answer is retried by the
     client like any other bad response."""
-    call = ("eth_feeHistory", [hex(policy.history_blocks), "latest", [policy.tip_percentile]])
-    (history,) = await client.batch([call], validate=lambda answers: _check(answers, policy))
-    return market_fees(history, policy)
+    call = ("eth_feeHistory", [hex(history_blocks), "latest", [settings.tip_percentile]])
+    (history,) = await client.batch([call], validate=lambda answers: _check(answers, settings))
+    return market_fees(history, settings)
 
 
-def _check(answers: list[Any], policy: FeePolicy) -> None:
-    market_fees(answers[0], policy)
+def _check(answers: list[Any], settings: ExecutorSettings) -> None:
+    market_fees(answers[0], settings)
 
 
 def _bumped(value: int, percent: int) -> int:

@@ -6,44 +6,36 @@ past its time-to-live): the intent fails with the reason. Otherwise it is *trans
 (the fee market above the cap, the relayer below its minimum balance, a session's rate
 limit): the intent stays pending and is tried again on the next step, so a drained relayer
 resumes by itself once funded and nothing is lost.
+
+Every limit is read from `ExecutorSettings`, checked where it is loaded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chain.units import ETHER
 from contracts import MAX_BATCH, POLICY_REASONS
-from executor.errors import GuardConfigError
-from executor.outbox import IntentRow
+from executor.intents import IntentRow
+from executor.settings import ExecutorSettings
 from indexer import Session
 
 
-@dataclass(frozen=True)
-class Guards:
-    max_batch_size: int = 100
-    min_relayer_balance: int = ETHER // 20  # wei
-    intent_ttl: int = 24 * 3600  # chain seconds from the triggering evaluation
-    max_jobs_per_session: int = 3  # transactions carrying one session's intents …
-    rate_window_ms: int = 3_600_000  # … within this wall-clock window
-    # Tokens whose sessions may share a batch; None: all. A hostile token could burn a
-    # whole batch's gas in its transfer, so production configs list the tokens they know.
-    batch_tokens: frozenset[str] | None = None
+def batch_tokens(settings: ExecutorSettings) -> frozenset[str] | None:
+    """Tokens whose sessions may share a batch; None: all. A hostile token could burn a
+    whole batch's gas in its transfer, so production configs list the tokens they know."""
+    return None if settings.batch_tokens is None else frozenset(settings.batch_tokens)
 
-    def __post_init__(self) -> None:
-        if not 1 <= self.max_batch_size <= MAX_BATCH:
-            raise GuardConfigError(
-                f"max_batch_size is {self.max_batch_size}: it must be 1 to {MAX_BATCH} "
-                "(SessionWalletFactory.closeBatch refuses more)"
-            )
-        for name in ("min_relayer_balance", "intent_ttl", "rate_window_ms"):
-            if getattr(self, name) < 0:
-                raise GuardConfigError(f"{name} is negative: use 0 or more")
-        if self.max_jobs_per_session < 1:
-            raise GuardConfigError("max_jobs_per_session must be at least 1")
 
-    def batchable(self, session: Session) -> bool:
-        return self.batch_tokens is None or session.token in self.batch_tokens
+def batch_size_problem(settings: ExecutorSettings) -> str | None:
+    """Why batches of `max_batch_size` cannot be sent, if they cannot: the factory's
+    `closeBatch` refuses more than MAX_BATCH members, and the gas of a refused batch is
+    lost."""
+    if not 1 <= settings.max_batch_size <= MAX_BATCH:
+        return (
+            f"max_batch_size is {settings.max_batch_size}: it must be 1 to {MAX_BATCH} "
+            "(SessionWalletFactory.closeBatch refuses more)"
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +51,12 @@ class Obsolete:
 
 
 def check_intent(
-    intent: IntentRow, session: Session | None, *, relayer: str, guards: Guards, now: int
+    intent: IntentRow,
+    session: Session | None,
+    *,
+    relayer: str,
+    settings: ExecutorSettings,
+    now: int,
 ) -> Refusal | Obsolete | None:
     """What stops this intent before preflight, if anything; `now` is chain time."""
     if session is None:
@@ -78,34 +75,34 @@ def check_intent(
             "its operator may close it with a policy reason",
             True,
         )
-    if guards.intent_ttl and now - intent.triggered_at > guards.intent_ttl:
+    if settings.intent_ttl and now - intent.triggered_at > settings.intent_ttl:
         return Refusal(
             "ttl",
             f"triggered at chain time {intent.triggered_at}, {now - intent.triggered_at} s ago, "
-            f"beyond intent_ttl {guards.intent_ttl} s",
+            f"beyond intent_ttl {settings.intent_ttl} s",
             True,
         )
     return None
 
 
-def rate_refusal(jobs_in_window: int, guards: Guards) -> Refusal | None:
-    if jobs_in_window >= guards.max_jobs_per_session:
+def rate_refusal(jobs_in_window: int, settings: ExecutorSettings) -> Refusal | None:
+    if jobs_in_window >= settings.max_jobs_per_session:
         return Refusal(
             "rate_limit",
             f"{jobs_in_window} transactions for this session in the last "
-            f"{guards.rate_window_ms // 1000} s (max_jobs_per_session "
-            f"{guards.max_jobs_per_session})",
+            f"{settings.rate_window} s (max_jobs_per_session "
+            f"{settings.max_jobs_per_session})",
             False,
         )
     return None
 
 
-def balance_refusal(balance: int, relayer: str, guards: Guards) -> Refusal | None:
-    if balance < guards.min_relayer_balance:
+def balance_refusal(balance: int, relayer: str, settings: ExecutorSettings) -> Refusal | None:
+    if balance < settings.min_relayer_balance:
         return Refusal(
             "relayer_balance",
             f"relayer {relayer} holds {balance} wei, below min_relayer_balance "
-            f"{guards.min_relayer_balance}: fund it; sending resumes by itself",
+            f"{settings.min_relayer_balance}: fund it; sending resumes by itself",
             False,
         )
     return None

@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from executor.errors import ConfigError
+from executor.errors import ExecutorError
 
 log = logging.getLogger("warden.signer")
 
@@ -38,7 +38,7 @@ _MAKE_KEYSTORE = (
 )
 
 
-class SignerError(ConfigError):
+class SignerError(ExecutorError):
     """The relayer key cannot be loaded or used: a person must fix the configuration.
     The message names the keystore file or the password source, never a secret."""
 

@@ -16,7 +16,7 @@ on fresh sessions:
 3. then the blocks are mined, the executor steps until every intent is `confirmed`, and
    gas is read from the receipts of the mined transactions.
 
-Modes: singles (`Guards(max_batch_size=1)`) and batched (`max_batch_size=100`). Prints
+Modes: singles (`ExecutorSettings(max_batch_size=1)`) and batched (`max_batch_size=100`). Prints
 each run, the median and spread over runs, and with `--profile` the top functions of one
 measured window per mode. Never part of the test suite: timings belong in BENCHMARKS.md.
 """
@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from chain import ChainClient, calls  # noqa: E402
 from contracts import load_artifact  # noqa: E402
-from executor import Executor, ExecutorConfig, Guards, Outbox, Signer  # noqa: E402
+from executor import Executor, ExecutorSettings, Outbox, Signer  # noqa: E402
 from indexer import ChainSettings, Indexer, IndexerStore, open_database  # noqa: E402
 from rules import Decision, Intent  # noqa: E402
 from warden.devnet import DEVNET_KEYS, Anvil, Deployment, deploy_stack  # noqa: E402
@@ -182,15 +182,14 @@ async def run_mode(
             await store.setup()
             outbox = Outbox(db)
             await outbox.setup()
-            settings = ChainSettings(start_block=start, confirmations=0)
-            indexer = Indexer(client, store, settings, factory=chain.dep.factory)
-            config = ExecutorConfig(
-                factory=chain.dep.factory,
-                chain_id=CHAIN_ID,
-                guards=Guards(max_batch_size=MODES[mode]),
-            )
+            chain_settings = ChainSettings(start_block=start, confirmations=0)
+            indexer = Indexer(client, store, chain_settings, factory=chain.dep.factory)
+            settings = ExecutorSettings(max_batch_size=MODES[mode])
             signer = Signer.from_raw_key(DEVNET_KEYS[2], chain_id=CHAIN_ID)
-            executor = Executor(client, outbox, store, config, signer)
+            executor = Executor(
+                client, outbox, store, settings, factory=chain.dep.factory, chain_id=CHAIN_ID,
+                dry_run=False, signer=signer, relayer=None,
+            )  # fmt: skip
             await executor.start()
             now = await index(indexer, store)
             sessions = await store.all_sessions("active")

@@ -14,7 +14,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from executor import Guards
 from tests.executor._support import rig
 
 
@@ -35,7 +34,7 @@ def killer(spec: str | None) -> Callable[[str], None]:
 async def main(url: str, db: str, factory: str, start: int, spec: str | None) -> int:
     async with rig(
         url, Path(db), factory, start, hook=killer(spec),
-        guards=Guards(min_relayer_balance=0, max_batch_size=2, max_jobs_per_session=1000),
+        min_relayer_balance=0, max_batch_size=2, max_jobs_per_session=1000,
     ) as r:  # fmt: skip
         for _ in range(200):
             await r.step()

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from chain import ChainClient
-from executor import Executor, ExecutorConfig, Guards, Outbox, Signer
-from executor.fees import FeePolicy
+from executor import Executor, ExecutorSettings, Outbox, Signer
 from indexer import Indexer, IndexerStore, open_database
 from rules import Decision, Intent
 from tests.indexer._support import FAST_RETRY, config
@@ -62,18 +61,9 @@ class Rig:
         now: int | None = None,
     ) -> str:
         """Put one intent in the outbox the way the rules side does (with its latch)."""
-        intent = Intent(
-            wallet=wallet,
-            rule=rule or reason,
-            action=action,
-            reason="swept" if action == "sweep" else reason,
-            position=position,
-            now=now if now is not None else await self._now(),
-            version="test",
-        )
-        decision = Decision(wallet, (intent,), frozenset({intent.rule}), frozenset())
-        await self.outbox.record([decision], 0)
-        return intent.key
+        when = now if now is not None else await self._now()
+        return await intend(self.outbox, wallet, reason, action=action, rule=rule,
+                            position=position, now=when)  # fmt: skip
 
     async def state(self, key: str) -> tuple[str, str | None]:
         row = await self.outbox.intent(key)
@@ -86,16 +76,36 @@ class Rig:
         return int(block["timestamp"], 16)
 
 
-def executor_config(factory: str, **overrides: Any) -> ExecutorConfig:
-    values: dict[str, Any] = {
-        "factory": factory,
-        "chain_id": 31337,
-        "guards": Guards(min_relayer_balance=10**16),
-        "fees": FeePolicy(),
-        "replace_after_blocks": 2,
-    }
+async def intend(
+    outbox: Outbox,
+    wallet: str,
+    reason: str = "stop_loss",
+    *,
+    action: str = "close",
+    rule: str | None = None,
+    position: int = 1,
+    now: int,
+) -> str:
+    """Put one intent in the outbox the way the rules side does (with its latch)."""
+    intent = Intent(
+        wallet=wallet,
+        rule=rule or reason,
+        action=action,
+        reason="swept" if action == "sweep" else reason,
+        position=position,
+        now=now,
+        version="test",
+    )
+    decision = Decision(wallet, (intent,), frozenset({intent.rule}), frozenset())
+    await outbox.record([decision], 0)
+    return intent.key
+
+
+def executor_settings(**overrides: Any) -> ExecutorSettings:
+    """The tests' executor section: a small minimum balance, replacement after 2 blocks."""
+    values: dict[str, Any] = {"min_relayer_balance": 10**16, "replace_after_blocks": 2}
     values.update(overrides)
-    return ExecutorConfig(**values)
+    return ExecutorSettings(**values)
 
 
 @contextlib.asynccontextmanager
@@ -108,8 +118,11 @@ async def rig(
     signer: Signer | None = None,
     relayer: str | None = None,
     hook: Any = None,
-    **overrides: Any,
+    dry_run: bool = False,
+    batch_member_gas: int | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Rig]:
+    """`settings` are `ExecutorSettings` keys over `executor_settings()`'s."""
     db = await open_database(db_path)
     try:
         async with ChainClient([url], retry=FAST_RETRY, chain_id=31337) as client:
@@ -120,12 +133,14 @@ async def rig(
             indexer = Indexer(
                 client, store, config(factory, start_block=start_block), factory=factory
             )
-            if signer is None and not overrides.get("dry_run"):
+            if signer is None and not dry_run:
                 signer = Signer.from_raw_key(RELAYER_KEY, chain_id=31337)
             ex = Executor(
-                client, outbox, store, executor_config(factory, **overrides), signer,
-                relayer=relayer, hook=hook,
+                client, outbox, store, executor_settings(**settings), factory=factory,
+                chain_id=31337, dry_run=dry_run, signer=signer, relayer=relayer, hook=hook,
             )  # fmt: skip
+            if batch_member_gas is not None:
+                ex.submitter.batch_member_gas = batch_member_gas
             await ex.start()
             yield Rig(client, store, outbox, indexer, ex, db_path)
     finally:

@@ -1,20 +1,21 @@
 """The executor against a real anvil, a real SQLite file and the real indexer: closes reach
-the chain and come back indexed; stuck, stolen, refused and obsolete cases end right."""
+the chain and come back indexed; stuck, refused and obsolete cases end right.
+
+Moved to `test_tracking.py` (the in-process node of `_fake_node.py`, where a real node adds
+nothing): `test_nonce_taken_by_an_outside_transaction_is_recovered`. The stuck transaction's
+replacement is tested there too, case by case; here it stays end to end.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from eth_account import Account
 
 from executor import Signer
-from executor.executor import NONCE_TAKEN_AFTER
-from executor.fees import FeePolicy
 from rules import Evaluator, RulesHost, RulesRunner, load_rules
 from tests._chain import Chain, CloseReason
 from tests.conftest import TOKEN, Roles, Session, Stack
@@ -96,6 +97,9 @@ async def test_stuck_low_fee_transaction_is_replaced_and_confirmed_once(
     async with rig(anvil.url, tmp_path / "w.db", stack.factory.address, start) as r:
         await r.index()
         key = await r.intend(session.wallet.address)
+        # anvil's base fee is not part of the snapshot the next test reverts to: put it
+        # back as found, or the next test starts with a market far above its cap.
+        found = anvil.rpc("eth_feeHistory", "0x1", "latest", [])["baseFeePerGas"][-1]
         anvil.rpc("evm_setAutomine", False)
         try:
             await r.step()  # signed and sent at today's fees: sits in the pool
@@ -105,11 +109,18 @@ async def test_stuck_low_fee_transaction_is_replaced_and_confirmed_once(
             for _ in range(3):
                 anvil.rpc("evm_mine")
             assert closed_reason(fresh_chain, session) is None
-            await r.step(index=False)  # replaced at the new market fee
+            # anvil leaves a transaction under the base fee out of its pending count, so
+            # the executor takes it as lost and sends it again before replacing it: the
+            # replacement may come only in the steps below. The exact step is tested
+            # against the in-process node (test_tracking.py).
+            await r.step(index=False)
             anvil.rpc("evm_mine")
         finally:
             anvil.rpc("evm_setAutomine", True)
-        await r.run()
+        try:
+            await r.run()
+        finally:
+            anvil.rpc("anvil_setNextBlockBaseFeePerGas", found)
         assert (await r.state(key))[0] == "confirmed"
     txs = table(
         r.db_path, "SELECT nonce, state, CAST(max_fee_per_gas AS INTEGER) FROM transactions "
@@ -118,36 +129,6 @@ async def test_stuck_low_fee_transaction_is_replaced_and_confirmed_once(
     assert [t[1] for t in txs] == ["replaced", "mined"]
     assert txs[0][0] == txs[1][0]  # one nonce: only one of them could ever be mined
     assert txs[1][2] > 200 * GWEI > txs[0][2]
-    assert closed_reason(fresh_chain, session) == CloseReason.STOP_LOSS
-
-
-async def test_nonce_taken_by_an_outside_transaction_is_recovered(
-    anvil: Anvil, fresh_chain: Chain, stack: Stack, roles: Roles, make_session: Any, tmp_path: Path
-) -> None:
-    start = fresh_chain.w3.eth.block_number + 1
-    session = make_session()
-    account = Account.from_key(RELAYER_KEY)
-    async with rig(anvil.url, tmp_path / "w.db", stack.factory.address, start) as r:
-        await r.index()
-        key = await r.intend(session.wallet.address)
-        # Someone else with the relayer key uses the nonce the executor synced at start.
-        nonce = fresh_chain.w3.eth.get_transaction_count(account.address)
-        base = fresh_chain.w3.eth.get_block("latest")["baseFeePerGas"]
-        outside = account.sign_transaction(
-            {"chainId": 31337, "nonce": nonce, "to": roles.stranger, "value": 1, "gas": 21_000,
-             "maxFeePerGas": 2 * base + GWEI, "maxPriorityFeePerGas": GWEI, "type": 2}
-        )  # fmt: skip
-        fresh_chain.w3.eth.send_raw_transaction(outside.raw_transaction)
-        await r.run()
-        # A used nonce without our receipt counts as taken only some time later: a node
-        # may count a transaction a moment before it serves the receipt.
-        assert (await r.state(key))[0] == "submitted"
-        await asyncio.sleep(NONCE_TAKEN_AFTER)
-        await r.run()
-        state, detail = await r.state(key)
-        assert state == "confirmed", detail
-        jobs = table(r.db_path, "SELECT nonce, state FROM jobs ORDER BY id")
-    assert jobs == [(nonce, "dropped"), (nonce + 1, "done")]
     assert closed_reason(fresh_chain, session) == CloseReason.STOP_LOSS
 
 
@@ -234,7 +215,7 @@ async def test_fee_cap_defers_without_losing_the_intent(
     session = make_session()
     async with rig(
         anvil.url, tmp_path / "w.db", stack.factory.address, start,
-        fees=FeePolicy(max_fee_per_gas=GWEI // 10),
+        max_fee_per_gas=GWEI // 10,
     ) as r:  # fmt: skip
         key = await r.intend(session.wallet.address)
         await r.step()
@@ -311,7 +292,7 @@ async def test_obsolete_while_stuck_is_cancelled_so_the_nonce_is_not_stranded(
     first, second = make_session(), make_session()
     async with rig(
         anvil.url, tmp_path / "w.db", stack.factory.address, start,
-        fees=FeePolicy(max_fee_per_gas=20 * GWEI),
+        max_fee_per_gas=20 * GWEI,
     ) as r:  # fmt: skip
         await r.index()
         key = await r.intend(first.wallet.address)

@@ -1,0 +1,325 @@
+"""Jobs: one nonce's worth of work each, their signed transactions, and every move of a
+job's rows (see `executor.schema` for the states).
+
+`JobLedger` writes each move in one SQLite transaction; the outbox hands its methods out
+as its own, so callers see one facade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from executor.errors import OutboxError
+from executor.schema import BATCH_MEMBER, REVERTED, Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    hash: str
+    nonce: int
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+    raw: str
+    state: str  # signed | sent | rejected | mined | replaced
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    nonce: int | None
+    kind: str  # close | sweep | batch | cancel
+    to_address: str
+    data: str
+    gas: int
+    state: str  # live | mined | done (settled) | dropped | dry_run
+    mined_hash: str | None
+    mined_block: int | None
+    created_ms: int
+    attempts: tuple[Attempt, ...]  # oldest first
+
+    @property
+    def latest(self) -> Attempt:
+        return self.attempts[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An intent a job carries that is not settled yet, with what confirms it."""
+
+    key: str
+    wallet: str
+    state: str  # submitted | mined
+    job_id: int
+    mined_hash: str | None
+    hashes: frozenset[str]  # every transaction of its job
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """What `Outbox.create_job` writes ahead of sending."""
+
+    kind: str
+    to_address: str
+    data: str
+    gas: int
+    intent_keys: tuple[str, ...]
+
+
+class JobLedger:
+    """The job side of the outbox: creating jobs, their attempts, and their moves."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def create_job(
+        self,
+        job: NewJob,
+        *,
+        relayer: str,
+        nonce: int,
+        tx_hash: str,
+        raw: str,
+        max_fee_per_gas: int,
+        max_priority_fee_per_gas: int,
+        now_ms: int,
+    ) -> int:
+        """Write a job, its first signed transaction, its intents' move to submitted and
+        the next nonce, in one transaction, before anything is sent."""
+        async with Transaction(self.db) as db:
+            job_id = await _insert_job(db, job, nonce, "live", now_ms)
+            await _insert_attempt(
+                db, job_id, nonce, tx_hash, raw, max_fee_per_gas, max_priority_fee_per_gas,
+                now_ms,
+            )  # fmt: skip
+            await _claim(db, job, job_id, "submitted", None, now_ms)
+            await db.execute(
+                "INSERT INTO executor_state (id, relayer, next_nonce) VALUES (1, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET relayer = excluded.relayer, "
+                "next_nonce = MAX(excluded.next_nonce, "
+                "CASE WHEN relayer = excluded.relayer THEN next_nonce ELSE 0 END)",
+                (relayer, nonce + 1),
+            )
+        return job_id
+
+    async def record_dry_run(self, job: NewJob, detail: str, now_ms: int) -> int:
+        """What would have been sent; the intents end in `dry_run`."""
+        async with Transaction(self.db) as db:
+            job_id = await _insert_job(db, job, None, "dry_run", now_ms)
+            await _claim(db, job, job_id, "dry_run", detail, now_ms)
+        return job_id
+
+    async def add_attempt(
+        self,
+        job_id: int,
+        nonce: int,
+        *,
+        tx_hash: str,
+        raw: str,
+        max_fee_per_gas: int,
+        max_priority_fee_per_gas: int,
+        now_ms: int,
+        rewrite: tuple[str, str, str, int] | None = None,
+    ) -> None:
+        """A replacement (same nonce, higher fees), written before it is sent. With
+        `rewrite` = (kind, to, data, gas) the job now does that instead: the self-transfer
+        that cancels it, or a batch without the members that are no longer wanted."""
+        async with Transaction(self.db) as db:
+            await _insert_attempt(
+                db, job_id, nonce, tx_hash, raw, max_fee_per_gas, max_priority_fee_per_gas,
+                now_ms,
+            )  # fmt: skip
+            if rewrite is not None:
+                await db.execute(
+                    "UPDATE jobs SET kind = ?, to_address = ?, data = ?, gas = ?, "
+                    "updated_ms = ? WHERE id = ?",
+                    (*rewrite, now_ms, job_id),
+                )
+
+    async def mark_sent(self, tx_hash: str, now_ms: int) -> None:
+        async with Transaction(self.db) as db:
+            await db.execute(
+                "UPDATE transactions SET state = 'sent', sent_ms = COALESCE(sent_ms, ?), "
+                "error = NULL WHERE hash = ? AND state IN ('signed', 'rejected')",
+                (now_ms, tx_hash),
+            )
+
+    async def mark_rejected(self, tx_hash: str, error: str) -> None:
+        async with Transaction(self.db) as db:
+            await db.execute(
+                "UPDATE transactions SET state = 'rejected', error = ? WHERE hash = ? "
+                "AND state = 'signed'",
+                (error, tx_hash),
+            )
+
+    async def job_mined(
+        self,
+        job_id: int,
+        *,
+        tx_hash: str,
+        block: int,
+        status: int,
+        gas_used: int,
+        effective_gas_price: int,
+        outcomes: Sequence[tuple[str, str, str]],
+        now_ms: int,
+    ) -> None:
+        """The job's transaction `tx_hash` has a receipt: its intents become mined, or
+        settle as `outcomes` says (a failed batch member, a reverted close)."""
+        async with Transaction(self.db) as db:
+            await db.execute(
+                "UPDATE jobs SET state = 'mined', mined_hash = ?, mined_block = ?, "
+                "receipt_status = ?, gas_used = ?, effective_gas_price = ?, updated_ms = ? "
+                "WHERE id = ?",
+                (tx_hash, block, status, gas_used, str(effective_gas_price), now_ms, job_id),
+            )
+            await db.execute(
+                "UPDATE transactions SET state = CASE WHEN hash = ? THEN 'mined' ELSE 'replaced' "
+                "END WHERE job_id = ?",
+                (tx_hash, job_id),
+            )
+            await db.execute(
+                "UPDATE intents SET state = 'mined', updated_ms = ? "
+                "WHERE job_id = ? AND state = 'submitted'",
+                (now_ms, job_id),
+            )
+            await db.executemany(
+                "UPDATE intents SET state = ?, detail = ?, updated_ms = ? WHERE key = ?",
+                [(state, detail, now_ms, key) for key, state, detail in outcomes],
+            )
+
+    async def job_unmined(self, job_id: int, now_ms: int) -> None:
+        """The receipt vanished (a reorg): the job is live again, and what its receipt
+        settled is open again; its signed transactions are still the only ones allowed."""
+        async with Transaction(self.db) as db:
+            await _reopen_job(db, job_id, "its transaction vanished (reorg)", now_ms)
+
+    async def reorged(self, ancestor_block: int, now_ms: int) -> list[int]:
+        """A reorg replaced every block above `ancestor_block`: jobs mined there are live
+        again, and what their receipts settled (mined, confirmed, a batch member's revert)
+        is open again as submitted, to be tracked on the new branch. Returns the job ids."""
+        detail = f"reorg above block {ancestor_block} undid its transaction"
+        async with Transaction(self.db) as db:
+            async with db.execute(
+                "SELECT id FROM jobs WHERE state IN ('mined', 'done') AND mined_block > ?",
+                (ancestor_block,),
+            ) as cur:
+                ids = [int(r[0]) async for r in cur]
+            for job_id in ids:
+                await _reopen_job(db, job_id, detail, now_ms)
+            # A live job may have been mined in a replaced block before its receipt was
+            # seen: its transaction is gone too, so it is sent again (a node that still
+            # holds it answers "already known").
+            await db.execute(
+                "UPDATE transactions SET state = 'signed' WHERE state = 'sent' AND job_id IN "
+                "(SELECT id FROM jobs WHERE state = 'live')"
+            )
+        return ids
+
+    async def job_dropped(self, job_id: int, detail: str, now_ms: int) -> None:
+        """Someone else's transaction took the job's nonce and none of ours was mined: the
+        job is dead, and its intents that are still open go back to pending for a new job
+        at a new nonce."""
+        async with Transaction(self.db) as db:
+            await db.execute(
+                "UPDATE jobs SET state = 'dropped', updated_ms = ? WHERE id = ?", (now_ms, job_id)
+            )
+            await db.execute(
+                "UPDATE transactions SET state = 'replaced', error = ? WHERE job_id = ?",
+                (detail, job_id),
+            )
+            await db.execute(
+                "UPDATE intents SET state = 'pending', job_id = NULL, detail = ?, updated_ms = ? "
+                "WHERE job_id = ? AND state = 'submitted'",
+                (detail, now_ms, job_id),
+            )
+
+    async def finish_settled_jobs(self, now_ms: int) -> int:
+        """Mined jobs whose intents are all settled need no more tracking."""
+        async with Transaction(self.db) as db:
+            cur = await db.execute(
+                "UPDATE jobs SET state = 'done', updated_ms = ? WHERE state = 'mined' AND "
+                "NOT EXISTS (SELECT 1 FROM intents i WHERE i.job_id = jobs.id "
+                "AND i.state IN ('submitted', 'mined'))",
+                (now_ms,),
+            )
+            return cur.rowcount
+
+
+async def _reopen_job(db: aiosqlite.Connection, job_id: int, detail: str, now_ms: int) -> None:
+    await db.execute(
+        "UPDATE jobs SET state = 'live', mined_hash = NULL, mined_block = NULL, "
+        "receipt_status = NULL, updated_ms = ? WHERE id = ?",
+        (now_ms, job_id),
+    )
+    # Gone with their block (the node forgets them): signed, so the next step sends
+    # again, or replaces, at once instead of waiting for blocks that may not come.
+    await db.execute("UPDATE transactions SET state = 'signed' WHERE job_id = ?", (job_id,))
+    # Only what the receipt settled: an intent obsolete before its job became a cancel
+    # stays obsolete.
+    await db.execute(
+        "UPDATE intents SET state = 'submitted', confirmed_position = NULL, detail = ?, "
+        "updated_ms = ? WHERE job_id = ? AND (state IN ('mined', 'confirmed') OR "
+        "(state IN ('obsolete', 'failed') AND (detail LIKE ? OR detail LIKE ?)))",
+        (detail, now_ms, job_id, f"{BATCH_MEMBER}%", f"{REVERTED}%"),
+    )
+
+
+async def _insert_job(
+    db: aiosqlite.Connection, job: NewJob, nonce: int | None, state: str, now_ms: int
+) -> int:
+    cur = await db.execute(
+        "INSERT INTO jobs (nonce, kind, to_address, data, gas, state, created_ms, "
+        "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (nonce, job.kind, job.to_address, job.data, job.gas, state, now_ms, now_ms),
+    )
+    if cur.lastrowid is None:
+        raise OutboxError("jobs insert returned no row id")
+    return int(cur.lastrowid)
+
+
+async def _insert_attempt(
+    db: aiosqlite.Connection,
+    job_id: int,
+    nonce: int,
+    tx_hash: str,
+    raw: str,
+    max_fee: int,
+    tip: int,
+    now_ms: int,
+) -> None:
+    await db.execute(
+        "INSERT INTO transactions (hash, job_id, nonce, max_fee_per_gas, "
+        "max_priority_fee_per_gas, raw, state, created_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, 'signed', ?)",
+        (tx_hash, job_id, nonce, str(max_fee), str(tip), raw, now_ms),
+    )
+
+
+async def _claim(
+    db: aiosqlite.Connection,
+    job: NewJob,
+    job_id: int,
+    state: str,
+    detail: str | None,
+    now_ms: int,
+) -> None:
+    cur = await db.executemany(
+        "UPDATE intents SET state = ?, job_id = ?, detail = COALESCE(?, detail), "
+        "updated_ms = ? WHERE key = ? AND state = 'pending'",
+        [(state, job_id, detail, now_ms, key) for key in job.intent_keys],
+    )
+    if cur.rowcount != len(job.intent_keys):
+        # Never two live transactions for one intent: a job only takes pending ones
+        # (the transaction rolls back, so none of them is claimed).
+        async with db.execute(
+            f"SELECT key FROM intents WHERE job_id = ? AND key IN "
+            f"({', '.join('?' for _ in job.intent_keys)})",
+            (job_id, *job.intent_keys),
+        ) as found:
+            claimed = {r[0] async for r in found}
+        key = next((k for k in job.intent_keys if k not in claimed), job.intent_keys[0])
+        raise OutboxError(f"intent {key} is not pending; refusing to give it a job")

@@ -1,0 +1,117 @@
+"""The executor's tables, their migrations, and the states their rows move through.
+
+An intent moves pending → submitted → mined → confirmed, or ends failed or obsolete with
+its reason (or dry_run, when nothing is sent). A *job* is one nonce's worth of work (a
+single close, a sweep, a batch of closes, or a cancel) and carries one or more intents;
+every signed transaction of a job (replacements included) is a row in `transactions`,
+written *before* it is sent. Every transaction of a job shares the job's nonce, so at most
+one of them can ever be mined: that, and writing ahead, is what makes a crash at any point
+safe (see `executor.py`).
+
+Rule latches live here too, because they must be stored in the same transaction as the
+intents they produce (`Outbox.record`): a restart then never fires twice and never forgets.
+Fees are decimal TEXT; wall-clock times are unix milliseconds, chain times unix seconds.
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+
+COMPONENT = "executor"
+
+STATES = ("pending", "submitted", "mined", "confirmed", "failed", "obsolete", "dry_run")
+FINAL_STATES = frozenset({"confirmed", "failed", "obsolete", "dry_run"})
+ORPHANED = "trigger orphaned by a reorg"  # the detail of intents a reorg made obsolete
+# How the details of intents settled by their job's receipt begin (a reorg reopens them).
+BATCH_MEMBER = "batch member reverted"
+REVERTED = "reverted on chain"
+
+MIGRATIONS = [
+    """
+    CREATE TABLE intents (
+        id                 INTEGER PRIMARY KEY,
+        key                TEXT NOT NULL UNIQUE,
+        wallet             TEXT NOT NULL,
+        rule               TEXT NOT NULL,
+        action             TEXT NOT NULL,
+        reason             TEXT NOT NULL,
+        position           INTEGER NOT NULL,
+        triggered_at       INTEGER NOT NULL,
+        rules_version      TEXT NOT NULL,
+        state              TEXT NOT NULL,
+        detail             TEXT,
+        job_id             INTEGER,
+        confirmed_position INTEGER,
+        created_ms         INTEGER NOT NULL,
+        updated_ms         INTEGER NOT NULL
+    );
+    CREATE INDEX intents_by_state ON intents (state, id);
+    CREATE INDEX intents_by_wallet ON intents (wallet, id);
+    CREATE INDEX intents_by_job ON intents (job_id);
+    CREATE TABLE jobs (
+        id                  INTEGER PRIMARY KEY,
+        nonce               INTEGER,
+        kind                TEXT NOT NULL,
+        to_address          TEXT NOT NULL,
+        data                TEXT NOT NULL,
+        gas                 INTEGER NOT NULL,
+        state               TEXT NOT NULL,
+        mined_hash          TEXT,
+        mined_block         INTEGER,
+        receipt_status      INTEGER,
+        gas_used            INTEGER,
+        effective_gas_price TEXT,
+        created_ms          INTEGER NOT NULL,
+        updated_ms          INTEGER NOT NULL
+    );
+    CREATE INDEX jobs_by_state ON jobs (state, nonce);
+    CREATE TABLE transactions (
+        hash                     TEXT PRIMARY KEY,
+        job_id                   INTEGER NOT NULL REFERENCES jobs (id),
+        nonce                    INTEGER NOT NULL,
+        max_fee_per_gas          TEXT NOT NULL,
+        max_priority_fee_per_gas TEXT NOT NULL,
+        raw                      TEXT NOT NULL,
+        state                    TEXT NOT NULL,
+        error                    TEXT,
+        created_ms               INTEGER NOT NULL,
+        sent_ms                  INTEGER
+    );
+    CREATE INDEX transactions_by_job ON transactions (job_id, created_ms);
+    CREATE TABLE refusals (
+        id         INTEGER PRIMARY KEY,
+        intent_key TEXT NOT NULL,
+        guard      TEXT NOT NULL,
+        reason     TEXT NOT NULL,
+        at_ms      INTEGER NOT NULL
+    );
+    CREATE INDEX refusals_by_intent ON refusals (intent_key, id);
+    CREATE TABLE rule_latches (
+        wallet TEXT NOT NULL,
+        rule   TEXT NOT NULL,
+        PRIMARY KEY (wallet, rule)
+    );
+    CREATE TABLE executor_state (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        relayer    TEXT NOT NULL,
+        next_nonce INTEGER NOT NULL
+    )
+    """,
+]
+
+
+class Transaction:
+    """`async with` one BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def __aenter__(self) -> aiosqlite.Connection:
+        await self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            await self.db.execute("COMMIT")
+        else:
+            await self.db.execute("ROLLBACK")

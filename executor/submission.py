@@ -1,0 +1,309 @@
+"""Submitting pending intents: guards, preflight, grouping, then write-ahead and send.
+
+Pending intents pass the guards (`executor.guards`), then a preflight (`eth_call` with the
+decoded revert deciding obsolete or failed) and a gas estimate, or, for a factory batch,
+one `eth_simulateV1` that proves every member and the batch's gas limit at once. Each
+resulting job gets its nonce, is signed, and *the job with its signed transaction is
+written to the outbox* before anything is sent; the sends of a step go out in one JSON-RPC
+batch in nonce order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from chain import CallReverted, ChainClient, calls
+from chain.calls import Call
+from chain.reverts import decode_revert
+from executor.fees import Fees, fetch_fees
+from executor.guards import (
+    Obsolete,
+    Refusal,
+    balance_refusal,
+    batch_tokens,
+    check_intent,
+    fee_refusal,
+    rate_refusal,
+)
+from executor.outbox import IntentRow, NewJob, Outbox
+from executor.sending import Sender
+from executor.settings import ExecutorSettings
+from indexer import IndexerStore, Session
+
+if TYPE_CHECKING:
+    from executor.executor import StepReport
+
+log = logging.getLogger("warden.executor")
+
+# A batch's gas limit: intrinsic gas plus this much per member, accepted only when a
+# simulation of the batch at that limit closes every member (see `_verify_batches`).
+BATCH_MEMBER_GAS = 60_000
+# 20 full batches of 256: a burst goes out in steps of about one block's worth, so what a
+# step sends is mined before `replace_after_blocks` would bump it.
+MAX_INTENTS_PER_STEP = 5_120
+
+
+class Submitter:
+    def __init__(
+        self,
+        client: ChainClient,
+        outbox: Outbox,
+        store: IndexerStore,
+        settings: ExecutorSettings,
+        *,
+        factory: str,
+        dry_run: bool,
+        sender: Sender,
+    ) -> None:
+        self.client = client
+        self.outbox = outbox
+        self.store = store
+        self.settings = settings
+        self.factory = factory
+        self.dry_run = dry_run
+        self.sender = sender
+        self.batch_tokens = batch_tokens(settings)
+        self.batch_member_gas = BATCH_MEMBER_GAS
+        self._simulate = True  # until the node says it has no eth_simulateV1
+        self._latencies: list[float] = []  # seconds from intent stored to its first send
+
+    async def submit(self, now: int, report: StepReport) -> None:
+        pending = await self.outbox.intents("pending", limit=MAX_INTENTS_PER_STEP)
+        if not pending:
+            return
+        # One transaction in flight per session: a second intent for it (another rule that
+        # fired at once, lower in priority) waits, and settles once the first is mined.
+        busy = await self.outbox.open_wallets()
+        first: list[IntentRow] = []
+        for intent in pending:  # oldest first: a decision stores its highest priority first
+            if intent.wallet not in busy:
+                busy.add(intent.wallet)
+                first.append(intent)
+        pending = first
+        if not pending:
+            return
+        sessions = await self.store.sessions({i.wallet for i in pending})
+        settings = self.settings
+        now_ms = self.sender.now_ms()
+        recent = await self.outbox.jobs_since(sessions, now_ms - settings.rate_window * 1000)
+        ready: list[tuple[IntentRow, Session]] = []
+        obsolete: list[tuple[str, str, str]] = []
+        for intent in pending:
+            session = sessions.get(intent.wallet)
+            verdict = check_intent(
+                intent, session, relayer=self.sender.relayer, settings=settings, now=now
+            ) or rate_refusal(recent.get(intent.wallet, 0), settings)
+            if isinstance(verdict, Obsolete):
+                obsolete.append((intent.key, "obsolete", verdict.reason))
+            elif isinstance(verdict, Refusal):
+                await self._refuse([intent], verdict, report)
+            elif session is not None:
+                ready.append((intent, session))
+        await self.outbox.settle(obsolete, now_ms)
+        report.obsolete += len(obsolete)
+        if not ready:
+            return
+        market = await fetch_fees(self.client, self.settings)
+        refusal = fee_refusal(market.max_fee_per_gas, self.settings.max_fee_per_gas)
+        if refusal is None and not self.dry_run:
+            balance = int(
+                await self.client.call("eth_getBalance", self.sender.relayer, "latest"), 16
+            )
+            self.sender.last_balance = balance
+            refusal = balance_refusal(balance, self.sender.relayer, settings)
+            self.sender.alert_balance(refusal)
+        if refusal is not None:
+            await self._refuse([i for i, _ in ready], refusal, report)
+            return
+        verified, ready = await self._verify_batches(ready)
+        ready = await self._preflight(ready, report)
+        groups: list[tuple[Call, list[IntentRow], int | None]] = [
+            (call, members, None) for call, members in self._group(ready)
+        ]
+        await self._send_jobs(verified + groups, market, report)
+
+    async def _verify_batches(
+        self, ready: list[tuple[IntentRow, Session]]
+    ) -> tuple[list[tuple[Call, list[IntentRow], int | None]], list[tuple[IntentRow, Session]]]:
+        """Batches proven whole by one simulation each; the intents left for the rest.
+
+        The simulation (`eth_simulateV1`) runs the batch exactly as it would be sent, at
+        its gas limit (intrinsic gas plus `batch_member_gas` per member): `closeBatch`
+        returns how many members it closed, and a member that reverts or runs out of gas
+        is skipped, not counted, so a count equal to the batch's size is every member's
+        preflight and proves the gas limit, in one execution (eth_estimateGas of a large
+        batch executes it dozens of times on some nodes). A simulation reports running out
+        of gas in its answer, where an `eth_call` would raise a node error. A batch that
+        falls short, or a node without the method, goes member by member through
+        `_preflight` and `eth_estimateGas`, which name and settle what fails."""
+        groups = [(call, members) for call, members in self._group(ready) if call.kind == "batch"]
+        if not groups or not self._simulate:
+            return [], ready
+        limits = [calls.batch_gas(call, len(m), self.batch_member_gas) for call, m in groups]
+        answers = await self.client.batch_each(
+            [
+                ("eth_simulateV1", [calls.simulation(self.sender.relayer, call, gas), "latest"])
+                for (call, _), gas in zip(groups, limits, strict=True)
+            ]
+        )
+        verified: list[tuple[Call, list[IntentRow], int | None]] = []
+        done: set[str] = set()
+        for (call, members), gas, answer in zip(groups, limits, answers, strict=True):
+            if isinstance(answer, Exception):
+                # Only a refusal comes back here (transport failures retry the batch):
+                # a node without the method, or one that does not take these parameters.
+                log.info("the node does not simulate (%s): batches are estimated", answer)
+                self._simulate = False
+            elif calls.simulated_count(answer) == len(members):
+                verified.append((call, members, gas))
+                done.update(m.key for m in members)
+        return verified, [(i, s) for i, s in ready if i.key not in done]
+
+    async def _preflight(
+        self, ready: list[tuple[IntentRow, Session]], report: StepReport
+    ) -> list[tuple[IntentRow, Session]]:
+        """`eth_call` each close as the relayer would send it; a revert decides."""
+        singles = [calls.single(i.wallet, i.action, i.reason) for i, _ in ready]
+        answers = await self.client.batch_each(
+            [("eth_call", [self.sender.tx_fields(c), "latest"]) for c in singles]
+        )
+        passed: list[tuple[IntentRow, Session]] = []
+        settled: list[tuple[str, str, str]] = []
+        for (intent, session), answer in zip(ready, answers, strict=True):
+            if isinstance(answer, CallReverted):
+                revert = decode_revert(answer.data)
+                state = "obsolete" if revert.obsolete else "failed"
+                settled.append((intent.key, state, f"preflight: {revert}"))
+            elif isinstance(answer, Exception):
+                raise answer
+            else:
+                passed.append((intent, session))
+        await self.outbox.settle(settled, self.sender.now_ms())
+        for _, state, _ in settled:
+            setattr(report, state, getattr(report, state) + 1)
+        return passed
+
+    def _group(self, ready: list[tuple[IntentRow, Session]]) -> list[tuple[Call, list[IntentRow]]]:
+        tokens = self.batch_tokens
+        batchable = [i for i, s in ready if tokens is None or s.token in tokens]
+        alone = [i for i, s in ready if tokens is not None and s.token not in tokens]
+        groups: list[tuple[Call, list[IntentRow]]] = []
+        size = self.settings.max_batch_size
+        if len(batchable) >= 2 and size > 1:
+            for start in range(0, len(batchable), size):
+                chunk = batchable[start : start + size]
+                if len(chunk) == 1:
+                    alone.extend(chunk)
+                    continue
+                members = [(i.wallet, i.action, i.reason) for i in chunk]
+                groups.append((calls.batch(self.factory, members), chunk))
+        else:
+            alone.extend(batchable)
+        groups.extend((calls.single(i.wallet, i.action, i.reason), [i]) for i in alone)
+        return groups
+
+    async def _send_jobs(
+        self,
+        groups: list[tuple[Call, list[IntentRow], int | None]],
+        fees: Fees,
+        report: StepReport,
+    ) -> None:
+        """Sign, store and send each group; a group without a gas limit is estimated."""
+        if not groups:
+            return
+        unknown = [call for call, _, gas in groups if gas is None]
+        answers = iter(
+            await self.client.batch_each(
+                [("eth_estimateGas", [self.sender.tx_fields(call)]) for call in unknown]
+            )
+            if unknown
+            else []
+        )
+        known = {i.wallet for _, members, _ in groups for i in members}
+        head = int(await self.client.call("eth_blockNumber"), 16)
+        if not self.dry_run and not self.sender.nonces.synced:
+            await self.sender.sync()
+        stored: list[tuple[int, str, str, list[IntentRow]]] = []
+        for call, members, limit in groups:
+            if limit is not None:
+                gas = limit
+            else:
+                estimate = next(answers)
+                if isinstance(estimate, CallReverted):
+                    # A batch does not revert for a bad member, so this is a single close
+                    # that changed between preflight and now: decided on the next step.
+                    revert = decode_revert(estimate.data)
+                    log.warning("estimateGas of %s reverted: %s", call.kind, revert)
+                    continue
+                if isinstance(estimate, Exception):
+                    raise estimate
+                gas = int(estimate, 16) * (100 + self.settings.gas_margin_percent) // 100
+            problem = calls.check_call(
+                call.to, call.data, factory=self.factory, relayer=self.sender.relayer,
+                known=known.__contains__,
+            )  # fmt: skip
+            if problem is not None:
+                await self._refuse(members, Refusal("call_shape", problem, True), report)
+                continue
+            job = NewJob(call.kind, call.to, call.data, gas, tuple(m.key for m in members))
+            if self.dry_run:
+                detail = (
+                    f"dry-run: would send {call.kind} to {call.to} with data {call.data} gas "
+                    f"{gas} max fee {fees.max_fee_per_gas} tip {fees.max_priority_fee_per_gas}"
+                )
+                await self.outbox.record_dry_run(job, detail, self.sender.now_ms())
+                log.info("%s (%d intents)", detail, len(members))
+                report.dry_run += len(members)
+                continue
+            nonce = self.sender.nonces.allocate()
+            signed = self.sender.sign(call, gas, nonce, fees)
+            job_id = await self.outbox.create_job(
+                job,
+                relayer=self.sender.relayer,
+                nonce=nonce,
+                tx_hash=signed.hash,
+                raw=signed.raw,
+                max_fee_per_gas=fees.max_fee_per_gas,
+                max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+                now_ms=self.sender.now_ms(),
+            )
+            self.sender.hook("signed")
+            report.jobs += 1
+            report.submitted += len(members)
+            stored.append((job_id, signed.hash, signed.raw, members))
+        await self._send_stored(stored, head)
+
+    async def _send_stored(
+        self, stored: list[tuple[int, str, str, list[IntentRow]]], head: int
+    ) -> None:
+        """Send transactions already written to the outbox, in one JSON-RPC batch (in nonce
+        order: a node takes a batch's items in order), then record each answer. A crash
+        in between leaves them signed: the next step sends them again (already known)."""
+        if not stored:
+            return
+        answers = await self.client.batch_each(
+            [("eth_sendRawTransaction", [raw]) for _, _, raw, _ in stored]
+        )
+        for (job_id, tx_hash, _, members), answer in zip(stored, answers, strict=True):
+            await self.sender.sent(job_id, tx_hash, answer, head)
+            sent_ms = self.sender.now_ms()
+            self._latencies.extend(max(0, sent_ms - m.created_ms) / 1000 for m in members)
+
+    def drain_latencies(self) -> list[float]:
+        """Trigger-to-transaction times since the last call (for the daemon's metrics)."""
+        out, self._latencies = self._latencies, []
+        return out
+
+    async def _refuse(
+        self, intents: Sequence[IntentRow], refusal: Refusal, report: StepReport
+    ) -> None:
+        now_ms = self.sender.now_ms()
+        for intent in intents:
+            await self.outbox.refuse(
+                intent.key, refusal.guard, refusal.reason, now_ms, final=refusal.final
+            )
+        report.refused += len(intents)
+        if refusal.final:
+            report.failed += len(intents)

@@ -1,0 +1,290 @@
+"""Tracking live jobs to their receipts, and intents to their confirmation.
+
+`track` asks for a receipt of every transaction of every live or mined job. A receipt
+makes its job mined (batch members that failed, and reverted closes, settle as obsolete
+or failed by their decoded revert); a receipt that vanished (reorg), or one from a block
+no longer canonical, makes it live again; a nonce used on chain by none of our
+transactions means another sender of the relayer key took it, and the job's intents go
+back to pending for a new nonce. A transaction signed but never sent (a crash between the
+two) is sent now; one unmined for `replace_after_blocks` is replaced with higher fees, or,
+when nothing is left for it to do, cancelled by a zero-value self-transfer so its nonce
+never strands the ones after it.
+
+`confirm` settles an intent once the indexer has the `Closed` event of our mined
+transaction; a session closed by anyone else makes its open intents obsolete.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from chain import CallReverted, ChainClient, calls
+from chain.calls import Call
+from chain.reverts import batch_failures, closed_wallets, decode_revert
+from executor.fees import Fees, fetch_fees, replacement
+from executor.outbox import BATCH_MEMBER, ORPHANED, REVERTED, Job, Outbox
+from executor.sending import Sender
+from executor.settings import ExecutorSettings
+from indexer import IndexerStore
+
+if TYPE_CHECKING:
+    from executor.executor import StepReport
+
+log = logging.getLogger("warden.executor")
+
+NONCE_TAKEN_AFTER = 1.0  # seconds a used nonce may go without our receipt before it counts
+
+
+class Tracker:
+    def __init__(
+        self,
+        client: ChainClient,
+        outbox: Outbox,
+        store: IndexerStore,
+        settings: ExecutorSettings,
+        *,
+        factory: str,
+        sender: Sender,
+    ) -> None:
+        self.client = client
+        self.outbox = outbox
+        self.store = store
+        self.settings = settings
+        self.factory = factory
+        self.sender = sender
+        self._unexplained: dict[int, float] = {}  # job id -> when its nonce was seen used
+        self.monotonic: Callable[[], float] = time.monotonic  # tests step time themselves
+
+    async def track(self, report: StepReport) -> None:
+        jobs = await self.outbox.jobs("live") + await self.outbox.jobs("mined")
+        if not jobs:
+            return
+        mined_count = await self.sender.nonces.mined_count()  # before the receipts: see below
+        # Below this count the node holds a transaction of ours for every nonce; a live
+        # job at or above it has none there (a reorg took it, or the node dropped it).
+        held = (
+            await self.sender.nonces.pending_count() if any(j.state == "live" for j in jobs) else 0
+        )
+        head = int(await self.client.call("eth_blockNumber"), 16)
+        hashes = [a.hash for job in jobs for a in job.attempts]
+        answers = await self.client.batch_each([("eth_getTransactionReceipt", [h]) for h in hashes])
+        receipts = {h: r for h, r in zip(hashes, answers, strict=True) if isinstance(r, dict)}
+        receipts = await self._canonical(receipts)
+        for job in jobs:
+            receipt = next((receipts[a.hash] for a in job.attempts if a.hash in receipts), None)
+            if job.state == "mined":
+                moved = receipt is not None and receipt["transactionHash"].lower() != job.mined_hash
+                if receipt is None or moved:
+                    log.warning("job %d: receipt of %s vanished (reorg)", job.id, job.mined_hash)
+                    await self.outbox.job_unmined(job.id, self.sender.now_ms())
+                    report.reopened += 1
+                if moved and receipt is not None:
+                    # Another of the job's transactions (same nonce) made it on the new branch.
+                    await self._mined(job, receipt, report)
+                continue
+            if receipt is not None:
+                self._unexplained.pop(job.id, None)
+                await self._mined(job, receipt, report)
+            elif job.nonce is not None and job.nonce < mined_count:
+                # Receipts are asked after the count, so had one of ours used this nonce its
+                # receipt would be here; but a node may count a transaction a moment before
+                # it serves the receipt. Only a receipt still missing at a later step, some
+                # time on, means another sender of this key took the nonce.
+                first = self._unexplained.setdefault(job.id, self.monotonic())
+                if self.monotonic() - first < NONCE_TAKEN_AFTER:
+                    report.waiting += 1
+                    continue
+                self._unexplained.pop(job.id, None)
+                detail = (
+                    f"nonce {job.nonce} was used by another transaction from "
+                    f"{self.sender.relayer}; requeued for a new nonce"
+                )
+                log.warning("job %d: %s", job.id, detail)
+                await self.outbox.job_dropped(job.id, detail, self.sender.now_ms())
+                self.sender.nonces.invalidate()
+                report.dropped += 1
+            else:
+                lost = job.nonce is not None and job.nonce >= held
+                await self._nudge(job, head, report, lost=lost)
+
+    async def _canonical(self, receipts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Only receipts whose block is on the node's chain now: right after a reorg a node
+        may still serve a receipt from a replaced block."""
+        numbers = sorted({r["blockNumber"] for r in receipts.values()})
+        if not numbers:
+            return receipts
+        answers = await self.client.batch_each(
+            [("eth_getBlockByNumber", [n, False]) for n in numbers]
+        )
+        canonical = {
+            n: a["hash"] for n, a in zip(numbers, answers, strict=True) if isinstance(a, dict)
+        }
+        return {
+            h: r for h, r in receipts.items() if canonical.get(r["blockNumber"]) == r["blockHash"]
+        }
+
+    async def _mined(self, job: Job, receipt: dict[str, Any], report: StepReport) -> None:
+        tx_hash = str(receipt["transactionHash"]).lower()
+        status = int(receipt["status"], 16)
+        members = await self.outbox.intents_of_job(job.id)
+        outcomes: list[tuple[str, str, str]] = []
+        if job.kind == "batch" and status == 1:
+            failures = batch_failures(receipt["logs"], self.factory)
+            for intent in members:
+                revert = failures.get(intent.wallet)
+                if revert is not None:
+                    state = "obsolete" if revert.obsolete else "failed"
+                    outcomes.append((intent.key, state, f"{BATCH_MEMBER}: {revert}"))
+        elif status == 0 and members:
+            why = await self._revert_reason(Call(job.kind, job.to_address, job.data))
+            state = "obsolete" if why is not None and why[1] else "failed"
+            detail = f"{REVERTED}: {why[0] if why else 'no reason given'}"
+            outcomes = [(m.key, state, detail) for m in members if m.state == "submitted"]
+        if status == 1:
+            acted = closed_wallets(receipt["logs"])
+            failed = {w.lower() for w in batch_failures(receipt["logs"], self.factory)}
+            for m in members:
+                wallet = m.wallet.lower()
+                if m.state == "submitted" and wallet not in acted and wallet not in failed:
+                    # Not in what was mined (its cancel, or a batch rewritten without it
+                    # before a reorg reopened it): it needs a new job at a new nonce.
+                    outcomes.append((m.key, "pending", f"{tx_hash} did not close it; requeued"))
+                elif (
+                    m.state == "obsolete"
+                    and (m.detail or "").startswith(ORPHANED)
+                    and wallet in acted
+                ):
+                    # Mined before a reorg's reconcile could stop it: the close happened,
+                    # so its intent is not obsolete after all.
+                    log.warning(
+                        "job %d: close of %s mined although a reorg orphaned its trigger",
+                        job.id, m.wallet,
+                    )  # fmt: skip
+                    outcomes.append((m.key, "mined", f"{ORPHANED}, but {tx_hash} closed it"))
+        await self.outbox.job_mined(
+            job.id,
+            tx_hash=tx_hash,
+            block=int(receipt["blockNumber"], 16),
+            status=status,
+            gas_used=int(receipt["gasUsed"], 16),
+            effective_gas_price=int(receipt.get("effectiveGasPrice") or "0x0", 16),
+            outcomes=outcomes,
+            now_ms=self.sender.now_ms(),
+        )
+        report.mined += 1
+        for _, state, _ in outcomes:
+            field_name = "requeued" if state == "pending" else state
+            setattr(report, field_name, getattr(report, field_name) + 1)
+        self.sender.hook("mined")
+
+    async def _nudge(self, job: Job, head: int, report: StepReport, *, lost: bool) -> None:
+        """A live, unmined job: send what was never sent (or what the node lost); replace
+        what is stuck."""
+        latest = job.latest
+        if (lost or latest.state in ("signed", "rejected")) and job.id not in self.sender.force:
+            if job.kind == "cancel" or await self._wants_all(job):
+                await self.sender.send(job.id, latest.hash, latest.raw, head)
+                return
+            # A reorg took it off the chain with less left to do: replace it now rather
+            # than send again what is no longer wanted.
+            self.sender.force.add(job.id)
+        sent_at = self.sender.sent_block.setdefault(latest.hash, head)
+        if job.id not in self.sender.force and head - sent_at < self.settings.replace_after_blocks:
+            return
+        self.sender.force.discard(job.id)
+        if job.nonce is None:
+            return
+        members = await self.outbox.intents_of_job(job.id)
+        wanted = [m for m in members if m.state == "submitted"]
+        still_needed = bool(wanted)
+        market = await fetch_fees(self.client, self.settings)
+        previous = Fees(latest.max_fee_per_gas, latest.max_priority_fee_per_gas)
+        if still_needed or job.kind == "cancel":
+            # A cancel stays uncapped on every bump, or it could strand its nonce.
+            fees = replacement(previous, market, self.settings, capped=job.kind != "cancel")
+            if fees is None:
+                # At the cap: keep the transaction in front of the node and wait.
+                await self.sender.send(job.id, latest.hash, latest.raw, head, quiet=True)
+                self.sender.sent_block[latest.hash] = head
+                return
+            call = Call(job.kind, job.to_address, job.data)
+            if job.kind == "batch" and len(wanted) < len(members):
+                # Some members are no longer wanted (a reorg orphaned their trigger): the
+                # replacement closes only the others.
+                call = calls.batch(self.factory, [(m.wallet, m.action, m.reason) for m in wanted])
+            gas = job.gas
+            report.replaced += 1
+        else:
+            # Nothing left for it to do, but its nonce must be used: a cancel may exceed
+            # the cap, because a stranded nonce blocks every later transaction.
+            fees = replacement(previous, market, self.settings, capped=False)
+            if fees is None:  # pragma: no cover - uncapped replacement always exists
+                return
+            call = calls.cancel(self.sender.relayer)
+            gas = calls.CANCEL_GAS
+            report.cancelled += 1
+            log.info("job %d: nothing left to do, cancelling nonce %d", job.id, job.nonce)
+        signed = self.sender.sign(call, gas, job.nonce, fees)
+        rewritten = call.kind != job.kind or call.data != job.data
+        await self.outbox.add_attempt(
+            job.id,
+            job.nonce,
+            tx_hash=signed.hash,
+            raw=signed.raw,
+            max_fee_per_gas=fees.max_fee_per_gas,
+            max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+            now_ms=self.sender.now_ms(),
+            rewrite=(call.kind, call.to, call.data, gas) if rewritten else None,
+        )
+        self.sender.hook("signed")
+        await self.sender.send(job.id, signed.hash, signed.raw, head)
+
+    async def _wants_all(self, job: Job) -> bool:
+        """Whether every intent the job carries still wants its transaction."""
+        members = await self.outbox.intents_of_job(job.id)
+        return bool(members) and all(m.state == "submitted" for m in members)
+
+    async def confirm(self, report: StepReport) -> None:
+        claims = await self.outbox.open_claims()
+        if not claims:
+            # A mined cancel carries no open intent: it is done too.
+            await self.outbox.finish_settled_jobs(self.sender.now_ms())
+            return
+        closing = await self.store.closing_events({c.wallet for c in claims})
+        settled: list[tuple[str, str, str]] = []
+        confirmed: list[tuple[str, int, str]] = []
+        now_ms = self.sender.now_ms()
+        for claim in claims:
+            event = closing.get(claim.wallet)
+            if event is None:
+                continue
+            ours = event.tx_hash.lower()
+            if claim.state == "mined" and ours == claim.mined_hash:
+                detail = f"closed in {ours} at position {event.position}"
+                confirmed.append((claim.key, event.position, detail))
+            elif ours in claim.hashes:
+                continue  # our transaction, its receipt not tracked yet: next step
+            else:
+                settled.append(
+                    (claim.key, "obsolete", f"session closed by {event.by} in {event.tx_hash}")
+                )
+        await self.outbox.confirm_all(confirmed, now_ms)
+        report.confirmed += len(confirmed)
+        await self.outbox.settle(settled, now_ms)
+        report.obsolete += len(settled)
+        await self.outbox.finish_settled_jobs(now_ms)
+
+    async def _revert_reason(self, call: Call) -> tuple[str, bool] | None:
+        """Why `call` reverts now (name, obsolete), or None if it would not revert."""
+        (answer,) = await self.client.batch_each(
+            [("eth_call", [self.sender.tx_fields(call), "latest"])]
+        )
+        if isinstance(answer, CallReverted):
+            revert = decode_revert(answer.data)
+            return str(revert), revert.obsolete
+        if isinstance(answer, Exception):
+            raise answer
+        return None
