@@ -6,6 +6,7 @@ from executor.errors import ConfigError, ExecutorError, GuardConfigError, Outbox
 from executor.executor import Executor, ExecutorConfig, StepReport
 from executor.fees import FeePolicy, Fees
 from executor.guards import Guards, Refusal
+from executor.history import OutboxReads
 from executor.outbox import ORPHANED, STATES, Claim, IntentRow, Job, Outbox
 from executor.settings import ExecutorSettings
 from executor.signer import SignedTx, Signer, SignerError, load_password, write_keystore
@@ -26,6 +27,7 @@ __all__ = [
     "IntentRow",
     "Job",
     "Outbox",
+    "OutboxReads",
     "OutboxError",
     "Refusal",
     "SignedTx",

@@ -8,6 +8,7 @@ from indexer.indexer import Change, Indexer, IndexerConfig, OnChange
 from indexer.migrations import migrate, open_database
 from indexer.progress import Progress
 from indexer.projection import Event, Session, apply, replay
+from indexer.reads import SessionReads
 from indexer.reorg import NewBlock, Reorg
 from indexer.settings import ChainSettings
 from indexer.store import BlockRef, ClosingEvent, IndexerStore
@@ -28,6 +29,7 @@ __all__ = [
     "RangeSizing",
     "Reorg",
     "Session",
+    "SessionReads",
     "apply",
     "audit_balances",
     "migrate",
