@@ -6,6 +6,7 @@ from executor.errors import ExecutorError, OutboxError
 from executor.executor import Executor, StepReport
 from executor.fees import Fees
 from executor.guards import Refusal
+from executor.history import OutboxReads
 from executor.intents import FiredIntent, RuleDecision
 from executor.outbox import ORPHANED, STATES, Claim, IntentRow, Job, Outbox
 from executor.settings import ExecutorSettings
@@ -24,6 +25,7 @@ __all__ = [
     "Job",
     "Outbox",
     "OutboxError",
+    "OutboxReads",
     "Refusal",
     "RuleDecision",
     "SignedTx",

@@ -9,6 +9,7 @@ from indexer.indexer import Indexer
 from indexer.migrations import migrate, open_database
 from indexer.progress import Progress
 from indexer.projection import Event, Session, apply, replay
+from indexer.reads import SessionReads
 from indexer.reorg import NewBlock
 from indexer.settings import ChainSettings
 from indexer.store import BlockRef, ClosingEvent, IndexerStore
@@ -29,6 +30,7 @@ __all__ = [
     "RangeSizing",
     "Reorg",
     "Session",
+    "SessionReads",
     "Update",
     "apply",
     "audit_balances",

@@ -1,6 +1,7 @@
 """`warden inspect WALLET` and `warden status`: readable views for an operator.
 
-`inspect` reads the database file directly (it works with the daemon stopped): the
+`inspect` reads the database file directly, read-only, through the indexer's and the
+executor's readers (it works with the daemon running or stopped): the
 session's parameters, balance and budget, the timeline of its events, and every rule
 firing with its transactions. `status` asks the running daemon's API, since only the
 daemon knows the head, the lag and the relayer's balance.
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import sqlite3
 import sys
 import urllib.error
 import urllib.request
@@ -22,7 +22,10 @@ import orjson
 from eth_utils.address import to_checksum_address
 
 from chain.units import token_units
-from indexer import Event, IndexerStore, Session, open_database
+from executor import OutboxReads
+from executor.history import IntentHistory
+from indexer import Event, Session, SessionReads
+from indexer.reads import open_read_only
 
 EXIT_USAGE = 2
 EXIT_RUNTIME = 1
@@ -35,7 +38,9 @@ def add_inspect_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         description="A readable view of one session from the daemon's database file.",
     )
     inspect.add_argument("wallet", help="the session wallet address (0x…)")
-    inspect.add_argument("--db", default="warden.db", help="database file (default warden.db)")
+    inspect.add_argument(
+        "--db", default="warden.sqlite", help="database file (default warden.sqlite)"
+    )
     inspect.add_argument("--decimals", type=int, default=18, help="token decimals (default 18)")
     status = sub.add_parser(
         "status",
@@ -59,18 +64,22 @@ def run_inspect_command(args: argparse.Namespace) -> int:
 
 
 async def _inspect(path: Path, wallet: str, decimals: int) -> int:
-    db = await open_database(path)
+    db = await open_read_only(path)
     try:
-        store = IndexerStore(db)
-        session = await store.session(to_checksum_address(wallet.lower()))
+        reads = SessionReads(db)
+        await db.execute("BEGIN")  # one read view: the session, its events and intents agree
+        session = await reads.session(to_checksum_address(wallet.lower()))
         if session is None:
             print(f"warden inspect: {wallet} is not an indexed session in {path}", file=sys.stderr)
             return EXIT_RUNTIME
-        events = await store.events(session.wallet)
+        events = (await reads.events(session.wallet)).items
+        outbox = OutboxReads(db)
+        history = await outbox.history(session.wallet) if await outbox.available() else None
+        await db.execute("COMMIT")
     finally:
         await db.close()
     print(render_session(session, events, decimals))
-    print(render_intents(path, session.wallet))
+    print(render_intents(history))
     return 0
 
 
@@ -113,31 +122,22 @@ def render_session(s: Session, events: list[Event], decimals: int) -> str:
     return "\n".join(lines)
 
 
-def render_intents(path: Path, wallet: str) -> str:
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-        try:
-            intents = db.execute(
-                "SELECT id, rule, action, reason, state, detail, job_id, triggered_at "
-                "FROM intents WHERE wallet = ? ORDER BY id",
-                (wallet,),
-            ).fetchall()
-        except sqlite3.OperationalError:  # an indexer-only database
-            return "rule firings: none (no executor tables in this database)"
-        if not intents:
-            return "rule firings: none"
-        lines = ["rule firings"]
-        for _, rule, action, reason, state, detail, job_id, at in intents:
-            lines.append(f"  {_time(at)}  {rule}: {action} ({reason}) → {state}")
-            if detail:
-                lines.append(f"      {detail}")
-            if job_id is None:
-                continue
-            for tx_hash, nonce, max_fee, tx_state in db.execute(
-                "SELECT hash, nonce, max_fee_per_gas, state FROM transactions WHERE job_id = ? "
-                "ORDER BY created_ms, rowid",
-                (job_id,),
-            ):
-                lines.append(f"      tx {tx_hash} nonce {nonce} max fee {max_fee} wei: {tx_state}")
+def render_intents(history: list[IntentHistory] | None) -> str:
+    """The rule firings of a session (None: the database has no executor tables)."""
+    if history is None:
+        return "rule firings: none (no executor tables in this database)"
+    if not history:
+        return "rule firings: none"
+    lines = ["rule firings"]
+    for h in history:
+        i = h.intent
+        lines.append(f"  {_time(i.triggered_at)}  {i.rule}: {i.action} ({i.reason}) → {i.state}")
+        if i.detail:
+            lines.append(f"      {i.detail}")
+        for tx in h.transactions:
+            lines.append(
+                f"      tx {tx.hash} nonce {tx.nonce} max fee {tx.max_fee_per_gas} wei: {tx.state}"
+            )
     return "\n".join(lines)
 
 

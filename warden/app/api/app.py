@@ -18,13 +18,15 @@ from typing import Any
 import aiosqlite
 import orjson
 from aiohttp import web
+from pydantic import BaseModel
 
+from indexer.reads import open_read_only
 from warden.app.api.errors import ApiError, InsecureBinding, NotFound, Unauthorized
 from warden.app.api.live import LiveState
-from warden.app.api.metrics import CONTENT_TYPE
+from warden.app.api.metrics import CONTENT_TYPE, Metrics
 from warden.app.api.openapi import build_openapi
 from warden.app.api.params import parse_path, parse_query
-from warden.app.api.queries import ApiReader
+from warden.app.api.reader import ApiReader
 from warden.app.api.routes import Context, Route, build_routes
 
 API_VERSION = "1.0.0"
@@ -76,7 +78,10 @@ async def _errors(
         code = exc.reason.lower().replace(" ", "_")
         message = f"{request.method} {request.path}: {exc.reason}"
         body = {"error": {"status": exc.status, "code": code, "message": message}}
-        return _json(body, exc.status)
+        response = _json(body, exc.status)
+        if "Allow" in exc.headers:  # 405: which methods the route takes
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("API request %s failed", request.path_qs)
         body = {"error": {"status": 500, "code": "internal", "message": "internal error"}}
@@ -103,13 +108,20 @@ def _auth(token: str, public: frozenset[str]) -> Any:
 
 def _view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def view(request: web.Request) -> web.StreamResponse:
-        params = parse_path(request.match_info, route.params)
-        params.update(parse_query(request.query, route.params))
-        reply = await route.handler(request.app[CONTEXT], params)
-        if reply.text:
+        path = (
+            None if route.path_params is None else parse_path(request.match_info, route.path_params)
+        )
+        query = parse_query(request.query, route.query)
+        reply = await route.handler(request.app[CONTEXT], path, query)
+        if isinstance(reply.body, str):
             return web.Response(
                 text=reply.body, status=reply.status, headers={"Content-Type": CONTENT_TYPE}
             )
+        if isinstance(reply.body, BaseModel):
+            return web.Response(
+                body=reply.body.model_dump_json(), status=reply.status,
+                content_type="application/json",
+            )  # fmt: skip
         return _json(reply.body, reply.status)
 
     return view
@@ -124,14 +136,8 @@ async def _open_read_only(db: Database) -> tuple[aiosqlite.Connection, bool]:
             files = {name: file for _, name, file in await cur.fetchall()}
         if not files.get("main"):
             return db, False
-        path: str | Path = files["main"]
-    else:
-        path = db
-    uri = Path(path).resolve().as_uri() + "?mode=ro"
-    conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
-    await conn.execute("PRAGMA busy_timeout=10000")
-    await conn.execute("PRAGMA query_only=ON")
-    return conn, True
+        return await open_read_only(files["main"]), True
+    return await open_read_only(db), True
 
 
 def create_app(db: Database, live: LiveState, *, token: str | None = None) -> web.Application:
@@ -146,7 +152,8 @@ def create_app(db: Database, live: LiveState, *, token: str | None = None) -> we
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         conn, own = await _open_read_only(db)
-        app[CONTEXT] = Context(ApiReader(conn, transactions=own), live, document)
+        reader = ApiReader(conn, transactions=own)
+        app[CONTEXT] = Context(reader, live, Metrics(live), document)
         try:
             yield
         finally:

@@ -5,8 +5,10 @@ attribute updates need no lock."""
 
 from __future__ import annotations
 
-import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from prometheus_client import Histogram, Metric
 
 from chain import RpcStats
 
@@ -14,40 +16,28 @@ from chain import RpcStats
 DEFAULT_LATENCY_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 
-@dataclass
 class LatencyHistogram:
-    """A cumulative-ready histogram in the Prometheus shape: counts per upper bound, the
-    sum and the count. `counts[i]` holds observations in (buckets[i-1], buckets[i]];
-    the last slot holds those above the largest bound (+Inf)."""
+    """`warden_trigger_to_tx_seconds`: a Prometheus histogram owned by the daemon's
+    `LiveState` rather than by a registry, so that every app serving that state (tests
+    make several in one process) exposes the same observations."""
 
-    buckets: tuple[float, ...] = DEFAULT_LATENCY_BUCKETS
-    counts: list[int] = field(default_factory=list)
-    sum: float = 0.0
-    count: int = 0
+    name = "warden_trigger_to_tx_seconds"
 
-    def __post_init__(self) -> None:
-        if list(self.buckets) != sorted(set(self.buckets)):
+    def __init__(self, buckets: tuple[float, ...] = DEFAULT_LATENCY_BUCKETS) -> None:
+        if list(buckets) != sorted(set(buckets)):
             raise ValueError("histogram buckets must be strictly increasing")
-        if not self.counts:
-            self.counts = [0] * (len(self.buckets) + 1)
+        self._histogram = Histogram(
+            self.name,
+            "Time from a rule firing to its transaction being sent.",
+            buckets=buckets,
+            registry=None,
+        )
 
     def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, seconds)] += 1
-        self.sum += seconds
-        self.count += 1
+        self._histogram.observe(seconds)
 
-    def cumulative(self) -> list[tuple[str, int]]:
-        """(le label, cumulative count) pairs, ending with +Inf."""
-        out: list[tuple[str, int]] = []
-        running = 0
-        for bound, n in zip((*self.buckets, None), self.counts, strict=True):
-            running += n
-            out.append(("+Inf" if bound is None else _number(bound), running))
-        return out
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if value == int(value) else repr(value)
+    def collect(self) -> Iterable[Metric]:
+        return self._histogram.collect()
 
 
 @dataclass

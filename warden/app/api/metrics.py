@@ -1,92 +1,153 @@
-"""/metrics in the Prometheus text exposition format (version 0.0.4).
+"""/metrics in the Prometheus text exposition format (0.0.4), through `prometheus_client`.
 
-Figures come from two places: SQLite (events indexed, ignored logs, sessions and
-intents by state) and the daemon's `LiveState` (chain position, relayer, RPC errors,
-reorgs, trigger-to-transaction latency). Wei amounts are written as exact integers;
-Prometheus reads them as floats, which is its business, not ours."""
+Each app has a registry of its own (several apps may live in one process, as in the
+tests): the process and platform collectors, and a collector of Warden's figures, read at
+scrape time from two places: SQLite (events indexed, ignored logs, sessions and intents
+by state: `Figures`, read in one snapshot just before rendering) and the daemon's
+`LiveState` (chain position, relayer, RPC counters, reorgs, trigger-to-transaction
+latency). A figure not known yet is left out rather than reported as zero.
+
+Prometheus samples are float64. The relayer balance is therefore exposed in ether
+(`warden_relayer_balance_ether`, correctly rounded from the exact wei): a float of
+wei would be no more exact (1e+30 either way past 2**53 wei) and reads worse in
+dashboards and alert rules. The exact wei amount is in /status. Nothing reads a metric
+back: floats never reach any logic.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterator
 
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from warden import __version__
 from warden.app.api.live import LiveState
-from warden.app.api.queries import ApiReader
+from warden.app.api.reader import Figures
 
+# What generate_latest writes (prometheus_client's CONTENT_TYPE_LATEST may name a newer
+# format than the one it renders by default).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-Sample = tuple[dict[str, str], int | float]
+WEI_PER_ETHER = 10**18
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _gauge(name: str, help_: str, value: float | None) -> Iterator[Metric]:
+    if value is not None:  # unknown yet: no sample rather than a made-up zero
+        yield GaugeMetricFamily(name, help_, value=value)
 
 
-def _labels(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+def _counter(name: str, help_: str, value: float) -> Metric:
+    return CounterMetricFamily(name, help_, value=value)
 
 
-class _Exposition:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
+class _WardenCollector(Collector):
+    def __init__(self, live: LiveState) -> None:
+        self.live = live
+        self.figures: Figures | None = None  # set for the duration of one scrape
 
-    def family(self, name: str, kind: str, help_: str, samples: Iterable[Sample]) -> None:
-        self.lines.append(f"# HELP {name} {help_}")
-        self.lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            self.lines.append(f"{name}{_labels(labels)} {value}")
+    def collect(self) -> Iterator[Metric]:
+        live, figures = self.live, self.figures
+        if figures is None:  # only a scrape sets them; a registry may probe without
+            return
+        build = GaugeMetricFamily(
+            "warden_build_info", "The running Warden's version.", labels=["version"]
+        )
+        build.add_metric([__version__], 1)
+        yield build
+        yield from self._live_chain(figures)
+        logs = figures.logs
+        yield GaugeMetricFamily(
+            "warden_events_indexed", "Session and factory events stored.", value=logs.events
+        )
+        yield GaugeMetricFamily(
+            "warden_spoofed_logs",
+            "Look-alike session logs from other addresses than the factory and its wallets.",
+            value=logs.spoofed,
+        )
+        yield GaugeMetricFamily(
+            "warden_malformed_logs", "Logs of known signatures that failed to decode.",
+            value=logs.malformed,
+        )  # fmt: skip
+        yield _counter("warden_reorgs_total", "Chain reorganisations rolled back.", live.reorgs)
+        yield _counter(
+            "warden_rpc_requests_total", "JSON-RPC HTTP requests sent.", live.rpc.requests
+        )
+        yield _counter(
+            "warden_rpc_failovers_total", "Switches to another RPC endpoint.", live.rpc.failovers
+        )
+        errors = CounterMetricFamily(
+            "warden_rpc_errors_total", "JSON-RPC failures by kind.", labels=["kind"]
+        )
+        for kind, n in sorted(live.rpc.errors.items()):
+            errors.add_metric([kind], n)
+        yield errors
+        sessions = GaugeMetricFamily(
+            "warden_sessions", "Indexed sessions by status.", labels=["status"]
+        )
+        for status, n in figures.sessions.items():
+            sessions.add_metric([status], n)
+        yield sessions
+        intents = GaugeMetricFamily("warden_intents", "Intents by state.", labels=["state"])
+        for state, n in figures.intents.items():
+            intents.add_metric([state], n)
+        yield intents
+        yield from self._latency()
+        balance = live.relayer_balance
+        yield from _gauge(
+            "warden_relayer_balance_ether",
+            "Relayer account balance in ether (float; the exact wei is in /status).",
+            None if balance is None else balance / WEI_PER_ETHER,
+        )
+        if live.rules_version is not None:
+            rules = GaugeMetricFamily(
+                "warden_rules_info", "The loaded rules version.", labels=["version"]
+            )
+            rules.add_metric([live.rules_version], 1)
+            yield rules
 
-    def single(self, name: str, kind: str, help_: str, value: int | float | None) -> None:
-        if value is not None:  # unknown yet: no sample rather than a made-up zero
-            self.family(name, kind, help_, [({}, value)])
+    def _live_chain(self, figures: Figures) -> Iterator[Metric]:
+        live = self.live
+        indexed = live.indexed_block if live.indexed_block is not None else figures.checkpoint
+        lag = None if live.head is None or indexed is None else max(0, live.head - indexed)
+        yield from _gauge("warden_chain_head_block", "Latest chain block seen.", live.head)
+        yield from _gauge("warden_indexed_block", "Last block committed by the indexer.", indexed)
+        yield from _gauge("warden_safe_block", "Finalized (safe) block.", live.safe_block)
+        yield from _gauge("warden_lag_blocks", "Chain head minus indexed block.", lag)
+        yield from _gauge(
+            "warden_caught_up", "1 when the indexer has caught up.", int(live.caught_up)
+        )
 
-    def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
+    def _latency(self) -> Iterator[Metric]:
+        # The histogram without its `_created` sample: a creation time says nothing here
+        # (the daemon's start is process_start_time_seconds).
+        for metric in self.live.trigger_to_tx.collect():
+            family = HistogramMetricFamily(metric.name, metric.documentation)
+            family.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield family
 
 
-async def render_metrics(reader: ApiReader, live: LiveState) -> str:
-    out = _Exposition()
-    indexed = live.indexed_block if live.indexed_block is not None else await reader.checkpoint()
-    lag = None if live.head is None or indexed is None else max(0, live.head - indexed)
-    out.single("warden_chain_head_block", "gauge", "Latest chain block seen.", live.head)
-    out.single("warden_indexed_block", "gauge", "Last block committed by the indexer.", indexed)
-    out.single("warden_safe_block", "gauge", "Finalized (safe) block.", live.safe_block)
-    out.single("warden_lag_blocks", "gauge", "Chain head minus indexed block.", lag)
-    out.single("warden_caught_up", "gauge", "1 when the indexer has caught up.",
-               int(live.caught_up))  # fmt: skip
-    counts = await reader.table_counts()
-    out.single("warden_events_indexed", "gauge", "Session and factory events stored.",
-               counts["events"])  # fmt: skip
-    spoofed = "Look-alike session logs from other addresses than the factory and its wallets."
-    out.single("warden_spoofed_logs", "gauge", spoofed, counts["spoofed_logs"])
-    malformed = "Logs of known signatures that failed to decode."
-    out.single("warden_malformed_logs", "gauge", malformed, counts["malformed_logs"])
-    out.single("warden_reorgs_total", "counter", "Chain reorganisations rolled back.",
-               live.reorgs)  # fmt: skip
-    out.single("warden_rpc_requests_total", "counter", "JSON-RPC HTTP requests sent.",
-               live.rpc.requests)  # fmt: skip
-    out.single("warden_rpc_failovers_total", "counter", "Switches to another RPC endpoint.",
-               live.rpc.failovers)  # fmt: skip
-    out.family("warden_rpc_errors_total", "counter", "JSON-RPC failures by kind.",
-               [({"kind": k}, n) for k, n in sorted(live.rpc.errors.items())])  # fmt: skip
-    sessions = await reader.session_counts()
-    out.family("warden_sessions", "gauge", "Indexed sessions by status.",
-               [({"status": s}, n) for s, n in sessions.items()])  # fmt: skip
-    intents = await reader.intent_counts()
-    out.family("warden_intents", "gauge", "Intents by state.",
-               [({"state": s}, n) for s, n in intents.items()])  # fmt: skip
-    h = live.trigger_to_tx
-    name = "warden_trigger_to_tx_seconds"
-    out.lines += [
-        f"# HELP {name} Time from a rule firing to its transaction being sent.",
-        f"# TYPE {name} histogram",
-        *(f'{name}_bucket{{le="{le}"}} {n}' for le, n in h.cumulative()),
-        f"{name}_sum {h.sum}",
-        f"{name}_count {h.count}",
-    ]
-    out.single("warden_relayer_balance_wei", "gauge", "Relayer account balance in wei.",
-               live.relayer_balance)  # fmt: skip
-    if live.rules_version is not None:
-        out.family("warden_rules_info", "gauge", "The loaded rules version.",
-                   [({"version": live.rules_version}, 1)])  # fmt: skip
-    return out.text()
+class Metrics:
+    """One app's registry."""
+
+    def __init__(self, live: LiveState) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self._warden = _WardenCollector(live)
+        self.registry.register(self._warden)
+
+    def render(self, figures: Figures) -> str:
+        """The exposition with these database figures. Synchronous from setting them to
+        rendering, so concurrent scrapes on the event loop cannot mix their figures."""
+        self._warden.figures = figures
+        try:
+            return generate_latest(self.registry).decode()
+        finally:
+            self._warden.figures = None

@@ -1,24 +1,70 @@
-"""The OpenAPI 3.1 document, built from the route table so the two cannot drift."""
+"""The OpenAPI 3.1 document, generated from the route table and the pydantic models of
+parameters (`params.py`) and bodies (`models.py`), so neither can drift from it.
+
+Body schemas are the models' serialization schemas (what is sent: amounts as strings);
+parameter schemas are their validation schemas (what is accepted)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
+
+from warden.app.api.models import COMPONENTS
+from warden.app.api.params import Params
 from warden.app.api.routes import Route
-from warden.app.api.schemas import SCHEMAS
+
+REF = "#/components/schemas/{model}"
 
 _ERRORS = {
     400: "bad parameter: `error.parameter` names it",
     401: "missing or wrong bearer token",
     404: "no such session",
+    405: "method not allowed: every route answers GET only",
     500: "internal error",
     503: "not ready",
 }
 
 
+class _Schema(GenerateJsonSchema):
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False  # a property's title would only repeat its name
+
+
+def components() -> dict[str, Any]:
+    _, top = models_json_schema(
+        [(model, "serialization") for model in COMPONENTS],
+        ref_template=REF,
+        schema_generator=_Schema,
+    )
+    return dict(top["$defs"])
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _parameters(model: type[Params], where: str) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(ref_template=REF, schema_generator=_Schema)
+    out = []
+    for name, prop in schema.get("properties", {}).items():
+        prop = dict(prop)
+        description = prop.pop("description", "")
+        for option in prop.pop("anyOf", []):  # `X | None`: absent, rather than null
+            if option != {"type": "null"}:
+                prop.update(option)
+        if prop.get("default") is None:
+            prop.pop("default", None)
+        out.append({
+            "name": name, "in": where, "required": where == "path",
+            "description": description, "schema": prop,
+        })  # fmt: skip
+    return out
+
+
 def _responses(route: Route) -> dict[str, Any]:
-    if route.response == "text":
+    if route.response is None:
         ok: dict[str, Any] = {
             "description": "Prometheus text exposition format 0.0.4",
             "content": {"text/plain": {"schema": {"type": "string"}}},
@@ -26,36 +72,28 @@ def _responses(route: Route) -> dict[str, Any]:
     else:
         ok = {
             "description": route.summary,
-            "content": {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{route.response}"}}
-            },
+            "content": {"application/json": {"schema": _ref(route.response.__name__)}},
         }
     responses: dict[str, Any] = {"200": ok}
-    # every route refuses unknown query parameters, so every route can answer 400
-    codes = sorted({*route.errors, 400, 500, *(() if route.public else (401,))})
+    # every route refuses unknown query parameters (400) and methods other than GET (405)
+    codes = sorted({*route.errors, 400, 405, 500, *(() if route.public else (401,))})
     for code in codes:
-        schema = route.response if code == 503 else "Error"
+        name = route.response.__name__ if code == 503 and route.response else "Error"
         responses[str(code)] = {
             "description": _ERRORS[code],
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+            "content": {"application/json": {"schema": _ref(name)}},
         }
     return responses
 
 
 def _operation(route: Route) -> dict[str, Any]:
+    parameters = _parameters(route.query, "query")
+    if route.path_params is not None:
+        parameters = _parameters(route.path_params, "path") + parameters
     op: dict[str, Any] = {
         "operationId": route.handler.__name__,
         "summary": route.summary,
-        "parameters": [
-            {
-                "name": p.name,
-                "in": p.where,
-                "required": p.where == "path",
-                "description": p.description,
-                "schema": p.schema(),
-            }
-            for p in route.params
-        ],
+        "parameters": parameters,
         "responses": _responses(route),
     }
     if route.public:
@@ -74,7 +112,7 @@ def build_openapi(routes: Sequence[Route], *, version: str) -> dict[str, Any]:
         },
         "paths": {route.path: {"get": _operation(route)} for route in routes},
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": components(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}],

@@ -1,112 +1,222 @@
-"""Query and path parameters: one declaration per parameter serves both validation and
-the OpenAPI document, so what is checked is what is documented.
+"""Query and path parameters as pydantic models: one declaration per parameter serves both
+validation and the OpenAPI document, so what is checked is what is documented.
+
+Every value arrives as a string; each parameter type (`Parsed`) parses it with a plain
+function and carries its own JSON Schema. A failure names the parameter: the first error
+of a model becomes a `BadParameter` (400). Unknown parameters are refused (`extra`
+forbidden), and so is a repeated one.
 
 Cursors are opaque to clients: urlsafe base64 (unpadded) of `<scope>:<sort key>`, where
-the scope names the listing (a cursor of /events is refused by /sessions)."""
+the scope names the listing (a cursor of /events is refused by /sessions) and the key is
+a SQLite integer (below 2**63).
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, TypeVar
 
 from eth_utils.address import to_checksum_address
 from multidict import MultiMapping
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
+from chain import event_specs
+from contracts import POLICY_REASONS, SESSION_STATUSES, SWEEP_REASON
+from executor import STATES
+from rules.model import ACTIONS
 from warden.app.api.errors import BadParameter
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
-_CURSOR_KEY = re.compile(r"(0|[1-9][0-9]{0,30})")
+_CURSOR_KEY = re.compile(r"0|[1-9][0-9]{0,18}")
+_SQLITE_MAX = 2**63 - 1
 
-Kind = Literal["address", "enum", "string", "cursor", "limit"]
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    kind: Kind
-    description: str
-    where: Literal["query", "path"] = "query"
-    choices: tuple[str, ...] = ()  # for enums
-    scope: str = ""  # for cursors: which listing's sort key
-
-    def parse(self, raw: str) -> Any:
-        match self.kind:
-            case "address":
-                return parse_address(self.name, raw)
-            case "enum":
-                if raw not in self.choices:
-                    raise BadParameter(self.name, f"must be one of {', '.join(self.choices)}")
-                return raw
-            case "cursor":
-                return decode_cursor(self.name, self.scope, raw)
-            case "limit":
-                if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-                    raise BadParameter(self.name, f"must be an integer from 1 to {MAX_LIMIT}")
-                return int(raw)
-            case "string":
-                return raw
-
-    def schema(self) -> dict[str, Any]:
-        match self.kind:
-            case "address":
-                return {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}
-            case "enum":
-                return {"type": "string", "enum": list(self.choices)}
-            case "limit":
-                return {
-                    "type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
-                    "default": DEFAULT_LIMIT,
-                }  # fmt: skip
-            case "cursor" | "string":
-                return {"type": "string"}
+INTENT_STATES: tuple[str, ...] = STATES
+INTENT_ACTIONS: tuple[str, ...] = ACTIONS
+INTENT_REASONS = (*POLICY_REASONS, SWEEP_REASON)  # rules never close as owner
+EVENT_NAMES = tuple(sorted({spec.name for spec in event_specs().values()}))
 
 
-def parse_address(name: str, raw: str) -> str:
+@dataclass(frozen=True, eq=False)  # hashed by identity: `X | None` hashes its parts
+class Parsed:
+    """Annotated metadata: parse the raw string with `parse` (a ValueError's message is
+    the complaint), document it as `schema`."""
+
+    parse: Callable[[str], Any]
+    schema: dict[str, Any]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        def validate(raw: Any) -> Any:
+            if not isinstance(raw, str):  # only the app's own code passes non-strings
+                raise PydanticCustomError("bad_parameter", "must be a string")
+            try:
+                return self.parse(raw)
+            except ValueError as exc:
+                raise PydanticCustomError(
+                    "bad_parameter", "{message}", {"message": str(exc)}
+                ) from None
+
+        return core_schema.no_info_plain_validator_function(validate)
+
+    def __get_pydantic_json_schema__(
+        self, schema: Any, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return dict(self.schema)
+
+
+def parse_address(raw: str) -> str:
     """Any case in, the checksum form (as stored) out."""
     if not _ADDRESS.fullmatch(raw):
-        raise BadParameter(name, "must be an address: 0x followed by 40 hex digits")
+        raise ValueError("must be an address: 0x followed by 40 hex digits")
     return str(to_checksum_address(raw))
+
+
+def _limit(raw: str) -> int:
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ValueError(f"must be an integer from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def _one_of(choices: tuple[str, ...]) -> Parsed:
+    def parse(raw: str) -> str:
+        if raw not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return raw
+
+    return Parsed(parse, {"type": "string", "enum": list(choices)})
 
 
 def encode_cursor(scope: str, key: int) -> str:
     return base64.urlsafe_b64encode(f"{scope}:{key}".encode()).rstrip(b"=").decode()
 
 
-def decode_cursor(name: str, scope: str, raw: str) -> int:
-    bad = BadParameter(name, "not a cursor of this listing: pass back `next_cursor` unchanged")
+def _cursor_key(scope: str, raw: str) -> int:
+    bad = ValueError("not a cursor of this listing: pass back `next_cursor` unchanged")
     try:
         text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise bad from None
     prefix, _, key = text.partition(":")
-    if prefix != scope or not _CURSOR_KEY.fullmatch(key) or encode_cursor(scope, int(key)) != raw:
+    if prefix != scope or not _CURSOR_KEY.fullmatch(key) or int(key) > _SQLITE_MAX:
+        raise bad
+    if encode_cursor(scope, int(key)) != raw:  # only the form we issue
         raise bad
     return int(key)
 
 
-def parse_query(query: MultiMapping[str], params: Sequence[Param]) -> dict[str, Any]:
-    """Values of the declared query parameters (absent ones left out, `limit` defaulted);
-    any undeclared or repeated parameter is a 400 naming it."""
-    declared = {p.name: p for p in params if p.where == "query"}
-    out: dict[str, Any] = {}
+def decode_cursor(name: str, scope: str, raw: str) -> int:
+    try:
+        return _cursor_key(scope, raw)
+    except ValueError as exc:
+        raise BadParameter(name, str(exc)) from None
+
+
+def _cursor(scope: str) -> Parsed:
+    return Parsed(lambda raw: _cursor_key(scope, raw), {"type": "string"})
+
+
+_ADDRESS_SCHEMA = {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}
+Address = Annotated[str, Parsed(parse_address, _ADDRESS_SCHEMA)]
+Limit = Annotated[int, Parsed(_limit, {
+    "type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT,
+})]  # fmt: skip
+Text = Annotated[str, Parsed(str, {"type": "string"})]
+
+
+class Params(BaseModel):
+    """Base of every parameter model: unknown parameters are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoQuery(Params):
+    pass
+
+
+class WalletPath(Params):
+    wallet: Address = Field(description="session wallet address (any case)")
+
+
+class OwnerPath(Params):
+    address: Address = Field(description="owner address (any case)")
+
+
+class OwnerSessionsQuery(Params):
+    status: Annotated[str, _one_of(SESSION_STATUSES)] | None = Field(
+        None, description="session status"
+    )
+    policy: Text | None = Field(
+        None, description="policy name as in the creation event (may be empty)"
+    )
+    cursor: Annotated[int, _cursor("sessions")] | None = Field(
+        None, description="`next_cursor` of the previous page"
+    )
+    limit: Limit = Field(DEFAULT_LIMIT, description="page size")
+
+
+class SessionsQuery(OwnerSessionsQuery):
+    owner: Address | None = Field(None, description="owner address (any case)")
+
+
+class EventsQuery(Params):
+    name: Annotated[str, _one_of(EVENT_NAMES)] | None = Field(None, description="event name")
+    cursor: Annotated[int, _cursor("events")] | None = Field(
+        None, description="`next_cursor` of the previous page"
+    )
+    limit: Limit = Field(DEFAULT_LIMIT, description="page size")
+
+
+class IntentsQuery(Params):
+    wallet: Address | None = Field(None, description="session wallet (any case)")
+    state: Annotated[str, _one_of(INTENT_STATES)] | None = Field(None, description="intent state")
+    rule: Text | None = Field(None, description="rule name")
+    action: Annotated[str, _one_of(INTENT_ACTIONS)] | None = Field(None, description="action")
+    reason: Annotated[str, _one_of(INTENT_REASONS)] | None = Field(None, description="close reason")
+    cursor: Annotated[int, _cursor("intents")] | None = Field(
+        None, description="`next_cursor` of the previous page"
+    )
+    limit: Limit = Field(DEFAULT_LIMIT, description="page size")
+
+
+P = TypeVar("P", bound=Params)
+
+
+def _validated(model: type[P], values: Mapping[str, str]) -> P:
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        if error["type"] == "extra_forbidden":
+            allowed = ", ".join(model.model_fields) or "none"
+            raise BadParameter(
+                name, f"unknown parameter (this endpoint takes: {allowed})"
+            ) from None
+        raise BadParameter(name, error["msg"]) from None
+
+
+def parse_query(query: MultiMapping[str], model: type[P]) -> P:
+    """The query as `model`; an unknown, repeated or malformed parameter is a 400
+    naming it."""
     for name in query:
-        if name not in declared:
-            allowed = ", ".join(declared) or "none"
-            raise BadParameter(name, f"unknown parameter (this endpoint takes: {allowed})")
-        values = query.getall(name)
-        if len(values) > 1:
+        if len(query.getall(name)) > 1:
             raise BadParameter(name, "given more than once")
-        out[name] = declared[name].parse(values[0])
-    if "limit" in declared:
-        out.setdefault("limit", DEFAULT_LIMIT)
-    return out
+    return _validated(model, dict(query))
 
 
-def parse_path(match_info: Mapping[str, str], params: Sequence[Param]) -> dict[str, Any]:
-    return {p.name: p.parse(match_info[p.name]) for p in params if p.where == "path"}
+def parse_path(match_info: Mapping[str, str], model: type[P]) -> P:
+    return _validated(model, dict(match_info))

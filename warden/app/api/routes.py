@@ -1,45 +1,51 @@
 """The route table — the one list both the router and the OpenAPI document are built
-from — and the handlers. A handler gets its parameters already validated against the
-route's declarations and returns a `Reply`; it never reads the raw query."""
+from — and the handlers. A handler gets its path and query parameters already validated
+into their models and returns a `Reply` holding a response model; it never reads the raw
+request."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from chain import event_specs
-from contracts import SESSION_STATUSES
+from pydantic import BaseModel
+
+from executor.history import IntentFilter
+from indexer.reads import Page, SessionFilter
+from warden.app.api import models as m
 from warden.app.api.errors import NotFound
 from warden.app.api.live import LiveState
-from warden.app.api.metrics import render_metrics
-from warden.app.api.params import Param, encode_cursor
-from warden.app.api.queries import (
-    INTENT_ACTIONS,
-    INTENT_REASONS,
-    INTENT_STATES,
-    ApiReader,
-    IntentFilter,
-    Page,
-    SessionFilter,
+from warden.app.api.metrics import Metrics
+from warden.app.api.params import (
+    EventsQuery,
+    IntentsQuery,
+    NoQuery,
+    OwnerPath,
+    OwnerSessionsQuery,
+    Params,
+    SessionsQuery,
+    WalletPath,
+    encode_cursor,
 )
+from warden.app.api.reader import ApiReader
 
 
 @dataclass(frozen=True)
 class Context:
     reader: ApiReader
     live: LiveState
+    metrics: Metrics
     openapi: dict[str, Any]  # the document of these routes, served as /openapi.json
 
 
 @dataclass(frozen=True)
 class Reply:
-    body: Any
+    body: BaseModel | dict[str, Any] | str  # a str is Prometheus text
     status: int = 200
-    text: bool = False  # body is Prometheus text, not JSON
 
 
-Handler = Callable[[Context, dict[str, Any]], Awaitable[Reply]]
+Handler = Callable[[Context, Any, Any], Awaitable[Reply]]
 
 
 @dataclass(frozen=True)
@@ -47,146 +53,129 @@ class Route:
     path: str
     handler: Handler
     summary: str
-    response: str  # component schema of the 200 body; "text" for /metrics
-    params: tuple[Param, ...] = ()
+    response: type[BaseModel] | None  # the 200 body; None for Prometheus text
+    query: type[Params] = NoQuery
+    path_params: type[Params] | None = None
     public: bool = False  # answered without the bearer token
-    errors: tuple[int, ...] = field(default=())  # besides 401 and 500
-    description: str = ""
+    errors: tuple[int, ...] = ()  # besides 400, 401, 405 and 500, which any route may answer
 
 
-def _limit() -> Param:
-    return Param("limit", "limit", "page size")
+def _cursor(page: Page[Any], scope: str) -> str | None:
+    return None if page.next_key is None else encode_cursor(scope, page.next_key)
 
 
-def _cursor(scope: str) -> Param:
-    return Param("cursor", "cursor", "`next_cursor` of the previous page", scope=scope)
+async def health(ctx: Context, path: None, q: NoQuery) -> Reply:
+    return Reply(m.Health(alive=True))
 
 
-SESSION_FILTERS = (
-    Param("status", "enum", "session status", choices=SESSION_STATUSES),
-    Param("policy", "string", "policy name as in the creation event (may be empty)"),
-)
-WALLET = Param("wallet", "address", "session wallet address (any case)", where="path")
-
-
-def _page_body(page: Page, scope: str) -> dict[str, Any]:
-    cursor = None if page.next_key is None else encode_cursor(scope, page.next_key)
-    return {"items": page.items, "next_cursor": cursor}
-
-
-async def health(ctx: Context, p: dict[str, Any]) -> Reply:
-    return Reply({"alive": True})
-
-
-async def ready(ctx: Context, p: dict[str, Any]) -> Reply:
+async def ready(ctx: Context, path: None, q: NoQuery) -> Reply:
     live = ctx.live
     if live.caught_up:
-        return Reply({"ready": True, "reason": None})
+        return Reply(m.Ready(ready=True, reason=None))
     where = f"indexed block {live.indexed_block} of head {live.head}"
-    return Reply({"ready": False, "reason": f"catching up: {where}"}, status=503)
+    return Reply(m.Ready(ready=False, reason=f"catching up: {where}"), status=503)
 
 
-async def status(ctx: Context, p: dict[str, Any]) -> Reply:
-    live = ctx.live
-    async with ctx.reader.snapshot():
-        stored = await ctx.reader.checkpoint()
-        intents = await ctx.reader.intent_counts()
-        sessions = await ctx.reader.session_counts()
+async def status(ctx: Context, path: None, q: NoQuery) -> Reply:
+    live, reader = ctx.live, ctx.reader
+    async with reader.snapshot():
+        stored = await reader.sessions.checkpoint()
+        intents = await reader.intent_counts()
+        sessions = await reader.sessions.status_counts()
     indexed = live.indexed_block if live.indexed_block is not None else stored
     lag = None if live.head is None or indexed is None else max(0, live.head - indexed)
-    balance = None if live.relayer_balance is None else str(live.relayer_balance)
-    return Reply({
-        "chain_head": live.head, "indexed_block": indexed, "safe_block": live.safe_block,
-        "lag_blocks": lag, "caught_up": live.caught_up,
-        "relayer": {"address": live.relayer_address, "balance": balance},
-        "rules_version": live.rules_version, "intents": intents, "sessions": sessions,
-    })  # fmt: skip
+    return Reply(m.Status(
+        chain_head=live.head, indexed_block=indexed, safe_block=live.safe_block,
+        lag_blocks=lag, caught_up=live.caught_up,
+        relayer=m.Relayer(address=live.relayer_address, balance=live.relayer_balance),
+        rules_version=live.rules_version, intents=intents, sessions=sessions,
+    ))  # fmt: skip
 
 
-async def sessions(ctx: Context, p: dict[str, Any]) -> Reply:
-    f = SessionFilter(owner=p.get("owner"), status=p.get("status"), policy=p.get("policy"))
+async def _sessions(ctx: Context, q: OwnerSessionsQuery, owner: str | None) -> Reply:
+    f = SessionFilter(owner=owner, status=q.status, policy=q.policy)
     async with ctx.reader.snapshot():
-        page = await ctx.reader.sessions(f, p.get("cursor"), p["limit"])
-    return Reply(_page_body(page, "sessions"))
+        page = await ctx.reader.sessions.sessions(f, q.cursor, q.limit)
+    items = [m.Session.model_validate(s) for s in page.items]
+    return Reply(m.SessionPage(items=items, next_cursor=_cursor(page, "sessions")))
 
 
-async def owner_sessions(ctx: Context, p: dict[str, Any]) -> Reply:
-    return await sessions(ctx, {**p, "owner": p["address"]})
+async def sessions(ctx: Context, path: None, q: SessionsQuery) -> Reply:
+    return await _sessions(ctx, q, q.owner)
 
 
-async def session(ctx: Context, p: dict[str, Any]) -> Reply:
-    async with ctx.reader.snapshot():
-        found = await ctx.reader.session(p["wallet"])
+async def owner_sessions(ctx: Context, path: OwnerPath, q: OwnerSessionsQuery) -> Reply:
+    return await _sessions(ctx, q, path.address)
+
+
+async def session(ctx: Context, path: WalletPath, q: NoQuery) -> Reply:
+    reader = ctx.reader
+    async with reader.snapshot():
+        found = await reader.sessions.session(path.wallet)
         if found is None:
-            raise NotFound(f"no session with wallet {p['wallet']}")
-        intents = await ctx.reader.intents_of(p["wallet"])
-    return Reply({"session": found, "intents": intents})
+            raise NotFound(f"no session with wallet {path.wallet}")
+        history = await reader.outbox.history(path.wallet)
+    return Reply(m.SessionDetail(
+        session=m.Session.model_validate(found),
+        intents=[m.IntentDetail.of(h) for h in history],
+    ))  # fmt: skip
 
 
-async def session_events(ctx: Context, p: dict[str, Any]) -> Reply:
+async def session_events(ctx: Context, path: WalletPath, q: EventsQuery) -> Reply:
+    reader = ctx.reader
+    async with reader.snapshot():
+        if await reader.sessions.session(path.wallet) is None:
+            raise NotFound(f"no session with wallet {path.wallet}")
+        page = await reader.sessions.events(path.wallet, q.name, q.cursor, q.limit)
+    items = [m.Event.model_validate(e) for e in page.items]
+    return Reply(m.EventPage(items=items, next_cursor=_cursor(page, "events")))
+
+
+async def intents(ctx: Context, path: None, q: IntentsQuery) -> Reply:
+    f = IntentFilter(wallet=q.wallet, state=q.state, rule=q.rule, action=q.action, reason=q.reason)
     async with ctx.reader.snapshot():
-        if await ctx.reader.session(p["wallet"]) is None:
-            raise NotFound(f"no session with wallet {p['wallet']}")
-        page = await ctx.reader.events(p["wallet"], p.get("name"), p.get("cursor"), p["limit"])
-    return Reply(_page_body(page, "events"))
+        page = await ctx.reader.outbox.intents(f, q.cursor, q.limit)
+    items = [m.Intent.model_validate(i) for i in page.items]
+    return Reply(m.IntentPage(items=items, next_cursor=_cursor(page, "intents")))
 
 
-async def intents(ctx: Context, p: dict[str, Any]) -> Reply:
-    f = IntentFilter(**{k: p.get(k) for k in ("wallet", "state", "rule", "action", "reason")})
+async def stats(ctx: Context, path: None, q: NoQuery) -> Reply:
     async with ctx.reader.snapshot():
-        page = await ctx.reader.intents(f, p.get("cursor"), p["limit"])
-    return Reply(_page_body(page, "intents"))
+        totals = await ctx.reader.sessions.totals()
+    return Reply(m.Stats.of(totals))
 
 
-async def stats(ctx: Context, p: dict[str, Any]) -> Reply:
+async def metrics(ctx: Context, path: None, q: NoQuery) -> Reply:
     async with ctx.reader.snapshot():
-        return Reply(await ctx.reader.stats())
+        figures = await ctx.reader.figures()
+    return Reply(ctx.metrics.render(figures))
 
 
-async def metrics(ctx: Context, p: dict[str, Any]) -> Reply:
-    async with ctx.reader.snapshot():
-        text = await render_metrics(ctx.reader, ctx.live)
-    return Reply(text, text=True)
-
-
-async def openapi(ctx: Context, p: dict[str, Any]) -> Reply:
+async def openapi(ctx: Context, path: None, q: NoQuery) -> Reply:
     return Reply(ctx.openapi)
-
-
-def _event_names() -> tuple[str, ...]:
-    return tuple(sorted({spec.name for spec in event_specs().values()}))
 
 
 def build_routes() -> tuple[Route, ...]:
     return (
-        Route("/health", health, "Liveness: the process answers", "Health", public=True),
-        Route("/ready", ready, "Readiness: 503 until the indexer has caught up", "Ready",
+        Route("/health", health, "Liveness: the process answers", m.Health, public=True),
+        Route("/ready", ready, "Readiness: 503 until the indexer has caught up", m.Ready,
               errors=(503,)),
         Route("/status", status, "Chain head, indexed and safe block, lag, relayer, rules "
-              "version, intents by state", "Status"),
-        Route("/sessions", sessions, "Sessions in creation order, filtered", "SessionPage",
-              params=(Param("owner", "address", "owner address (any case)"), *SESSION_FILTERS,
-                      _cursor("sessions"), _limit()), errors=(400,)),
+              "version, intents by state", m.Status),
+        Route("/sessions", sessions, "Sessions in creation order, filtered", m.SessionPage,
+              query=SessionsQuery),
         Route("/sessions/{wallet}", session, "One session with its intents (rule firings), "
-              "their jobs, transactions and guard refusals", "SessionDetail",
-              params=(WALLET,), errors=(400, 404)),
+              "their jobs, transactions and guard refusals", m.SessionDetail,
+              path_params=WalletPath, errors=(404,)),
         Route("/sessions/{wallet}/events", session_events, "A session's events in chain "
-              "order", "EventPage",
-              params=(WALLET, Param("name", "enum", "event name", choices=_event_names()),
-                      _cursor("events"), _limit()), errors=(400, 404)),
+              "order", m.EventPage, query=EventsQuery, path_params=WalletPath, errors=(404,)),
         Route("/owners/{address}/sessions", owner_sessions, "One owner's sessions in "
-              "creation order", "SessionPage",
-              params=(Param("address", "address", "owner address (any case)", where="path"),
-                      *SESSION_FILTERS, _cursor("sessions"), _limit()), errors=(400,)),
-        Route("/intents", intents, "Intents in creation order, filtered", "IntentPage",
-              params=(Param("wallet", "address", "session wallet (any case)"),
-                      Param("state", "enum", "intent state", choices=INTENT_STATES),
-                      Param("rule", "string", "rule name"),
-                      Param("action", "enum", "action", choices=INTENT_ACTIONS),
-                      Param("reason", "enum", "close reason", choices=INTENT_REASONS),
-                      _cursor("intents"), _limit()), errors=(400,)),
+              "creation order", m.SessionPage, query=OwnerSessionsQuery,
+              path_params=OwnerPath),
+        Route("/intents", intents, "Intents in creation order, filtered", m.IntentPage,
+              query=IntentsQuery),
         Route("/stats", stats, "Totals over all sessions: volume, fees, hit rates, "
-              "average duration", "Stats"),
-        Route("/metrics", metrics, "Prometheus text exposition", "text"),
-        Route("/openapi.json", openapi, "This OpenAPI 3.1 document", "OpenApiDocument"),
+              "average duration", m.Stats),
+        Route("/metrics", metrics, "Prometheus text exposition", None),
+        Route("/openapi.json", openapi, "This OpenAPI 3.1 document", m.OpenApiDocument),
     )  # fmt: skip

@@ -1,4 +1,5 @@
-"""A small JSON Schema checker for the subset the API's OpenAPI document uses, and a
+"""A small JSON Schema checker for the subset the API's OpenAPI document uses (what
+pydantic generates: `anyOf` for nullable fields, `$ref` for nested models), and a
 structural check of the document itself: enough to hold responses to the documented
 shapes without a validator dependency."""
 
@@ -32,8 +33,19 @@ def resolve(doc: dict[str, Any], ref: str) -> dict[str, Any]:
     return dict(node)
 
 
+# Every keyword this checker understands or may ignore (annotations); any other in the
+# document fails the check rather than being skipped unseen.
+_KEYWORDS = frozenset({
+    "$ref", "type", "const", "enum", "anyOf", "allOf", "oneOf", "pattern", "minimum",
+    "maximum", "properties", "required", "additionalProperties", "items",
+    "title", "description", "default",
+})  # fmt: skip
+
+
 def errors(doc: dict[str, Any], schema: dict[str, Any], value: Any, at: str = "$") -> list[str]:
     """Every way `value` breaks `schema` (empty when it conforms)."""
+    unknown = set(schema) - _KEYWORDS
+    assert not unknown, f"{at}: the checker does not know {sorted(unknown)}"
     if "$ref" in schema:
         return errors(doc, resolve(doc, schema["$ref"]), value, at)
     out: list[str] = []
@@ -45,6 +57,10 @@ def errors(doc: dict[str, Any], schema: dict[str, Any], value: Any, at: str = "$
         out.append(f"{at}: {value!r} != {schema['const']!r}")
     if "enum" in schema and value not in schema["enum"]:
         out.append(f"{at}: {value!r} not in {schema['enum']}")
+    if "anyOf" in schema and all(errors(doc, s, value, at) for s in schema["anyOf"]):
+        out.append(f"{at}: {value!r} matches none of anyOf")
+    for part in schema.get("allOf", []):
+        out += errors(doc, part, value, at)
     if "oneOf" in schema:
         matching = [s for s in schema["oneOf"] if not errors(doc, s, value, at)]
         if len(matching) != 1:

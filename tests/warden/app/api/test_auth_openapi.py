@@ -8,7 +8,12 @@ import socket
 import aiohttp
 import pytest
 
-from tests.warden.app.api._schema import check_response, structural_problems
+from tests.warden.app.api._schema import (
+    check_response,
+    errors,
+    response_schema,
+    structural_problems,
+)
 from tests.warden.app.api.conftest import Api, Indexed, serve_api
 from warden.app.api import InsecureBinding, LiveState, check_binding, create_app, serve
 
@@ -93,6 +98,43 @@ async def test_every_route_answers_its_documented_schema(api: Api, indexed: Inde
             assert status == 200 and isinstance(body, str) and body.startswith("# HELP")
             continue
         check_response(doc, template, status, body)
+
+
+async def test_other_methods_are_a_documented_405(api: Api, indexed: Indexed) -> None:
+    doc = await api.ok("/openapi.json")
+    wallet = indexed.wallets[0]
+    for template in doc["paths"]:
+        url = api.server.make_url(template.replace("{wallet}", wallet).replace("{address}", wallet))
+        for method in ("POST", "DELETE", "HEAD"):
+            async with api.http.request(method, url) as r:
+                assert r.status == 405 and r.headers["Allow"] == "GET", (template, method)
+                if method != "HEAD":
+                    check_response(doc, template, 405, await r.json())
+
+
+async def test_the_schema_check_can_fail(api: Api, indexed: Indexed) -> None:
+    """The checker is what holds bodies to the document: a body off by one detail fails."""
+    doc = await api.ok("/openapi.json")
+    body = await api.ok(f"/sessions/{indexed.wallets[0]}")
+    assert errors(doc, response_schema(doc, "/sessions/{wallet}", 200), body) == []
+    session = body["session"]
+    broken = [
+        {**session, "balance": int(session["balance"])},  # an amount as a number
+        {**session, "balance": "-1"},
+        {**session, "closed_at": "never"},
+        {**session, "surprise": 1},
+        {k: v for k, v in session.items() if k != "owner"},
+        {**session, "status": "open"},
+        {**session, "wallet": None},
+    ]
+    for bad in broken:
+        problems = errors(doc, response_schema(doc, "/sessions/{wallet}", 200),
+                          {**body, "session": bad})  # fmt: skip
+        assert problems, bad
+    status = await api.ok("/status")
+    assert errors(doc, response_schema(doc, "/status", 200), status) == []
+    del status["intents"]["pending"]
+    assert errors(doc, response_schema(doc, "/status", 200), status)
 
 
 async def test_serve_binds_loopback_and_refuses_open_binding(indexed: Indexed) -> None:

@@ -38,6 +38,7 @@ CASES = [
     ("/sessions?cursor=" + _b64("sessions:007"), "cursor"),
     ("/sessions?cursor=" + _b64("events:7"), "cursor"),  # another listing's cursor
     ("/sessions?cursor=" + _b64("sessions:7") + "==", "cursor"),  # padded: not as issued
+    ("/sessions?cursor=" + _b64("sessions:9" + "0" * 30), "cursor"),
     ("/sessions?sort=wallet", "sort"),
     ("/sessions?owner=" + GOOD + "&owner=" + GOOD, "owner"),
     ("/sessions/0x12", "wallet"),
@@ -111,8 +112,35 @@ async def test_every_documented_query_parameter_is_accepted(api: Api, indexed: I
     assert tried >= 15
 
 
+BEYOND_SQLITE = [2**63, 2**64 + 1, 10**19]  # SQLite integers stop at 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("template", "scope"),
+    [
+        ("/sessions", "sessions"),
+        ("/owners/{wallet}/sessions", "sessions"),
+        ("/sessions/{wallet}/events", "events"),
+        ("/intents", "intents"),
+    ],
+)
+async def test_a_cursor_beyond_sqlite_integers_is_a_400_not_a_500(
+    api: Api, indexed: Indexed, template: str, scope: str
+) -> None:
+    path = template.replace("{wallet}", indexed.wallets[0])
+    for key in BEYOND_SQLITE:
+        status, body = await api.get(path, params={"cursor": encode_cursor(scope, key)})
+        assert status == 400, (path, key, status, body)
+        assert body["error"]["parameter"] == "cursor", body
+    last = encode_cursor(scope, 2**63 - 1)  # the largest key is still a cursor: past the end
+    assert await api.ok(path, params={"cursor": last}) == {"items": [], "next_cursor": None}
+
+
 def test_cursor_round_trip_and_scoping() -> None:
-    for key in (0, 1, 2**32, (2**40) << 32 | 7):
+    for key in (0, 1, 2**32, (2**30) << 32 | 7, 2**63 - 1):
         assert decode_cursor("cursor", "events", encode_cursor("events", key)) == key
+    for key in BEYOND_SQLITE:  # no position is that large: never issued, never accepted
+        with pytest.raises(BadParameter, match="cursor: not a cursor of this listing"):
+            decode_cursor("cursor", "events", encode_cursor("events", key))
     with pytest.raises(BadParameter, match="cursor: not a cursor of this listing"):
         decode_cursor("cursor", "sessions", encode_cursor("events", 5))

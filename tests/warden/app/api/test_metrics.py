@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import re
 
+import warden
 from tests.indexer._support import opened
 from tests.warden.app.api import _expect
-from tests.warden.app.api.conftest import Api, Indexed
+from tests.warden.app.api.conftest import Api, Indexed, serve_api
 from warden.app.api import LiveState
 
 _SAMPLE = re.compile(
     r'([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})? '
-    r"(-?[0-9.e+]+|\+Inf|NaN)"
+    r"(-?[0-9.]+(?:e[+-][0-9]+)?|[+-]Inf|NaN)"
 )
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"')
 
@@ -52,6 +53,12 @@ def one(
     return samples[(name, frozenset(labels.items()))]
 
 
+def num(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], str], name: str, **labels: str
+) -> float:
+    return float(one(samples, name, **labels))
+
+
 async def test_metrics_parse_and_agree_with_the_database_and_live_state(
     api: Api, live: LiveState, indexed: Indexed
 ) -> None:
@@ -71,39 +78,56 @@ async def test_metrics_parse_and_agree_with_the_database_and_live_state(
         ignored = await store.db.execute_fetchall("SELECT reason FROM ignored_logs")
     spoofed = sum(not r[0].startswith("malformed") for r in ignored)
     assert spoofed > 0, "the workload emits look-alike logs"
-    assert one(samples, "warden_events_indexed") == str(counts["events"])
-    assert one(samples, "warden_spoofed_logs") == str(spoofed)
-    assert one(samples, "warden_lag_blocks") == "20"
-    assert one(samples, "warden_chain_head_block") == "500"
-    assert one(samples, "warden_safe_block") == "470"
-    assert one(samples, "warden_caught_up") == "1"
-    assert types["warden_reorgs_total"] == "counter" and one(samples, "warden_reorgs_total") == "3"
-    assert one(samples, "warden_rpc_errors_total", kind="RateLimited") == "5"
-    assert one(samples, "warden_rpc_errors_total", kind="ProviderError") == "2"
-    assert one(samples, "warden_rpc_requests_total") == "1234"
-    assert one(samples, "warden_relayer_balance_wei") == str(10**30 + 7)  # exact digits
-    assert one(samples, "warden_rules_info", version='v\\"1\\"\\\\x') == "1"
+    # Samples are float64 text ("20.0"); counts and block numbers this size are exact.
+    assert num(samples, "warden_events_indexed") == counts["events"]
+    assert num(samples, "warden_spoofed_logs") == spoofed
+    assert num(samples, "warden_lag_blocks") == 20
+    assert num(samples, "warden_chain_head_block") == 500
+    assert num(samples, "warden_safe_block") == 470
+    assert num(samples, "warden_caught_up") == 1
+    assert types["warden_reorgs_total"] == "counter" and num(samples, "warden_reorgs_total") == 3
+    assert num(samples, "warden_rpc_errors_total", kind="RateLimited") == 5
+    assert num(samples, "warden_rpc_errors_total", kind="ProviderError") == 2
+    assert num(samples, "warden_rpc_requests_total") == 1234
+    # in ether, correctly rounded (the exact wei is in /status)
+    assert num(samples, "warden_relayer_balance_ether") == (10**30 + 7) / 10**18
+    assert num(samples, "warden_rules_info", version='v\\"1\\"\\\\x') == 1
+    assert num(samples, "warden_build_info", version=warden.__version__) == 1
     intents = await _expect.intent_counts(indexed.path)
     for state, n in intents.items():
-        assert one(samples, "warden_intents", state=state) == str(n)
+        assert num(samples, "warden_intents", state=state) == n
     sessions = await _expect.sessions(indexed.path)
-    assert one(samples, "warden_sessions", status="closed") == str(
-        sum(s.status == "closed" for s in sessions)
+    assert num(samples, "warden_sessions", status="closed") == sum(
+        s.status == "closed" for s in sessions
     )
     h = "warden_trigger_to_tx_seconds"
     assert types[h] == "histogram"
-    assert one(samples, f"{h}_bucket", le="0.5") == "2"
-    assert one(samples, f"{h}_bucket", le="5") == "4"
-    assert one(samples, f"{h}_bucket", le="600") == "4"
-    assert one(samples, f"{h}_bucket", le="+Inf") == "5" == one(samples, f"{h}_count")
-    assert float(one(samples, f"{h}_sum")) == 4_006.7
-    buckets = [int(v) for (n, _), v in samples.items() if n == f"{h}_bucket"]
+    assert num(samples, f"{h}_bucket", le="0.5") == 2
+    assert num(samples, f"{h}_bucket", le="5.0") == 4
+    assert num(samples, f"{h}_bucket", le="600.0") == 4
+    assert num(samples, f"{h}_bucket", le="+Inf") == 5 == num(samples, f"{h}_count")
+    assert num(samples, f"{h}_sum") == 4_006.7
+    buckets = [float(v) for (n, _), v in samples.items() if n == f"{h}_bucket"]
     assert buckets == sorted(buckets)  # cumulative
+    assert types["process_cpu_seconds_total"] == "counter"  # the process collector
+    assert types["python_info"] == "gauge"  # the platform collector
 
 
 async def test_unknown_figures_are_left_out_not_zeroed(api: Api) -> None:
     _, samples = parse(await api.ok("/metrics"))
     names = {n for n, _ in samples}
-    assert "warden_chain_head_block" not in names and "warden_relayer_balance_wei" not in names
+    assert "warden_chain_head_block" not in names and "warden_relayer_balance_ether" not in names
     assert "warden_indexed_block" in names  # the database knows it
-    assert one(samples, "warden_caught_up") == "0"
+    assert num(samples, "warden_caught_up") == 0
+    assert not any(n.endswith("_created") for n in names)
+
+
+async def test_each_app_has_its_own_registry(indexed: Indexed) -> None:
+    """Two apps in one process (as here) both answer, each with every family once; the
+    latency histogram belongs to the daemon's LiveState, so both show its observations."""
+    live = LiveState()
+    live.trigger_to_tx.observe(1.5)
+    async with serve_api(indexed.path, live) as a, serve_api(indexed.path, live) as b:
+        for api in (a, b):
+            _, samples = parse(await api.ok("/metrics"))
+            assert num(samples, "warden_trigger_to_tx_seconds_count") == 1

@@ -1,0 +1,66 @@
+"""The API's view of the database: the indexer's and the executor's read-only readers
+over one read-only connection of the API's own, and the read transaction that makes
+several reads agree.
+
+Reads that must agree with each other (a session and its intents, a page and its
+look-ahead row, the figures of one /metrics scrape) run inside one `snapshot()`, so a
+commit by the writer in between cannot tear them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiosqlite
+
+from executor import STATES, OutboxReads
+from indexer import SessionReads
+from indexer.reads import LogCounts
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What /metrics reports from the database, read in one snapshot."""
+
+    checkpoint: int | None
+    logs: LogCounts
+    sessions: dict[str, int]  # by status
+    intents: dict[str, int]  # by state
+
+
+class ApiReader:
+    def __init__(self, db: aiosqlite.Connection, *, transactions: bool = True) -> None:
+        self.db = db
+        self.sessions = SessionReads(db)
+        self.outbox = OutboxReads(db)
+        self._transactions = transactions
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[None]:
+        """One consistent read view for the statements inside (a shared in-memory
+        database, handed over by the writer, cannot have one: reads run as they come)."""
+        async with self._lock:
+            if not self._transactions:
+                yield
+                return
+            await self.db.execute("BEGIN")
+            try:
+                yield
+            finally:
+                await self.db.execute("COMMIT")
+
+    async def intent_counts(self) -> dict[str, int]:
+        """Intents by state, every state present (zeros included)."""
+        return {**dict.fromkeys(STATES, 0), **await self.outbox.state_counts()}
+
+    async def figures(self) -> Figures:
+        return Figures(
+            checkpoint=await self.sessions.checkpoint(),
+            logs=await self.sessions.log_counts(),
+            sessions=await self.sessions.status_counts(),
+            intents=await self.intent_counts(),
+        )
