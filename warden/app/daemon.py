@@ -37,7 +37,7 @@ from warden.app.api import LiveState, check_binding, create_app
 from warden.app.pipeline import RulesPipeline
 from warden.app.settings import WardenConfig
 
-log = logging.getLogger("warden.app.daemon")
+log = logging.getLogger("warden.daemon")
 
 DECIMALS = "0x313ce567"  # decimals()
 FORCED_EXIT = 130

@@ -96,7 +96,7 @@ async def _run(cfg: WardenConfig) -> int:
                 client,
                 Activity(
                     client, deployment, deployment.operator, owners, random.Random(),
-                    logging.getLogger("warden.devnet.activity"), decimals=cfg.rules.decimals or 18,
+                    logging.getLogger("warden.activity"), decimals=cfg.rules.decimals or 18,
                 ),
             )  # fmt: skip
         return await Daemon(cfg, target, activity=activity).run()
