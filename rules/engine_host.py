@@ -1,56 +1,33 @@
-"""The one durable-rules Host of the process, used the safe way (see DESIGN.md):
+"""The one durable-rules host of the process, used the safe way (see DESIGN.md):
 rulesets registered as data under never-reused names, one fact asserted, its firings
-collected and the fact retracted at once, one thread. Firings are collected either by
-`fire` (the compiled ruleset's C entry points and its action queue, read directly) or
-through Host.assert_fact and actions resolved by get_action (the public path).
+collected and the fact retracted at once, one thread. The engine's private entry points
+it calls are all in durable_entry.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
 from typing import Any
 
-import durable_rules_engine  # type: ignore[import-not-found]
 import orjson
-from durable import engine
 
+from rules.durable_entry import (
+    NOT_HANDLED,
+    OK,
+    EngineHost,
+    assert_fact,
+    complete_and_start_action,
+    retract_fact,
+    start_action_for_state,
+)
 from rules.errors import EngineError
 
-# durable_rules_engine result codes (see durable.engine.Ruleset._handle_result)
-_OK, _NOT_HANDLED = 0, 1
-_assert_fact = durable_rules_engine.assert_fact
-_retract_fact = durable_rules_engine.retract_fact
-_start_action_for_state = durable_rules_engine.start_action_for_state
-_complete_and_start_action = durable_rules_engine.complete_and_start_action
 
-
-class RulesHost(engine.Host):  # type: ignore[misc]
-    """A Host without background threads; every call comes from its owner's thread."""
+class RulesHost:
+    """Compiled rulesets and their evaluation; every call comes from its owner's thread."""
 
     def __init__(self) -> None:
-        self._fired: list[tuple[str, Any]] = []
-        self._action_errors: list[BaseException] = []
+        self._engine = EngineHost()
         self._generation = 0
-        super().__init__()
-
-    def _run(self) -> None:
-        # engine.Host starts timer threads that dispatch actions and timers concurrently
-        # with our calls; we use neither, and the engine is not safe across threads.
-        return
-
-    def get_action(self, action_name: str) -> Callable[[Any], None]:
-        fired = self._fired
-        errors = self._action_errors
-
-        def action(c: Any) -> None:
-            # The engine swallows action exceptions into the state: record them ourselves.
-            try:
-                fired.append((action_name, c.m["id"]))
-            except BaseException as exc:
-                errors.append(exc)
-
-        return action
 
     def next_generation(self) -> int:
         """A fresh number for ruleset names: a name is never registered twice."""
@@ -59,14 +36,13 @@ class RulesHost(engine.Host):  # type: ignore[misc]
 
     def register(self, definitions: dict[str, Any]) -> None:
         try:
-            self.set_rulesets(definitions)
+            self._engine.set_rulesets(definitions)
         except Exception as exc:
             raise EngineError(f"durable-rules refused the rulesets: {exc}") from exc
 
     def handle_of(self, ruleset_name: str) -> int:
-        """The compiled ruleset's handle in the C extension, for `fire`."""
-        handle: int = self.get_ruleset(ruleset_name)._handle
-        return handle
+        """The compiled ruleset's handle, for `fire`."""
+        return self._engine.handle(ruleset_name)
 
     def fire(self, handle: int, fact_id: int, payload: str) -> list[str]:
         """Assert the fact `payload` (JSON text with this `id`), return the keys of the
@@ -87,17 +63,17 @@ class RulesHost(engine.Host):  # type: ignore[misc]
         keys: list[str] = []
         problems: list[str] = []
         try:
-            result = _assert_fact(handle, payload)
+            result = assert_fact(handle, payload)
             try:
-                if result[0] == _OK:
+                if result[0] == OK:
                     self._drain(handle, result[1], fact_id, keys, problems)
-                elif result[0] != _NOT_HANDLED:
+                elif result[0] != NOT_HANDLED:
                     problems.append(f"durable-rules returned {result!r} asserting fact {fact_id}")
             finally:
-                result = _retract_fact(handle, payload)
-            if result[0] == _OK:
+                result = retract_fact(handle, payload)
+            if result[0] == OK:
                 self._drain(handle, result[1], fact_id, keys, problems)
-            elif result[0] != _NOT_HANDLED:
+            elif result[0] != NOT_HANDLED:
                 problems.append(f"durable-rules returned {result!r} retracting fact {fact_id}")
         except Exception as exc:
             raise EngineError(f"durable-rules failed on fact {fact_id}: {exc!r}") from exc
@@ -107,7 +83,7 @@ class RulesHost(engine.Host):  # type: ignore[misc]
 
     @staticmethod
     def _drain(handle: int, state: int, fact_id: int, keys: list[str], problems: list[str]) -> None:
-        started = _start_action_for_state(handle, state)
+        started = start_action_for_state(handle, state)
         message: str | None = started[1] if started else None
         while message:
             try:
@@ -121,36 +97,4 @@ class RulesHost(engine.Host):  # type: ignore[misc]
                     keys.append(key)
                 else:
                     problems.append(f"{key} fired for fact {fired_for} while evaluating {fact_id}")
-            message = _complete_and_start_action(handle, state)
-
-    def run_fact(self, ruleset_name: str, fact: dict[str, Any], direct: bool = True) -> list[str]:
-        """Assert `fact`, return the actions that fired for it, retract it.
-
-        direct=True goes through `fire` with one orjson payload; direct=False goes
-        through Host.assert_fact / Host.retract_fact and the engine's own action loop
-        (get_action). Both give the same firings; the differential tests hold them to it.
-        """
-        if direct:
-            ruleset = self.get_ruleset(ruleset_name)
-            keys = self.fire(ruleset._handle, fact["id"], orjson.dumps(fact).decode())
-            definition = ruleset.get_definition()
-            return [definition[key]["run"] for key in keys]
-        self._fired.clear()
-        self._action_errors.clear()
-        try:
-            # No rule matched is a normal outcome; the fact is stored all the same.
-            with contextlib.suppress(engine.MessageNotHandledException):
-                self.assert_fact(ruleset_name, fact)
-            self.retract_fact(ruleset_name, fact)
-        except Exception as exc:
-            raise EngineError(f"durable-rules failed on {ruleset_name}: {exc!r}") from exc
-        if self._action_errors:
-            raise EngineError(f"a rule action failed: {self._action_errors[0]!r}")
-        names = []
-        for action_name, fact_id in self._fired:
-            if fact_id != fact["id"]:
-                raise EngineError(
-                    f"{action_name} fired for fact {fact_id} while evaluating {fact['id']}"
-                )
-            names.append(action_name)
-        return names
+            message = complete_and_start_action(handle, state)

@@ -32,11 +32,10 @@ class Evaluator:
     a ruleset name.
     """
 
-    def __init__(self, host: RulesHost, ruleset: RuleSet, *, direct: bool = True) -> None:
+    def __init__(self, host: RulesHost, ruleset: RuleSet) -> None:
         self.host = host
         self.ruleset = ruleset
         self.version = ruleset.digest[:16]
-        self.direct = direct
         self.generation = host.next_generation()
         self._fact_ids = 0
         self._groups: dict[str, CompiledGroup] = {}
@@ -64,27 +63,13 @@ class Evaluator:
         timed = snapshot.status != "closed"
         matched: tuple[Rule, ...] = ()
         next_check: int | None = None
-        if not group.rules:
-            pass  # nothing to read: no rule, no time atom
-        elif self.direct:
+        if group.rules:  # else nothing to read: no rule, no time atom
             self._fact_ids += 1
             fact_id = self._fact_ids
             payload, next_check = group.facts.build(fact_id, snapshot, now, timed)
             keys = self.host.fire(self._handles[group.engine_name], fact_id, payload)
             if keys:
                 matched = self._matched(group, keys)
-        else:
-            # The public engine path with the generic fact builder: what the differential
-            # tests hold the direct path to.
-            self._fact_ids += 1
-            facts = group.facts
-            values = facts.read(snapshot, now)
-            fact = facts.fact(self._fact_ids, snapshot, values)
-            names = self.host.run_fact(group.engine_name, fact, direct=False)
-            if names:
-                matched = self._matched(group, [name.rpartition(".")[2] for name in names])
-            if timed:
-                next_check = facts.next_check_at(values, now)
         return Evaluation(
             wallet=snapshot.wallet,
             status=snapshot.status,

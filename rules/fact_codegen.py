@@ -6,8 +6,8 @@ terms spends most of its time interpreting the plan (tuples of indices and coeff
 list appends) rather than doing the arithmetic. The generated function is straight-line:
 locals for the fields, the exact integer terms as expressions, one %-format of the whole
 fact, and each time atom's crossing point. It computes exactly what FactBuilder's generic
-read / fact / next_check_at compute (the public engine path uses those, and the
-differential tests hold the two paths to the same answers).
+read / fact / next_check_at compute (tests/rules/test_facts.py holds the two to the
+same answers).
 
 The source is built only from checked identifiers (snapshot field names) and integer
 literals; every text that reaches the fact (the JSON template, constant strings) is a

@@ -5,8 +5,8 @@ The number encoding the engine compares (`encode`) lives here. So does the plan 
 when the group is compiled (values in a fixed order, index-based terms, the fact's JSON
 templates, the time atoms normalised), with two users: the function generated from it
 for the hot path (`build`, rules/fact_codegen.py: every evaluation, every session of an
-expiry burst), and the generic `read` / `fact` / `next_check_at` that the public Host
-path uses and the differential tests hold `build` to.
+expiry burst), and the generic `read` / `fact` / `next_check_at` that the tests hold
+`build` to (`read` also names the field of a refused snapshot).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
     .venv/bin/python scripts/bench_rules.py [--sessions N] [--profile]
 
-Measures: evaluations per second (the direct path: generated fact builder, the engine's
-C entry points, our action dispatch; and the Host.assert_fact path on a sample), memory
+Measures: evaluations per second (generated fact builder, the engine's C entry points,
+our action dispatch), memory
 the rules side keeps per tracked session (latches + time scheduler), and the time from a
 block whose timestamp passes every session's expiry to all close intents decided in memory
 (storing them is the executor outbox's part). Prints markdown for BENCHMARKS.md.
@@ -120,11 +120,6 @@ def main() -> int:
     direct = time.perf_counter() - start
     rss_after_eval = rss_bytes()
     sample = snaps[: max(1, n // 5)]
-    public = Evaluator(host, ruleset, direct=False)
-    start = time.perf_counter()
-    for s in sample:
-        public.evaluate(s, now)
-    public_s = time.perf_counter() - start
 
     low = [dataclasses.replace(s, balance=s.stop_loss or 1) for s in sample]
     start = time.perf_counter()
@@ -182,10 +177,6 @@ def main() -> int:
         f"| evaluations/s, shipped rules, no rule true (engine direct path) | "
         f"**{n / direct:,.0f}** ({direct * 1e6 / n:.1f} µs each; {n:,} in {direct:.2f} s) "
         "| ≥ 50,000 |"
-    )
-    print(
-        f"| evaluations/s through `Host.assert_fact`/`retract_fact` ({len(sample):,} sample) | "
-        f"{len(sample) / public_s:,.0f} ({public_s * 1e6 / len(sample):.1f} µs each) | — |"
     )
     print(
         f"| evaluations/s when one rule fires per evaluation ({len(low):,} sample, "

@@ -114,4 +114,10 @@ CASES: dict[str, str] = {
         "  - name: b\n    scope: {policy: x}\n    replaces: a\n    when: balance <= 2\n"
         "    action: sweep\n"
     ),
+    "control-character": "rules:\n  - name: a\x00\n    when: balance <= 1\n    action: sweep\n",
+    "object-tag": (
+        "rules:\n  - name: !!python/object/apply:os.system [ls]\n"
+        "    when: balance <= 1\n    action: sweep\n"
+    ),
+    "alias-bomb": "a: &a [x, x]\nrules: [" + ", ".join(["*a"] * 101) + "]\n",
 }

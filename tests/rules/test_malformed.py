@@ -282,6 +282,30 @@ EXPECTED: dict[str, list[tuple[int, int, str | None, str]]] = {
             "duplicate rule name 'a': first defined at {file}:2:11; rule names must be unique across all loaded files, rename one",
         ),
     ],
+    "control-character": [
+        (
+            2,
+            12,
+            None,
+            "control character U+0000 (NUL) is not allowed in YAML: remove it (the file may be binary or damaged; tabs, newlines and CR are fine)",
+        ),
+    ],
+    "object-tag": [
+        (
+            2,
+            11,
+            None,
+            "tag !!python/object/apply:os.system is not accepted: only plain values are read from this file (text, numbers, true/false, lists, mappings); remove the tag",
+        ),
+    ],
+    "alias-bomb": [
+        (
+            2,
+            409,
+            None,
+            "too many aliases: more than 100 '*' references or 10,000 values repeated through them; write the values out instead",
+        ),
+    ],
     "replaces-broken-rule": [
         (
             4,
