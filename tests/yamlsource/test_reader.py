@@ -26,13 +26,16 @@ from yamlsource import (
 )
 
 EXAMPLES = int(os.environ.get("WARDEN_YAML_EXAMPLES", "300"))
+# A hang guard, not a speed target (tests assert no timings): the worst cases run in
+# milliseconds; scripts/bench_loaders.py measures them.
+HANG_SECONDS = 10.0
 
 
 def refused(text: str, limits: Limits | None = None) -> YamlError:
     start = time.perf_counter()
     with pytest.raises(YamlError) as info:
         read_yaml(text, "f.yaml", limits or Limits())
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < HANG_SECONDS
     assert str(info.value).startswith(f"f.yaml:{info.value.line}:{info.value.column}: ")
     return info.value
 
@@ -158,10 +161,10 @@ junk = st.one_of(
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=junk)
-def test_arbitrary_text_reads_or_is_refused_within_a_second(text: str) -> None:
+def test_arbitrary_text_reads_or_is_refused_without_hanging(text: str) -> None:
     start = time.perf_counter()
     try:
         read_yaml(text, "j.yaml")
     except YamlError as error:
         assert error.file == "j.yaml" and error.line >= 1 and error.column >= 1
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < HANG_SECONDS

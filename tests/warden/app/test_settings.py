@@ -238,7 +238,7 @@ BAD = [
     (
         "chain: {}\nchain: {}\n",
         {},
-        "2: chain: duplicate key in one mapping — keep only one of them",
+        "2: duplicate key 'chain' in one mapping: keep only one of them",
     ),
     (
         "- 1\n",

@@ -8,7 +8,7 @@ components take as they are (`chain:` is `indexer.ChainSettings`, `executor:` is
 - `secrets`: `${NAME}` values and `*_file` secrets; `overrides`: `WARDEN_<SECTION>__<KEY>`
   environment overrides;
 - `checks`: the rules across keys; `describe`: the config as safe-to-log lines;
-- `yaml_reader`: the file read with the line of every key.
+- `yaml_reader`: the file read with the line of every key (through `yamlsource`).
 """
 
 from warden.app.settings.errors import ConfigError
