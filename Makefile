@@ -23,10 +23,11 @@ test: bootstrap ## run the whole test suite (real anvil, real SQLite)
 contracts: bootstrap ## compile contracts/ with the pinned solc into contracts/artifacts/
 	@$(VENV)/python scripts/build_contracts.py
 
-lint: bootstrap ## ruff and mypy
+lint: bootstrap ## ruff, mypy and the import contracts (lint-imports)
 	@$(VENV)/ruff check .
 	@$(VENV)/ruff format --check .
 	@$(VENV)/mypy
+	@$(VENV)/lint-imports
 
 gas: bootstrap ## measure contract gas figures on anvil and print them (see docs/gas.md)
 	@$(VENV)/python scripts/gas_report.py
