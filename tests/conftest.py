@@ -66,6 +66,8 @@ def _reaches_anvil(obj: object, seen: dict[object, bool]) -> bool:
         found = False
     elif inspect.isclass(obj):
         found = any(_reaches_anvil(v, seen) for v in vars(obj).values())
+    elif not isinstance(obj, types.FunctionType):
+        found = False
     else:
         names = set(_code_names(obj.__code__))
         found = (where == "tests" and _starts_anvil(obj.__code__, names)) or any(
