@@ -21,7 +21,7 @@ from warden.devnet import Anvil, deploy_stack
 TOKEN = 10**18
 FEE_BPS = 100
 ROOT = Path(__file__).resolve().parent.parent
-CHAOS_TIMEOUT = 3_600  # s: `make chaos` runs for minutes each; the default is 300 s
+CHAOS_TIMEOUT = 3_600  # s: `make chaos` runs for minutes each; the default is 600 s
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
