@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_typing import ChecksumAddress
 from web3.contract import Contract
 
 from tests._chain import Chain
@@ -113,12 +114,12 @@ def _code_consts(code: types.CodeType) -> Iterable[object]:
 
 @dataclass(frozen=True)
 class Roles:
-    deployer: str  # factory owner
-    owner: str  # session owner
-    operator: str  # the relayer
-    stranger: str
-    treasury: str
-    owner2: str  # a second user, e.g. a front-runner
+    deployer: ChecksumAddress  # factory owner
+    owner: ChecksumAddress  # session owner
+    operator: ChecksumAddress  # the relayer
+    stranger: ChecksumAddress
+    treasury: ChecksumAddress
+    owner2: ChecksumAddress  # a second user, e.g. a front-runner
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from chain import ChainClient
 from chain.client import RetryPolicy
 from chain.errors import BadResponse
+from chain.units import GWEI
 from executor.fees import (
-    GWEI,
     FeePolicy,
     Fees,
     exceeds_cap,
