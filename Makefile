@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap run test contracts lint typecheck gas bench bench-indexer bench-rules bench-executor bench-latency bench-storm bench-memory chaos clean
+.PHONY: help bootstrap run test test-fast contracts lint typecheck gas bench bench-indexer bench-rules bench-executor bench-latency bench-storm bench-memory chaos clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -20,13 +20,17 @@ run: bootstrap ## devnet + daemon + activity: every rule fires within ~2 minutes
 test: bootstrap ## run the whole test suite (real anvil, real SQLite)
 	@$(VENV)/pytest $(PYTEST_ARGS)
 
+test-fast: bootstrap ## the tests that need no anvil (`-m "not chain"`, about a minute)
+	@$(VENV)/pytest -m "not chain and not chaos" $(PYTEST_ARGS)
+
 contracts: bootstrap ## compile contracts/ with the pinned solc into contracts/artifacts/
 	@$(VENV)/python scripts/build_contracts.py
 
-lint: bootstrap ## ruff and mypy
+lint: bootstrap ## ruff, mypy and the import contracts (lint-imports)
 	@$(VENV)/ruff check .
 	@$(VENV)/ruff format --check .
 	@$(VENV)/mypy
+	@$(VENV)/lint-imports
 
 gas: bootstrap ## measure contract gas figures on anvil and print them (see docs/gas.md)
 	@$(VENV)/python scripts/gas_report.py

@@ -5,14 +5,16 @@ and snapshots."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import Any
 
+from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError
-from web3.types import TxReceipt
+from web3.types import BlockIdentifier, TxReceipt
 
 from chain.reverts import Revert, decode_revert
 from contracts import load_artifact
@@ -38,7 +40,7 @@ def _canonical_type(item: dict[str, Any]) -> str:
     return t
 
 
-def abi_signature(item: dict[str, Any]) -> str:
+def abi_signature(item: Mapping[str, Any]) -> str:
     return f"{item['name']}({','.join(_canonical_type(i) for i in item['inputs'])})"
 
 
@@ -48,7 +50,7 @@ class Chain:
     def __init__(self, anvil: Anvil) -> None:
         self.anvil = anvil
         self.w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 30}))
-        self.accounts: list[str] = list(self.w3.eth.accounts)
+        self.accounts: list[ChecksumAddress] = list(self.w3.eth.accounts)
 
     # -- contracts -----------------------------------------------------------
     def at(self, name: str, address: str) -> Contract:
@@ -98,7 +100,7 @@ class Chain:
     def events(self, receipt: TxReceipt, contract: Contract) -> list[Any]:
         """Decoded logs emitted by `contract` in this receipt, in log order."""
         by_topic = {
-            Web3.keccak(text=abi_signature(item)): item["name"]
+            bytes(Web3.keccak(text=abi_signature(item))): item["name"]
             for item in contract.abi
             if item["type"] == "event"
         }
@@ -130,6 +132,6 @@ class Chain:
     def revert_to(self, snap: str) -> None:
         assert self.anvil.rpc("evm_revert", snap) is True, f"evm_revert({snap}) failed"
 
-    def balance(self, token: Contract, who: str, block: int | str = "latest") -> int:
+    def balance(self, token: Contract, who: str, block: BlockIdentifier = "latest") -> int:
         value: int = token.functions.balanceOf(who).call(block_identifier=block)
         return value

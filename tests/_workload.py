@@ -32,7 +32,8 @@ from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
-from tests._chain import Chain, CloseReason, Revert
+from chain.reverts import Revert
+from tests._chain import Chain, CloseReason
 from tests.conftest import TOKEN, Roles, Stack, as_tuple
 
 UINT256_MAX = 2**256 - 1
@@ -118,7 +119,11 @@ class Workload:
         self.big_amounts = big_amounts
         self.weights = dict(weights or WEIGHTS)
         self.whale = chain.accounts[WHALE_INDEX]
-        self.names = {roles.owner: "owner", roles.owner2: "owner2", self.whale: "whale"}
+        self.names: dict[str, str] = {
+            roles.owner: "owner",
+            roles.owner2: "owner2",
+            self.whale: "whale",
+        }
         self.models: dict[str, SessionModel] = {}
         self.counts: Counter[str] = Counter()
         self.records: list[Record] = []

@@ -1,14 +1,19 @@
 """Shared fixtures: one real anvil per test session, the deployed contracts, and a
-snapshot around every test that changes the chain."""
+snapshot around every test that changes the chain. Tests that need anvil are marked
+`chain` here, so `pytest -m "not chain"` runs the rest fast without one."""
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Callable, Iterator
+import types
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_typing import ChecksumAddress
 from web3.contract import Contract
 
 from tests._chain import Chain
@@ -16,16 +21,105 @@ from warden.devnet import Anvil, deploy_stack
 
 TOKEN = 10**18
 FEE_BPS = 100
+ROOT = Path(__file__).resolve().parent.parent
+CHAOS_TIMEOUT = 3_600  # s: `make chaos` runs for minutes each; the default is 600 s
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `chain` every test that needs anvil: through a fixture (the session `anvil`,
+    or one of its dependants, or a fixture that starts its own), by starting one in its
+    body or in a helper it calls (`Anvil(...)`, the chaos `world()`, the seeded chains'
+    `seeded_anvil`), or by starting the daemon as a process (`Popen` of `warden run`,
+    which needs a node, its own devnet or the test's): found by following, from the
+    test and its fixtures, the names their code uses into this repository's functions
+    and classes. The run with `WARDEN_ANVIL` pointing at a failing stub shows what this
+    misses: `pytest -m "not chain"` must then pass."""
+    seen: dict[object, bool] = {}
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        fixtures = item._fixtureinfo.name2fixturedefs
+        needs = "anvil" in item.fixturenames or _reaches_anvil(item.obj, seen)
+        needs = needs or any(
+            _reaches_anvil(d.func, seen) for defs in fixtures.values() for d in defs
+        )
+        if needs:
+            item.add_marker(pytest.mark.chain)
+        if item.get_closest_marker("chaos") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(CHAOS_TIMEOUT))
+
+
+def _reaches_anvil(obj: object, seen: dict[object, bool]) -> bool:
+    """Whether calling `obj` may start anvil. In the tests and scripts, conservatively,
+    any name containing "anvil" counts (a helper `seeded_anvil`, an attribute
+    `world.anvil`); in the production code only a path to the `Anvil` class does."""
+    obj = getattr(getattr(obj, "hypothesis", None), "inner_test", obj)
+    if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+        return False
+    obj = inspect.unwrap(obj)
+    if obj in seen:
+        return seen[obj]
+    seen[obj] = False  # recursion guard; the answer is written below
+    where = _where(obj)
+    if obj is Anvil:
+        found = True
+    elif where is None:
+        found = False
+    elif inspect.isclass(obj):
+        found = any(_reaches_anvil(v, seen) for v in vars(obj).values())
+    elif not isinstance(obj, types.FunctionType):
+        found = False
+    else:
+        names = set(_code_names(obj.__code__))
+        found = (where == "tests" and _starts_anvil(obj.__code__, names)) or any(
+            _reaches_anvil(obj.__globals__[n], seen) for n in names if n in obj.__globals__
+        )
+    seen[obj] = found
+    return found
+
+
+def _where(obj: object) -> str | None:
+    """`"tests"` for the tests' and scripts' code, `"production"` for the rest of this
+    repository's, None for a library's."""
+    try:
+        path = Path(inspect.getfile(obj)).resolve()  # type: ignore[arg-type]
+    except (TypeError, OSError):
+        return None
+    if not path.is_relative_to(ROOT) or {".venv", "node_modules"} & set(path.parts):
+        return None
+    return "tests" if path.relative_to(ROOT).parts[0] in ("tests", "scripts") else "production"
+
+
+def _starts_anvil(code: types.CodeType, names: set[str]) -> bool:
+    if any("anvil" in n.lower() for n in names):
+        return True
+    spawns = bool({"Popen", "create_subprocess_exec"} & names)
+    return spawns and "run" in _code_consts(code)
+
+
+def _code_names(code: types.CodeType) -> Iterable[str]:
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_names(const)
+
+
+def _code_consts(code: types.CodeType) -> Iterable[object]:
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_consts(const)
+        else:
+            yield const
 
 
 @dataclass(frozen=True)
 class Roles:
-    deployer: str  # factory owner
-    owner: str  # session owner
-    operator: str  # the relayer
-    stranger: str
-    treasury: str
-    owner2: str  # a second user, e.g. a front-runner
+    deployer: ChecksumAddress  # factory owner
+    owner: ChecksumAddress  # session owner
+    operator: ChecksumAddress  # the relayer
+    stranger: ChecksumAddress
+    treasury: ChecksumAddress
+    owner2: ChecksumAddress  # a second user, e.g. a front-runner
 
 
 @dataclass(frozen=True)

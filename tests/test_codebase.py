@@ -1,7 +1,9 @@
-"""The codebase stays ruff- and mypy-clean: `make lint` enforced by the test suite."""
+"""The codebase stays ruff- and mypy-clean and keeps its import contracts: `make lint`
+enforced by the test suite."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,13 +20,16 @@ BIN = Path(sys.executable).parent
         ["ruff", "check", "--no-cache", "."],
         ["ruff", "format", "--no-cache", "--check", "."],
         ["mypy"],
+        ["lint-imports", "--no-cache"],
     ],
-    ids=["ruff-check", "ruff-format", "mypy"],
+    ids=["ruff-check", "ruff-format", "mypy", "import-contracts"],
 )
 def test_lint_is_clean(command: list[str]) -> None:
     out = subprocess.run(
         [str(BIN / command[0]), *command[1:]],
         cwd=ROOT,
+        # this tree, not whichever copy is installed in the virtualenv
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         check=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from eth_abi.abi import encode
+from eth_utils.address import to_checksum_address
 
 from chain import calls
 from chain.abi import checksum
@@ -12,7 +13,7 @@ from chain.calls import CLOSE, CLOSE_BATCH, check_call
 FACTORY = "0x" + "fa" * 20
 RELAYER = "0x" + "5e" * 20
 A, B, STRANGER = ("0x" + c * 20 for c in ("aa", "bb", "cc"))
-KNOWN = {calls.to_checksum_address(w) for w in (A, B)}
+KNOWN = {to_checksum_address(w) for w in (A, B)}
 
 
 def check(to: str, data: str) -> str | None:
@@ -73,7 +74,7 @@ def test_fast_checksum_and_batch_encoding_equal_the_libraries() -> None:
     rng = random.Random(7)
     wallets = ["0x" + rng.randbytes(20).hex() for _ in range(300)]
     for wallet in wallets:
-        assert checksum(bytes.fromhex(wallet[2:])) == calls.to_checksum_address(wallet)
+        assert checksum(bytes.fromhex(wallet[2:])) == to_checksum_address(wallet)
     members = [(w, "close", "expired") for w in wallets[:256]]
     expected = CLOSE_BATCH + encode(["address[]", "uint8[]"], [wallets[:256], [3] * 256])
     assert calls.batch(FACTORY, members).payload == expected

@@ -99,14 +99,14 @@ class Owners:
             self.wallets.append(wallet)
             return "create"
         wallet = w.chain.at("SessionWallet", rng.choice(self.wallets[-12:]))
-        owner = self._owner(wallet.address)
+        holder = self._owner(wallet.address)
         calls = wallet.functions
-        if kind == "withdraw" and owner:
+        if kind == "withdraw" and holder:
             amount = rng.choice([150, 250, 450]) * TOKEN
-            self._send(owner, wallet.address, calls.withdraw(amount)._encode_transaction_data())
-        elif kind == "close" and owner:
+            self._send(holder, wallet.address, calls.withdraw(amount)._encode_transaction_data())
+        elif kind == "close" and holder:
             self._send(
-                owner, wallet.address, calls.close(CloseReason.OWNER)._encode_transaction_data()
+                holder, wallet.address, calls.close(CloseReason.OWNER)._encode_transaction_data()
             )
         else:
             w.anvil.rpc("evm_increaseTime", rng.randint(10, 400))

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests._chain import Chain, CloseReason, decode_revert
+from chain.reverts import decode_revert
+from tests._chain import Chain, CloseReason
 from tests.conftest import FEE_BPS, TOKEN, Roles, Session, Stack, as_tuple, session_params
 
 pytestmark = pytest.mark.usefixtures("fresh_chain")

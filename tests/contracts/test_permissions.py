@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from web3.contract.contract import ContractFunction
 
-from tests._chain import Chain, CloseReason, decode_revert
+from chain.reverts import decode_revert
+from tests._chain import Chain, CloseReason
 from tests.conftest import TOKEN, Roles, Session, Stack, as_tuple, session_params
 
 pytestmark = pytest.mark.usefixtures("fresh_chain")
@@ -33,6 +34,10 @@ class Case:
     event: str  # emitted on success
     # expected error per state and role; a role missing from a state's dict succeeds
     expect: dict[str, dict[str, str]]
+
+
+def _close(reason: CloseReason) -> Call:
+    return lambda st, s, r: s.wallet.functions.close(reason)
 
 
 def _play(stack: Stack, s: Session, wager: int) -> ContractFunction:
@@ -121,7 +126,7 @@ CASES: list[Case] = [
     *(
         Case(
             f"close({reason.name})",
-            lambda st, s, r, reason=reason: s.wallet.functions.close(reason),
+            _close(reason),
             "Closed",
             {
                 "open": only("operator", "NotOperator"),

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from web3 import Web3
 from web3.contract.contract import ContractFunction
+from web3.types import Wei
 
 from tests._chain import Chain, CloseReason
 from tests.conftest import TOKEN, Roles, Session, Stack
@@ -122,7 +123,7 @@ def test_execute_refuses_non_allow_listed_targets_and_value(
     # no ETH: execute is not payable, so a value makes the call revert before any check
     data = s.wallet.encode_abi("execute", args=[stack.game.address, b"", 0])
     tx = chain.w3.eth.send_transaction({"from": roles.operator, "to": s.wallet.address,
-                                        "data": data, "value": 1, "gas": 500_000})  # fmt: skip
+                                        "data": data, "value": Wei(1), "gas": 500_000})  # fmt: skip
     assert chain.w3.eth.wait_for_transaction_receipt(tx)["status"] == 0
     assert chain.w3.eth.get_balance(s.wallet.address) == 0
 

@@ -47,7 +47,8 @@ from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
-from tests._chain import Chain, CloseReason, Revert
+from chain.reverts import Revert
+from tests._chain import Chain, CloseReason
 from tests.conftest import TOKEN, Roles, Stack, create_session, session_params
 
 EXAMPLES = int(os.environ.get("WARDEN_PROPERTY_EXAMPLES", "200"))

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from eth_account import Account
-from eth_account.typed_transactions import TypedTransaction
-from eth_utils import keccak
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
+from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 
 from chain import ChainClient
@@ -177,8 +177,8 @@ class FakeNode:
             "eth_feeHistory": self._fee_history,
             "eth_getTransactionCount": self._transaction_count,
             "eth_getBalance": lambda p: hex(self.balances.get(p[0], self.balance)),
-            "eth_estimateGas": lambda p: self._call(p[0]) or hex(self.gas_estimate),
-            "eth_call": lambda p: self._call(p[0]) or "0x",
+            "eth_estimateGas": lambda p: self._call(p[0], hex(self.gas_estimate)),
+            "eth_call": lambda p: self._call(p[0], "0x"),
             "eth_sendRawTransaction": self._send_raw,
             "eth_getTransactionReceipt": self._get_receipt,
         }
@@ -214,10 +214,12 @@ class FakeNode:
         sender, tag = params
         return hex(self.pending_count(sender) if tag == "pending" else self.mined_count(sender))
 
-    def _call(self, tx: dict[str, Any]) -> None:
+    def _call(self, tx: dict[str, Any], answer: str) -> str:
+        """`answer`, unless the test made calls to `tx`'s target revert."""
         data = self.reverts.get(str(tx.get("to", "")).lower())
         if data is not None:
             raise RpcFault(3, "execution reverted", data)
+        return answer
 
     def _send_raw(self, params: list[Any]) -> str:
         return self.accept(params[0]).hash

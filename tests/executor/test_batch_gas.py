@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from eth_typing import HexStr
+
 from chain import calls
 from tests._chain import Chain, CloseReason
 from tests.conftest import Roles, Session, Stack
@@ -15,7 +17,7 @@ from warden.devnet import Anvil
 
 
 def gas_limit(chain: Chain, tx_hash: str) -> int:
-    return int(chain.w3.eth.get_transaction(tx_hash)["gas"])
+    return int(chain.w3.eth.get_transaction(HexStr(tx_hash))["gas"])
 
 
 async def test_verified_batch_is_sent_with_its_allowance_and_closes_every_member(

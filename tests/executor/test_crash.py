@@ -9,8 +9,10 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from eth_abi.abi import decode
+from web3.types import TxData
 
 from chain.calls import CLOSE, CLOSE_BATCH, SWEEP
 from tests._chain import Chain
@@ -38,7 +40,8 @@ def relayer_targets(chain: Chain, relayer: str, first_block: int) -> list[str]:
     """Every wallet a mined relayer transaction touched, once per transaction."""
     touched: list[str] = []
     for number in range(first_block, chain.w3.eth.block_number + 1):
-        for tx in chain.w3.eth.get_block(number, full_transactions=True)["transactions"]:
+        block = chain.w3.eth.get_block(number, full_transactions=True)
+        for tx in cast("list[TxData]", block["transactions"]):
             if tx["from"] != relayer:
                 continue
             data = bytes(tx["input"])

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from web3.types import TxParams
 
 from executor import Signer
 from rules import Evaluator, RulesHost, RulesRunner, load_rules
@@ -264,8 +265,8 @@ async def test_batch_of_100_closes_in_one_transaction_and_a_bad_member_does_not_
             await r.step(index=False)  # preflight passes for all 101; 1 batch of 100 + 1 single
             # The owner closes one member in the same block, ahead of the batch.
             tx = bad.wallet.functions.close(CloseReason.OWNER).build_transaction(
-                {"from": roles.owner, "maxPriorityFeePerGas": 50 * GWEI,
-                 "maxFeePerGas": 100 * GWEI, "gas": 200_000}
+                cast(TxParams, {"from": roles.owner, "maxPriorityFeePerGas": 50 * GWEI,
+                                "maxFeePerGas": 100 * GWEI, "gas": 200_000})
             )  # fmt: skip
             fresh_chain.w3.eth.send_transaction(tx)
             anvil.rpc("evm_mine")

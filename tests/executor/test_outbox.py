@@ -131,9 +131,9 @@ async def test_a_reorg_reopens_what_replaced_blocks_settled_and_nothing_older(
         reopened = await box.intent(new.key)
         assert reopened is not None and reopened.state == "submitted"
         assert "reorg above block 102" in (reopened.detail or "")
-        (job,) = await box.jobs("live")
-        assert job.id == ids[1] and job.mined_hash is None
-        assert [a.state for a in job.attempts] == ["signed"]  # sent again at the next step
+        (live,) = await box.jobs("live")
+        assert live.id == ids[1] and live.mined_hash is None
+        assert [a.state for a in live.attempts] == ["signed"]  # sent again at the next step
         # Nothing above block 105 is mined any more: a second call changes nothing.
         assert await box.reorged(102, 7) == []
 

@@ -232,7 +232,7 @@ def test_key_and_password_never_leak(
         assert not hasattr(s, "__dict__")  # no attribute for a dump to walk into
         assert ADDRESS in repr(s)
         with pytest.raises(AttributeError):
-            s.address = "0x0"  # type: ignore[misc]
+            s.address = "0x0"  # type: ignore[misc,unused-ignore]
         for leak in (pickle.dumps, copy.copy, copy.deepcopy):
             with pytest.raises(TypeError) as err:
                 leak(s)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from chain.transport import RpcFault
 from executor import Executor, Outbox, Signer, StepReport

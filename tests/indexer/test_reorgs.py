@@ -7,9 +7,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from eth_typing import ChecksumAddress
+from hexbytes import HexBytes
 
 from chain import ChainClient
 from indexer import Indexer, IndexerStore, Reorg, Update, open_database
@@ -72,7 +74,7 @@ def landed(chain: Chain, head: int, depth: int) -> list[bool]:
     out = []
     for n in range(head - depth + 1, head + 1):
         for h in chain.w3.eth.get_block(n)["transactions"]:
-            receipt = chain.w3.eth.get_transaction_receipt(h)
+            receipt = chain.w3.eth.get_transaction_receipt(cast(HexBytes, h))  # hashes only
             out.append(receipt["status"] == 1 and bool(receipt["logs"]))
     return out
 
@@ -128,7 +130,7 @@ def branch_b(
     """Replacement blocks: close s2, withdraw from s1, create a session for owner2."""
     fork = chain.w3.eth.block_number - depth
 
-    def nonce(who: str, offset: int) -> int:
+    def nonce(who: ChecksumAddress, offset: int) -> int:
         return int(chain.w3.eth.get_transaction_count(who, block_identifier=fork)) + offset
 
     params = session_params(chain, stack, roles, policy="disciple")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 from rules import Snapshot
 from rules.syntax import (
@@ -22,7 +23,7 @@ from rules.syntax import (
     Tokens,
 )
 
-OPS: dict[str, Callable[[object, object], bool]] = {
+OPS: dict[str, Callable[[Any, Any], bool]] = {
     "<": operator.lt,
     "<=": operator.le,
     ">": operator.gt,
@@ -43,7 +44,8 @@ def value(node: Node, snap: Snapshot, now: int) -> Fraction | str:
     if isinstance(node, Duration):
         return Fraction(node.seconds)
     if isinstance(node, Tokens):
-        return node.amount * 10**snap.decimals
+        scale: int = 10**snap.decimals
+        return node.amount * scale
     if isinstance(node, Str):
         return node.value
     if isinstance(node, Percent):

@@ -3,13 +3,67 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any, NoReturn
 
 from warden.cli.config import add_config_parser, run_config_command
+from warden.cli.exit_codes import ExitCode
 from warden.cli.index import add_index_parser, run_index_command
 from warden.cli.inspect import add_inspect_parsers, run_inspect_command, run_status_command
 from warden.cli.rules import add_rules_parser, run_rules_command
 from warden.cli.run import add_run_parser, run_run_command
+
+REPO = Path(__file__).resolve().parents[2]  # a checkout; site-packages in an installed wheel
+
+
+def version_text() -> str:
+    """The package version and the devnet toolchain it was built and tested with; a
+    version whose file an installed wheel lacks is "unknown"."""
+    return f"warden {_package_version()} (anvil {_anvil_version()}, solc {_solc_version()})"
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("session-warden")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _anvil_version() -> str:
+    """anvil as package-lock.json pins it, else as package.json asks for it."""
+    for file, key in (("package-lock.json", "packages"), ("package.json", "dependencies")):
+        try:
+            entries = json.loads((REPO / file).read_text())[key]
+        except (OSError, ValueError, LookupError, TypeError):
+            continue
+        for name, entry in entries.items():
+            if name.removeprefix("node_modules/").startswith("@foundry-rs/anvil"):
+                return str(entry.get("version", "unknown") if isinstance(entry, dict) else entry)
+    return "unknown"
+
+
+def _solc_version() -> str:
+    from contracts import solc_version
+
+    try:
+        return solc_version()
+    except OSError:
+        return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, its files read only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> NoReturn:
+        print(version_text())
+        parser.exit(ExitCode.OK)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -17,6 +71,11 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="warden",
         description="Session Warden: indexes session wallets, evaluates YAML policies, "
         "and submits relayer transactions exactly once.",
+    )
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        help="print the version and the pinned anvil and solc versions, then exit",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_run_parser(sub)
@@ -56,11 +115,12 @@ def _devnet() -> int:
                 pass
     except DevnetError as exc:
         print(f"warden devnet: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return ExitCode.RUNTIME_FAILURE
+    return ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status is an `ExitCode` (argparse exits 2 on bad usage)."""
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command == "run":
@@ -78,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "rules":
         return run_rules_command(args)
     parser.print_help()
-    return 0
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -164,7 +164,7 @@ async def test_on_an_interval_mining_devnet_like_make_run() -> None:
     send), the stack from deploy_stack, owners 3..8, no time warp."""
     with Anvil(block_time=1) as node:
         w3 = Web3(Web3.HTTPProvider(node.url))
-        accounts = w3.eth.accounts
+        accounts: list[str] = list(w3.eth.accounts)
         dep = deploy_stack(w3, deployer=accounts[0], operator=accounts[1], treasury=accounts[2])
         async with ChainClient([node.url], retry=FAST_RETRY) as client:
             activity = Activity(

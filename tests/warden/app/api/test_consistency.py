@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 from eth_utils.address import to_checksum_address
@@ -29,7 +30,7 @@ def _address(n: int) -> str:
     return str(to_checksum_address(f"0x{n:040x}"))  # stored as the indexer stores them
 
 
-async def _add_session(store: IndexerStore, n: int, **changes: object) -> str:
+async def _add_session(store: IndexerStore, n: int, **changes: Any) -> str:
     """A new session after every indexed one (the indexer only ever appends)."""
     sessions = await store.all_sessions()
     top = sessions[-1]
