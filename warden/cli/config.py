@@ -12,9 +12,7 @@ from typing import Any
 from executor import SignerError
 from rules import check_files
 from warden.app.settings import ConfigError, WardenConfig, load_config
-
-EXIT_OK = 0
-EXIT_CONFIG = 2
+from warden.cli.exit_codes import ExitCode
 
 
 def add_config_parser(subparsers: Any) -> None:
@@ -35,7 +33,7 @@ def add_config_parser(subparsers: Any) -> None:
 
 def run_config_command(args: argparse.Namespace) -> int:
     if args.config_command != "check":  # argparse enforces the choice; keep mypy honest
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     return check(args.file, os.environ, unlock=args.unlock)
 
 
@@ -47,7 +45,7 @@ def check(path: str, environ: Any, *, unlock: bool = False) -> int:
             print(problem, file=sys.stderr)
         count = len(exc.problems)
         print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     problems, _ = check_files(cfg.rules.files)
     for line in cfg.describe():
         print(f"  {line}")
@@ -59,7 +57,7 @@ def check(path: str, environ: Any, *, unlock: bool = False) -> int:
             signer = cfg.load_signer(environ)
         except SignerError as exc:
             print(f"{path}: executor: {exc}", file=sys.stderr)
-            return EXIT_CONFIG
+            return ExitCode.CONFIG
         print(f"relayer address: {signer.address if signer else '-'}")
     for warning in cfg.warnings():
         print(f"warning: {warning}")
@@ -67,9 +65,9 @@ def check(path: str, environ: Any, *, unlock: bool = False) -> int:
         for rule_problem in problems:
             print(f"rules: {rule_problem}", file=sys.stderr)
         print(f"{len(problems)} problem(s) in the rule files", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     print(f"ok: {path} is valid")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _mode(cfg: WardenConfig) -> str:

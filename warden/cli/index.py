@@ -15,10 +15,7 @@ from pydantic import ValidationError
 
 from chain import ChainClient, FatalError, RetryableError
 from indexer import ChainSettings, Indexer, IndexerStore, Progress, open_database
-
-EXIT_CONFIG = 2
-EXIT_RUNTIME = 1
-
+from warden.cli.exit_codes import ExitCode
 
 _OPTIONS = {"log_range": "--range", "max_log_range": "--max-range", "poll_interval": "--poll"}
 
@@ -103,7 +100,7 @@ def add_index_parser(sub: Any) -> None:
 def run_index_command(args: argparse.Namespace) -> int:
     if not is_address(args.factory):
         print(f"warden index: --factory {args.factory!r} is not an address", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return asyncio.run(_index(args))
@@ -112,17 +109,17 @@ def run_index_command(args: argparse.Namespace) -> int:
             key = str(error["loc"][0])
             option = _OPTIONS.get(key, "--" + key.replace("_", "-"))
             print(f"warden index: {option}: {error['msg']}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     except FatalError as exc:
         print(f"warden index: {exc}", file=sys.stderr)
-        return EXIT_RUNTIME
+        return ExitCode.RUNTIME_FAILURE
     except RetryableError as exc:  # still failing after every retry and endpoint
         print(
             f"warden index: the node did not answer after retrying: {exc}\n"
             "Check that --rpc points at a running node.",
             file=sys.stderr,
         )
-        return EXIT_RUNTIME
+        return ExitCode.RUNTIME_FAILURE
 
 
 async def _index(args: argparse.Namespace) -> int:
@@ -166,4 +163,4 @@ async def _index(args: argparse.Namespace) -> int:
             )
     finally:
         await db.close()
-    return 0
+    return ExitCode.OK

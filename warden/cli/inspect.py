@@ -26,9 +26,7 @@ from executor import OutboxReads
 from executor.history import IntentHistory
 from indexer import Event, Session, SessionReads
 from indexer.reads import open_read_only
-
-EXIT_USAGE = 2
-EXIT_RUNTIME = 1
+from warden.cli.exit_codes import ExitCode
 
 
 def add_inspect_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,10 +54,10 @@ def run_inspect_command(args: argparse.Namespace) -> int:
     wallet = args.wallet
     if not (wallet.startswith("0x") and len(wallet) == 42):
         print(f"warden inspect: {wallet!r} is not an address (0x + 40 hex)", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.CONFIG
     if not Path(args.db).exists():
         print(f"warden inspect: no database at {args.db} (use --db)", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.CONFIG
     return asyncio.run(_inspect(Path(args.db), wallet, args.decimals))
 
 
@@ -71,7 +69,7 @@ async def _inspect(path: Path, wallet: str, decimals: int) -> int:
         session = await reads.session(to_checksum_address(wallet.lower()))
         if session is None:
             print(f"warden inspect: {wallet} is not an indexed session in {path}", file=sys.stderr)
-            return EXIT_RUNTIME
+            return ExitCode.RUNTIME_FAILURE
         events = (await reads.events(session.wallet)).items
         outbox = OutboxReads(db)
         history = await outbox.history(session.wallet) if await outbox.available() else None
@@ -80,7 +78,7 @@ async def _inspect(path: Path, wallet: str, decimals: int) -> int:
         await db.close()
     print(render_session(session, events, decimals))
     print(render_intents(history))
-    return 0
+    return ExitCode.OK
 
 
 def _time(ts: int | None) -> str:
@@ -150,21 +148,21 @@ def run_status_command(args: argparse.Namespace) -> int:
             body: dict[str, Any] = orjson.loads(response.read())
     except urllib.error.HTTPError as exc:
         print(f"warden status: {args.url} answered HTTP {exc.code}", file=sys.stderr)
-        return EXIT_RUNTIME
+        return ExitCode.RUNTIME_FAILURE
     except (urllib.error.URLError, OSError) as exc:
         print(
             f"warden status: no daemon answers at {args.url} ({exc}); is `warden run` "
             "running, and on which --url?",
             file=sys.stderr,
         )
-        return EXIT_RUNTIME
+        return ExitCode.RUNTIME_FAILURE
     if args.json:
         print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
-        return 0
+        return ExitCode.OK
     for key, value in body.items():
         if isinstance(value, dict):
             inner = ", ".join(f"{k} {v}" for k, v in value.items())
             print(f"{key:<15} {inner}")
         else:
             print(f"{key:<15} {value}")
-    return 0
+    return ExitCode.OK

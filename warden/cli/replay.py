@@ -33,6 +33,7 @@ from rules import (
     replay,
 )
 from warden.app.snapshots import snapshot_of
+from warden.cli.exit_codes import ExitCode
 
 
 def add_replay_parser(sub: Any) -> None:
@@ -69,14 +70,14 @@ def run_replay_command(args: argparse.Namespace) -> int:
     except RulesError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     return asyncio.run(_replay(args, Evaluator(RulesHost(), ruleset)))
 
 
 async def _replay(args: argparse.Namespace, evaluator: Evaluator) -> int:
     if not Path(args.db).is_file():
         print(f"{args.db}: no such database (run `warden index` first)", file=sys.stderr)
-        return 2
+        return ExitCode.CONFIG
     db = await open_database(args.db)
     try:
         store = IndexerStore(db)
@@ -87,7 +88,7 @@ async def _replay(args: argparse.Namespace, evaluator: Evaluator) -> int:
         cp = await store.checkpoint() if indexed else None
         if cp is None:
             print(f"{args.db}: nothing indexed yet (run `warden index` first)", file=sys.stderr)
-            return 2
+            return ExitCode.CONFIG
         events = await store.events()
         final = {s.wallet: s for s in await store.all_sessions()}
     finally:
@@ -105,7 +106,7 @@ async def _replay(args: argparse.Namespace, evaluator: Evaluator) -> int:
             f"balance {token_units(f.balance, args.decimals)}"
         )
     _summary(firings, final, args.decimals, len(events), cp.number)
-    return 0
+    return ExitCode.OK
 
 
 def _run(

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from rules import check_files, expand_paths
+from warden.cli.exit_codes import ExitCode
 from warden.cli.replay import add_replay_parser, run_replay_command
 
 
@@ -27,18 +28,18 @@ def run_rules_command(args: argparse.Namespace) -> int:
     if args.rules_command == "replay":
         return run_replay_command(args)
     if args.rules_command != "check":  # argparse enforces the choice; keep mypy honest
-        return 2
+        return ExitCode.CONFIG
     problems, ruleset = check_files(args.files)
     if ruleset is None:
         for problem in problems:
             print(problem, file=sys.stderr)
         count = len(problems)
         print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
-        return 1
+        return ExitCode.RUNTIME_FAILURE
     files = expand_paths(args.files)
     enabled = sum(1 for r in ruleset.rules if r.enabled)
     print(
         f"ok: {len(ruleset.rules)} rules ({enabled} enabled) in {len(files)} "
         f"file{'s' if len(files) != 1 else ''}, version {ruleset.digest[:16]}"
     )
-    return 0
+    return ExitCode.OK

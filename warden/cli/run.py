@@ -26,13 +26,12 @@ from executor import SignerError
 from warden.app.daemon import Daemon, Target
 from warden.app.logs import setup_logging
 from warden.app.settings import ConfigError, WardenConfig, load_config
+from warden.cli.exit_codes import ExitCode
 from warden.devnet import Anvil, Deployment, DevnetError, deploy_stack
 from warden.devnet.activity import Activity
 
 log = logging.getLogger("warden.run")
 
-EXIT_CONFIG = 2
-EXIT_RUNTIME = 1
 DEFAULT_CONFIG = "config/devnet.yaml"
 
 
@@ -62,20 +61,20 @@ def run_run_command(args: argparse.Namespace) -> int:
         print(f"warden run: {args.config} has problems:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     except OSError as exc:
         print(f"warden run: cannot read the config {args.config}: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     secrets = [s.get_secret_value() for s in (cfg.executor.raw_key, cfg.api.token) if s]
     setup_logging(cfg.logging.level, json=cfg.logging.json_lines, secrets=secrets)
     try:
         return uvloop.run(_run(cfg))
     except (ConfigError, SignerError) as exc:
         log.error("configuration: %s", exc)
-        return EXIT_CONFIG
+        return ExitCode.CONFIG
     except (DevnetError, ChainError, OSError) as exc:
         log.error("cannot run: %s", exc)
-        return EXIT_RUNTIME
+        return ExitCode.RUNTIME_FAILURE
 
 
 async def _run(cfg: WardenConfig) -> int:
