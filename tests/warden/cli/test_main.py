@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 import contracts
-from warden import cli
 from warden.app.daemon import FORCED_EXIT
-from warden.cli import version_text
+from warden.cli import version as cli
 from warden.cli.exit_codes import ExitCode
+from warden.cli.version import version_text
 
 ROOT = Path(__file__).resolve().parents[3]
 
