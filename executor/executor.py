@@ -150,6 +150,10 @@ class Executor:
             fault = await self.gate.check_node()
             if fault is None:
                 fault = await self.tracker.track(report)
+            if fault is not None:
+                # What such a node says of our nonces is not to be built on: resync once
+                # it is consistent again.
+                self.sender.nonces.invalidate()
             self.gate.node_state(fault)
         await self.tracker.confirm(report)
         if self.gate.node_fault is None:
