@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chain import ChainClient
+from executor.alerts import Alerts
+from executor.gate import Protection, SendGate
 from executor.guards import batch_size_problem
 from executor.outbox import Outbox
 from executor.sending import Hook, Sender
@@ -102,14 +104,22 @@ class Executor:
         self.dry_run = dry_run
         self.relayer: str = address
         self.outbox = outbox
+        self.alerts = Alerts(clock_ms)
         self.sender = Sender(
             client, outbox, signer=signer, relayer=address, chain_id=chain_id,
-            hook=hook or _no_hook, clock_ms=clock_ms,
+            hook=hook or _no_hook, clock_ms=clock_ms, alerts=self.alerts,
         )  # fmt: skip
-        self.tracker = Tracker(client, outbox, store, settings, factory=factory, sender=self.sender)
-        self.submitter = Submitter(
-            client, outbox, store, settings, factory=factory, dry_run=dry_run, sender=self.sender
+        self.gate = SendGate(
+            client, outbox, settings, relayer=address, alerts=self.alerts, clock_ms=clock_ms
         )
+        self.tracker = Tracker(
+            client, outbox, store, settings, factory=factory, sender=self.sender,
+            gate=self.gate, alerts=self.alerts,
+        )  # fmt: skip
+        self.submitter = Submitter(
+            client, outbox, store, settings, factory=factory, dry_run=dry_run,
+            sender=self.sender, gate=self.gate,
+        )  # fmt: skip
 
     @property
     def last_balance(self) -> int | None:
@@ -123,13 +133,31 @@ class Executor:
             return
         await self.sender.sync()
 
+    def protection(self) -> Protection:
+        """The circuit breaker, a paused sender and the latest alerts (for /status)."""
+        return self.gate.snapshot()
+
     async def step(self, now: int) -> StepReport:
-        """One pass: track, confirm, submit. `now` is chain time (latest indexed block)."""
+        """One pass: track, confirm, submit. `now` is chain time (latest indexed block).
+
+        First the gate (`executor.gate`): the gas budget, then the node's consistency with
+        what it told us. A node found inconsistent pauses the step's tracking and
+        submission (the outbox stays as it is); an open circuit breaker lets tracking
+        read receipts but send nothing."""
         report = StepReport()
         if not self.dry_run:
-            await self.tracker.track(report)
+            await self.gate.check_budget()
+            fault = await self.gate.check_node()
+            if fault is None:
+                fault = await self.tracker.track(report)
+            if fault is not None:
+                # What such a node says of our nonces is not to be built on: resync once
+                # it is consistent again.
+                self.sender.nonces.invalidate()
+            self.gate.node_state(fault)
         await self.tracker.confirm(report)
-        await self.submitter.submit(now, report)
+        if self.gate.node_fault is None:
+            await self.submitter.submit(now, report)
         return report
 
     def drain_latencies(self) -> list[float]:

@@ -69,11 +69,12 @@ class IntentRow:
     detail: str | None
     job_id: int | None
     created_ms: int
+    misses: int = 0  # transactions mined for it that closed nothing
 
 
 INTENT_COLUMNS = (
     "id, key, wallet, rule, action, reason, position, triggered_at, state, detail, job_id, "
-    "created_ms"
+    "created_ms, mined_without_effect"
 )
 _CLEAR = "DELETE FROM rule_latches WHERE wallet = ? AND rule = ?"
 _SET = "INSERT OR IGNORE INTO rule_latches (wallet, rule) VALUES (?, ?)"

@@ -40,6 +40,7 @@ class Job:
     mined_block: int | None
     created_ms: int
     attempts: tuple[Attempt, ...]  # oldest first
+    mined_block_hash: str | None = None
 
     @property
     def latest(self) -> Attempt:
@@ -90,7 +91,7 @@ class JobLedger:
         """Write a job, its first signed transaction, its intents' move to submitted and
         the next nonce, in one transaction, before anything is sent."""
         async with Transaction(self.db) as db:
-            job_id = await _insert_job(db, job, nonce, "live", now_ms)
+            job_id = await _insert_job(db, job, nonce, "live", now_ms, sender=relayer)
             await _insert_attempt(
                 db, job_id, nonce, tx_hash, raw, max_fee_per_gas, max_priority_fee_per_gas,
                 now_ms,
@@ -166,15 +167,27 @@ class JobLedger:
         effective_gas_price: int,
         outcomes: Sequence[tuple[str, str, str]],
         now_ms: int,
+        block_hash: str | None = None,
+        misses: Sequence[tuple[str, int | None]] = (),
     ) -> None:
         """The job's transaction `tx_hash` has a receipt: its intents become mined, or
-        settle as `outcomes` says (a failed batch member, a reverted close)."""
+        settle as `outcomes` says (a failed batch member, a reverted close, one requeued).
+        `misses` are (key, park position) of the intents it was mined for without effect:
+        their count goes up, and a position parks a failed one until its session moves
+        past it (`SpendLedger.unpark`)."""
         async with Transaction(self.db) as db:
             await db.execute(
                 "UPDATE jobs SET state = 'mined', mined_hash = ?, mined_block = ?, "
-                "receipt_status = ?, gas_used = ?, effective_gas_price = ?, updated_ms = ? "
+                "mined_block_hash = ?, receipt_status = ?, gas_used = ?, "
+                "effective_gas_price = ?, mined_ms = COALESCE(mined_ms, ?), updated_ms = ? "
                 "WHERE id = ?",
-                (tx_hash, block, status, gas_used, str(effective_gas_price), now_ms, job_id),
+                (tx_hash, block, block_hash, status, gas_used, str(effective_gas_price),
+                 now_ms, now_ms, job_id),
+            )  # fmt: skip
+            await db.executemany(
+                "UPDATE intents SET mined_without_effect = mined_without_effect + 1, "
+                "retry_after_position = ? WHERE key = ?",
+                [(position, key) for key, position in misses],
             )
             await db.execute(
                 "UPDATE transactions SET state = CASE WHEN hash = ? THEN 'mined' ELSE 'replaced' "
@@ -252,7 +265,7 @@ class JobLedger:
 async def _reopen_job(db: aiosqlite.Connection, job_id: int, detail: str, now_ms: int) -> None:
     await db.execute(
         "UPDATE jobs SET state = 'live', mined_hash = NULL, mined_block = NULL, "
-        "receipt_status = NULL, updated_ms = ? WHERE id = ?",
+        "mined_block_hash = NULL, receipt_status = NULL, updated_ms = ? WHERE id = ?",
         (now_ms, job_id),
     )
     # Gone with their block (the node forgets them): signed, so the next step sends
@@ -269,12 +282,18 @@ async def _reopen_job(db: aiosqlite.Connection, job_id: int, detail: str, now_ms
 
 
 async def _insert_job(
-    db: aiosqlite.Connection, job: NewJob, nonce: int | None, state: str, now_ms: int
+    db: aiosqlite.Connection,
+    job: NewJob,
+    nonce: int | None,
+    state: str,
+    now_ms: int,
+    *,
+    sender: str | None = None,
 ) -> int:
     cur = await db.execute(
-        "INSERT INTO jobs (nonce, kind, to_address, data, gas, state, created_ms, "
-        "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (nonce, job.kind, job.to_address, job.data, job.gas, state, now_ms, now_ms),
+        "INSERT INTO jobs (nonce, kind, to_address, data, gas, state, sender, created_ms, "
+        "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (nonce, job.kind, job.to_address, job.data, job.gas, state, sender, now_ms, now_ms),
     )
     if cur.lastrowid is None:
         raise OutboxError("jobs insert returned no row id")
@@ -323,3 +342,9 @@ async def _claim(
             claimed = {r[0] async for r in found}
         key = next((k for k in job.intent_keys if k not in claimed), job.intent_keys[0])
         raise OutboxError(f"intent {key} is not pending; refusing to give it a job")
+    # Every job an intent ever had, requeues included: what the rate guard counts.
+    await db.execute(
+        "INSERT OR IGNORE INTO job_intents (job_id, intent_id, wallet) SELECT ?, id, wallet "
+        f"FROM intents WHERE job_id = ? AND key IN ({', '.join('?' for _ in job.intent_keys)})",
+        (job_id, job_id, *job.intent_keys),
+    )

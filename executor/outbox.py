@@ -29,17 +29,20 @@ from executor.schema import (
     COMPONENT,
     FINAL_STATES,
     MIGRATIONS,
+    NO_EFFECT_DETAIL,
     ORPHANED,
     REVERTED,
     STATES,
     Transaction,
 )
+from executor.spending import MinedNonce, Parked, SpendLedger
 from indexer import migrate
 
 __all__ = [
     "BATCH_MEMBER",
     "FINAL_STATES",
     "MIGRATIONS",
+    "NO_EFFECT_DETAIL",
     "ORPHANED",
     "REVERTED",
     "STATES",
@@ -47,8 +50,10 @@ __all__ = [
     "Claim",
     "IntentRow",
     "Job",
+    "MinedNonce",
     "NewJob",
     "Outbox",
+    "Parked",
 ]
 
 
@@ -68,6 +73,12 @@ class Outbox:
         self.reorged = ledger.reorged
         self.job_dropped = ledger.job_dropped
         self.finish_settled_jobs = ledger.finish_settled_jobs
+        spends = SpendLedger(db)
+        self.jobs_since = spends.jobs_since
+        self.gas_in_window = spends.gas_in_window
+        self.last_mined = spends.last_mined
+        self.parked = spends.parked
+        self.unpark = spends.unpark
 
     async def setup(self) -> None:
         await migrate(self.db, COMPONENT, MIGRATIONS)
@@ -131,7 +142,7 @@ class Outbox:
     async def jobs(self, state: str | None = "live") -> list[Job]:
         sql = (
             "SELECT id, nonce, kind, to_address, data, gas, state, mined_hash, mined_block, "
-            "created_ms FROM jobs"
+            "created_ms, mined_block_hash FROM jobs"
         )
         params: tuple[Any, ...] = ()
         if state is not None:
@@ -155,24 +166,9 @@ class Outbox:
                     )
         return [
             Job(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
-                tuple(attempts.get(r[0], ())))
+                tuple(attempts.get(r[0], ())), r[10])
             for r in rows
         ]  # fmt: skip
-
-    async def jobs_since(self, wallets: Iterable[str], since_ms: int) -> dict[str, int]:
-        """How many jobs carried an intent of each wallet since `since_ms` (absent: 0)."""
-        found: dict[str, int] = {}
-        keys = list(wallets)
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            async with self.db.execute(
-                "SELECT i.wallet, COUNT(DISTINCT j.id) FROM jobs j JOIN intents i "
-                f"ON i.job_id = j.id WHERE i.wallet IN ({', '.join('?' for _ in chunk)}) "
-                "AND j.created_ms >= ? AND j.kind != 'cancel' GROUP BY i.wallet",
-                (*chunk, since_ms),
-            ) as cur:
-                found.update({r[0]: int(r[1]) async for r in cur})
-        return found
 
     async def open_claims(self) -> list[Claim]:
         # The hashes once per job (a batch's members share them), not once per intent.

@@ -25,6 +25,8 @@ ORPHANED = "trigger orphaned by a reorg"  # the detail of intents a reorg made o
 # How the details of intents settled by their job's receipt begin (a reorg reopens them).
 BATCH_MEMBER = "batch member reverted"
 REVERTED = "reverted on chain"
+# How the detail of an intent failed for closes mined without effect begins.
+NO_EFFECT_DETAIL = "mined without effect"
 
 MIGRATIONS = [
     """
@@ -96,6 +98,32 @@ MIGRATIONS = [
         relayer    TEXT NOT NULL,
         next_nonce INTEGER NOT NULL
     )
+    """,
+    # 2: relayer protection. `job_intents` holds every job an intent ever had (a requeued
+    # intent's `job_id` names only its latest), so the rate guard counts them all;
+    # `mined_without_effect` counts the intent's mined transactions that closed nothing;
+    # `retry_after_position` parks an intent failed for that until its session moves on
+    # chain; jobs keep their sender, the hash of the block that mined them (to tell a
+    # reorg from a node that forgets) and when their receipt was first seen (the gas
+    # budget's window).
+    """
+    CREATE TABLE job_intents (
+        job_id    INTEGER NOT NULL REFERENCES jobs (id),
+        intent_id INTEGER NOT NULL REFERENCES intents (id),
+        wallet    TEXT NOT NULL,
+        PRIMARY KEY (job_id, intent_id)
+    );
+    CREATE INDEX job_intents_by_wallet ON job_intents (wallet, job_id);
+    INSERT INTO job_intents (job_id, intent_id, wallet)
+        SELECT job_id, id, wallet FROM intents WHERE job_id IS NOT NULL;
+    ALTER TABLE intents ADD COLUMN mined_without_effect INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE intents ADD COLUMN retry_after_position INTEGER;
+    CREATE INDEX intents_parked ON intents (retry_after_position)
+        WHERE retry_after_position IS NOT NULL;
+    ALTER TABLE jobs ADD COLUMN sender TEXT;
+    ALTER TABLE jobs ADD COLUMN mined_block_hash TEXT;
+    ALTER TABLE jobs ADD COLUMN mined_ms INTEGER;
+    CREATE INDEX jobs_by_mined_ms ON jobs (mined_ms) WHERE mined_ms IS NOT NULL
     """,
 ]
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from chain import ChainClient, TxRejected
 from chain.calls import Call
+from executor.alerts import RELAYER_BALANCE, Alerts
 from executor.fees import Fees
 from executor.guards import Refusal
 from executor.nonces import NonceManager
@@ -36,6 +37,7 @@ class Sender:
         chain_id: int,
         hook: Hook,
         clock_ms: Callable[[], int],
+        alerts: Alerts,
     ) -> None:
         self.client = client
         self.outbox = outbox
@@ -49,6 +51,7 @@ class Sender:
         self.force: set[int] = set()  # job ids to replace at once (underpriced, below base)
         self.starved = False  # below the minimum balance: alert once, not every step
         self.last_balance: int | None = None
+        self.alerts = alerts
 
     async def sync(self) -> None:
         """Sync the nonce with the node and the outbox (at start, and after the node
@@ -117,9 +120,10 @@ class Sender:
 
     def alert_balance(self, refusal: Refusal | None) -> None:
         if refusal is not None and not self.starved:
-            log.error("ALERT %s", refusal.reason)
+            self.alerts.raise_(RELAYER_BALANCE, refusal.reason)
         elif refusal is None and self.starved:
-            log.warning(
-                "relayer %s funded again (%s wei): sending resumes", self.relayer, self.last_balance
+            self.alerts.resolved(
+                RELAYER_BALANCE,
+                f"relayer {self.relayer} funded again ({self.last_balance} wei): sending resumes",
             )
         self.starved = refusal is not None

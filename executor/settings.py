@@ -31,6 +31,9 @@ class ExecutorSettings(Section):
     replacement_bump_percent: Int = 13
     replace_after_blocks: Int = 3
     gas_margin_percent: Int = 25
+    # Relayer protection (docs/executor.md, "Relayer protection").
+    max_mined_without_effect: Int = 2  # mined closes that closed nothing before failing
+    max_gas_per_hour: Int = 500_000_000  # relayer-wide: the circuit breaker's budget
 
     @property
     def has_key(self) -> bool:

@@ -18,6 +18,7 @@ from chain import CallReverted, ChainClient, calls
 from chain.calls import Call
 from chain.reverts import decode_revert
 from executor.fees import Fees, fetch_fees
+from executor.gate import SendGate
 from executor.guards import (
     Obsolete,
     Refusal,
@@ -56,6 +57,7 @@ class Submitter:
         factory: str,
         dry_run: bool,
         sender: Sender,
+        gate: SendGate,
     ) -> None:
         self.client = client
         self.outbox = outbox
@@ -64,12 +66,14 @@ class Submitter:
         self.factory = factory
         self.dry_run = dry_run
         self.sender = sender
+        self.gate = gate
         self.batch_tokens = batch_tokens(settings)
         self.batch_member_gas = BATCH_MEMBER_GAS
         self._simulate = True  # until the node says it has no eth_simulateV1
         self._latencies: list[float] = []  # seconds from intent stored to its first send
 
     async def submit(self, now: int, report: StepReport) -> None:
+        await self._unpark(report)
         pending = await self.outbox.intents("pending", limit=MAX_INTENTS_PER_STEP)
         if not pending:
             return
@@ -104,6 +108,9 @@ class Submitter:
         await self.outbox.settle(obsolete, now_ms)
         report.obsolete += len(obsolete)
         if not ready:
+            return
+        if not self.dry_run and self.gate.breaker_open:
+            await self._refuse([i for i, _ in ready], self.gate.refusal(), report)
             return
         market = await fetch_fees(self.client, self.settings)
         refusal = fee_refusal(market.max_fee_per_gas, self.settings.max_fee_per_gas)
@@ -248,6 +255,9 @@ class Submitter:
                 await self._refuse(members, Refusal("call_shape", problem, True), report)
                 continue
             job = NewJob(call.kind, call.to, call.data, gas, tuple(m.key for m in members))
+            if not self.dry_run and not self.gate.admit(gas):
+                await self._refuse(members, self.gate.refusal(), report)
+                continue
             if self.dry_run:
                 detail = (
                     f"dry-run: would send {call.kind} to {call.to} with data {call.data} gas "
@@ -290,6 +300,29 @@ class Submitter:
             await self.sender.sent(job_id, tx_hash, answer, head)
             sent_ms = self.sender.now_ms()
             self._latencies.extend(max(0, sent_ms - m.created_ms) / 1000 for m in members)
+
+    async def _unpark(self, report: StepReport) -> None:
+        """Intents failed because their closes were mined without effect are tried again
+        once their session has a newer event on chain than when they failed."""
+        parked = await self.outbox.parked()
+        if not parked:
+            return
+        sessions = await self.store.sessions({p.wallet for p in parked})
+        moved = [
+            (p, s)
+            for p in parked
+            if (s := sessions.get(p.wallet)) is not None
+            and s.status != "closed"
+            and s.last_position > p.position
+        ]
+        for p, s in moved:
+            detail = (
+                f"its session moved on chain (position {s.last_position}, after "
+                f"{p.position}) since its closes were mined without effect: tried again"
+            )
+            log.warning("intent %s: %s", p.key, detail)
+            await self.outbox.unpark([p.key], detail, self.sender.now_ms())
+        report.requeued += len(moved)
 
     def drain_latencies(self) -> list[float]:
         """Trigger-to-transaction times since the last call (for the daemon's metrics)."""

@@ -24,8 +24,19 @@ from typing import TYPE_CHECKING, Any
 from chain import CallReverted, ChainClient, calls
 from chain.calls import Call
 from chain.reverts import batch_failures, closed_wallets, decode_revert
+from executor.alerts import NO_EFFECT, Alerts
+from executor.effects import called_wallets, no_effect_detail
 from executor.fees import Fees, fetch_fees, replacement
-from executor.outbox import BATCH_MEMBER, ORPHANED, REVERTED, Job, Outbox
+from executor.gate import SendGate
+from executor.outbox import (
+    BATCH_MEMBER,
+    NO_EFFECT_DETAIL,
+    ORPHANED,
+    REVERTED,
+    IntentRow,
+    Job,
+    Outbox,
+)
 from executor.sending import Sender
 from executor.settings import ExecutorSettings
 from indexer import IndexerStore
@@ -48,6 +59,8 @@ class Tracker:
         *,
         factory: str,
         sender: Sender,
+        gate: SendGate,
+        alerts: Alerts,
     ) -> None:
         self.client = client
         self.outbox = outbox
@@ -55,13 +68,17 @@ class Tracker:
         self.settings = settings
         self.factory = factory
         self.sender = sender
+        self.gate = gate
+        self.alerts = alerts
         self._unexplained: dict[int, float] = {}  # job id -> when its nonce was seen used
         self.monotonic: Callable[[], float] = time.monotonic  # tests step time themselves
 
-    async def track(self, report: StepReport) -> None:
+    async def track(self, report: StepReport) -> str | None:
+        """Follow every live or mined job; returns why the node is inconsistent, if a
+        receipt it served is gone while its block is not (then nothing is changed)."""
         jobs = await self.outbox.jobs("live") + await self.outbox.jobs("mined")
         if not jobs:
-            return
+            return None
         mined_count = await self.sender.nonces.mined_count()  # before the receipts: see below
         # Below this count the node holds a transaction of ours for every nonce; a live
         # job at or above it has none there (a reorg took it, or the node dropped it).
@@ -73,6 +90,11 @@ class Tracker:
         answers = await self.client.batch_each([("eth_getTransactionReceipt", [h]) for h in hashes])
         receipts = {h: r for h, r in zip(hashes, answers, strict=True) if isinstance(r, dict)}
         receipts = await self._canonical(receipts)
+        mined = [j for j in jobs if j.state == "mined"]
+        vanished = [j for j in mined if all(a.hash not in receipts for a in j.attempts)]
+        forgot = await self._forgotten(vanished)
+        if forgot is not None:
+            return forgot
         for job in jobs:
             receipt = next((receipts[a.hash] for a in job.attempts if a.hash in receipts), None)
             if job.state == "mined":
@@ -106,9 +128,29 @@ class Tracker:
                 await self.outbox.job_dropped(job.id, detail, self.sender.now_ms())
                 self.sender.nonces.invalidate()
                 report.dropped += 1
-            else:
+            elif self.gate.may_send:
                 lost = job.nonce is not None and job.nonce >= held
                 await self._nudge(job, head, report, lost=lost)
+        return None
+
+    async def _forgotten(self, vanished: list[Job]) -> str | None:
+        """Why the node is inconsistent, if one of these mined jobs lost its receipt while
+        the block it was mined in is still on the node's chain (a reorg replaces the
+        block: that is not forgetting)."""
+        known = [j for j in vanished if j.mined_block is not None and j.mined_block_hash]
+        if not known:
+            return None
+        answers = await self.client.batch_each(
+            [("eth_getBlockByNumber", [hex(j.mined_block or 0), False]) for j in known]
+        )
+        for job, block in zip(known, answers, strict=True):
+            if isinstance(block, dict) and block.get("hash") == job.mined_block_hash:
+                return (
+                    f"the receipt of {job.mined_hash} (job {job.id}, nonce {job.nonce}) is "
+                    f"gone, but its block {job.mined_block} ({job.mined_block_hash}) is still "
+                    "on the node's chain"
+                )
+        return None
 
     async def _canonical(self, receipts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """Only receipts whose block is on the node's chain now: right after a reorg a node
@@ -143,15 +185,21 @@ class Tracker:
             state = "obsolete" if why is not None and why[1] else "failed"
             detail = f"{REVERTED}: {why[0] if why else 'no reason given'}"
             outcomes = [(m.key, state, detail) for m in members if m.state == "submitted"]
+        misses: list[tuple[str, int | None]] = []
         if status == 1:
             acted = closed_wallets(receipt["logs"])
             failed = {w.lower() for w in batch_failures(receipt["logs"], self.factory)}
+            raw = next((a.raw for a in job.attempts if a.hash == tx_hash), None)
+            called = called_wallets(raw) if raw is not None else frozenset()
             for m in members:
                 wallet = m.wallet.lower()
                 if m.state == "submitted" and wallet not in acted and wallet not in failed:
-                    # Not in what was mined (its cancel, or a batch rewritten without it
-                    # before a reorg reopened it): it needs a new job at a new nonce.
-                    outcomes.append((m.key, "pending", f"{tx_hash} did not close it; requeued"))
+                    if wallet in called:
+                        await self._no_effect(m, tx_hash, outcomes, misses)
+                    else:
+                        # Not in what was mined (its cancel, or a batch rewritten without
+                        # it before a reorg reopened it): a new job at a new nonce.
+                        outcomes.append((m.key, "pending", f"{tx_hash} did not call it; requeued"))
                 elif (
                     m.state == "obsolete"
                     and (m.detail or "").startswith(ORPHANED)
@@ -164,21 +212,52 @@ class Tracker:
                         job.id, m.wallet,
                     )  # fmt: skip
                     outcomes.append((m.key, "mined", f"{ORPHANED}, but {tx_hash} closed it"))
+        gas_used = int(receipt["gasUsed"], 16)
         await self.outbox.job_mined(
             job.id,
             tx_hash=tx_hash,
             block=int(receipt["blockNumber"], 16),
+            block_hash=str(receipt["blockHash"]),
             status=status,
-            gas_used=int(receipt["gasUsed"], 16),
+            gas_used=gas_used,
             effective_gas_price=int(receipt.get("effectiveGasPrice") or "0x0", 16),
             outcomes=outcomes,
             now_ms=self.sender.now_ms(),
+            misses=misses,
         )
+        self.gate.spent(gas_used)
+        for key, state, detail in outcomes:
+            if state == "failed" and detail.startswith(NO_EFFECT_DETAIL):
+                self.alerts.raise_(NO_EFFECT, f"intent {key} failed: {detail}")
         report.mined += 1
         for _, state, _ in outcomes:
             field_name = "requeued" if state == "pending" else state
             setattr(report, field_name, getattr(report, field_name) + 1)
         self.sender.hook("mined")
+
+    async def _no_effect(
+        self,
+        intent: IntentRow,
+        tx_hash: str,
+        outcomes: list[tuple[str, str, str]],
+        misses: list[tuple[str, int | None]],
+    ) -> None:
+        """Our transaction called this wallet, ran, and closed nothing: requeued while
+        under `max_mined_without_effect`, then failed and parked until its session has a
+        new event on chain (`Submitter` unparks it)."""
+        count = intent.misses + 1
+        limit = self.settings.max_mined_without_effect
+        if count < limit:
+            detail = f"{tx_hash} ran but did not close it ({count} of {limit}); requeued"
+            log.warning("intent %s: %s", intent.key, detail)
+            outcomes.append((intent.key, "pending", detail))
+            misses.append((intent.key, None))
+            return
+        sessions = await self.store.sessions({intent.wallet})
+        session = sessions.get(intent.wallet)
+        at = max(intent.position, session.last_position if session is not None else 0)
+        outcomes.append((intent.key, "failed", no_effect_detail(tx_hash, count, limit)))
+        misses.append((intent.key, at))
 
     async def _nudge(self, job: Job, head: int, report: StepReport, *, lost: bool) -> None:
         """A live, unmined job: send what was never sent (or what the node lost); replace

@@ -6,11 +6,13 @@ nonce, fees, hash) and refuses what geth would (nonce too low, already known, a
 replacement raising the fees by less than 10%, no funds for gas). Nothing happens on its
 own: `mine()` makes a block of what the pool offers at the current base fee, `reorg()`
 takes blocks away, and the test says when the indexer catches up (`FakeStore.sync`).
+A node that forgets: `forgotten` receipts are not served though their block stays, and
+`nonce_lag` lowers the mined count it answers.
 
 What it does not model: execution (a call to an address in `reverts` reverts with that
 data; every other mined transaction succeeds, and one with calldata emits `Closed` from
-its target, as a single close does), gas (estimates are `gas_estimate`), and base-fee
-movement (each block has the `base_fee` the test set).
+its target, as a single close does, unless the target is `inert`), gas (estimates are
+`gas_estimate`), and base-fee movement (each block has the `base_fee` the test set).
 """
 
 from __future__ import annotations
@@ -96,6 +98,10 @@ class FakeNode:
     refusals: list[str] = field(default_factory=list)  # the next sends are refused with these
     stale: dict[str, dict[str, Any]] = field(default_factory=dict)  # receipts still served
     accepted: list[Tx] = field(default_factory=list)  # every transaction taken, in order
+    # Faults a real node shows rarely and never on demand:
+    inert: set[str] = field(default_factory=set)  # lowercase: calls run and emit nothing
+    forgotten: set[str] = field(default_factory=set)  # mined, but their receipts not served
+    nonce_lag: int = 0  # the mined count ("latest") this much below the truth
     _forks: int = 0
 
     def __post_init__(self) -> None:
@@ -212,7 +218,9 @@ class FakeNode:
 
     def _transaction_count(self, params: list[Any]) -> str:
         sender, tag = params
-        return hex(self.pending_count(sender) if tag == "pending" else self.mined_count(sender))
+        if tag == "pending":
+            return hex(self.pending_count(sender))
+        return hex(max(0, self.mined_count(sender) - self.nonce_lag))
 
     def _call(self, tx: dict[str, Any], answer: str) -> str:
         """`answer`, unless the test made calls to `tx`'s target revert."""
@@ -246,6 +254,8 @@ class FakeNode:
         return tx
 
     def _get_receipt(self, params: list[Any]) -> dict[str, Any] | None:
+        if params[0] in self.forgotten:
+            return None
         for block in self.blocks:
             for i, tx in enumerate(block.txs):
                 if tx.hash == params[0]:
@@ -254,7 +264,7 @@ class FakeNode:
 
     def _receipt(self, block: Block, index: int, tx: Tx) -> dict[str, Any]:
         paid = block.base_fee + min(tx.tip, tx.max_fee - block.base_fee)
-        closes = tx.data != "0x"
+        closes = tx.data != "0x" and tx.to not in self.inert
         logs = [{"address": tx.to, "topics": [CLOSED_TOPIC], "data": "0x"}] if closes else []
         return {
             "transactionHash": tx.hash,
@@ -290,7 +300,7 @@ class FakeStore:
         for block in self.node.blocks:
             for i, tx in enumerate(block.txs):
                 wallet = wallets.get(tx.to)
-                if wallet is not None and tx.data != "0x":
+                if wallet is not None and tx.data != "0x" and tx.to not in self.node.inert:
                     self.closing[wallet] = ClosingEvent(
                         wallet, block.number * 1000 + i, tx.hash, tx.sender
                     )

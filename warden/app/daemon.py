@@ -316,6 +316,7 @@ class Daemon:
             live.caught_up = indexed is not None and indexed >= indexer.head - confirmations
         live.reorgs = indexer.reorgs
         live.relayer_balance = executor.last_balance
+        live.protection = None if executor.dry_run else executor.protection()
         live.rules_version = pipeline.version
         for latency in executor.drain_latencies():
             live.trigger_to_tx.observe(latency)

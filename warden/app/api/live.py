@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Histogram, Metric
 
 from chain import RpcStats
+from executor.gate import Protection
 
 # Seconds from a rule firing (chain time of the evaluation) to its transaction being sent.
 DEFAULT_LATENCY_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -55,3 +56,4 @@ class LiveState:
     rpc: RpcStats = field(default_factory=RpcStats)
     reorgs: int = 0
     trigger_to_tx: LatencyHistogram = field(default_factory=LatencyHistogram)
+    protection: Protection | None = None  # circuit breaker, paused sending, alerts

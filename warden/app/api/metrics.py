@@ -105,6 +105,7 @@ class _WardenCollector(Collector):
             "Relayer account balance in ether (float; the exact wei is in /status).",
             None if balance is None else balance / WEI_PER_ETHER,
         )
+        yield from self._protection()
         if live.rules_version is not None:
             rules = GaugeMetricFamily(
                 "warden_rules_info", "The loaded rules version.", labels=["version"]
@@ -123,6 +124,24 @@ class _WardenCollector(Collector):
         yield from _gauge(
             "warden_caught_up", "1 when the indexer has caught up.", int(live.caught_up)
         )
+
+    def _protection(self) -> Iterator[Metric]:
+        p = self.live.protection
+        if p is None:  # dry-run, or before the executor's first step
+            return
+        yield GaugeMetricFamily(
+            "warden_circuit_breaker_open",
+            "1 while the gas budget's circuit breaker stops sending.", value=int(p.breaker_open),
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "warden_sending_paused",
+            "1 while sending is paused because the node forgot a mined transaction.",
+            value=int(p.node_fault is not None),
+        )
+        yield _counter(
+            "warden_relayer_gas_spent_total", "Gas used by the relayer's mined transactions.",
+            p.gas_spent_total,
+        )  # fmt: skip
 
     def _latency(self) -> Iterator[Metric]:
         # The histogram without its `_created` sample: a creation time says nothing here

@@ -83,6 +83,34 @@ class Relayer(Body):
     balance: Amount | None
 
 
+class Alert(Body):
+    kind: str  # no_effect, gas_budget, node_inconsistent, relayer_balance
+    message: str
+    at_ms: int
+
+
+class Protection(Body):
+    """The relayer's protection (docs/executor.md): the gas budget's circuit breaker, a
+    sender paused by an inconsistent node, and the latest alerts (newest last)."""
+
+    circuit_breaker_open: bool
+    gas_budget_per_hour: int
+    gas_in_window: int  # used in the last hour plus the limits of jobs in flight
+    gas_spent_total: int  # since the daemon started
+    sending_paused: str | None  # why, when the node is inconsistent
+    alerts: list[Alert]
+
+    @classmethod
+    def of(cls, p: Any) -> Protection | None:
+        if p is None:
+            return None
+        return cls(
+            circuit_breaker_open=p.breaker_open, gas_budget_per_hour=p.gas_budget,
+            gas_in_window=p.gas_in_window, gas_spent_total=p.gas_spent_total,
+            sending_paused=p.node_fault, alerts=[Alert.model_validate(a) for a in p.alerts],
+        )  # fmt: skip
+
+
 class Status(Body):
     chain_head: int | None
     indexed_block: int | None
@@ -93,6 +121,7 @@ class Status(Body):
     rules_version: str | None
     intents: IntentCounts
     sessions: SessionCounts
+    protection: Protection | None  # None before the executor's first step, and in dry-run
 
 
 class Session(Body):

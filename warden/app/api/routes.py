@@ -89,6 +89,7 @@ async def status(ctx: Context, path: None, q: NoQuery) -> Reply:
         lag_blocks=lag, caught_up=live.caught_up,
         relayer=m.Relayer(address=live.relayer_address, balance=live.relayer_balance),
         rules_version=live.rules_version, intents=intents, sessions=sessions,
+        protection=m.Protection.of(live.protection),
     ))  # fmt: skip
 
 

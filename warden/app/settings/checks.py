@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+from chain.calls import CANCEL_GAS
 from contracts import MAX_BATCH
 from executor import Signer, SignerError
 from executor.fees import GETH_MIN_BUMP_PERCENT
@@ -164,6 +165,12 @@ def _guard_problems(cfg: WardenConfig) -> list[Problem]:
         ),
         "replace_after_blocks": (1, 10**6, ""),
         "gas_margin_percent": (0, 1000, ""),
+        "max_mined_without_effect": (1, 100, "closes mined without effect before failing"),
+        "max_gas_per_hour": (
+            CANCEL_GAS,
+            10**12,
+            "below one transaction's gas nothing could ever be sent",
+        ),
     }
     out: list[Problem] = []
     for key, (low, high, why) in limits.items():

@@ -1,0 +1,94 @@
+"""What the relayer has spent and what it must not spend again: the reads behind the
+guards of relayer protection (`executor.gate`), and the parking of intents whose closes
+were mined without effect. `Outbox` hands these methods out as its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from executor.schema import Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class MinedNonce:
+    """The highest nonce the node once gave us a receipt for, and where."""
+
+    nonce: int
+    block: int
+    block_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    key: str
+    wallet: str
+    position: int  # tried again once the session's last event is past this
+
+
+class SpendLedger:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def jobs_since(self, wallets: Iterable[str], since_ms: int) -> dict[str, int]:
+        """How many transactions (jobs: nonces) were made for each wallet since `since_ms`,
+        created or mined in the window, requeues and cancels included (absent: 0)."""
+        found: dict[str, int] = {}
+        keys = list(wallets)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            async with self.db.execute(
+                "SELECT m.wallet, COUNT(DISTINCT j.id) FROM job_intents m "
+                "JOIN jobs j ON j.id = m.job_id "
+                f"WHERE m.wallet IN ({', '.join('?' for _ in chunk)}) AND j.nonce IS NOT NULL "
+                "AND (j.created_ms >= ? OR j.mined_ms >= ?) GROUP BY m.wallet",
+                (*chunk, since_ms, since_ms),
+            ) as cur:
+                found.update({r[0]: int(r[1]) async for r in cur})
+        return found
+
+    async def gas_in_window(self, since_ms: int) -> tuple[int, int]:
+        """(gas used by our transactions mined since `since_ms`, gas limits of the jobs
+        in flight). A job a reorg took off the chain counts in flight until mined again."""
+        async with self.db.execute(
+            "SELECT COALESCE(SUM(gas_used), 0) FROM jobs WHERE mined_ms >= ? "
+            "AND mined_hash IS NOT NULL",
+            (since_ms,),
+        ) as cur:
+            spent = await cur.fetchone()
+        async with self.db.execute(
+            "SELECT COALESCE(SUM(gas), 0) FROM jobs WHERE state = 'live' AND nonce IS NOT NULL"
+        ) as cur:
+            flight = await cur.fetchone()
+        return int(spent[0] if spent else 0), int(flight[0] if flight else 0)
+
+    async def last_mined(self, sender: str) -> MinedNonce | None:
+        async with self.db.execute(
+            "SELECT nonce, mined_block, mined_block_hash FROM jobs WHERE sender = ? "
+            "AND state IN ('mined', 'done') AND mined_block_hash IS NOT NULL "
+            "ORDER BY nonce DESC LIMIT 1",
+            (sender,),
+        ) as cur:
+            row = await cur.fetchone()
+        return MinedNonce(int(row[0]), int(row[1]), str(row[2])) if row else None
+
+    async def parked(self) -> list[Parked]:
+        async with self.db.execute(
+            "SELECT key, wallet, retry_after_position FROM intents "
+            "WHERE retry_after_position IS NOT NULL AND state = 'failed' ORDER BY id"
+        ) as cur:
+            return [Parked(r[0], r[1], int(r[2])) async for r in cur]
+
+    async def unpark(self, keys: Sequence[str], detail: str, now_ms: int) -> None:
+        """Failed intents parked until their session moved on chain: pending again, with
+        a fresh count of closes without effect."""
+        async with Transaction(self.db) as db:
+            await db.executemany(
+                "UPDATE intents SET state = 'pending', job_id = NULL, detail = ?, "
+                "mined_without_effect = 0, retry_after_position = NULL, updated_ms = ? "
+                "WHERE key = ? AND state = 'failed' AND retry_after_position IS NOT NULL",
+                [(detail, now_ms, key) for key in keys],
+            )
