@@ -26,7 +26,7 @@ from typing import Any
 
 import aiosqlite
 import pytest
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from chain import calls
 from executor import Executor, Fees, Outbox, Signer, StepReport
