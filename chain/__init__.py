@@ -19,6 +19,7 @@ from chain.abi import (
     position,
     topics_filter,
 )
+from chain.bloom import MalformedBloom, log_in_bloom, logs_bloom, may_contain, parse_bloom
 from chain.calls import Call, check_call
 from chain.client import ChainClient, RetryPolicy, RpcStats
 from chain.errors import (
@@ -57,6 +58,7 @@ __all__ = [
     "FatalError",
     "HttpTransport",
     "LogRangeTooLarge",
+    "MalformedBloom",
     "MalformedLog",
     "MockTransport",
     "ProviderError",
@@ -79,6 +81,10 @@ __all__ = [
     "checksum",
     "decode_revert",
     "event_specs",
+    "log_in_bloom",
+    "logs_bloom",
+    "may_contain",
+    "parse_bloom",
     "position",
     "rpc_response",
     "topics_filter",

@@ -237,6 +237,23 @@ class ChainClient:
                 self.stats.count(exc)
                 raise
 
+    @property
+    def endpoint(self) -> int:
+        """The index in `urls` of the endpoint in use now."""
+        return self._current
+
+    async def batch_at(self, index: int, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """`calls` once on endpoint `index` (modulo the number of endpoints): no retry, no
+        failover, errors raised as classified. For a caller that checks one node's answer
+        against another's (the indexer asking a block's logs again)."""
+        index %= len(self.urls)
+        try:
+            await self._verify_chain(index)
+            return await self._post(index, calls)
+        except (RetryableError, FatalError) as exc:
+            self.stats.count(exc)
+            raise
+
     async def chain_id(self) -> int:
         return int(await self.call("eth_chainId"), 16)
 

@@ -7,7 +7,9 @@ Two ways to fetch, chosen by how far a block is from the head:
   that block is caught (it would silently answer "no logs"). The range adapts: halved
   when the provider says too much, grown again after a success.
 - `block_logs`: `eth_getLogs` by block hash for each block of the window, batched, so
-  logs and headers are certain to come from the same branch.
+  logs and headers are certain to come from the same branch; the indexer then checks
+  them against each header's `logsBloom` (`indexer/verify.py`), asking again with
+  `logs_at` (one block, one endpoint) when they do not fit.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chain.bloom import parse_bloom
 from chain.client import ChainClient
 from chain.errors import BadResponse, LogRangeTooLarge
 from indexer.store import BlockRef
@@ -31,11 +34,18 @@ class RangeSizing:
 
 
 def header_ref(raw: dict[str, Any]) -> BlockRef:
+    """The header as a `BlockRef`, with its `logsBloom` when the node sent one (every
+    node does for `eth_getBlockByNumber`; the follow path requires it)."""
     try:
+        bloom = raw.get("logsBloom")
         return BlockRef(
-            int(raw["number"], 16), raw["hash"], raw["parentHash"], int(raw["timestamp"], 16)
+            int(raw["number"], 16),
+            raw["hash"],
+            raw["parentHash"],
+            int(raw["timestamp"], 16),
+            parse_bloom(bloom) if bloom is not None else None,
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BadResponse(f"malformed block header: {exc!r} in {str(raw)[:200]}") from exc
 
 
@@ -141,26 +151,39 @@ class Fetcher:
 
     async def block_logs(
         self, blocks: Sequence[BlockRef], chunk: int = 100
-    ) -> list[dict[str, Any]]:
-        """Logs of each block fetched by its hash: the same branch as the headers."""
-        out: list[dict[str, Any]] = []
+    ) -> list[tuple[list[dict[str, Any]], int]]:
+        """Each block's logs fetched by its hash, so they come from the same branch as the
+        headers, with the endpoint (index) that answered them: every chunk is one answer
+        from one endpoint."""
+        out: list[tuple[list[dict[str, Any]], int]] = []
         for part in _chunks(list(blocks), chunk):
 
             def validate(results: list[Any], part: list[BlockRef] = part) -> None:
                 for block, logs in zip(part, results, strict=True):
-                    where = f"logs of block {block.number}"
-                    check_logs(logs, block.number, block.number, self._topic_set, where)
-                    for entry in logs:
-                        if entry["blockHash"] != block.hash:
-                            raise BadResponse(f"{where}: log from another branch")
+                    self._check_block_logs(block, logs)
 
             answers = await self.client.batch(
-                [("eth_getLogs", [{"blockHash": b.hash, "topics": [self.topics]}]) for b in part],
-                validate,
+                [("eth_getLogs", [self._by_hash(b)]) for b in part], validate
             )
-            for logs in answers:
-                out.extend(logs)
+            out.extend((logs, self.client.endpoint) for logs in answers)
         return out
+
+    async def logs_at(self, block: BlockRef, endpoint: int) -> list[dict[str, Any]]:
+        """One block's logs by its hash, asked once of one endpoint (no retry)."""
+        (logs,) = await self.client.batch_at(endpoint, [("eth_getLogs", [self._by_hash(block)])])
+        self._check_block_logs(block, logs)
+        result: list[dict[str, Any]] = logs
+        return result
+
+    def _by_hash(self, block: BlockRef) -> dict[str, Any]:
+        return {"blockHash": block.hash, "topics": [self.topics]}
+
+    def _check_block_logs(self, block: BlockRef, logs: Any) -> None:
+        where = f"logs of block {block.number}"
+        check_logs(logs, block.number, block.number, self._topic_set, where)
+        for entry in logs:
+            if entry["blockHash"] != block.hash:
+                raise BadResponse(f"{where}: log from another branch")
 
 
 def _all_present(numbers: list[int]) -> Any:

@@ -9,7 +9,10 @@ its head and the header at our checkpoint's height:
   strictly in order, each range with its events, projection and checkpoint in one
   transaction, a `Block(backfill=True)` yielded after each, progress reported;
 - within the reorg window → follow: every header fetched and linked by parent hash,
-  logs fetched by block hash, committed together, a `Block` yielded.
+  logs fetched by block hash and checked against each header's logsBloom
+  (`indexer.verify`), committed together, a `Block` yielded. A block whose logs a node
+  keeps contradicting is not committed: the round ends before it (ERROR, counted in
+  `bloom_mismatches`), and the next round asks again.
 
 A round that committed yields `Finalized` when the blocks older than the reorg window
 moved up. Every value is yielded after its commit and before the next commit starts, so
@@ -38,6 +41,7 @@ from indexer.reorg import checkpoint_still_canonical, common_ancestor, finalized
 from indexer.settings import ChainSettings
 from indexer.store import Batch, BlockRef, IndexerStore
 from indexer.updates import Block, Finalized, Reorg, Update
+from indexer.verify import LogsContradictHeader, LogVerifier, Watched
 
 log = logging.getLogger("warden.indexer")
 
@@ -76,10 +80,22 @@ class Indexer:
             maximum=settings.max_log_range,
         )
         self.fetcher = Fetcher(client, topics_filter(), sizing)
+        self.verifier = LogVerifier(
+            client,
+            Watched.of(factory),
+            self.fetcher.logs_at,
+            retries=settings.log_check_retries,
+            backoff=settings.log_check_backoff,
+        )
         self.head: int | None = None  # the node's head at the last round
         self.idle = False  # the last round found nothing to index: wait before the next
         self.reorgs = 0
         self._finalized: int | None = None  # the last `Finalized` yielded
+
+    @property
+    def bloom_mismatches(self) -> int:
+        """Blocks a node kept contradicting their own logsBloom (each time it happened)."""
+        return self.verifier.mismatches
 
     # -- driving ---------------------------------------------------------------------
     async def checkpoint(self) -> BlockRef:
@@ -107,7 +123,11 @@ class Indexer:
             async for block in self._backfill(cp.number + 1, min(target, window_floor)):
                 yield block
         else:
-            yield await self._follow(cp, min(target, cp.number + FOLLOW_BATCH))
+            followed, failure = await self._follow(cp, min(target, cp.number + FOLLOW_BATCH))
+            if followed is not None:
+                yield followed
+            if failure is not None:
+                raise failure
         if self._finalized is None or window_floor > self._finalized:
             self._finalized = window_floor
             yield Finalized(window_floor)
@@ -118,6 +138,9 @@ class Indexer:
         try:
             async for update in self.step():
                 yield update
+        except LogsContradictHeader:
+            # logged at ERROR and counted where it was found; the block stays unindexed
+            await asyncio.sleep(self.client.retry.initial)
         except UnknownBlock as exc:
             log.info("chain moved during a fetch (%s); checking for a reorg", exc)
         except RetryableError as exc:
@@ -221,7 +244,13 @@ class Indexer:
             self.progress.done()
 
     # -- following -------------------------------------------------------------------
-    async def _follow(self, cp: BlockRef, hi: int) -> Block:
+    async def _follow(
+        self, cp: BlockRef, hi: int
+    ) -> tuple[Block | None, LogsContradictHeader | None]:
+        """Fetch, check and commit blocks cp+1..hi. Every block's logs are checked against
+        its header's bloom first (`indexer.verify`); a block a node keeps contradicting is
+        not committed, nor anything after it: the blocks before it are, and the failure
+        is returned for the caller to raise after yielding them."""
         headers = await self.fetcher.headers(range(cp.number + 1, hi + 1))
         linked = link(cp, [headers[n] for n in range(cp.number + 1, hi + 1)])
         if linked is None:
@@ -229,9 +258,21 @@ class Indexer:
             # sees it at the checkpoint (or the headers were mixed branches: fetch again).
             raise UnknownBlock(f"headers {cp.number + 1}-{hi} do not link to block {cp.number}")
         blocks = [nb.block for nb in linked]
-        logs = await self.fetcher.block_logs(blocks)
-        _, changed = await self._commit(logs, blocks, blocks[-1])
-        return Block(cp.number + 1, blocks[-1], changed)
+        answers = await self.fetcher.block_logs(blocks)
+        logs: list[dict[str, Any]] = []
+        safe: list[BlockRef] = []
+        failure: LogsContradictHeader | None = None
+        for block, (block_logs, endpoint) in zip(blocks, answers, strict=True):
+            try:
+                logs.extend(await self.verifier.verified(block, block_logs, endpoint))
+            except LogsContradictHeader as exc:
+                failure = exc
+                break
+            safe.append(block)
+        if not safe:
+            return None, failure
+        _, changed = await self._commit(logs, safe, safe[-1])
+        return Block(cp.number + 1, safe[-1], changed), failure
 
     # -- commit ----------------------------------------------------------------------
     async def _commit(

@@ -26,6 +26,10 @@ class ChainSettings(Section):
     concurrency: Int = 4
     log_range: Int = 2_000
     max_log_range: Int = 50_000
+    # a block's logs that contradict its header's logsBloom are asked for again this many
+    # times, after log_check_backoff seconds (doubling), on the next endpoint each time
+    log_check_retries: Int = Field(default=3, ge=0, le=20)
+    log_check_backoff: Seconds = Field(default=0.25, ge=0.0, le=60.0)
     retry_initial: Seconds = 1.0
     retry_attempts: Int = 10
     timeout: Seconds = 30.0

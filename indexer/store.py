@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
@@ -126,6 +126,9 @@ class BlockRef:
     hash: str
     parent_hash: str
     timestamp: int
+    # the header's 2048-bit logsBloom while the block is checked (`indexer.verify`); not
+    # stored, and not part of a block's identity (a stored block has none)
+    logs_bloom: int | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
