@@ -315,6 +315,7 @@ class Daemon:
             live.safe_block = max(0, indexer.head - confirmations)
             live.caught_up = indexed is not None and indexed >= indexer.head - confirmations
         live.reorgs = indexer.reorgs
+        live.bloom_mismatches = indexer.bloom_mismatches
         live.relayer_balance = executor.last_balance
         live.protection = None if executor.dry_run else executor.protection()
         live.rules_version = pipeline.version

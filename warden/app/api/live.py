@@ -55,5 +55,6 @@ class LiveState:
     rules_version: str | None = None
     rpc: RpcStats = field(default_factory=RpcStats)
     reorgs: int = 0
+    bloom_mismatches: int = 0  # blocks whose logs contradicted their header's logsBloom
     trigger_to_tx: LatencyHistogram = field(default_factory=LatencyHistogram)
     protection: Protection | None = None  # circuit breaker, paused sending, alerts

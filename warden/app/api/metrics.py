@@ -77,6 +77,11 @@ class _WardenCollector(Collector):
         )  # fmt: skip
         yield _counter("warden_reorgs_total", "Chain reorganisations rolled back.", live.reorgs)
         yield _counter(
+            "warden_log_bloom_mismatches_total",
+            "Answers whose logs contradicted the block header's logsBloom (not committed).",
+            live.bloom_mismatches,
+        )
+        yield _counter(
             "warden_rpc_requests_total", "JSON-RPC HTTP requests sent.", live.rpc.requests
         )
         yield _counter(
