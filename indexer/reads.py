@@ -25,7 +25,7 @@ import orjson
 
 from contracts import SESSION_STATUSES
 from indexer.projection import Event, Session
-from indexer.store import SESSION_FIELDS, _int_fields, session_from_row
+from indexer.schema import SESSION_FIELDS, int_fields, session_from_row
 
 T = TypeVar("T")
 
@@ -107,7 +107,7 @@ class SessionReads:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
-        self._ints = _int_fields()
+        self._ints = int_fields()
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         async with self.db.execute(sql, params) as cur:

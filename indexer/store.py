@@ -1,19 +1,17 @@
-"""The indexer's tables and the narrow layer every read and write goes through.
+"""The indexer's writer: every write, and the reads the indexer itself needs.
 
-Tables (SQLite, WAL): `blocks` (recent headers for reorg detection), `events` (every
+Tables (SQLite, WAL; their schema and row codecs in `indexer/schema.py`): `blocks` (recent headers for reorg detection), `events` (every
 decoded event of the factory and its wallets), `ignored_logs` (look-alike and malformed
 logs, kept so they are counted exactly), `sessions` (the projection), `checkpoint`.
 Every row that comes from a log carries `position` (see `abi.position`), so a rollback
 is one `DELETE … WHERE position >= first position after the ancestor` per table.
 
-uint256 values are stored as decimal TEXT and read back as Python ints: exact, never
-REAL. A batch of blocks is committed with its events, projection and checkpoint in one
+A batch of blocks is committed with its events, projection and checkpoint in one
 transaction; a process killed at any point leaves the previous batch intact.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,95 +19,19 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from chain.abi import event_specs, position
+from chain.abi import position
 from indexer.migrations import migrate
 from indexer.projection import Event, Session, replay
+from indexer.schema import (
+    COMPONENT,
+    MIGRATIONS,
+    SESSION_FIELDS,
+    encode_args,
+    int_fields,
+    session_from_row,
+    session_row,
+)
 
-COMPONENT = "indexer"
-
-MIGRATIONS = [
-    """
-    CREATE TABLE blocks (
-        number      INTEGER PRIMARY KEY,
-        hash        TEXT NOT NULL,
-        parent_hash TEXT NOT NULL,
-        timestamp   INTEGER NOT NULL
-    );
-    CREATE TABLE events (
-        position     INTEGER PRIMARY KEY,
-        block_number INTEGER NOT NULL,
-        block_hash   TEXT NOT NULL,
-        tx_hash      TEXT NOT NULL,
-        tx_index     INTEGER NOT NULL,
-        log_index    INTEGER NOT NULL,
-        timestamp    INTEGER NOT NULL,
-        address      TEXT NOT NULL,
-        wallet       TEXT,
-        name         TEXT NOT NULL,
-        seq          INTEGER,
-        args         TEXT NOT NULL
-    );
-    CREATE INDEX events_by_wallet ON events (wallet, position);
-    CREATE TABLE ignored_logs (
-        position     INTEGER PRIMARY KEY,
-        block_number INTEGER NOT NULL,
-        tx_hash      TEXT NOT NULL,
-        address      TEXT NOT NULL,
-        event        TEXT NOT NULL,
-        reason       TEXT NOT NULL
-    );
-    CREATE TABLE sessions (
-        wallet           TEXT PRIMARY KEY,
-        owner            TEXT NOT NULL,
-        operator         TEXT NOT NULL,
-        token            TEXT NOT NULL,
-        policy           TEXT NOT NULL,
-        targets          TEXT NOT NULL,
-        salt             TEXT NOT NULL,
-        fee              TEXT NOT NULL,
-        initial_deposit  TEXT NOT NULL,
-        deposit          TEXT NOT NULL,
-        withdrawn        TEXT NOT NULL,
-        balance          TEXT NOT NULL,
-        spent            TEXT NOT NULL,
-        budget           TEXT NOT NULL,
-        stop_loss        TEXT NOT NULL,
-        take_profit      TEXT NOT NULL,
-        expiry           TEXT NOT NULL,
-        status           TEXT NOT NULL,
-        close_reason     TEXT,
-        closed_by        TEXT,
-        refund           TEXT NOT NULL,
-        execution_count  INTEGER NOT NULL,
-        created_block    INTEGER NOT NULL,
-        created_at       INTEGER NOT NULL,
-        created_position INTEGER NOT NULL,
-        last_seq         INTEGER NOT NULL,
-        last_position    INTEGER NOT NULL,
-        last_activity    INTEGER NOT NULL,
-        revoked_at       INTEGER,
-        closed_at        INTEGER,
-        seq_gaps         INTEGER NOT NULL,
-        gap_note         TEXT
-    );
-    CREATE INDEX sessions_by_owner ON sessions (owner, created_position);
-    CREATE INDEX sessions_by_status ON sessions (status, created_position);
-    CREATE INDEX sessions_by_policy ON sessions (policy, created_position);
-    CREATE INDEX sessions_by_last_position ON sessions (last_position);
-    CREATE TABLE checkpoint (
-        id        INTEGER PRIMARY KEY CHECK (id = 1),
-        number    INTEGER NOT NULL,
-        hash      TEXT NOT NULL,
-        timestamp INTEGER NOT NULL
-    )
-    """,
-]
-
-SESSION_FIELDS = [f.name for f in dataclasses.fields(Session)]
-_EXACT = {
-    "fee", "initial_deposit", "deposit", "withdrawn", "balance", "spent", "budget",
-    "stop_loss", "take_profit", "expiry", "refund",
-}  # fmt: skip
 _UPSERT_SESSION = (
     f"INSERT OR REPLACE INTO sessions ({', '.join(SESSION_FIELDS)}) "
     f"VALUES ({', '.join('?' for _ in SESSION_FIELDS)})"
@@ -160,46 +82,6 @@ class Rollback:
     events_removed: int
 
 
-def encode_args(args: dict[str, Any]) -> bytes:
-    return orjson.dumps(
-        {
-            k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v
-            for k, v in args.items()
-        }
-    )
-
-
-def _int_fields() -> dict[str, frozenset[str]]:
-    out: dict[str, frozenset[str]] = {}
-    for spec in event_specs().values():
-        names = [n for n, t in (*spec.indexed, *spec.data) if t.startswith(("uint", "int"))]
-        out[spec.name] = frozenset(names)
-    return out
-
-
-def session_row(s: Session) -> tuple[Any, ...]:
-    row: list[Any] = []
-    for name in SESSION_FIELDS:
-        value = getattr(s, name)
-        if name in _EXACT:
-            value = str(value)
-        elif name == "targets":
-            value = orjson.dumps(list(value)).decode()
-        row.append(value)
-    return tuple(row)
-
-
-def session_from_row(row: Sequence[Any]) -> Session:
-    values: dict[str, Any] = {}
-    for name, value in zip(SESSION_FIELDS, row, strict=True):
-        if name in _EXACT:
-            value = int(value)
-        elif name == "targets":
-            value = tuple(orjson.loads(value))
-        values[name] = value
-    return Session(**values)
-
-
 @dataclass(frozen=True, slots=True)
 class ClosingEvent:
     wallet: str
@@ -213,7 +95,7 @@ class IndexerStore:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
-        self._ints = _int_fields()
+        self._ints = int_fields()
 
     async def setup(self) -> None:
         await migrate(self.db, COMPONENT, MIGRATIONS)

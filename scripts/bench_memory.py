@@ -15,7 +15,7 @@ since the process started, which includes loading every session at start).
 - 1,000,000: SYNTHETIC. 1M real sessions on anvil are impractical (the 100k chain alone
   takes ~10 minutes and ~1 GB to build), so the 100k database is copied and 900,000 more
   session rows are written through the indexer's own schema and row encoding
-  (`indexer.store.session_row`), each a copy of a real session with a new wallet address,
+  (`indexer.schema.session_row`), each a copy of a real session with a new wallet address,
   salt and position. The checkpoint stays at the devnet's head, so the daemon starts at
   the head, indexes nothing, and loads all 1,000,000 open sessions into the rules exactly
   as it would indexed ones. Only the `sessions` table grows: the 900,000 have no events
@@ -57,7 +57,7 @@ from bench_storm import (  # noqa: E402
 )
 
 from indexer import IndexerStore, open_database  # noqa: E402
-from indexer.store import SESSION_FIELDS, session_row  # noqa: E402
+from indexer.schema import SESSION_FIELDS, session_row  # noqa: E402
 
 IDLE = 5  # seconds of idle following sampled after the daemon is ready
 REAL = 100_000

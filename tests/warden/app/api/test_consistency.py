@@ -12,7 +12,8 @@ import aiosqlite
 from eth_utils.address import to_checksum_address
 
 from indexer import IndexerStore, open_database
-from indexer.store import SESSION_FIELDS, Batch, session_row
+from indexer.schema import SESSION_FIELDS, session_row
+from indexer.store import Batch
 from tests.indexer._support import opened
 from tests.warden.app.api.conftest import Indexed, serve_api
 from tests.warden.app.api.test_sessions import collect
