@@ -1,8 +1,9 @@
 """The indexer's writer: every write, and the reads the indexer itself needs.
 
-Tables (SQLite, WAL; their schema and row codecs in `indexer/schema.py`): `blocks` (recent headers for reorg detection), `events` (every
-decoded event of the factory and its wallets), `ignored_logs` (look-alike and malformed
-logs, kept so they are counted exactly), `sessions` (the projection), `checkpoint`.
+Tables (SQLite, WAL; their schema and row codecs in `indexer/schema.py`): `blocks`
+(recent headers for reorg detection), `events` (every decoded event of the factory and
+its wallets), `ignored_logs` (look-alike and malformed logs, kept so they are counted
+exactly), `sessions` (the projection), `checkpoint`.
 Every row that comes from a log carries `position` (see `abi.position`), so a rollback
 is one `DELETE … WHERE position >= first position after the ancestor` per table.
 
