@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from chain.client import redact_url
 from chain.units import format_amount, format_duration
 
 _AMOUNTS = ("min_relayer_balance", "max_fee_per_gas", "min_tip")
@@ -35,9 +36,11 @@ def _lines(value: Any, where: tuple[str, ...], sources: Mapping[str, str]) -> It
     elif where[-1] in _DURATIONS:
         yield f"{key}: {format_duration(value)}"
     elif isinstance(value, list):
+        # An RPC URL usually holds the provider's key in its path: shown redacted.
+        shown = [redact_url(v) if key == "chain.rpc" else str(v) for v in value]
         items = [
-            f"*** (from {sources[f'{key}[{i}]']})" if f"{key}[{i}]" in sources else str(v)
-            for i, v in enumerate(value)
+            f"*** (from {sources[f'{key}[{i}]']})" if f"{key}[{i}]" in sources else shown[i]
+            for i in range(len(value))
         ]
         yield f"{key}: [{', '.join(items)}]"
     else:
