@@ -77,7 +77,10 @@ def cross_checks(cfg: WardenConfig, environ: Mapping[str, str]) -> list[Problem]
     if cfg.rules.decimals is not None and not 0 <= cfg.rules.decimals <= 77:
         out.append((("rules", "decimals"), "must be 0 to 77 (or leave it out to read decimals())"))
     for i, rules_path in enumerate(cfg.rules.files):
-        if not rules_path.exists():
+        unusable = _unusable(rules_path)
+        if unusable:
+            out.append((("rules", "files", i), unusable))
+        elif not rules_path.exists():
             out.append(
                 (("rules", "files", i), f"{rules_path} does not exist — check the path "
                  "(relative to the config file)")
@@ -127,6 +130,9 @@ def _database_problems(path: Path) -> list[Problem]:
     or read-only directory, another kind of file)."""
     where = ("database",)
     parent = path.parent
+    unusable = _unusable(path)
+    if unusable:
+        return [(where, unusable)]
     if path.is_dir():
         inside = path / "warden.sqlite"
         return [(where, f"{path} is a directory — name a file in it, e.g. {inside}")]
@@ -150,6 +156,25 @@ def _database_problems(path: Path) -> list[Problem]:
         if not os.access(path, os.W_OK):
             return [(where, f"{path} is not writable by this user — check its permissions")]
     return []
+
+
+def _unusable(path: Path) -> str | None:
+    """Why no file can be at `path` (a name too long, a NUL byte, no permission to look),
+    or None: it exists or may be created."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        return f"cannot use {shorten(path)}: {exc.strerror or exc} — fix the path"
+    except ValueError:
+        return "a path cannot contain a NUL character — fix the path"
+    return None
+
+
+def shorten(path: Path, limit: int = 120) -> str:
+    text = str(path)
+    return text if len(text) <= limit else f"{text[: limit // 2]}…{text[-limit // 2 :]}"
 
 
 def _key_checks(cfg: WardenConfig, environ: Mapping[str, str]) -> list[Problem]:
@@ -187,7 +212,10 @@ def _key_checks(cfg: WardenConfig, environ: Mapping[str, str]) -> list[Problem]:
              "the keystore password in it before starting (password_env holds the "
              "variable's name, never the password)")
         )  # fmt: skip
-    if e.password_file is not None and not e.password_file.is_file():
+    unusable = _unusable(e.password_file) if e.password_file is not None else None
+    if unusable:
+        out.append(((ex, "password_file"), unusable))
+    elif e.password_file is not None and not e.password_file.is_file():
         out.append(((ex, "password_file"), f"{e.password_file} does not exist — check the path"))
     if e.dry_run is False and not e.has_key:
         out.append(
@@ -221,9 +249,10 @@ def _keystore_problems(path: Path, relayer: str | None) -> list[Problem]:
         keystore = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-        return [(where, f"cannot read {path}: {reason} — check the path")]
-    except ValueError:
-        return [(where, f"{path} is not JSON — it must be an encrypted keystore")]
+        return [(where, f"cannot read {shorten(path)}: {reason} — check the path")]
+    except ValueError:  # not JSON; also a path with a NUL byte
+        return [(where, f"{shorten(path)} is not a JSON keystore — it must be an encrypted "
+                        "keystore")]  # fmt: skip
     if not isinstance(keystore, dict) or not ({"crypto", "Crypto"} & keystore.keys()):
         return [(where, f"{path} is not an encrypted keystore (no `crypto` section)")]
     claimed = keystore.get("address")

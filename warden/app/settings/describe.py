@@ -1,5 +1,6 @@
 """The config as `key.path: value` lines, safe to print and to log: secrets and values
-taken from the environment or a file are masked, amounts and durations in words."""
+taken from the environment or a file are masked, RPC URLs redacted, anything that looks
+like a private key masked, amounts and durations in words."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pydantic import SecretStr
 
 from chain.client import redact_url
 from chain.units import format_amount, format_duration
+from warden.app.settings.secrets import mask_key_like
 
 _AMOUNTS = ("min_relayer_balance", "max_fee_per_gas", "min_tip")
 _DURATIONS = ("intent_ttl", "rate_window")
@@ -18,7 +20,8 @@ _DURATIONS = ("intent_ttl", "rate_window")
 def describe(dumped: Mapping[str, Any], sources: Mapping[str, str]) -> list[str]:
     """`dumped` is `model_dump(by_alias=True)`; `sources` maps dotted keys to where their
     value came from ("$NAME", "file PATH"): those are shown as `*** (from ...)`."""
-    return list(_lines(dict(dumped), (), sources))
+    # A key typed into the wrong field (api.host, a path) is not printed either.
+    return [mask_key_like(line) for line in _lines(dict(dumped), (), sources)]
 
 
 def _lines(value: Any, where: tuple[str, ...], sources: Mapping[str, str]) -> Iterator[str]:

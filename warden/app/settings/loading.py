@@ -39,7 +39,7 @@ def load_config(
     base = file.resolve().parent
     try:
         text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8 (or a NUL in the path)
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError([f"{file}:1: cannot read the config file: {reason}"]) from None
     doc = read_yaml(file, text)

@@ -198,7 +198,7 @@ class WardenConfig(Section):
 def _mode(path: Path | None) -> int:
     try:
         return stat.S_IMODE(path.stat().st_mode) if path is not None else 0
-    except OSError:
+    except (OSError, ValueError):
         return 0
 
 

@@ -121,9 +121,10 @@ def read_into(
     at = (*where, f"{secret}_file")
     try:
         content = path.read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        report(at, f"cannot read {path}: {reason} — check the path (relative to the config)")
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text, or a bad path"
+        shown = str(path) if len(str(path)) <= 120 else f"{str(path)[:60]}…"
+        report(at, f"cannot read {shown}: {reason} — check the path (relative to the config)")
         return
     if not content:
         report(at, f"{path} is empty — write the secret in it")
@@ -155,6 +156,11 @@ def mask(message: str, local: list[str], everywhere: list[str]) -> str:
             if len(form) >= _GLOBAL_MIN:
                 message = message.replace(form, MASK)
     return _KEY_LIKE.sub(MASK, message)
+
+
+def mask_key_like(text: str) -> str:
+    """`text` with every run of more hex digits than an address holds as ***."""
+    return _KEY_LIKE.sub(MASK, text)
 
 
 def leaks(message: str, values: list[str]) -> bool:
