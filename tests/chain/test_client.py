@@ -11,7 +11,6 @@ import pytest
 
 from chain import ChainClient, RetryPolicy, WrongChain
 from chain.client import classify_rpc_error, redact_url, url_secrets
-from chain.transport import MockTransport, Request, Response
 from chain.errors import (
     CallReverted,
     LogRangeTooLarge,
@@ -22,6 +21,7 @@ from chain.errors import (
     TxRejected,
     UnknownBlock,
 )
+from chain.transport import MockTransport, Request, Response
 from tests._rpc_proxy import Fault, FaultyProxy
 from warden.devnet import Anvil, free_port
 

@@ -177,7 +177,9 @@ def test_a_wrong_keystore_password_is_neither_echoed_nor_lineless(base: Path) ->
 
 
 # -- real processes --------------------------------------------------------------------------
-def warden(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def warden(
+    *args: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "warden", *args],
         capture_output=True,
