@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
@@ -141,6 +141,8 @@ def test_arbitrary_bytes(where: Path, data: bytes) -> None:
 
 @FUZZ
 @given(text=documents)
+@example(text="chain:\n  timeout: 1" + "0" * 400 + "\n")  # found: float() overflowed
+@example(text='".\\n!": 1\n')  # found: a line break in a key made a two-line problem
 def test_wrong_values_in_every_key(where: Path, text: str) -> None:
     where.write_text(text)
     assert_clean(where, {"X": "1"})
@@ -202,3 +204,20 @@ def test_hostile_documents_are_refused_with_a_line(where: Path, text: str, words
     (problem,) = caught.value.problems
     assert re.match(rf"{re.escape(str(where))}:[1-9][0-9]*: ", problem), problem
     assert words in problem.lower() or "tag" in problem.lower(), problem
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '".\\n!": 1\n',  # found by the fuzzer: a key holding a line break
+        'executor:\n  raw_key_file: "a\\nb"\n',  # and a path
+        'api:\n  "to\\u2028ken": 1\n',
+        'chain:\n  rpc: ["\\r\\x85"]\n',
+    ],
+)
+def test_a_problem_is_one_line_whatever_the_key_or_value_holds(where: Path, text: str) -> None:
+    where.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(where, {})
+    for problem in caught.value.problems:
+        assert problem.startswith(f"{where}:") and len(problem.splitlines()) == 1, problem

@@ -255,3 +255,18 @@ def test_a_daemon_never_logs_its_rpc_key_or_token(base: Path) -> None:
         assert "cannot run" in ran.stderr and f"127.0.0.1:{dead}/…" in ran.stderr
         for secret in (key, query_key, password, token):
             assert_hidden(secret, checked.stdout, checked.stderr, ran.stdout, ran.stderr)
+
+
+def test_a_message_quoting_a_secret_in_an_unknown_form_quotes_nothing() -> None:
+    """The last check: when a parser quoted a value in a form the masking does not know
+    (inside a longer word, re-cased), the whole message is replaced."""
+    from warden.app.settings.loading import _safe
+    from warden.app.settings.secrets import Outside
+
+    outside = Outside()
+    outside.add(("api", "port"), "$PORT", "8o8o")
+    outside.add(("chain", "timeout"), "$TIMEOUT", "LongerValue")
+    for message in ("bad x8o8ox", "bad 8o8O", "bad LONGERvalue!"):
+        shown = _safe(("api", "port"), message, outside, outside.every_value())
+        assert shown == "the value from $PORT is not valid here — check it against docs/config.md"
+    assert _safe(("api", "port"), "got '8o8o'", outside, []) == "got ***"

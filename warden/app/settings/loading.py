@@ -11,6 +11,7 @@ starts in. No message quotes a value that came from the environment or a secret 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from warden.app.settings.models import ApiConfig, WardenConfig
 from warden.app.settings.secrets import Outside, Where, dotted, leaks, mask, substitute
 from warden.app.settings.yaml_reader import kind, line_of, read_yaml
 
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SECTIONS = ("chain", "rules", "executor", "api", "logging", "devnet")
 
 
@@ -112,7 +114,9 @@ class _Locator:
 
     def line_and_text(self, where: Where, message: str) -> tuple[int, str]:
         line, place = self.place(where)
-        return line, f"{place}: {dotted(where) or '(top level)'}: {message}"
+        text = f"{place}: {dotted(where) or '(top level)'}: {message}"
+        # One line per problem, whatever a key or a path held (a quoted "\n" in a key).
+        return line, _LINE_BREAKING.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
     def places(self) -> dict[str, str]:
         """Every section key's place, for problems found after loading (`unlock`)."""
