@@ -152,7 +152,7 @@ override_names = st.sampled_from(KEYS).map(
     lambda k: "WARDEN_" + "__".join(part.upper() for part in k)
 ) | st.from_regex(r"WARDEN_[A-Za-z_]{0,12}__[A-Za-z_]{0,12}(__[a-z]{1,4})?", fullmatch=True)
 env_values = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
     max_size=80,
 ) | st.sampled_from([s for s in SNIPPETS if "\x00" not in s])
 
