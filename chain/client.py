@@ -17,6 +17,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
@@ -127,8 +128,47 @@ def classify_rpc_error(error: dict[str, Any], method: str) -> Exception:
     return ProviderError(where, code if isinstance(code, int) else None)
 
 
+def redact_url(url: str) -> str:
+    """An RPC URL as it may be shown: `scheme://host[:port]`, then `/…` when it had a path,
+    query or fragment. Providers put the API key in the path or the query (Infura, Alchemy)
+    or in the userinfo, so none of those is ever logged or printed."""
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "(unparsable URL)"
+    if not parts.scheme or not host:
+        return "(unparsable URL)"
+    shown = f"{parts.scheme}://{f'[{host}]' if ':' in host else host}"
+    if port is not None:
+        shown += f":{port}"
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        shown += "/…"
+    return shown
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of `url` that may carry a credential (the whole URL, userinfo, path and
+    its segments, query and its values, fragment): what a log redaction filter masks."""
+    found = [url]
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return found
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rsplit("@", 1)[0]
+        found += [userinfo, *userinfo.split(":")]
+    if parts.path.strip("/"):
+        found += [parts.path, *parts.path.split("/")]
+    if parts.query:
+        found += [parts.query, *(value for _, value in parse_qsl(parts.query))]
+    found += [parts.fragment]
+    return [part for part in found if part]
+
+
 class ChainClient:
-    """JSON-RPC client over one or more endpoints of the same chain."""
+    """JSON-RPC client over one or more endpoints of the same chain. Endpoints appear in
+    logs and errors only as `redact_url` shows them (their path may hold an API key)."""
 
     def __init__(
         self,
@@ -144,6 +184,7 @@ class ChainClient:
         if not urls:
             raise ValueError("ChainClient needs at least one RPC URL")
         self.urls = list(urls)
+        self.shown = [redact_url(u) for u in self.urls]  # what logs and errors may say
         self.expected_chain_id = chain_id
         self.retry = retry or RetryPolicy()
         self.stats = RpcStats()
@@ -165,8 +206,13 @@ class ChainClient:
 
     @property
     def url(self) -> str:
-        """The endpoint in use now."""
+        """The endpoint in use now (the full URL: never log it, log `shown_url`)."""
         return self.urls[self._current]
+
+    @property
+    def shown_url(self) -> str:
+        """The endpoint in use now, redacted for logs."""
+        return self.shown[self._current]
 
     # -- public calls ------------------------------------------------------------
     async def call(self, method: str, *params: Any) -> Any:
@@ -276,7 +322,10 @@ class ChainClient:
             self._current = (index + 1) % len(self.urls)
             self.stats.failovers += 1
             log.warning(
-                "rpc endpoint %s failing (%s); now using %s", self.urls[index], exc, self.url
+                "rpc endpoint %s failing (%s); now using %s",
+                self.shown[index],
+                exc,
+                self.shown_url,
             )
 
     async def _verify_chain(self, index: int) -> None:
@@ -286,7 +335,7 @@ class ChainClient:
         got = int(answer, 16)
         if got != self.expected_chain_id:
             raise WrongChain(
-                f"RPC endpoint {self.urls[index]} serves chain id {got}, but the config says "
+                f"RPC endpoint {self.shown[index]} serves chain id {got}, but the config says "
                 f"{self.expected_chain_id}: point it at the right network or fix `chain_id`"
             )
         self._verified.add(index)
@@ -301,22 +350,27 @@ class ChainClient:
             for i, (m, p) in enumerate(calls)
         ]
         body = orjson.dumps(payload if len(calls) > 1 else payload[0])
-        url = self.urls[index]
+        url = self.shown[index]  # in messages; the request goes to the full URL
         self.stats.requests += 1
         self.stats.calls += len(calls)
         try:
-            response = await self.transport.post(Request(url, body))
+            response = await self.transport.post(Request(self.urls[index], body))
         except RpcUnavailable as exc:
-            raise RpcUnavailable(f"{calls[0][0]} to {exc}") from exc
+            # The transport's text quotes the full URL (and aiohttp's may re-encode it):
+            # keep the reason, drop every part that may hold a key; the cause goes too.
+            raise RpcUnavailable(f"{calls[0][0]} to {self._scrub(str(exc), index)}") from None
         raw, status = response.body, response.status
         retry_after = response.headers.get("Retry-After")
         if status == 429:
             raise RateLimited(f"{url} answered 429", _seconds(retry_after))
         if status >= 500:
-            raise RpcUnavailable(f"{url} answered HTTP {status}: {raw[:200]!r}")
+            raise RpcUnavailable(
+                f"{url} answered HTTP {status}: {self._scrub(repr(raw[:200]), index)}"
+            )
         if status >= 400:
             raise RpcRejected(
-                f"{url} refused the request with HTTP {status} ({raw[:200]!r}): check the URL "
+                f"{url} refused the request with HTTP {status} "
+                f"({self._scrub(repr(raw[:200]), index)}): check the URL "
                 "and any API key in it",
                 status,
             )
@@ -347,6 +401,13 @@ class ChainClient:
                 raise BadResponse(f"{url} answered {method} without a result")
             results.append(item["result"])
         return results
+
+    def _scrub(self, text: str, index: int) -> str:
+        text = text.replace(self.urls[index], self.shown[index])
+        for part in sorted(url_secrets(self.urls[index]), key=len, reverse=True):
+            if len(part) >= 4:
+                text = text.replace(part, "***")
+        return text
 
 
 def _seconds(value: str | None) -> float | None:

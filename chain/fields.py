@@ -27,6 +27,8 @@ def _seconds(value: object) -> float:
         raise ValueError(f"expected a number of seconds, not {value!r}")
     try:
         seconds = float(value)  # type: ignore[arg-type]
+    except OverflowError:  # an int beyond any float: far above the limit below
+        raise ValueError("too many seconds — it must be below 10^9") from None
     except (TypeError, ValueError):
         raise ValueError(f"expected a number of seconds, not {value!r}") from None
     if not 0 < seconds < 10**9:

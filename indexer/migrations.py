@@ -8,6 +8,7 @@ The executor imports this too (it may import the indexer; the reverse never happ
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,7 +28,9 @@ class SchemaTooNew(RuntimeError):
 
 async def open_database(path: str | Path) -> aiosqlite.Connection:
     """Open (creating) a SQLite file in WAL mode with autocommit off-by-hand:
-    every write goes inside an explicit `BEGIN IMMEDIATE` … `COMMIT`."""
+    every write goes inside an explicit `BEGIN IMMEDIATE` … `COMMIT`. A new file is
+    created with mode 0600 (it holds every session and the relayer's intents)."""
+    _create_private(path)
     db = await aiosqlite.connect(str(path), isolation_level=None)
     await db.execute("PRAGMA journal_mode=WAL")
     # NORMAL is durable across a process kill (the WAL is in the OS cache); only a power
@@ -36,6 +39,23 @@ async def open_database(path: str | Path) -> aiosqlite.Connection:
     await db.execute("PRAGMA foreign_keys=ON")
     await db.execute("PRAGMA busy_timeout=10000")
     return db
+
+
+def _create_private(path: str | Path) -> None:
+    """Create the database file 0600 before SQLite does (SQLite would honour the umask,
+    typically 0644). SQLite gives its -wal and -shm files the database file's mode, so
+    they follow. An existing file keeps the mode its owner chose."""
+    name = str(path)
+    if name == ":memory:" or name.startswith("file:") or not name:
+        return
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # a missing directory and the like: SQLite reports it as it opens
+    os.close(fd)
+    os.chmod(name, 0o600)  # in case the umask took bits away from 0600 itself
 
 
 async def schema_version(db: aiosqlite.Connection, component: str) -> int:

@@ -1,14 +1,16 @@
 """The chain client against anvil, a dead port, and the fault proxy: retries, failover,
-429 with Retry-After, fatal errors raised at once, chain id checked."""
+429 with Retry-After, fatal errors raised at once, chain id checked; an endpoint's API key
+(in its path, query or userinfo) never in a log line or an error."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
 
 from chain import ChainClient, RetryPolicy, WrongChain
-from chain.client import classify_rpc_error
+from chain.client import classify_rpc_error, redact_url, url_secrets
 from chain.errors import (
     CallReverted,
     LogRangeTooLarge,
@@ -19,6 +21,7 @@ from chain.errors import (
     TxRejected,
     UnknownBlock,
 )
+from chain.transport import MockTransport, Request, Response
 from tests._rpc_proxy import Fault, FaultyProxy
 from warden.devnet import Anvil, free_port
 
@@ -127,3 +130,89 @@ def test_provider_errors_are_classified(error: dict[str, Any], method: str, kind
 def test_a_transaction_larger_than_a_block_is_refused_not_retried(message: str) -> None:
     error = classify_rpc_error({"code": -32000, "message": message}, "eth_sendRawTransaction")
     assert isinstance(error, TxRejected) and error.kind == "other"
+
+
+# -- RPC URLs carry API keys: only ever shown redacted ----------------------------------------
+KEY, QUERY_KEY, PASSWORD = "PaThKeY0123456789abc", "QuErYkEy9876543210", "UsErPaSs4242"
+
+
+def keyed(base: str) -> list[str]:
+    """`base` (http://host:port) with a key in each place providers put one."""
+    return [
+        f"{base}/v3/{KEY}",
+        f"{base}/rpc?apikey={QUERY_KEY}&x=1",
+        base.replace("://", f"://user:{PASSWORD}@") + "/",
+    ]
+
+
+def assert_no_key(*texts: str) -> None:
+    for text in texts:
+        for secret in (KEY, QUERY_KEY, PASSWORD):
+            assert secret not in text, f"{secret} in {text!r}"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"https://eth-mainnet.g.alchemy.com/v2/{KEY}", "https://eth-mainnet.g.alchemy.com/…"),
+        (f"https://mainnet.infura.io/v3/{KEY}", "https://mainnet.infura.io/…"),
+        (f"https://node.example:8545/?key={QUERY_KEY}", "https://node.example:8545/…"),
+        (f"https://u:{PASSWORD}@node.example/", "https://node.example"),
+        (f"http://[::1]:8545/{KEY}", "http://[::1]:8545/…"),
+        ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
+        ("http://127.0.0.1:8545/", "http://127.0.0.1:8545"),
+        (f"not a url {KEY}", "(unparsable URL)"),
+        (f"http://host:99999999/{KEY}", "(unparsable URL)"),
+    ],
+)
+def test_redacted_url_keeps_scheme_host_and_port_only(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert_no_key(redact_url(url))
+    assert any(KEY in s or QUERY_KEY in s or PASSWORD in s for s in url_secrets(url)) or (
+        KEY not in url and QUERY_KEY not in url and PASSWORD not in url
+    )
+
+
+async def test_retries_failovers_and_errors_never_show_the_key(
+    anvil: Anvil, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Dead endpoints, HTTP 500s and drops through the fault proxy, a wrong chain id:
+    every retry and failover is logged and every error raised, all without the key."""
+    caplog.set_level(logging.DEBUG)
+    errors: list[str] = []
+    dead = keyed(f"http://127.0.0.1:{free_port()}")
+    async with ChainClient(dead, retry=QUICK, sleep=Sleeps()) as client:
+        with pytest.raises(RpcUnavailable) as info:
+            await client.block_number()
+        errors.append(str(info.value))
+        assert client.stats.failovers >= 2
+    with FaultyProxy(anvil.url) as proxy:
+        urls = keyed(proxy.url.rstrip("/"))
+        for fault in (Fault.HTTP_500, Fault.DROP, Fault.TRUNCATED):
+            proxy.inject(fault, count=2)
+            async with ChainClient(urls, retry=QUICK, sleep=Sleeps()) as client:
+                assert await client.block_number() >= 0
+        async with ChainClient(urls, chain_id=1, retry=QUICK, sleep=Sleeps()) as client:
+            with pytest.raises(WrongChain) as wrong:
+                await client.block_number()
+            errors.append(str(wrong.value))
+    assert "attempt" in caplog.text and "now using" in caplog.text
+    assert "/…" in caplog.text and "/…" in errors[-1]
+    assert_no_key(caplog.text, *errors)
+
+
+async def test_a_provider_echoing_its_key_in_an_http_error_is_scrubbed() -> None:
+    """A 401/500 page that quotes the URL or the key back: the error keeps the status and
+    the page, without the key."""
+
+    def handler(request: Request) -> Response:
+        status = 401 if "v3" in request.url else 500
+        return Response(status, f"invalid key {KEY} for {request.url}".encode())
+
+    for urls in ([f"https://node.example/v3/{KEY}"], [f"https://node.example/x/{KEY}"]):
+        transport = MockTransport(handler)
+        async with ChainClient(urls, retry=QUICK, sleep=Sleeps(), transport=transport) as c:
+            with pytest.raises((RpcRejected, RpcUnavailable)) as info:
+                await c.block_number()
+        assert "HTTP" in str(info.value) and "invalid key ***" in str(info.value)
+        assert_no_key(str(info.value))

@@ -2,8 +2,10 @@
 defence that masks secret values wherever they would appear.
 
 Secrets are never passed to a logger on purpose (the signer keeps its key in a closure,
-the config holds secrets as SecretStr); the redacting filter is there for what nobody
-planned, such as a provider echoing an API key that was part of an RPC URL.
+the config holds secrets as SecretStr, RPC URLs are logged as `chain.client.redact_url`
+shows them); the redacting filter is there for what nobody planned, such as a provider
+echoing an API key that was part of an RPC URL, or an exception whose traceback quotes
+one. It masks the message, the `exc_info` traceback and the `stack_info` alike.
 """
 
 from __future__ import annotations
@@ -26,17 +28,27 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # the Redact filter's masked text when it ran
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
         return orjson.dumps(entry).decode()
 
 
 class Redact(logging.Filter):
-    """Replaces every occurrence of a secret in the formatted message by ***."""
+    """Replaces every occurrence of a secret in the formatted message, the exception's
+    traceback (`exc_info`) and the stack (`stack_info`) by ***."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        variants: set[str] = set()
+        self.secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Mask these too (an RPC URL's key parts, known once the config is read)."""
+        variants = set(self.secrets)
         for secret in secrets:
             if len(secret) < 6:  # too short to mask without mangling ordinary words
                 continue
@@ -45,16 +57,38 @@ class Redact(logging.Filter):
                 variants |= {secret[2:], secret[2:].lower(), secret[2:].upper()}
         self.secrets = sorted(variants, key=len, reverse=True)
 
+    def mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
             return True
         message = record.getMessage()
-        masked = message
-        for secret in self.secrets:
-            masked = masked.replace(secret, MASK)
+        masked = self.mask(message)
         if masked != message:
             record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            # Formatted here, once, so every handler prints the masked text.
+            record.exc_text = _FORMAT.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.mask(record.stack_info)
         return True
+
+
+_FORMAT = logging.Formatter()
+
+
+def register_secrets(secrets: Iterable[str]) -> None:
+    """Add secrets to the redaction of every handler `setup_logging` installed."""
+    values = list(secrets)
+    for handler in logging.getLogger().handlers:
+        for f in handler.filters:
+            if isinstance(f, Redact):
+                f.add(values)
 
 
 def setup_logging(

@@ -9,7 +9,6 @@ import os
 import sys
 from typing import Any
 
-from executor import SignerError
 from rules import check_files
 from warden.app.settings import ConfigError, WardenConfig, load_config
 from warden.cli.exit_codes import ExitCode
@@ -40,6 +39,9 @@ def run_config_command(args: argparse.Namespace) -> int:
 def check(path: str, environ: Any, *, unlock: bool = False) -> int:
     try:
         cfg = load_config(path, environ)
+        # Unlocked before anything is printed: a wrong password is a problem of the
+        # file, at executor.keystore's line, exactly as `warden run` reports it.
+        signer = cfg.unlock(environ) if unlock else None
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -53,11 +55,6 @@ def check(path: str, environ: Any, *, unlock: bool = False) -> int:
     print(f"confirmations: {cfg.confirmations}")
     print(f"relayer: {cfg.relayer_source()}")
     if unlock and not cfg.dry_run:
-        try:
-            signer = cfg.load_signer(environ)
-        except SignerError as exc:
-            print(f"{path}: executor: {exc}", file=sys.stderr)
-            return ExitCode.CONFIG
         print(f"relayer address: {signer.address if signer else '-'}")
     for warning in cfg.warnings():
         print(f"warning: {warning}")

@@ -22,10 +22,12 @@ import uvloop
 from web3 import Web3
 
 from chain import ChainClient, ChainError
-from executor import SignerError
+from chain.client import redact_url, url_secrets
+from executor import Signer, SignerError
+from rules import check_files
 from warden.app.daemon import Daemon, Target
 from warden.app.logs import setup_logging
-from warden.app.settings import ConfigError, WardenConfig, load_config
+from warden.app.settings import ANVIL_CHAIN_ID, ConfigError, WardenConfig, load_config
 from warden.cli.exit_codes import ExitCode
 from warden.devnet import Anvil, Deployment, DevnetError, deploy_stack
 from warden.devnet.activity import Activity
@@ -55,20 +57,25 @@ def add_run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def run_run_command(args: argparse.Namespace) -> int:
+    """Everything `warden config check --unlock` refuses is refused here too, before
+    anything starts (no anvil, no database, no socket), with the same FILE:LINE lines."""
     try:
         cfg = load_config(args.config, os.environ, devnet=args.devnet)
+        setup_logging(cfg.logging.level, json=cfg.logging.json_lines, secrets=_secrets(cfg))
+        for warning in cfg.warnings():
+            log.warning("config: %s", warning)
+        problems, _ = check_files(cfg.rules.files)
+        if problems:
+            raise ConfigError([f"rules: {problem}" for problem in problems])
+        chain_id = cfg.chain.chain_id if not cfg.is_devnet else None
+        signer = cfg.unlock(os.environ, chain_id=chain_id or ANVIL_CHAIN_ID)
     except ConfigError as exc:
         print(f"warden run: {args.config} has problems:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return ExitCode.CONFIG
-    except OSError as exc:
-        print(f"warden run: cannot read the config {args.config}: {exc}", file=sys.stderr)
-        return ExitCode.CONFIG
-    secrets = [s.get_secret_value() for s in (cfg.executor.raw_key, cfg.api.token) if s]
-    setup_logging(cfg.logging.level, json=cfg.logging.json_lines, secrets=secrets)
     try:
-        return uvloop.run(_run(cfg))
+        return uvloop.run(_run(cfg, signer))
     except (ConfigError, SignerError) as exc:
         log.error("configuration: %s", exc)
         return ExitCode.CONFIG
@@ -77,13 +84,27 @@ def run_run_command(args: argparse.Namespace) -> int:
         return ExitCode.RUNTIME_FAILURE
 
 
-async def _run(cfg: WardenConfig) -> int:
+def _secrets(cfg: WardenConfig) -> list[str]:
+    """What the log redaction masks: the key, the token, the keystore password and every
+    part of an RPC URL that may hold a provider's key."""
+    e = cfg.executor
+    found = [s.get_secret_value() for s in (e.raw_key, cfg.api.token) if s is not None]
+    if e.password_env and os.environ.get(e.password_env):
+        found.append(os.environ[e.password_env])
+    for url in cfg.chain.rpc:
+        found.extend(url_secrets(url))
+    return found
+
+
+async def _run(cfg: WardenConfig, signer: Signer | None) -> int:
     if not cfg.is_devnet:
         assert cfg.chain.factory is not None and cfg.chain.chain_id is not None
-        target = make_target(cfg, cfg.chain.rpc, cfg.chain.factory, cfg.chain.chain_id)
+        target = make_target(cfg, cfg.chain.rpc, cfg.chain.factory, cfg.chain.chain_id, signer)
         return await Daemon(cfg, target).run()
     with _devnet(cfg) as (anvil, deployment):
-        target = make_target(cfg, [anvil.url], deployment.factory, deployment.chain_id, deployment)
+        target = make_target(
+            cfg, [anvil.url], deployment.factory, deployment.chain_id, signer, deployment
+        )
         # Nothing before the contracts' deployment holds a session.
         start = max(cfg.chain.start_block, deployment.block)
         cfg = cfg.model_copy(update={"chain": cfg.chain.model_copy(update={"start_block": start})})
@@ -117,10 +138,7 @@ class _ClosingActivity:
 
 @contextlib.contextmanager
 def _devnet(cfg: WardenConfig) -> Iterator[tuple[Anvil, Deployment]]:
-    if cfg.devnet.state_cache is not None:
-        raise ConfigError(
-            ["devnet.state_cache: not supported yet; remove it (each devnet run starts fresh)"]
-        )
+    # devnet.state_cache is refused by load_config (not supported yet)
     _fresh_database(cfg.database)
     with Anvil(block_time=cfg.devnet.block_time) as anvil:
         w3 = Web3(Web3.HTTPProvider(anvil.url))
@@ -151,12 +169,16 @@ def make_target(
     rpc: list[str],
     factory: str,
     chain_id: int,
+    signer: Signer | None,
     deployment: Deployment | None = None,
 ) -> Target:
-    """What the daemon serves: these endpoints and contracts, and the relayer's key (the
-    devnet operator's address, in dry-run on a devnet without `executor.relayer`)."""
-    signer = cfg.load_signer(os.environ, chain_id=chain_id)
+    """What the daemon serves: these endpoints and contracts, and the relayer's key
+    (`cfg.unlock`ed before anything started; the devnet operator's address, in dry-run
+    on a devnet without `executor.relayer`)."""
     relayer = cfg.executor.relayer or (deployment.operator if deployment else None)
+    log.info(
+        "chain %d via %s", chain_id, ", ".join(redact_url(url) for url in rpc)
+    )  # never the full URL: its path usually holds the provider's key
     if signer is not None:
         log.info("relayer %s (%s)", signer.address, cfg.relayer_source())
     elif relayer is None:

@@ -330,6 +330,7 @@ def test_low_confirmations_and_cap_below_tip_warn(tmp_path: Path) -> None:
 
 # -- secrets ---------------------------------------------------------------------------------
 SECRET = "s3cret-token-value"
+LONG_SECRET = "s3cret-token-value-long-enough-for-0.0.0.0"
 
 
 def test_secret_never_shows(tmp_path: Path) -> None:
@@ -342,15 +343,15 @@ def test_secret_never_shows(tmp_path: Path) -> None:
 
 
 def test_token_file_and_env_values_masked(tmp_path: Path) -> None:
-    (tmp_path / "token").write_text(SECRET + "\n")
+    (tmp_path / "token").write_text(LONG_SECRET + "\n")
     text = "chain:\n  rpc: ['${RPC}']\n  chain_id: 1\n  factory: '" + FACTORY + "'\n"
     text += DRY + "api:\n  host: 0.0.0.0\n  token_file: token\n"
     url = "https://node.example/v2/apikey123"
     cfg = load_config(write(tmp_path, text), {"RPC": url})
-    assert cfg.api.token is not None and cfg.api.token.get_secret_value() == SECRET
+    assert cfg.api.token is not None and cfg.api.token.get_secret_value() == LONG_SECRET
     assert cfg.chain.rpc == [url]
     described = "\n".join(cfg.describe())
-    assert SECRET not in described and "apikey123" not in described
+    assert LONG_SECRET not in described and "apikey123" not in described
     assert "chain.rpc: [*** (from $RPC)]" in described
 
 
@@ -384,8 +385,9 @@ def test_keystore_needs_exactly_one_password_source(tmp_path: Path) -> None:
     ]
     found = problems(tmp_path, PROD + "executor:\n  keystore: relayer.json\n  password_env: NOPE\n")
     assert found == [
-        "7: executor.password_env: environment variable NOPE is not set — export the keystore "
-        "password in it before starting"
+        "7: executor.password_env: the environment variable NOPE is not set — export the "
+        "keystore password in it before starting (password_env holds the variable's name, "
+        "never the password)"
     ]
 
 
@@ -475,7 +477,11 @@ def test_example_yaml_loads(tmp_path: Path) -> None:
     shutil.copytree(REPO / "config" / "rules", tmp_path / "rules")
     (tmp_path / "secrets").mkdir()
     write_keystore(tmp_path / "secrets" / "relayer.json", DEVNET_KEY, "pw", kdf_iterations=2)
-    env = {"WARDEN_RPC_PRIMARY": "https://node.example/key", "WARDEN_KEYSTORE_PASSWORD": "pw"}
+    env = {
+        "WARDEN_RPC_PRIMARY": "https://node.example/key",
+        "WARDEN_KEYSTORE_PASSWORD": "pw",
+        "WARDEN_DATABASE": str(tmp_path / "warden.sqlite"),  # /var/lib/warden is not here
+    }
     cfg = load_config(tmp_path / "warden.yaml", env)
     assert not cfg.is_devnet and cfg.chain.chain_id == 1 and cfg.confirmations == 2
     assert not cfg.dry_run and cfg.executor.max_fee_per_gas == 200 * 10**9

@@ -4,6 +4,8 @@ once every key is valid on its own, each problem reported against the key to fix
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,11 +18,32 @@ from warden.app.settings.models import WardenConfig
 
 Problem = tuple[tuple[str | int, ...], str]  # (key path, message with its fix)
 
+MIN_REMOTE_TOKEN = 32  # characters of an API token beyond loopback (openssl rand -hex 16)
+SQLITE_HEADER = b"SQLite format 3\x00"
+# EIP-2294: the largest chain id every tool handles (a JavaScript safe integer, after v).
+MAX_CHAIN_ID = 4_503_599_627_370_476
+_INT64 = 2**63 - 1  # SQLite's integers: a larger block number cannot be stored
+_CHAIN_LIMITS = {
+    "chain_id": (1, MAX_CHAIN_ID),
+    "start_block": (0, _INT64),
+    "confirmations": (0, 1_000_000),
+    "reorg_window": (1, 1_000_000),
+    "concurrency": (1, 1_000),
+    "log_range": (1, 10**9),
+    "max_log_range": (1, 10**9),
+    "retry_attempts": (1, 1_000),
+}
+_CHAIN_WHY = {
+    "chain_id": " (EIP-2294)",
+    "start_block": " (SQLite stores 64-bit integers)",
+    "retry_attempts": " — the backoff would overflow; retries already span minutes",
+}
+
 
 def cross_checks(cfg: WardenConfig, environ: Mapping[str, str]) -> list[Problem]:
     """Rules that involve more than one key or the file system."""
     out: list[Problem] = []
-    c, api = cfg.chain, cfg.api
+    c = cfg.chain
     for i, url in enumerate(c.rpc):
         if not url.startswith(("http://", "https://")):
             out.append((("chain", "rpc", i), "an RPC endpoint is an http:// or https:// URL"))
@@ -40,12 +63,12 @@ def cross_checks(cfg: WardenConfig, environ: Mapping[str, str]) -> list[Problem]
             (("chain", "confirmations"), f"0 is refused on {_network(cfg)}: Warden would act "
              "on blocks a reorg can remove — use 2 or more (0 is for devnets)")
         )  # fmt: skip
-    for key, low in (("start_block", 0), ("confirmations", 0), ("reorg_window", 1),
-                     ("concurrency", 1), ("log_range", 1), ("max_log_range", 1),
-                     ("retry_attempts", 1)):  # fmt: skip
+    for key, (low, high) in _CHAIN_LIMITS.items():
         value = getattr(c, key)
         if value is not None and value < low:
             out.append((("chain", key), f"must be at least {low}, not {value}"))
+        elif value is not None and value > high:
+            out.append((("chain", key), f"must be at most {high:,}{_CHAIN_WHY.get(key, '')}"))
     # Only a value the file wrote: the decided default is below any valid window.
     if "confirmations" in c.model_fields_set and cfg.confirmations >= c.reorg_window:
         out.append(
@@ -55,22 +78,104 @@ def cross_checks(cfg: WardenConfig, environ: Mapping[str, str]) -> list[Problem]
     if cfg.rules.decimals is not None and not 0 <= cfg.rules.decimals <= 77:
         out.append((("rules", "decimals"), "must be 0 to 77 (or leave it out to read decimals())"))
     for i, rules_path in enumerate(cfg.rules.files):
-        if not rules_path.exists():
+        unusable = _unusable(rules_path)
+        if unusable:
+            out.append((("rules", "files", i), unusable))
+        elif not rules_path.exists():
             out.append(
                 (("rules", "files", i), f"{rules_path} does not exist — check the path "
                  "(relative to the config file)")
             )  # fmt: skip
     out.extend(_key_checks(cfg, environ))
     out.extend(_guard_problems(cfg))
-    if not 0 <= api.port <= 65535:
-        out.append((("api", "port"), f"{api.port} is not a TCP port (0 to 65535)"))
-    if api.enabled and api.token is None and not is_loopback(api.host):
+    out.extend(_database_problems(cfg.database))
+    out.extend(_api_problems(cfg))
+    if cfg.devnet.state_cache is not None:
+        # `run` has no state cache yet; refused here so that check and run agree.
         out.append(
-            (("api", "token"), f"required because api.host {api.host!r} is not loopback: the API "
-             "shows every session — set api.token (\"${WARDEN_API_TOKEN}\") or api.token_file, "
-             "or bind to 127.0.0.1")
+            (("devnet", "state_cache"), "not supported yet — remove it (each devnet run "
+             "starts a fresh anvil)")
         )  # fmt: skip
     return out
+
+
+def _api_problems(cfg: WardenConfig) -> list[Problem]:
+    """What `run` would refuse when it binds the HTTP API. The token is never quoted."""
+    api = cfg.api
+    out: list[Problem] = []
+    if not 0 <= api.port <= 65535:
+        out.append((("api", "port"), f"{api.port} is not a TCP port (0 to 65535)"))
+    token = api.token.get_secret_value() if api.token is not None else None
+    if token is not None and not token.strip():
+        out.append((("api", "token"), "is empty — set a token, or remove the key"))
+        return out
+    if not api.enabled or is_loopback(api.host):
+        return out
+    if token is None:
+        out.append(
+            (("api", "token"), f"required because api.host {api.host!r} is not loopback: the "
+             "API shows every session — set api.token (\"${WARDEN_API_TOKEN}\") or api.token_file, "
+             "or bind to 127.0.0.1")
+        )  # fmt: skip
+    elif len(token) < MIN_REMOTE_TOKEN:
+        out.append(
+            (("api", "token"), f"too short for an API beyond loopback: {len(token)} "
+             f"characters, at least {MIN_REMOTE_TOKEN} are needed — generate one with "
+             "`openssl rand -hex 32`")
+        )  # fmt: skip
+    return out
+
+
+def _database_problems(path: Path) -> list[Problem]:
+    """What SQLite would fail on when `run` opens the database (a directory, a missing
+    or read-only directory, another kind of file)."""
+    where = ("database",)
+    parent = path.parent
+    unusable = _unusable(path)
+    if unusable:
+        return [(where, unusable)]
+    if path.is_dir():
+        inside = path / "warden.sqlite"
+        return [(where, f"{path} is a directory — name a file in it, e.g. {inside}")]
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        return [(where, f"the directory {parent} {what} — create it or fix the path "
+                        "(relative to the config file)")]  # fmt: skip
+    # SQLite writes its -wal and -shm files next to the database.
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return [(where, f"the directory {parent} is not writable by this user — SQLite "
+                        "keeps its -wal and -shm files next to the database")]  # fmt: skip
+    if path.exists():
+        try:
+            with path.open("rb") as f:
+                header = f.read(16)
+        except OSError as exc:
+            return [(where, f"cannot read {path}: {exc.strerror} — check its permissions")]
+        if header and header != SQLITE_HEADER:
+            return [(where, f"{path} is not a SQLite database — name a new or a Warden "
+                            "database file")]  # fmt: skip
+        if not os.access(path, os.W_OK):
+            return [(where, f"{path} is not writable by this user — check its permissions")]
+    return []
+
+
+def _unusable(path: Path) -> str | None:
+    """Why no file can be at `path` (a name too long, a NUL byte, no permission to look),
+    or None: it exists or may be created."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        return f"cannot use {shorten(path)}: {exc.strerror or exc} — fix the path"
+    except ValueError:
+        return "a path cannot contain a NUL character — fix the path"
+    return None
+
+
+def shorten(path: Path, limit: int = 120) -> str:
+    text = str(path)
+    return text if len(text) <= limit else f"{text[: limit // 2]}…{text[-limit // 2 :]}"
 
 
 def _key_checks(cfg: WardenConfig, environ: Mapping[str, str]) -> list[Problem]:
@@ -100,11 +205,18 @@ def _key_checks(cfg: WardenConfig, environ: Mapping[str, str]) -> list[Problem]:
         key = "password_env" if e.password_env is not None else "password_file"
         out.append(((ex, key), "a password without executor.keystore — set the keystore too"))
     if e.password_env is not None and e.password_env not in environ:
+        # A password typed here by mistake must not be printed back: the name is quoted
+        # only when it reads like a conventional variable name.
+        name = e.password_env if _VARIABLE_NAME.fullmatch(e.password_env) else "it names"
         out.append(
-            ((ex, "password_env"), f"environment variable {e.password_env} is not set — export "
-             "the keystore password in it before starting")
+            ((ex, "password_env"), f"the environment variable {name} is not set — export "
+             "the keystore password in it before starting (password_env holds the "
+             "variable's name, never the password)")
         )  # fmt: skip
-    if e.password_file is not None and not e.password_file.is_file():
+    unusable = _unusable(e.password_file) if e.password_file is not None else None
+    if unusable:
+        out.append(((ex, "password_file"), unusable))
+    elif e.password_file is not None and not e.password_file.is_file():
         out.append(((ex, "password_file"), f"{e.password_file} does not exist — check the path"))
     if e.dry_run is False and not e.has_key:
         out.append(
@@ -117,6 +229,9 @@ def _key_checks(cfg: WardenConfig, environ: Mapping[str, str]) -> list[Problem]:
              "from it — write the relayer's address")
         )  # fmt: skip
     return out
+
+
+_VARIABLE_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 
 
 def _raw_key_problem(key: str, relayer: str | None) -> str | None:
@@ -135,9 +250,10 @@ def _keystore_problems(path: Path, relayer: str | None) -> list[Problem]:
         keystore = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-        return [(where, f"cannot read {path}: {reason} — check the path")]
-    except ValueError:
-        return [(where, f"{path} is not JSON — it must be an encrypted keystore")]
+        return [(where, f"cannot read {shorten(path)}: {reason} — check the path")]
+    except ValueError:  # not JSON; also a path with a NUL byte
+        return [(where, f"{shorten(path)} is not a JSON keystore — it must be an encrypted "
+                        "keystore")]  # fmt: skip
     if not isinstance(keystore, dict) or not ({"crypto", "Crypto"} & keystore.keys()):
         return [(where, f"{path} is not an encrypted keystore (no `crypto` section)")]
     claimed = keystore.get("address")

@@ -1,5 +1,6 @@
 """The config as `key.path: value` lines, safe to print and to log: secrets and values
-taken from the environment or a file are masked, amounts and durations in words."""
+taken from the environment or a file are masked, RPC URLs redacted, anything that looks
+like a private key masked, amounts and durations in words."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from chain.client import redact_url
 from chain.units import format_amount, format_duration
+from warden.app.settings.secrets import mask_key_like
 
 _AMOUNTS = ("min_relayer_balance", "max_fee_per_gas", "min_tip")
 _DURATIONS = ("intent_ttl", "rate_window")
@@ -17,7 +20,8 @@ _DURATIONS = ("intent_ttl", "rate_window")
 def describe(dumped: Mapping[str, Any], sources: Mapping[str, str]) -> list[str]:
     """`dumped` is `model_dump(by_alias=True)`; `sources` maps dotted keys to where their
     value came from ("$NAME", "file PATH"): those are shown as `*** (from ...)`."""
-    return list(_lines(dict(dumped), (), sources))
+    # A key typed into the wrong field (api.host, a path) is not printed either.
+    return [mask_key_like(line) for line in _lines(dict(dumped), (), sources)]
 
 
 def _lines(value: Any, where: tuple[str, ...], sources: Mapping[str, str]) -> Iterator[str]:
@@ -35,9 +39,11 @@ def _lines(value: Any, where: tuple[str, ...], sources: Mapping[str, str]) -> It
     elif where[-1] in _DURATIONS:
         yield f"{key}: {format_duration(value)}"
     elif isinstance(value, list):
+        # An RPC URL usually holds the provider's key in its path: shown redacted.
+        shown = [redact_url(v) if key == "chain.rpc" else str(v) for v in value]
         items = [
-            f"*** (from {sources[f'{key}[{i}]']})" if f"{key}[{i}]" in sources else str(v)
-            for i, v in enumerate(value)
+            f"*** (from {sources[f'{key}[{i}]']})" if f"{key}[{i}]" in sources else shown[i]
+            for i in range(len(value))
         ]
         yield f"{key}: [{', '.join(items)}]"
     else:

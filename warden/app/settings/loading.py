@@ -16,16 +16,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from chain.client import url_secrets
 from executor.settings import ExecutorSettings
 from warden.app.settings import overrides
 from warden.app.settings.checks import cross_checks
 from warden.app.settings.errors import ConfigError
 from warden.app.settings.models import ApiConfig, WardenConfig
-from warden.app.settings.secrets import Outside, Where, dotted, substitute
+from warden.app.settings.secrets import Outside, Where, dotted, leaks, mask, substitute
 from warden.app.settings.yaml_reader import kind, line_of, read_yaml
 
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SECTIONS = ("chain", "rules", "executor", "api", "logging", "devnet")
 
 
@@ -39,29 +41,23 @@ def load_config(
     base = file.resolve().parent
     try:
         text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8 (or a NUL in the path)
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError([f"{file}:1: cannot read the config file: {reason}"]) from None
     doc = read_yaml(file, text)
     found = overrides.find(environ)
     outside = Outside()
-    out: list[tuple[int, str]] = []
+    reported: list[tuple[Where, str]] = []
     failed: list[Where] = []
 
     def report(where: Where, message: str) -> None:
         failed.append(where)
-        key = dotted(where) or "(top level)"
-        shown = _mask(message, outside.values_at(where))
-        override = next((o for o in found if o.covers(where)), None)
-        if override is not None:
-            out.append((0, f"${override.variable}: {key}: {shown}"))
-        else:
-            line = line_of(doc, where)
-            out.append((line, f"{file}:{line}: {key}: {shown}"))
+        reported.append((where, message))
 
     skip = {w for o in found for w in o.replaces()}
     data = substitute(doc, (), environ, base, report, outside, skip)
     overrides.apply(data, found, base, report, outside)
+    _hide_secrets(data, outside)
     if devnet and isinstance(data.get("chain"), dict):
         data["chain"].pop("rpc", None)
     for where in failed:
@@ -81,30 +77,86 @@ def load_config(
                 where, message = _explain(err, outside.sources)
                 report(where, message)
                 _remove(data, where)
+    locate = _Locator(file, doc, found)
     if cfg is not None:
         cfg._sources = {
             k: v for k, v in outside.sources.items() if not (devnet and k.startswith("chain.rpc"))
         }
+        cfg._places = locate.places()
         broken = list(failed)
         for where, message in cross_checks(cfg, environ):
             if not any(where[: len(f)] == f or f[: len(where)] == where for f in broken):
                 report(where, message)
-    if out or cfg is None:
+    if reported or cfg is None:
+        everywhere = outside.every_value()
+        out = [
+            locate.line_and_text(where, _safe(where, message, outside, everywhere))
+            for where, message in reported
+        ]
         # Overrides first, by variable; then the file's problems in line order.
         ordered = sorted(out, key=lambda item: (item[0], item[1] if item[0] == 0 else ""))
         raise ConfigError([text for _, text in ordered])
     return cfg
 
 
-def _mask(message: str, values: list[str]) -> str:
-    """`message` with every appearance of these values (and of their words) as ***."""
-    forms: set[str] = set()
-    for value in values:
-        forms.update((repr(value), value.strip()))
-        forms.update(word for word in value.split() if len(word) > 1)
-    for form in sorted((f for f in forms if f), key=len, reverse=True):
-        message = re.sub(rf"(?<![\w.]){re.escape(form)}(?![\w.])", "***", message)
-    return message
+class _Locator:
+    """Where a key was written: `FILE:LINE` in the file, `$VARIABLE` for an override."""
+
+    def __init__(self, file: Path, doc: Any, found: list[overrides.Override]) -> None:
+        self.file, self.doc, self.found = file, doc, found
+
+    def place(self, where: Where) -> tuple[int, str]:
+        override = next((o for o in self.found if o.covers(where)), None)
+        if override is not None:
+            return 0, f"${override.variable}"
+        line = line_of(self.doc, where)
+        return line, f"{self.file}:{line}"
+
+    def line_and_text(self, where: Where, message: str) -> tuple[int, str]:
+        line, place = self.place(where)
+        text = f"{place}: {dotted(where) or '(top level)'}: {message}"
+        # One line per problem, whatever a key or a path held (a quoted "\n" in a key).
+        return line, _LINE_BREAKING.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+
+    def places(self) -> dict[str, str]:
+        """Every section key's place, for problems found after loading (`unlock`)."""
+        out: dict[str, str] = {}
+        for section, info in WardenConfig.model_fields.items():
+            out[section] = self.place((section,))[1]
+            model = info.annotation
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                for key, field in model.model_fields.items():
+                    name = field.alias or key
+                    out[f"{section}.{name}"] = self.place((section, name))[1]
+        return out
+
+
+def _hide_secrets(data: Any, outside: Outside) -> None:
+    """Secret fields and RPC URLs' key-holding parts are never quoted, even when the file
+    itself holds them (a key typed into the wrong field, an Infura URL)."""
+    for section, key in (("api", "token"), ("executor", "raw_key")):
+        node = data.get(section) if isinstance(data, dict) else None
+        value = node.get(key) if isinstance(node, dict) else None
+        if isinstance(value, str):
+            outside.hide((section, key), value)
+    chain = data.get("chain") if isinstance(data, dict) else None
+    rpc = chain.get("rpc") if isinstance(chain, dict) else None
+    for i, url in enumerate(rpc if isinstance(rpc, list) else []):
+        if isinstance(url, str):
+            for part in url_secrets(url):
+                outside.hide(("chain", "rpc", i), part)
+
+
+def _safe(where: Where, message: str, outside: Outside, everywhere: list[str]) -> str:
+    """`message` with no value that came from outside the file or from a secret field;
+    when a parser quoted one in a form `mask` does not know, a message quoting nothing."""
+    local = outside.values_at(where)
+    shown = mask(message, local, everywhere)
+    if leaks(shown, local) or leaks(shown, [v for v in everywhere if len(v) >= 6]):
+        source = outside.source_at(where)
+        origin = f"the value from {source}" if source else "the value (a secret, not shown)"
+        shown = f"{origin} is not valid here — check it against docs/config.md"
+    return shown
 
 
 def _remove(data: Any, where: Where) -> None:

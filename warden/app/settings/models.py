@@ -10,6 +10,7 @@ reader sees a plain value. What the file wrote is still told apart by pydantic's
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, Self, TypeVar
@@ -18,11 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model
 
 from chain.fields import Bool, ConfigPath, Int, Seconds, Section
 from chain.units import format_amount
-from executor import Signer, load_password
+from executor import Signer, SignerError, load_password
 from executor.settings import ExecutorSettings
 from executor.signer import DEVNET_CHAIN_IDS
 from indexer.settings import ChainSettings
 from warden.app.settings.describe import describe
+from warden.app.settings.errors import ConfigError
+from warden.app.settings.secrets import mask
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -66,6 +69,8 @@ class WardenConfig(Section):
 
     # dotted key -> where its value came from ("$NAME" or "file PATH"), for describe()
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+    # dotted key -> "FILE:LINE" or "$VARIABLE", for problems found after loading
+    _places: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _decide_defaults(self) -> Self:
@@ -157,7 +162,44 @@ class WardenConfig(Section):
             out.append("executor.dry_run is true although a key is configured: nothing is sent")
         if not self.api.enabled and self.api.token is not None:
             out.append("api.token is set but the API is disabled")
+        for key, path in (("keystore", e.keystore), ("password_file", e.password_file)):
+            mode = _mode(path)
+            if mode & (stat.S_IRGRP | stat.S_IROTH):
+                out.append(
+                    f"executor.{key}: {path} is readable by other users (mode {mode:o}): the "
+                    "key is only as safe as every account on this machine — chmod 600 it"
+                )
         return out
+
+    def where(self, key: str) -> str:
+        """`FILE:LINE: key` or `$VARIABLE: key`: where a dotted key was set, for a problem
+        found after loading (the keystore's password, at `unlock`)."""
+        place = self._places.get(key) or self._places.get(key.split(".")[0], "(config)")
+        return f"{place}: {key}"
+
+    def unlock(self, environ: Mapping[str, str], *, chain_id: int | None = None) -> Signer | None:
+        """`load_signer`, with a failure as the `ConfigError` `load_config` would give: at
+        the line of the key to fix (the password's source when it cannot be read, the
+        keystore otherwise), quoting no secret."""
+        try:
+            return self.load_signer(environ, chain_id=chain_id)
+        except SignerError as exc:
+            e = self.executor
+            key = "executor.raw_key" if e.raw_key is not None else "executor.keystore"
+            text = str(exc)
+            if "password" in text and any(w in text for w in ("not set", "read", "empty")):
+                key = "executor.password_env" if e.password_env else "executor.password_file"
+            secrets = [s.get_secret_value() for s in (e.raw_key,) if s is not None]
+            if e.password_env and environ.get(e.password_env):
+                secrets.append(environ[e.password_env])
+            raise ConfigError([f"{self.where(key)}: {mask(text, secrets, secrets)}"]) from None
+
+
+def _mode(path: Path | None) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode) if path is not None else 0
+    except (OSError, ValueError):
+        return 0
 
 
 def _with(model: M, **changes: object) -> M:

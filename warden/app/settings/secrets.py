@@ -1,7 +1,14 @@
 """Values from outside the file: a whole `${NAME}` value is read from the environment,
 and `api.token_file` / `executor.raw_key_file` fill `api.token` / `executor.raw_key` from
 a file. Each such value is recorded (for `describe()`, which masks it, and for error
-messages, which never quote it)."""
+messages, which never quote it: `mask`).
+
+What error messages never quote, whatever check or parser wrote them:
+- a value from the environment (`${NAME}`, a `WARDEN_*` override) or a secret file;
+- a secret field's value, even typed into the file (`api.token`, `executor.raw_key`) and
+  the parts of an RPC URL that may hold a provider key (its path, query, userinfo);
+- anything that looks like a private key (more hex digits than an address holds).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +22,12 @@ Where = tuple[str | int, ...]
 Report = Callable[[Where, str], None]
 
 SECRET_FILES: dict[Where, str] = {("api",): "token", ("executor",): "raw_key"}  # *_file
+SECRET_FIELDS: frozenset[str] = frozenset({"api.token", "executor.raw_key"})
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MASK = "***"
+# Longer than an address's 40 digits: a private key, a hash, a provider key in hex.
+_KEY_LIKE = re.compile(r"(?:0[xX])?[0-9a-fA-F]{41,}")
+_GLOBAL_MIN = 6  # shorter values are masked only in their own key's messages
 
 
 @dataclass
@@ -28,6 +40,21 @@ class Outside:
     def add(self, where: Where, source: str, value: str) -> None:
         self.sources[dotted(where)] = source
         self.values.setdefault(dotted(where), []).append(value)
+
+    def hide(self, where: Where, value: str) -> None:
+        """A value of the file that messages must not quote either (a secret field's)."""
+        self.values.setdefault(dotted(where), []).append(value)
+
+    def every_value(self) -> list[str]:
+        return [v for values in self.values.values() for v in values]
+
+    def source_at(self, where: Where) -> str | None:
+        """Where the value at `where` (or the list it is in) came from, if outside."""
+        for i in range(len(where), 0, -1):
+            found = self.sources.get(dotted(where[:i]))
+            if found is not None:
+                return found
+        return None
 
     def values_at(self, where: Where) -> list[str]:
         """The raw values at `where` or around it (a list item, or the list it is in)."""
@@ -94,9 +121,10 @@ def read_into(
     at = (*where, f"{secret}_file")
     try:
         content = path.read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        report(at, f"cannot read {path}: {reason} — check the path (relative to the config)")
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text, or a bad path"
+        shown = str(path) if len(str(path)) <= 120 else f"{str(path)[:60]}…"
+        report(at, f"cannot read {shown}: {reason} — check the path (relative to the config)")
         return
     if not content:
         report(at, f"{path} is empty — write the secret in it")
@@ -110,3 +138,44 @@ def dotted(where: Where) -> str:
     for part in where:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
+
+
+def mask(message: str, local: list[str], everywhere: list[str]) -> str:
+    """`message` with no trace of these values: `local` (the key's own, any length) in
+    every form a parser may quote them (as is, stripped, repr'd, case-changed, word by
+    word), `everywhere` (every other outside value, when long enough not to mangle
+    ordinary words) as is, and anything key-like."""
+    forms: set[str] = set()
+    for value in local:
+        forms.update(_forms(value))
+        forms.update(word for word in value.split() if len(word) > 1)
+    for form in sorted((f for f in forms if f), key=len, reverse=True):
+        message = re.sub(rf"(?<![\w.]){re.escape(form)}(?![\w.])", MASK, message)
+    for value in sorted(everywhere, key=len, reverse=True):
+        for form in _forms(value):
+            if len(form) >= _GLOBAL_MIN:
+                message = message.replace(form, MASK)
+    return _KEY_LIKE.sub(MASK, message)
+
+
+def mask_key_like(text: str) -> str:
+    """`text` with every run of more hex digits than an address holds as ***."""
+    return _KEY_LIKE.sub(MASK, text)
+
+
+def leaks(message: str, values: list[str]) -> bool:
+    """Whether a value still shows in `message` in any case (the last check before a
+    message is given out; it is then replaced by one that quotes nothing)."""
+    lowered = message.lower()
+    return any(
+        len(form) >= 4 and form.lower() in lowered for value in values for form in _forms(value)
+    )
+
+
+def _forms(value: str) -> set[str]:
+    text = value.strip()
+    quoted = repr(value)
+    forms = {value, text, quoted, quoted[1:-1], text.lower(), text.upper()}
+    if text[:2].lower() == "0x":
+        forms.add(text[2:])
+    return forms
