@@ -24,8 +24,12 @@ The node is renewed every `segment` rounds (at most 50): its state is dumped and
 anvil loaded from the dump takes over behind the same URL, while the daemon keeps running
 (`_segments.SegmentedNode`); anvil 1.7.1 breaks after roughly 80 to 135 reorgs in one
 process. A reorg never reaches below the block the current node was loaded at (a loaded
-anvil has no state for earlier blocks), so the first rounds after a renewal are shallower. Node faults (anvil refusing a reorg, a state that contradicts its own blocks) are
-reported apart from failures: a refused reorg is retried once on a renewed node.
+anvil has no state for earlier blocks), so the first rounds after a renewal are shallower.
+Node faults (anvil refusing a reorg, a state that contradicts its own blocks) are reported
+apart from failures: a refused reorg is retried once on a renewed node.
+
+A wrong state is a failure in the round it first appears; the run goes on (the summary
+counts rounds with a new wrong state). A round that does not settle stops the run.
 
 The default run has 40 rounds in segments of 15; `make chaos` has 1,000 in segments of 40
 (CHAOS_REORG_ROUNDS, CHAOS_REORG_SEGMENT, CHAOS_SEED override).
@@ -271,6 +275,8 @@ async def run_reorgs(
         depths: list[int] = []
         carried = 0
         settle_times: list[float] = []
+        known: set[str] = set()
+        failed_rounds = 0
         try:
             for n in range(1, rounds + 1):
                 if n > 1 and (n - 1) % segment == 0:
@@ -318,12 +324,21 @@ async def run_reorgs(
                 problems += reconciled(daemon.db, fresh, w.relayer)
                 problems += unfinished_intents(daemon.db)
                 problems += await missed_actions(fresh, [RULES], head.timestamp)
-                for p in problems[:10]:
-                    result.fail(f"round {n} (depth {depth}): {p}")
-                fresh.unlink()
-                if problems:
-                    break
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{fresh}{suffix}").unlink(missing_ok=True)
                 result.runs = n
+                # A wrong state the daemon never repairs shows again every round: each
+                # problem is a failure once, in the round it first appeared, and the run
+                # goes on (a round that does not settle stops it: the next would not either).
+                new = [p for p in problems if p not in known]
+                known.update(new)
+                if new:
+                    failed_rounds += 1
+                for p in new[:10]:
+                    result.fail(f"round {n} (depth {depth}): {p}")
+                if len(known) > 200:
+                    result.fail(f"round {n}: over 200 distinct problems; stopped")
+                    break
             txs = await relayer_txs(w.anvil.url, w.relayer, w.start_block)
             for p in double_mined(daemon.db, txs, foreign=set()):
                 result.fail(p)
@@ -344,6 +359,7 @@ async def run_reorgs(
             "relayer transactions on the final chain": str(len(txs)),
             "daemon reorg log lines": str(reorgs_seen),
             "median settle": f"{statistics.median(settle_times or [0]):.2f} s",
+            "rounds with a new wrong state": str(failed_rounds),
             "node renewals": (
                 f"{node.renewals} (every {segment} rounds, max {max(renewals):.1f} s each, "
                 f"daemon kept running)"
