@@ -9,8 +9,9 @@ part of the test's own transactions from the replaced blocks, at their old or la
 offsets; the daemon's transactions are gone with their blocks. So triggers vanish, come
 back at the same position or a new one, and closes the daemon already made are undone.
 
-Settled: the daemon has indexed the node's head (same hash) and has nothing in flight (no
-open intent, no live job). Then, per round:
+Each round ends with one empty block on the new branch. Settled: the daemon has indexed
+the node's head (same hash), finished the step that did so (its `/status`), and has nothing
+in flight (no open intent, no live job). Then, per round:
 
 - state: `compare(daemon, fresh index up to the head)` is empty;
 - reconciled: every session the relayer closed on this chain has a confirmed intent for
@@ -38,10 +39,13 @@ The default run has 40 rounds in segments of 15; `make chaos` has 1,000 in segme
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
+import sqlite3
 import statistics
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -179,30 +183,30 @@ def in_flight(db: Path) -> int:
     return int(intents) + int(jobs)
 
 
-def settled(w: World, daemon: Daemon) -> bool:
-    """Settled now, and still so a moment later with the same head (a rule coming due or
-    a step in progress may still act)."""
-    first = _settled_head(w, daemon)
-    if first is None:
-        return False
-    time.sleep(0.3)
-    return _settled_head(w, daemon) == first
-
-
-def _settled_head(w: World, daemon: Daemon) -> str | None:
+def settled(w: World, daemon: Daemon, port: int) -> bool:
+    """The daemon indexed the node's head (same hash), finished the step that did so, and
+    has nothing in flight. "Finished" is read from its `/status`, published at the end of
+    each step after the rules and the executor ran: when it names the head's number, that
+    step's intents are stored. Every round ends on a height never seen before (`round_end`),
+    so that number can only be this head's. (A fixed pause after seeing the checkpoint, as
+    before, is a race on a busy machine: the rules may take longer than the pause.)"""
     try:
         head = w.anvil.rpc("eth_getBlockByNumber", "latest", False)
+        number = int(head["number"], 16)
         with read_only(daemon.db) as conn:
             row = conn.execute("SELECT number, hash FROM checkpoint WHERE id = 1").fetchone()
-        done = (
-            row is not None
-            and row[0] == int(head["number"], 16)
-            and row[1] == head["hash"]
-            and in_flight(daemon.db) == 0
-        )
-        return str(head["hash"]) if done else None
-    except Exception:  # the database is being created or migrated
-        return None
+        if row is None or (row[0], row[1]) != (number, head["hash"]):
+            return False
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=30) as r:
+            published = json.loads(r.read())["indexed_block"]
+        return bool(published == number and in_flight(daemon.db) == 0)
+    except (OSError, ValueError, KeyError, sqlite3.Error):  # starting, migrating, busy
+        return False
+
+
+def round_end(w: World) -> None:
+    """One empty block on the new branch: the reorg kept the height, this one is new."""
+    w.anvil.rpc("evm_mine")
 
 
 def codeless(w: World, fresh_db: Path) -> str:
@@ -262,7 +266,8 @@ async def run_reorgs(
     node = SegmentedNode(tmp, seed=seed)
     with world(node) as w:
         # The daemon talks to the node's stable URL (the proxy) and runs across renewals.
-        config = write_config(tmp, node.url, w, port=free_port(), poll=0.05)
+        port = free_port()
+        config = write_config(tmp, node.url, w, port=port, poll=0.05)
         # A reorg every few blocks may need a session's close sent several times; the rate
         # guard (3 per hour by default) is there for runaway loops, not for this.
         text = config.read_text().replace(
@@ -298,11 +303,12 @@ async def run_reorgs(
                     except (NodeFault, DevnetError) as again:
                         result.node_fault(f"round {n}, again on a renewed node: {again}")
                         break
+                round_end(w)
                 depths.append(depth)
                 carried += moved
                 t0 = time.monotonic()
                 done = await asyncio.to_thread(
-                    wait_until, lambda: settled(w, daemon), SETTLE_TIMEOUT, 0.05
+                    wait_until, lambda: settled(w, daemon, port), SETTLE_TIMEOUT, 0.05
                 )
                 if not done:
                     fresh = tmp / f"fresh-{n}.sqlite"
