@@ -18,7 +18,6 @@ from tests.chaos._segments import SegmentedNode
 from tests.conftest import Session
 from warden.devnet import Anvil
 
-
 JSON = {"Content-Type": "application/json"}
 
 
