@@ -43,7 +43,7 @@ bench: bootstrap ## every figure in BENCHMARKS.md, several runs each (~30 min; t
 	@$(VENV)/python scripts/bench_rules.py
 	@$(VENV)/python scripts/bench_executor.py
 
-chaos: bootstrap ## the long fault scenarios: 100 kill -9, 1,000 reorgs, 20 % RPC faults (real anvil)
+chaos: bootstrap ## the long fault scenarios: 100 kill -9, 1,000 reorgs, 20 % RPC faults, a lying node (real anvil); summary in .cache/chaos/summary.txt
 	@$(VENV)/pytest -m chaos tests/chaos $(PYTEST_ARGS)
 
 bench-indexer: bootstrap ## backfill benchmark on a cached seeded chain (see BENCHMARKS.md)

@@ -47,13 +47,14 @@ class World:
 
 
 @contextmanager
-def world() -> Iterator[World]:
-    """An anvil of its own (automine) with the stack deployed and funded."""
-    with Anvil() as node:
-        chain = Chain(node)
+def world(node: Anvil | None = None) -> Iterator[World]:
+    """An anvil of its own (automine; `node` if given, e.g. a `SegmentedNode`) with the
+    stack deployed and funded."""
+    with node or Anvil() as running:
+        chain = Chain(running)
         roles = make_roles(chain)
         stack = build_stack(chain, roles)
-        yield World(node, chain, roles, stack, chain.w3.eth.block_number + 1)
+        yield World(running, chain, roles, stack, chain.w3.eth.block_number + 1)
 
 
 def write_config(tmp: Path, rpc: str, w: World, *, port: int, poll: float = 0.2) -> Path:

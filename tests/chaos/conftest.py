@@ -24,17 +24,24 @@ class ScenarioResult:
     name: str
     runs: int = 0  # kills, reorgs, fault-injected rounds: the scenario's unit
     failures: list[str] = field(default_factory=list)  # what went wrong, one line each
+    # faults of the node itself (an anvil error, a state contradicting its own blocks):
+    # reported apart from Warden's failures, one line each
+    node_faults: list[str] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)  # what was verified after the runs
     figures: dict[str, str] = field(default_factory=dict)  # e.g. {"max lag": "3 blocks"}
 
     def fail(self, what: str) -> None:
         self.failures.append(what)
 
+    def node_fault(self, what: str) -> None:
+        self.node_faults.append(what)
+
     def line(self) -> str:
         figures = "".join(f", {k} {v}" for k, v in self.figures.items())
         verdict = "ok" if not self.failures else f"{len(self.failures)} failures"
         return (
-            f"{self.name}: {self.runs} runs, {verdict}{figures}; "
+            f"{self.name}: {self.runs} runs, {verdict}, {len(self.node_faults)} node faults"
+            f"{figures}; "
             f"checked: {'; '.join(self.checked) or 'nothing'}"
         )
 
@@ -61,3 +68,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for r in results:
         for failure in r.failures[:20]:
             terminalreporter.write_line(f"  {r.name}: {failure}")
+        for fault in r.node_faults[:20]:
+            terminalreporter.write_line(f"  {r.name}: node fault: {fault}")

@@ -126,8 +126,14 @@ async def test_stop_loss_closed_by_the_daemon_visible_in_the_api_restart_changes
     jobs = table(db, "SELECT id, state FROM jobs")
     async with running(plan(anvil, stack, db, start, free_port())) as (daemon, _):
         await until(lambda: _ready_again(daemon))
-        for _ in range(3):
-            await asyncio.sleep(0.2)
+        # Several more steps of the restarted daemon (each polls the node at least once),
+        # counted rather than slept through: on a busy machine 0.6 s may be no step at all.
+        seen = daemon.live.rpc.requests
+
+        async def stepped() -> bool:
+            return daemon.live.rpc.requests >= seen + 5
+
+        await until(stepped)
     assert table(db, "SELECT key, state, job_id FROM intents") == before
     assert table(db, "SELECT id, state FROM jobs") == jobs
     assert _closed_reason(session) == CloseReason.STOP_LOSS
