@@ -54,6 +54,9 @@ _RANGE_MESSAGES = (
 )
 _RATE_MESSAGES = ("rate limit", "too many requests", "exceeded its compute units", "capacity")
 _FATAL_CODES = {-32600, -32601, -32602}
+# A block asked for that the node does not have (yet, or any more): transient, whatever
+# the code says (anvil: "BlockOutOfRangeError: block height is 1129 but requested was 1130").
+_BEHIND_MESSAGES = ("blockoutofrange", "block height is", "header not found")
 # eth_sendRawTransaction refusals (geth, erigon, nethermind, anvil, reth wording).
 _TX_REJECTIONS = (
     ("already known", "already_known"),
@@ -123,6 +126,9 @@ def classify_rpc_error(error: dict[str, Any], method: str) -> Exception:
     if code == 3 or "revert" in lowered:
         data = error.get("data")
         return CallReverted(where, data if isinstance(data, str) else None)
+    if any(m in lowered for m in _BEHIND_MESSAGES):
+        # the node's head moved under the call (anvil mid-reorg answers -32602): ask again
+        return ProviderError(where, code if isinstance(code, int) else None)
     if code in _FATAL_CODES:
         return RpcRejected(where, code if isinstance(code, int) else None)
     return ProviderError(where, code if isinstance(code, int) else None)

@@ -85,6 +85,18 @@ def check_intent(
     return None
 
 
+def explained_by_index(error: str, session: Session, now: int) -> bool:
+    """Whether the indexed `session` (at chain time `now`) shows what a preflight revert
+    named `error` says, one of `chain.reverts.OBSOLETE_ERRORS`."""
+    if error == "SessionIsClosed":
+        return session.status == "closed"
+    if error == "OperatorRevoked":
+        return session.status in ("revoked", "closed")
+    if error == "NotSweepable":  # sweepable once revoked or at expiry (SessionWallet.sol)
+        return session.status == "active" and now < session.expiry
+    return True
+
+
 def rate_refusal(jobs_in_window: int, settings: ExecutorSettings) -> Refusal | None:
     if jobs_in_window >= settings.max_jobs_per_session:
         return Refusal(

@@ -25,6 +25,7 @@ from executor.guards import (
     balance_refusal,
     batch_tokens,
     check_intent,
+    explained_by_index,
     fee_refusal,
     rate_refusal,
 )
@@ -125,7 +126,7 @@ class Submitter:
             await self._refuse([i for i, _ in ready], refusal, report)
             return
         verified, ready = await self._verify_batches(ready)
-        ready = await self._preflight(ready, report)
+        ready = await self._preflight(ready, now, report)
         groups: list[tuple[Call, list[IntentRow], int | None]] = [
             (call, members, None) for call, members in self._group(ready)
         ]
@@ -169,9 +170,13 @@ class Submitter:
         return verified, [(i, s) for i, s in ready if i.key not in done]
 
     async def _preflight(
-        self, ready: list[tuple[IntentRow, Session]], report: StepReport
+        self, ready: list[tuple[IntentRow, Session]], now: int, report: StepReport
     ) -> list[tuple[IntentRow, Session]]:
-        """`eth_call` each close as the relayer would send it; a revert decides."""
+        """`eth_call` each close as the relayer would send it; a revert decides, except
+        a revert that would make the intent obsolete while the indexed session does not
+        explain it: the node is ahead of the index (an owner's close, a revoke or an
+        extension in a block not indexed yet, which a reorg may still remove), so the
+        intent waits for the index instead of being settled on the node's word alone."""
         singles = [calls.single(i.wallet, i.action, i.reason) for i, _ in ready]
         answers = await self.client.batch_each(
             [("eth_call", [self.sender.tx_fields(c), "latest"]) for c in singles]
@@ -181,6 +186,15 @@ class Submitter:
         for (intent, session), answer in zip(ready, answers, strict=True):
             if isinstance(answer, CallReverted):
                 revert = decode_revert(answer.data)
+                if revert.obsolete and not explained_by_index(revert.name, session, now):
+                    wait = Refusal(
+                        "index_behind",
+                        f"preflight: {revert}, which the indexed session does not show yet: "
+                        "waiting for the indexer",
+                        False,
+                    )
+                    await self._refuse([intent], wait, report)
+                    continue
                 state = "obsolete" if revert.obsolete else "failed"
                 settled.append((intent.key, state, f"preflight: {revert}"))
             elif isinstance(answer, Exception):

@@ -112,6 +112,13 @@ async def test_a_revert_is_fatal_and_keeps_its_data(anvil: Anvil) -> None:
         ({"code": -32000, "message": "header not found"}, "eth_getBlockByNumber", ProviderError),
         ({"code": -32603, "message": "internal error"}, "eth_blockNumber", ProviderError),
         ({"code": -32601, "message": "the method foo does not exist"}, "foo", RpcRejected),
+        # anvil mid-reorg: the block asked for is past its new head (found by the chaos run)
+        ({"code": -32602, "message": "BlockOutOfRangeError: block height is 1129 but "
+          "requested was 1130"}, "eth_call", ProviderError),
+        ({"code": -32602, "message": "header not found"}, "eth_getBlockByNumber",
+         ProviderError),
+        ({"code": -32602, "message": "invalid argument 0: hex string without 0x prefix"},
+         "eth_call", RpcRejected),
         ({"code": 3, "message": "execution reverted", "data": "0x12"}, "eth_call",
          CallReverted),
     ],

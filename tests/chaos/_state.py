@@ -230,7 +230,10 @@ def double_mined(daemon_db: Path, txs: Iterable[ChainTx], *, foreign: set[str]) 
         job_of = dict(db.execute("SELECT hash, job_id FROM transactions").fetchall())
         job_state = dict(db.execute("SELECT id, state FROM jobs").fetchall())
         members: dict[int, list[str]] = {}
-        for key, job_id in db.execute("SELECT key, job_id FROM intents WHERE job_id IS NOT NULL"):
+        # every job an intent ever had (a requeued intent's `intents.job_id` holds only the
+        # latest, so a close by an earlier job would look like nobody's)
+        carried = "SELECT i.key, j.job_id FROM job_intents j JOIN intents i ON i.id = j.intent_id"
+        for key, job_id in db.execute(carried):
             members.setdefault(job_id, []).append(key)
     mined_per_job: dict[int, list[str]] = {}
     for tx in txs:

@@ -165,7 +165,7 @@ async def test_drained_relayer_refuses_then_resumes_when_funded(
     assert closed_reason(fresh_chain, session) == CloseReason.STOP_LOSS
 
 
-async def test_revert_in_preflight_makes_the_intent_obsolete_not_retried(
+async def test_revert_in_preflight_makes_the_intent_obsolete_once_indexed_not_retried(
     anvil: Anvil, fresh_chain: Chain, stack: Stack, roles: Roles, make_session: Any, tmp_path: Path
 ) -> None:
     start = fresh_chain.w3.eth.block_number + 1
@@ -176,15 +176,20 @@ async def test_revert_in_preflight_makes_the_intent_obsolete_not_retried(
             await r.intend(closed_by_owner.wallet.address),
             await r.intend(revoked.wallet.address),
         ]
-        # Both change on chain after the last indexing: only the preflight can see it.
+        # Both change on chain after the last indexing: only the preflight can see it, and
+        # a reorg could still remove it, so the intents wait for the index (nothing sent).
         fresh_chain.send(closed_by_owner.wallet.functions.close(CloseReason.OWNER), roles.owner)
         fresh_chain.send(revoked.wallet.functions.revoke(), roles.owner)
         await r.step(index=False)
+        for key in keys:
+            state, detail = await r.state(key)
+            assert state == "pending" and detail is not None and "index_behind" in detail
+        assert table(r.db_path, "SELECT COUNT(*) FROM jobs") == [(0,)]
+        await r.run()  # indexed now: the index shows why, so they are obsolete
         assert [await r.state(k) for k in keys] == [
-            ("obsolete", "preflight: SessionIsClosed()"),
+            ("obsolete", f"session already closed (owner by {roles.owner})"),
             ("obsolete", "preflight: OperatorRevoked()"),
         ]
-        await r.run()
         assert table(r.db_path, "SELECT COUNT(*) FROM jobs") == [(0,)]
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_utils.address import to_checksum_address
 
+from chain.reverts import error_specs
 from chain.transport import RpcFault
 from executor import Executor, Outbox, Signer, StepReport
 from executor.tracking import NONCE_TAKEN_AFTER
@@ -26,6 +27,14 @@ from tests.executor._support import RELAYER_KEY, executor_settings, intend, tabl
 
 FACTORY = "0x" + "fa" * 20
 WALLET = to_checksum_address("0x" + "3a" * 20)  # as the indexer stores it
+
+
+def error_selector(name: str) -> str:
+    """The 4-byte selector (hex, no 0x) of one of the contracts' custom errors."""
+    return next(s.selector[2:] for s in error_specs().values() if s.name == name)
+
+
+SESSION_IS_CLOSED = error_selector("SessionIsClosed")
 
 
 @dataclass
@@ -260,3 +269,48 @@ def _signed(nonce: int, max_fee: int, tip: int) -> str:
         {"type": 2, "chainId": CHAIN_ID, "nonce": nonce, "to": signer.address, "value": 0,
          "data": "0x", "gas": 21_000, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip}
     ).raw  # fmt: skip
+
+
+async def test_a_close_the_node_knows_but_the_index_does_not_waits_for_the_index(
+    fake: FakeRig,
+) -> None:
+    """Found by the 1,000-round reorg chaos: the owner's close was in a block not indexed
+    yet, the preflight said SessionIsClosed, the intent was settled obsolete on the node's
+    word, and the reorg that removed the close left the due close unsent for good."""
+    node = fake.node
+    key = await fake.intend()
+    closed = "0x" + SESSION_IS_CLOSED
+    node.reverts[WALLET.lower()] = closed  # the owner's close, not indexed yet
+    report = await fake.step()
+    assert report.refused == 1 and await fake.state(key) == "pending"
+    refusals = await fake.outbox.refusals(key)
+    assert [guard for guard, _ in refusals] == ["index_behind"]
+    assert not node.pool  # nothing sent while the node and the index disagree
+    del node.reverts[WALLET.lower()]  # a reorg removed the owner's close
+    report = await fake.step()
+    assert report.jobs == 1 and await fake.state(key) == "submitted"
+    node.mine()
+    report = await fake.step()
+    assert await fake.state(key) == "confirmed"
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "waits"),
+    [
+        ("SessionIsClosed", "active", True),
+        ("SessionIsClosed", "revoked", True),
+        ("OperatorRevoked", "active", True),
+        ("OperatorRevoked", "revoked", False),  # the index shows it: obsolete at once
+        ("NotSweepable", "revoked", True),
+        ("NotSweepable", "active", False),  # not expired on the indexed chain either
+    ],
+)
+async def test_an_obsolete_revert_settles_only_what_the_index_shows(
+    fake: FakeRig, error: str, status: str, waits: bool
+) -> None:
+    key = await fake.intend()
+    session = fake.store.sessions_by_wallet[WALLET]
+    fake.store.sessions_by_wallet[WALLET] = replace(session, status=status)
+    fake.node.reverts[WALLET.lower()] = "0x" + error_selector(error)
+    await fake.step()
+    assert await fake.state(key) == ("pending" if waits else "obsolete")

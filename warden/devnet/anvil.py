@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from web3 import Web3
 
@@ -102,7 +102,7 @@ class Anvil:
             raise DevnetError("anvil is not running")
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float | None = None) -> Anvil:
+    def start(self, timeout: float | None = None) -> Self:
         timeout = self.start_timeout if timeout is None else timeout
         last_error = ""
         for _ in range(3):  # a free port can be taken between probe and bind
@@ -182,7 +182,7 @@ class Anvil:
                 "killed: the dump is incomplete; raise stop_timeout"
             )
 
-    def __enter__(self) -> Anvil:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
