@@ -9,9 +9,9 @@ the end, the lies still on, it settles and the same verdict as the kill and faul
 scenarios holds: every session indexed and the state equal to a fresh index made
 directly against anvil, every due close sent exactly once, nothing mined twice.
 
-Without a check of the logs against the header's `logsBloom`, the daemon commits a block
-without its logs and never looks again (issue 14, defect 2): the default-suite version is
-marked xfail until that check lands. The default run has 30 s of activity; `make chaos`
+Without the check of the logs against the header's `logsBloom` (indexer/verify.py), the
+daemon committed a block without its logs and never looked again (issue 14, defect 2);
+this scenario failed then. The default run has 30 s of activity; `make chaos`
 has 5 minutes (CHAOS_LIE_SECONDS, CHAOS_SEED override).
 """
 
@@ -70,7 +70,6 @@ async def run_lies(tmp: Path, seconds: float, seed: int, settle: float) -> Scena
     return result
 
 
-@pytest.mark.xfail(strict=False, reason="needs the logsBloom check")
 async def test_lying_node_short(tmp_path: Path, chaos_report: list[ScenarioResult]) -> None:
     result = await run_lies(tmp_path, seconds=30, seed=13, settle=90)
     chaos_report.append(result)
