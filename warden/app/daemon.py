@@ -34,6 +34,7 @@ from executor import Executor, Outbox, Signer
 from indexer import Indexer, IndexerStore, Progress, open_database
 from rules import RulesHolder, RulesHost
 from warden.app.api import LiveState, check_binding, create_app
+from warden.app.api.server import runner_options
 from warden.app.pipeline import RulesPipeline
 from warden.app.settings import WardenConfig
 
@@ -198,7 +199,7 @@ class Daemon:
             token = api.token.get_secret_value() if api.token is not None else None
             check_binding(api.host, token)
             self._http = web.AppRunner(
-                create_app(cfg.database, self.live, token=token), access_log=None
+                create_app(cfg.database, self.live, token=token), **runner_options()
             )
             await self._http.setup()
             await web.TCPSite(self._http, api.host, api.port).start()

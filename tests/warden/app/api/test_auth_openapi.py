@@ -100,16 +100,40 @@ async def test_every_route_answers_its_documented_schema(api: Api, indexed: Inde
         check_response(doc, template, status, body)
 
 
-async def test_other_methods_are_a_documented_405(api: Api, indexed: Indexed) -> None:
+async def test_other_methods_are_a_documented_405_with_allow(api: Api, indexed: Indexed) -> None:
     doc = await api.ok("/openapi.json")
     wallet = indexed.wallets[0]
-    for template in doc["paths"]:
+    for template, item in doc["paths"].items():
+        assert set(item) == {"get", "head"}, template
         url = api.server.make_url(template.replace("{wallet}", wallet).replace("{address}", wallet))
-        for method in ("POST", "DELETE", "HEAD"):
+        for method in ("POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"):
             async with api.http.request(method, url) as r:
-                assert r.status == 405 and r.headers["Allow"] == "GET", (template, method)
-                if method != "HEAD":
-                    check_response(doc, template, 405, await r.json())
+                assert r.status == 405, (template, method)
+                assert set(r.headers["Allow"].split(",")) == {"GET", "HEAD"}, (template, method)
+                check_response(doc, template, 405, await r.json())
+
+
+async def test_head_answers_what_get_answers_without_a_body(api: Api, indexed: Indexed) -> None:
+    doc = await api.ok("/openapi.json")
+    wallet = indexed.wallets[0]
+    paths = [t.replace("{wallet}", wallet).replace("{address}", wallet) for t in doc["paths"]]
+    paths += ["/sessions/0x12", "/sessions?limit=0", "/nowhere", "/sessions/" + "0x" + "ab" * 20]
+    for path in paths:
+        async with api.http.get(api.server.make_url(path)) as got:
+            body = await got.read()
+        async with api.http.head(api.server.make_url(path)) as head:
+            assert head.status == got.status, path
+            assert head.headers["Content-Type"] == got.headers["Content-Type"], path
+            assert await head.read() == b"", path
+        assert body, path
+        template = next((t for t in doc["paths"] if _fits(t, path.split("?")[0])), None)
+        assert template is not None or head.status == 404, path
+        assert template is None or str(head.status) in doc["paths"][template]["head"]["responses"], (path, head.status)
+
+
+def _fits(template: str, path: str) -> bool:
+    a, b = template.split("/"), path.split("/")
+    return len(a) == len(b) and all(x == y or x.startswith("{") for x, y in zip(a, b, strict=True))
 
 
 async def test_the_schema_check_can_fail(api: Api, indexed: Indexed) -> None:
