@@ -172,11 +172,12 @@ def serve_api(
 class _Served:
     def __init__(self, db: Any, live: LiveState, token: str | None, limits: HttpLimits) -> None:
         self.app = create_app(db, live, token=token)
-        self.server = TestServer(self.app, host="127.0.0.1", **runner_options(limits))
+        self.server = TestServer(self.app, host="127.0.0.1")
+        self.options = runner_options(limits)  # TestServer takes them at start only
         self.http: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Api:
-        await self.server.start_server()
+        await self.server.start_server(**self.options)
         self.http = aiohttp.ClientSession()
         return Api(self.server, self.http)
 
