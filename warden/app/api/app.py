@@ -153,7 +153,7 @@ def create_app(db: Database, live: LiveState, *, token: str | None = None) -> we
     # aiohttp would buffer is capped at one small read.
     app = web.Application(middlewares=middlewares, client_max_size=1024)
     app[ROUTES] = routes
-    document = build_openapi(routes, version=API_VERSION)
+    document = build_openapi(routes, version=API_VERSION, secured=bool(token))
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         conn, own = await _open_read_only(db)

@@ -63,7 +63,7 @@ def _parameters(model: type[Params], where: str) -> list[dict[str, Any]]:
     return out
 
 
-def _responses(route: Route, *, head: bool = False) -> dict[str, Any]:
+def _responses(route: Route, *, secured: bool, head: bool = False) -> dict[str, Any]:
     if route.response is None:
         ok: dict[str, Any] = {
             "description": "Prometheus text exposition format 0.0.4",
@@ -77,7 +77,8 @@ def _responses(route: Route, *, head: bool = False) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": ok}
     # every route refuses unknown query parameters and request bodies (400) and methods
     # other than GET and HEAD (405)
-    codes = sorted({*route.errors, 400, 405, 500, *(() if route.public else (401,))})
+    guarded = secured and not route.public
+    codes = sorted({*route.errors, 400, 405, 500, *((401,) if guarded else ())})
     for code in codes:
         name = route.response.__name__ if code == 503 and route.response else "Error"
         responses[str(code)] = {
@@ -90,7 +91,7 @@ def _responses(route: Route, *, head: bool = False) -> dict[str, Any]:
     return responses
 
 
-def _operation(route: Route, *, head: bool = False) -> dict[str, Any]:
+def _operation(route: Route, *, secured: bool, head: bool = False) -> dict[str, Any]:
     parameters = _parameters(route.query, "query")
     if route.path_params is not None:
         parameters = _parameters(route.path_params, "path") + parameters
@@ -99,15 +100,18 @@ def _operation(route: Route, *, head: bool = False) -> dict[str, Any]:
         "operationId": f"{name}_head" if head else name,
         "summary": f"{route.summary} (headers only)" if head else route.summary,
         "parameters": parameters,
-        "responses": _responses(route, head=head),
+        "responses": _responses(route, secured=secured, head=head),
     }
     if route.public:
         op["security"] = []  # overrides the document-wide bearer requirement
     return op
 
 
-def build_openapi(routes: Sequence[Route], *, version: str) -> dict[str, Any]:
-    return {
+def build_openapi(routes: Sequence[Route], *, version: str, secured: bool) -> dict[str, Any]:
+    """The document of `routes` as served: with `secured` (a token is configured) every
+    route but the public ones needs the bearer token and may answer 401; without, none
+    does and none can."""
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "Session Warden API",
@@ -116,12 +120,15 @@ def build_openapi(routes: Sequence[Route], *, version: str) -> dict[str, Any]:
             "Amounts are decimal strings. Unknown query parameters are refused with 400.",
         },
         "paths": {
-            route.path: {"get": _operation(route), "head": _operation(route, head=True)}
+            route.path: {
+                "get": _operation(route, secured=secured),
+                "head": _operation(route, secured=secured, head=True),
+            }
             for route in routes
         },
-        "components": {
-            "schemas": components(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-        "security": [{"bearer": []}],
+        "components": {"schemas": components()},
     }
+    if secured:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        document["security"] = [{"bearer": []}]
+    return document

@@ -126,8 +126,14 @@ def decode_cursor(name: str, scope: str, raw: str) -> int:
         raise BadParameter(name, str(exc)) from None
 
 
+# What a cursor looks like; which such strings are cursors (base64 of this listing's
+# scope and a key below 2**63) is beyond JSON Schema: the others are a 400 too.
+_CURSOR_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "minLength": 2,
+                  "maxLength": 40}  # fmt: skip
+
+
 def _cursor(scope: str) -> Parsed:
-    return Parsed(lambda raw: _cursor_key(scope, raw), {"type": "string"})
+    return Parsed(lambda raw: _cursor_key(scope, raw), _CURSOR_SCHEMA)
 
 
 _ADDRESS_SCHEMA = {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}

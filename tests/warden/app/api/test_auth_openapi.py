@@ -48,6 +48,22 @@ async def test_without_a_token_everything_is_open(api: Api) -> None:
     assert (await api.get("/status", token="anything"))[0] == 200
 
 
+async def test_the_document_says_401_exactly_when_a_token_guards_the_route(
+    indexed: Indexed,
+) -> None:
+    async with serve_api(indexed.path, LiveState()) as api:
+        open_doc = await api.ok("/openapi.json")
+    async with serve_api(indexed.path, LiveState(), token=TOKEN) as api:
+        guarded_doc = await api.ok("/openapi.json", token=TOKEN)
+    assert "security" not in open_doc and "securitySchemes" not in open_doc["components"]
+    assert guarded_doc["security"] == [{"bearer": []}]
+    for path, item in open_doc["paths"].items():
+        for method, op in item.items():
+            assert "401" not in op["responses"], (path, method)
+            guarded = guarded_doc["paths"][path][method]["responses"]
+            assert ("401" in guarded) == (path != "/health"), (path, method)
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.1", "::1", "[::1]", "localhost"])
 def test_loopback_needs_no_token(host: str) -> None:
     check_binding(host, None)
