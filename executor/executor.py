@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chain import ChainClient
+from chain import ChainClient, RetryableError
 from executor.guards import batch_size_problem
 from executor.outbox import Outbox
 from executor.sending import Hook, Sender
@@ -34,6 +34,7 @@ from executor.signer import Signer
 from executor.submission import Submitter
 from executor.tracking import Tracker
 from indexer import IndexerStore
+from indexer.failures import FailureStreak
 
 log = logging.getLogger("warden.executor")
 
@@ -110,6 +111,7 @@ class Executor:
         self.submitter = Submitter(
             client, outbox, store, settings, factory=factory, dry_run=dry_run, sender=self.sender
         )
+        self.failures = FailureStreak()  # steps failed in a row on the node's account
 
     @property
     def last_balance(self) -> int | None:
@@ -126,10 +128,18 @@ class Executor:
     async def step(self, now: int) -> StepReport:
         """One pass: track, confirm, submit. `now` is chain time (latest indexed block)."""
         report = StepReport()
-        if not self.dry_run:
-            await self.tracker.track(report)
-        await self.tracker.confirm(report)
-        await self.submitter.submit(now, report)
+        self.failures.begin()
+        try:
+            if not self.dry_run:
+                await self.tracker.track(report)
+            await self.tracker.confirm(report)
+            await self.submitter.submit(now, report)
+        except RetryableError as exc:  # the node: counted for readiness, the caller retries
+            self.failures.failed(exc)
+            raise
+        finally:
+            self.failures.end()
+        self.failures.succeeded()
         return report
 
     def drain_latencies(self) -> list[float]:

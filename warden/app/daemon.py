@@ -32,6 +32,7 @@ from aiohttp import web
 from chain import ChainClient, FatalError, RetryableError
 from executor import Executor, Outbox, Signer
 from indexer import Indexer, IndexerStore, Progress, open_database
+from indexer.failures import FailureStreak
 from rules import RulesHolder, RulesHost
 from warden.app.api import LiveState, check_binding, create_app
 from warden.app.api.server import runner_options
@@ -103,6 +104,7 @@ class Daemon:
         self._hup = False
         self._http: web.AppRunner | None = None
         self._stopper: asyncio.Task[None] | None = None
+        self.rules_failures = FailureStreak()  # the rules' own node calls (token decimals)
 
     # -- lifecycle -------------------------------------------------------------------
     async def run(self) -> int:
@@ -188,6 +190,12 @@ class Daemon:
         self.live.relayer_address = executor.relayer
         self.live.rules_version = pipeline.version
         self.live.rpc = client.stats
+        self.live.max_failure_seconds = cfg.chain.max_failure_seconds
+        self.live.failures = {
+            "indexer": indexer.failures,
+            "executor": executor.failures,
+            "rules": self.rules_failures,
+        }
         log.info(
             "warden running: chain %d, factory %s, relayer %s%s, rules %s (%d rules)",
             target.chain_id, target.factory, executor.relayer,
@@ -274,21 +282,26 @@ class Daemon:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.intake_stop.wait(), self.cfg.chain.poll_interval)
 
-    @staticmethod
-    async def _index(indexer: Indexer, pipeline: RulesPipeline, timing: StepTiming) -> bool:
+    async def _index(self, indexer: Indexer, pipeline: RulesPipeline, timing: StepTiming) -> bool:
         """One indexer round, each commit's update handed to the rules before the next
-        commit; False when there was nothing new (wait for the next poll)."""
+        commit; False when there was nothing new (wait for the next poll). The indexer
+        counts its own failures; the rules' calls to the node are counted here."""
+        rules = self.rules_failures
         try:
             async with contextlib.aclosing(indexer.advance()) as updates:
                 async for update in updates:
                     timing.mark("index")
+                    rules.begin()
                     await pipeline.handle(update)
+                    rules.succeeded()
                     timing.mark("rules")
         except RetryableError as exc:  # the rules' own calls (token decimals)
-            log.warning("indexer step failed, retrying: %s", exc)
+            rules.failed(exc)
+            log.warning("rules step failed (%d in a row), retrying: %s", rules.consecutive, exc)
             await asyncio.sleep(indexer.client.retry.initial)
             return True
         finally:
+            rules.end()
             timing.mark("index")
         return not indexer.idle
 

@@ -144,7 +144,9 @@ async def test_head_answers_what_get_answers_without_a_body(api: Api, indexed: I
         assert body, path
         template = next((t for t in doc["paths"] if _fits(t, path.split("?")[0])), None)
         assert template is not None or head.status == 404, path
-        assert template is None or str(head.status) in doc["paths"][template]["head"]["responses"], (path, head.status)
+        assert (
+            template is None or str(head.status) in doc["paths"][template]["head"]["responses"]
+        ), (path, head.status)
 
 
 def _fits(template: str, path: str) -> bool:

@@ -90,7 +90,8 @@ HOSTILE = {
     "two Content-Lengths": get(b"/status", b"Content-Length: 1", b"Content-Length: 2") + b"ab",
     "bad chunked body": get(b"/status", b"Transfer-Encoding: chunked") + b"zz\r\n",
     "body on GET": get(b"/status", b"Content-Length: 5") + b"hello",
-    "chunked body on GET": get(b"/status", b"Transfer-Encoding: chunked") + b"5\r\nhello\r\n0\r\n\r\n",
+    "chunked body on GET": get(b"/status", b"Transfer-Encoding: chunked")
+    + b"5\r\nhello\r\n0\r\n\r\n",
     "body on HEAD": get(b"/status", b"Content-Length: 2").replace(b"GET", b"HEAD", 1) + b"hi",
     "bad percent-encoding in a value": get(b"/sessions?policy=%zz"),
     "truncated percent-encoding": get(b"/sessions?policy=abc%"),
