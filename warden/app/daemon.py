@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from warden.app.api import LiveState, check_binding, create_app
 from warden.app.api.server import runner_options
 from warden.app.pipeline import RulesPipeline
 from warden.app.settings import WardenConfig
+from warden.app.storage import STORAGE_EXIT, storage_problem
 
 log = logging.getLogger("warden.daemon")
 
@@ -108,7 +110,8 @@ class Daemon:
 
     # -- lifecycle -------------------------------------------------------------------
     async def run(self) -> int:
-        """Until a signal; 0 after a clean shutdown, 1 on a fatal runtime error."""
+        """Until a signal; 0 after a clean shutdown, 1 on a fatal runtime error,
+        `STORAGE_EXIT` (3) when the database cannot be written (disk full, read-only)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
@@ -116,6 +119,13 @@ class Daemon:
         try:
             async with self._resources() as (db, client, store, outbox):
                 return await self._serve(db, client, store, outbox)
+        except (sqlite3.Error, OSError) as exc:
+            # HTTP, intake and the activity are stopped and the database closed by now
+            problem = storage_problem(exc, self.cfg.database)
+            if problem is None:
+                raise
+            log.error("stopping: %s", problem)
+            return STORAGE_EXIT
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -165,8 +175,11 @@ class Daemon:
             # Last, once nothing writes: fold the WAL into the database file.
             await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
-            await db.close()
-            log.info("database closed")
+            try:
+                await db.close()
+                log.info("database closed")
+            except sqlite3.Error as exc:  # after a storage failure: report the first one
+                log.warning("closing the database: %s", exc)
 
     async def _serve(
         self,
