@@ -8,10 +8,10 @@ unit tests of the classifier run everywhere."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
-import os
 import random
 import shutil
 import signal
@@ -190,8 +190,6 @@ def test_disk_full_while_indexing_stops_with_exit_3_and_a_restart_resumes_withou
         assert stopped_at is not None and stopped_at < head
 
         reference = tmp_path / "reference.sqlite"
-        import asyncio
-
         asyncio.run(index_to_head(anvil.url, reference, config_for(stack, start)))
         assert rows(db) == rows(reference)
 
@@ -240,7 +238,7 @@ def test_read_only_database_stops_with_exit_3_and_runs_once_writable(
 
 def _sqlite_error(code: int, message: str) -> sqlite3.Error:
     exc = sqlite3.OperationalError(message)
-    exc.sqlite_errorcode = code  # type: ignore[attr-defined]
+    exc.sqlite_errorcode = code
     return exc
 
 
@@ -285,10 +283,3 @@ def test_a_failed_write_behind_a_failed_rollback_is_still_found(tmp_path: Path) 
 )
 def test_other_failures_are_not_storage_failures(exc: BaseException, tmp_path: Path) -> None:
     assert storage_problem(exc, tmp_path / "warden.sqlite") is None
-
-
-def test_storage_exit_code_is_documented() -> None:
-    assert ExitCode.STORAGE == STORAGE_EXIT == 3
-    readme = (ROOT / "README.md").read_text()
-    assert "3 the database cannot be written" in readme
-    assert os.fspath(ROOT)  # the README is the one at the project root
