@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chain import ChainClient
+from chain import ChainClient, RetryableError
 from executor.alerts import Alerts
 from executor.gate import Protection, SendGate
 from executor.guards import batch_size_problem
@@ -36,6 +36,7 @@ from executor.signer import Signer
 from executor.submission import Submitter
 from executor.tracking import Tracker
 from indexer import IndexerStore
+from indexer.failures import FailureStreak
 
 log = logging.getLogger("warden.executor")
 
@@ -120,6 +121,7 @@ class Executor:
             client, outbox, store, settings, factory=factory, dry_run=dry_run,
             sender=self.sender, gate=self.gate,
         )  # fmt: skip
+        self.failures = FailureStreak()  # steps failed in a row on the node's account
 
     @property
     def last_balance(self) -> int | None:
@@ -145,19 +147,27 @@ class Executor:
         submission (the outbox stays as it is); an open circuit breaker lets tracking
         read receipts but send nothing."""
         report = StepReport()
-        if not self.dry_run:
-            await self.gate.check_budget()
-            fault = await self.gate.check_node()
-            if fault is None:
-                fault = await self.tracker.track(report)
-            if fault is not None:
-                # What such a node says of our nonces is not to be built on: resync once
-                # it is consistent again.
-                self.sender.nonces.invalidate()
-            self.gate.node_state(fault)
-        await self.tracker.confirm(report)
-        if self.gate.node_fault is None:
-            await self.submitter.submit(now, report)
+        self.failures.begin()
+        try:
+            if not self.dry_run:
+                await self.gate.check_budget()
+                fault = await self.gate.check_node()
+                if fault is None:
+                    fault = await self.tracker.track(report)
+                if fault is not None:
+                    # What such a node says of our nonces is not to be built on: resync
+                    # once it is consistent again.
+                    self.sender.nonces.invalidate()
+                self.gate.node_state(fault)
+            await self.tracker.confirm(report)
+            if self.gate.node_fault is None:
+                await self.submitter.submit(now, report)
+        except RetryableError as exc:  # the node: counted for readiness, the caller retries
+            self.failures.failed(exc)
+            raise
+        finally:
+            self.failures.end()
+        self.failures.succeeded()
         return report
 
     def drain_latencies(self) -> list[float]:

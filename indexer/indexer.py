@@ -33,6 +33,7 @@ from typing import Any
 from chain.abi import checksum, topics_filter
 from chain.client import ChainClient
 from chain.errors import BadResponse, RetryableError, UnknownBlock
+from indexer.failures import FailureStreak
 from indexer.fetch import Fetcher, RangeSizing, header_ref
 from indexer.logs import classify, wallet_addresses
 from indexer.progress import Progress
@@ -91,6 +92,7 @@ class Indexer:
         self.idle = False  # the last round found nothing to index: wait before the next
         self.reorgs = 0
         self._finalized: int | None = None  # the last `Finalized` yielded
+        self.failures = FailureStreak()  # rounds failed in a row (see `advance`)
 
     @property
     def bloom_mismatches(self) -> int:
@@ -134,18 +136,32 @@ class Indexer:
 
     async def advance(self) -> AsyncGenerator[Update, None]:
         """`step`, where a transient failure is logged and waited out (`idle` stays
-        False: call again)."""
+        False: call again). Each round is counted in `failures`: a commit or a finished
+        round resets the streak, a failed round extends it (readiness reads it)."""
+        failures = self.failures
+        failures.begin()
         try:
             async for update in self.step():
+                failures.succeeded()  # committed: the node answers
                 yield update
-        except LogsContradictHeader:
-            # logged at ERROR and counted where it was found; the block stays unindexed
+                failures.begin()  # the rest of the round, once the caller is done
+            failures.succeeded()
+        except LogsContradictHeader as exc:
+            # logged at ERROR and counted where it was found; the block stays unindexed,
+            # and a node that keeps contradicting itself is a failing node for readiness
+            failures.failed(exc)
             await asyncio.sleep(self.client.retry.initial)
         except UnknownBlock as exc:
+            failures.succeeded()  # the node answered: the chain moved
             log.info("chain moved during a fetch (%s); checking for a reorg", exc)
         except RetryableError as exc:
-            log.warning("indexer step failed, retrying: %s", exc)
+            failures.failed(exc)
+            log.warning(
+                "indexer step failed (%d in a row), retrying: %s", failures.consecutive, exc
+            )
             await asyncio.sleep(self.client.retry.initial)
+        finally:
+            failures.end()
 
     async def sync_to_head(self) -> BlockRef:
         """Index until caught up with the safe head, then return the checkpoint."""

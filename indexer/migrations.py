@@ -32,12 +32,18 @@ async def open_database(path: str | Path) -> aiosqlite.Connection:
     created with mode 0600 (it holds every session and the relayer's intents)."""
     _create_private(path)
     db = await aiosqlite.connect(str(path), isolation_level=None)
-    await db.execute("PRAGMA journal_mode=WAL")
-    # NORMAL is durable across a process kill (the WAL is in the OS cache); only a power
-    # loss can drop the last commits, which the next start re-indexes from the chain.
-    await db.execute("PRAGMA synchronous=NORMAL")
-    await db.execute("PRAGMA foreign_keys=ON")
-    await db.execute("PRAGMA busy_timeout=10000")
+    try:
+        await db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable across a process kill (the WAL is in the OS cache); only a power
+        # loss can drop the last commits, which the next start re-indexes from the chain.
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=10000")
+    except BaseException:
+        # e.g. a read-only file system: close, or aiosqlite's (non-daemon) thread keeps
+        # the process alive after the caller has reported the error
+        await db.close()
+        raise
     return db
 
 

@@ -33,6 +33,8 @@ class ChainSettings(Section):
     retry_initial: Seconds = 1.0
     retry_attempts: Int = 10
     timeout: Seconds = 30.0
+    # /ready turns 503 once the node has failed (or not answered) for longer than this
+    max_failure_seconds: Seconds = 60.0
 
     def retry_policy(self) -> RetryPolicy:
         """The `ChainClient`'s backoff for this chain."""

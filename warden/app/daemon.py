@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -32,10 +33,13 @@ from aiohttp import web
 from chain import ChainClient, FatalError, RetryableError
 from executor import Executor, Outbox, Signer
 from indexer import Indexer, IndexerStore, Progress, open_database
+from indexer.failures import FailureStreak
 from rules import RulesHolder, RulesHost
 from warden.app.api import LiveState, check_binding, create_app
+from warden.app.api.server import runner_options
 from warden.app.pipeline import RulesPipeline
 from warden.app.settings import WardenConfig
+from warden.app.storage import STORAGE_EXIT, storage_problem
 
 log = logging.getLogger("warden.daemon")
 
@@ -102,10 +106,12 @@ class Daemon:
         self._hup = False
         self._http: web.AppRunner | None = None
         self._stopper: asyncio.Task[None] | None = None
+        self.rules_failures = FailureStreak()  # the rules' own node calls (token decimals)
 
     # -- lifecycle -------------------------------------------------------------------
     async def run(self) -> int:
-        """Until a signal; 0 after a clean shutdown, 1 on a fatal runtime error."""
+        """Until a signal; 0 after a clean shutdown, 1 on a fatal runtime error,
+        `STORAGE_EXIT` (3) when the database cannot be written (disk full, read-only)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
@@ -113,6 +119,13 @@ class Daemon:
         try:
             async with self._resources() as (db, client, store, outbox):
                 return await self._serve(db, client, store, outbox)
+        except (sqlite3.Error, OSError) as exc:
+            # HTTP, intake and the activity are stopped and the database closed by now
+            problem = storage_problem(exc, self.cfg.database)
+            if problem is None:
+                raise
+            log.error("stopping: %s", problem)
+            return STORAGE_EXIT
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -162,8 +175,11 @@ class Daemon:
             # Last, once nothing writes: fold the WAL into the database file.
             await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
-            await db.close()
-            log.info("database closed")
+            try:
+                await db.close()
+                log.info("database closed")
+            except sqlite3.Error as exc:  # after a storage failure: report the first one
+                log.warning("closing the database: %s", exc)
 
     async def _serve(
         self,
@@ -187,6 +203,12 @@ class Daemon:
         self.live.relayer_address = executor.relayer
         self.live.rules_version = pipeline.version
         self.live.rpc = client.stats
+        self.live.max_failure_seconds = cfg.chain.max_failure_seconds
+        self.live.failures = {
+            "indexer": indexer.failures,
+            "executor": executor.failures,
+            "rules": self.rules_failures,
+        }
         log.info(
             "warden running: chain %d, factory %s, relayer %s%s, rules %s (%d rules)",
             target.chain_id, target.factory, executor.relayer,
@@ -198,7 +220,7 @@ class Daemon:
             token = api.token.get_secret_value() if api.token is not None else None
             check_binding(api.host, token)
             self._http = web.AppRunner(
-                create_app(cfg.database, self.live, token=token), access_log=None
+                create_app(cfg.database, self.live, token=token), **runner_options()
             )
             await self._http.setup()
             await web.TCPSite(self._http, api.host, api.port).start()
@@ -273,21 +295,26 @@ class Daemon:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.intake_stop.wait(), self.cfg.chain.poll_interval)
 
-    @staticmethod
-    async def _index(indexer: Indexer, pipeline: RulesPipeline, timing: StepTiming) -> bool:
+    async def _index(self, indexer: Indexer, pipeline: RulesPipeline, timing: StepTiming) -> bool:
         """One indexer round, each commit's update handed to the rules before the next
-        commit; False when there was nothing new (wait for the next poll)."""
+        commit; False when there was nothing new (wait for the next poll). The indexer
+        counts its own failures; the rules' calls to the node are counted here."""
+        rules = self.rules_failures
         try:
             async with contextlib.aclosing(indexer.advance()) as updates:
                 async for update in updates:
                     timing.mark("index")
+                    rules.begin()
                     await pipeline.handle(update)
+                    rules.succeeded()
                     timing.mark("rules")
         except RetryableError as exc:  # the rules' own calls (token decimals)
-            log.warning("indexer step failed, retrying: %s", exc)
+            rules.failed(exc)
+            log.warning("rules step failed (%d in a row), retrying: %s", rules.consecutive, exc)
             await asyncio.sleep(indexer.client.retry.initial)
             return True
         finally:
+            rules.end()
             timing.mark("index")
         return not indexer.idle
 

@@ -3,7 +3,9 @@ RPC URL, and run the daemon under uvloop.
 
 Exit codes: 0 after a clean shutdown, 2 for a configuration problem (the message names
 the key and the fix), 1 for a runtime failure (a wrong chain, a node that never answers),
-130 when a second signal forced the exit.
+3 when the database cannot be written (disk full, read-only, I/O error: an ERROR line
+names the cause and the file; restart once fixed), 130 when a second signal forced the
+exit.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import logging
 import os
 import random
+import sqlite3
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +31,7 @@ from rules import check_files
 from warden.app.daemon import Daemon, Target
 from warden.app.logs import setup_logging
 from warden.app.settings import ANVIL_CHAIN_ID, ConfigError, WardenConfig, load_config
+from warden.app.storage import STORAGE_EXIT, storage_problem
 from warden.cli.exit_codes import ExitCode
 from warden.devnet import Anvil, Deployment, DevnetError, deploy_stack
 from warden.devnet.activity import Activity
@@ -75,13 +79,20 @@ def run_run_command(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return ExitCode.CONFIG
     try:
-        return uvloop.run(_run(cfg, signer))
+        code = uvloop.run(_run(cfg, signer))
     except (ConfigError, SignerError) as exc:
         log.error("configuration: %s", exc)
         return ExitCode.CONFIG
-    except (DevnetError, ChainError, OSError) as exc:
+    except (sqlite3.Error, OSError) as exc:  # outside the daemon: the devnet's database move
+        storage = storage_problem(exc, cfg.database)
+        if storage is None and isinstance(exc, sqlite3.Error):
+            raise
+        log.error("cannot run: %s", storage or exc)
+        return ExitCode.STORAGE if storage else ExitCode.RUNTIME_FAILURE
+    except (DevnetError, ChainError) as exc:
         log.error("cannot run: %s", exc)
         return ExitCode.RUNTIME_FAILURE
+    return ExitCode.STORAGE if code == STORAGE_EXIT else code
 
 
 def _secrets(cfg: WardenConfig) -> list[str]:

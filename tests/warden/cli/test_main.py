@@ -12,6 +12,7 @@ import pytest
 
 import contracts
 from warden.app.daemon import FORCED_EXIT
+from warden.app.storage import STORAGE_EXIT
 from warden.cli import version as cli
 from warden.cli.exit_codes import ExitCode
 from warden.cli.version import version_text
@@ -73,8 +74,10 @@ def test_an_unknown_command_is_a_usage_error() -> None:
 
 def test_exit_codes_are_the_documented_ones() -> None:
     assert [(c.name, int(c)) for c in ExitCode] == [
-        ("OK", 0), ("RUNTIME_FAILURE", 1), ("CONFIG", 2), ("FORCED", 130)
+        ("OK", 0), ("RUNTIME_FAILURE", 1), ("CONFIG", 2), ("STORAGE", 3), ("FORCED", 130)
     ]  # fmt: skip
     assert ExitCode.FORCED == FORCED_EXIT
+    assert ExitCode.STORAGE == STORAGE_EXIT
     readme = (ROOT / "README.md").read_text()
-    assert "Exit codes: 0 clean stop, 2 configuration problem, 1 runtime failure." in readme
+    assert "Exit codes: 0 clean stop, 2 configuration problem, 1 runtime failure, 3 the " in readme
+    assert "130 a second signal forced the exit." in readme

@@ -21,13 +21,14 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from indexer.reads import open_read_only
-from warden.app.api.errors import ApiError, InsecureBinding, NotFound, Unauthorized
+from warden.app.api.errors import ApiError, BadRequest, InsecureBinding, NotFound, Unauthorized
 from warden.app.api.live import LiveState
 from warden.app.api.metrics import CONTENT_TYPE, Metrics
 from warden.app.api.openapi import build_openapi
-from warden.app.api.params import parse_path, parse_query
+from warden.app.api.params import parse_path, parse_query, split_query
 from warden.app.api.reader import ApiReader
 from warden.app.api.routes import Context, Route, build_routes
+from warden.app.api.server import DEFAULT_LIMITS, HttpLimits, runner_options
 
 API_VERSION = "1.0.0"
 log = logging.getLogger("warden.api")
@@ -66,6 +67,8 @@ async def _errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     try:
+        if request.method in ("GET", "HEAD") and request.body_exists:  # nothing reads one
+            raise BadRequest(f"{request.method} {request.path} takes no request body")
         return await handler(request)
     except ApiError as exc:
         response = _json(exc.body(), exc.status)
@@ -111,7 +114,7 @@ def _view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
         path = (
             None if route.path_params is None else parse_path(request.match_info, route.path_params)
         )
-        query = parse_query(request.query, route.query)
+        query = parse_query(split_query(request.rel_url.raw_query_string), route.query)
         reply = await route.handler(request.app[CONTEXT], path, query)
         if isinstance(reply.body, str):
             return web.Response(
@@ -146,9 +149,11 @@ def create_app(db: Database, live: LiveState, *, token: str | None = None) -> we
     routes = build_routes()
     public = frozenset({r.path for r in routes if r.public})
     middlewares = [_errors] if not token else [_errors, _auth(token, public)]
-    app = web.Application(middlewares=middlewares)
+    # Nothing reads a body (a GET with one is refused before the handler): any body
+    # aiohttp would buffer is capped at one small read.
+    app = web.Application(middlewares=middlewares, client_max_size=1024)
     app[ROUTES] = routes
-    document = build_openapi(routes, version=API_VERSION)
+    document = build_openapi(routes, version=API_VERSION, secured=bool(token))
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         conn, own = await _open_read_only(db)
@@ -162,17 +167,22 @@ def create_app(db: Database, live: LiveState, *, token: str | None = None) -> we
 
     app.cleanup_ctx.append(database)
     for route in routes:
-        app.router.add_get(route.path, _view(route), allow_head=False)
+        app.router.add_get(route.path, _view(route), allow_head=True)  # HEAD: no body
     return app
 
 
 @contextlib.asynccontextmanager
 async def serve(
-    app: web.Application, host: str, port: int, *, token: str | None
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    token: str | None,
+    limits: HttpLimits = DEFAULT_LIMITS,
 ) -> AsyncIterator[web.AppRunner]:
-    """Run `app` on host:port until the block exits (the daemon's way to start it)."""
+    """Run `app` on host:port until the block exits, with `limits` on every connection."""
     check_binding(host, token)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, **runner_options(limits))
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

@@ -2,6 +2,7 @@
 
     ApiError                 the request cannot be answered as asked: answer with `status`
     ├── BadParameter   400   fix the named query or path parameter and retry
+    ├── BadRequest     400   the request itself is malformed (a body on GET): fix it
     ├── Unauthorized   401   send `Authorization: Bearer <token>`
     └── NotFound       404   the wallet (or path) does not exist: do not retry as is
     InsecureBinding          configuration: the daemon refuses to start (not an HTTP answer)
@@ -42,6 +43,13 @@ class BadParameter(ApiError):
         out = super().body()
         out["error"]["parameter"] = self.parameter
         return out
+
+
+class BadRequest(ApiError):
+    """The request as a whole is refused (a body where none is taken)."""
+
+    status = 400
+    code = "bad_request"
 
 
 class Unauthorized(ApiError):

@@ -12,6 +12,7 @@ from prometheus_client import Histogram, Metric
 
 from chain import RpcStats
 from executor.gate import Protection
+from indexer.failures import FailureStreak
 
 # Seconds from a rule firing (chain time of the evaluation) to its transaction being sent.
 DEFAULT_LATENCY_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -58,3 +59,18 @@ class LiveState:
     bloom_mismatches: int = 0  # blocks whose logs contradicted their header's logsBloom
     trigger_to_tx: LatencyHistogram = field(default_factory=LatencyHistogram)
     protection: Protection | None = None  # circuit breaker, paused sending, alerts
+    # each loop's failure streak by name ("indexer", "executor", "rules"): the error budget
+    failures: dict[str, FailureStreak] = field(default_factory=dict)
+    max_failure_seconds: float = 60.0  # chain.max_failure_seconds
+
+    def over_budget(self, now: float | None = None) -> str | None:
+        """Why the node counts as down (a loop failing for longer than
+        `max_failure_seconds`), or None. Drives /ready with `caught_up`."""
+        for name, streak in self.failures.items():
+            seconds = streak.failing_for(now)
+            if seconds is not None and seconds > self.max_failure_seconds:
+                return (
+                    f"{streak.reason(name, now)} (chain.max_failure_seconds is "
+                    f"{self.max_failure_seconds:g})"
+                )
+        return None

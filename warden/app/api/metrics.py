@@ -16,6 +16,7 @@ back: floats never reach any logic.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
@@ -104,6 +105,7 @@ class _WardenCollector(Collector):
             intents.add_metric([state], n)
         yield intents
         yield from self._latency()
+        yield from self._failures()
         balance = live.relayer_balance
         yield from _gauge(
             "warden_relayer_balance_ether",
@@ -146,6 +148,35 @@ class _WardenCollector(Collector):
         yield _counter(
             "warden_relayer_gas_spent_total", "Gas used by the relayer's mined transactions.",
             p.gas_spent_total,
+        )  # fmt: skip
+
+    def _failures(self) -> Iterator[Metric]:
+        now = time.monotonic()
+        streaks = sorted(self.live.failures.items())
+        consecutive = GaugeMetricFamily(
+            "warden_rpc_consecutive_failures",
+            "Failed attempts in a row of each loop (indexer, executor, rules); 0 after a "
+            "success.", labels=["loop"],
+        )  # fmt: skip
+        failing = GaugeMetricFamily(
+            "warden_rpc_failing_seconds",
+            "Seconds each loop has been failing or waiting on the node; 0 when healthy.",
+            labels=["loop"],
+        )
+        total = CounterMetricFamily(
+            "warden_rpc_loop_failures", "Failed attempts of each loop.", labels=["loop"]
+        )
+        for name, streak in streaks:
+            consecutive.add_metric([name], streak.consecutive)
+            failing.add_metric([name], streak.failing_for(now) or 0.0)
+            total.add_metric([name], streak.total)
+        yield consecutive
+        yield failing
+        yield total
+        yield GaugeMetricFamily(
+            "warden_node_down",
+            "1 while a loop has been failing for longer than chain.max_failure_seconds "
+            "(/ready answers 503).", value=int(self.live.over_budget(now) is not None),
         )  # fmt: skip
 
     def _latency(self) -> Iterator[Metric]:

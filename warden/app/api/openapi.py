@@ -21,7 +21,7 @@ _ERRORS = {
     400: "bad parameter: `error.parameter` names it",
     401: "missing or wrong bearer token",
     404: "no such session",
-    405: "method not allowed: every route answers GET only",
+    405: "method not allowed: every route answers GET and HEAD only (see `Allow`)",
     500: "internal error",
     503: "not ready",
 }
@@ -63,7 +63,7 @@ def _parameters(model: type[Params], where: str) -> list[dict[str, Any]]:
     return out
 
 
-def _responses(route: Route) -> dict[str, Any]:
+def _responses(route: Route, *, secured: bool, head: bool = False) -> dict[str, Any]:
     if route.response is None:
         ok: dict[str, Any] = {
             "description": "Prometheus text exposition format 0.0.4",
@@ -75,34 +75,43 @@ def _responses(route: Route) -> dict[str, Any]:
             "content": {"application/json": {"schema": _ref(route.response.__name__)}},
         }
     responses: dict[str, Any] = {"200": ok}
-    # every route refuses unknown query parameters (400) and methods other than GET (405)
-    codes = sorted({*route.errors, 400, 405, 500, *(() if route.public else (401,))})
+    # every route refuses unknown query parameters and request bodies (400) and methods
+    # other than GET and HEAD (405)
+    guarded = secured and not route.public
+    codes = sorted({*route.errors, 400, 405, 500, *((401,) if guarded else ())})
     for code in codes:
         name = route.response.__name__ if code == 503 and route.response else "Error"
         responses[str(code)] = {
             "description": _ERRORS[code],
             "content": {"application/json": {"schema": _ref(name)}},
         }
+    if head:  # the same statuses and headers, never a body
+        for answer in responses.values():
+            answer.pop("content", None)
     return responses
 
 
-def _operation(route: Route) -> dict[str, Any]:
+def _operation(route: Route, *, secured: bool, head: bool = False) -> dict[str, Any]:
     parameters = _parameters(route.query, "query")
     if route.path_params is not None:
         parameters = _parameters(route.path_params, "path") + parameters
+    name = route.handler.__name__
     op: dict[str, Any] = {
-        "operationId": route.handler.__name__,
-        "summary": route.summary,
+        "operationId": f"{name}_head" if head else name,
+        "summary": f"{route.summary} (headers only)" if head else route.summary,
         "parameters": parameters,
-        "responses": _responses(route),
+        "responses": _responses(route, secured=secured, head=head),
     }
     if route.public:
         op["security"] = []  # overrides the document-wide bearer requirement
     return op
 
 
-def build_openapi(routes: Sequence[Route], *, version: str) -> dict[str, Any]:
-    return {
+def build_openapi(routes: Sequence[Route], *, version: str, secured: bool) -> dict[str, Any]:
+    """The document of `routes` as served: with `secured` (a token is configured) every
+    route but the public ones needs the bearer token and may answer 401; without, none
+    does and none can."""
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "Session Warden API",
@@ -110,10 +119,16 @@ def build_openapi(routes: Sequence[Route], *, version: str) -> dict[str, Any]:
             "description": "Read-only view of indexed sessions, intents, health and metrics. "
             "Amounts are decimal strings. Unknown query parameters are refused with 400.",
         },
-        "paths": {route.path: {"get": _operation(route)} for route in routes},
-        "components": {
-            "schemas": components(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "paths": {
+            route.path: {
+                "get": _operation(route, secured=secured),
+                "head": _operation(route, secured=secured, head=True),
+            }
+            for route in routes
         },
-        "security": [{"bearer": []}],
+        "components": {"schemas": components()},
     }
+    if secured:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        document["security"] = [{"bearer": []}]
+    return document

@@ -19,9 +19,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
+from urllib.parse import unquote_to_bytes
 
 from eth_utils.address import to_checksum_address
-from multidict import MultiMapping
+from multidict import MultiDict, MultiMapping
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -125,8 +126,14 @@ def decode_cursor(name: str, scope: str, raw: str) -> int:
         raise BadParameter(name, str(exc)) from None
 
 
+# What a cursor looks like; which such strings are cursors (base64 of this listing's
+# scope and a key below 2**63) is beyond JSON Schema: the others are a 400 too.
+_CURSOR_SCHEMA = {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "minLength": 2,
+                  "maxLength": 40}  # fmt: skip
+
+
 def _cursor(scope: str) -> Parsed:
-    return Parsed(lambda raw: _cursor_key(scope, raw), {"type": "string"})
+    return Parsed(lambda raw: _cursor_key(scope, raw), _CURSOR_SCHEMA)
 
 
 _ADDRESS_SCHEMA = {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"}
@@ -207,6 +214,34 @@ def _validated(model: type[P], values: Mapping[str, str]) -> P:
                 name, f"unknown parameter (this endpoint takes: {allowed})"
             ) from None
         raise BadParameter(name, error["msg"]) from None
+
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _unquote(raw: str, parameter: str) -> str:
+    """One percent-encoded query component, strictly: a `%` must start an escape and the
+    bytes must be UTF-8 (no lone surrogates), else a 400 naming `parameter`."""
+    if _BAD_ESCAPE.search(raw):
+        raise BadParameter(parameter, "bad percent-encoding: % must be followed by 2 hex digits")
+    try:
+        return unquote_to_bytes(raw.replace("+", " ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadParameter(parameter, "not valid UTF-8 once percent-decoded") from None
+
+
+def split_query(raw: str) -> MultiDict[str]:
+    """The raw query string as name → values, decoded strictly (yarl's `request.query`
+    would pass bad escapes through and turn invalid UTF-8 into replacement characters).
+    An undecodable name is reported as `query`."""
+    out: MultiDict[str] = MultiDict()
+    for part in raw.split("&"):
+        if not part:
+            continue
+        raw_name, _, raw_value = part.partition("=")
+        name = _unquote(raw_name, "query")
+        out.add(name, _unquote(raw_value, name))
+    return out
 
 
 def parse_query(query: MultiMapping[str], model: type[P]) -> P:

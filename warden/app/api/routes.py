@@ -70,6 +70,9 @@ async def health(ctx: Context, path: None, q: NoQuery) -> Reply:
 
 async def ready(ctx: Context, path: None, q: NoQuery) -> Reply:
     live = ctx.live
+    down = live.over_budget()
+    if down is not None:
+        return Reply(m.Ready(ready=False, reason=f"node failing: {down}"), status=503)
     if live.caught_up:
         return Reply(m.Ready(ready=True, reason=None))
     where = f"indexed block {live.indexed_block} of head {live.head}"
@@ -159,7 +162,8 @@ async def openapi(ctx: Context, path: None, q: NoQuery) -> Reply:
 def build_routes() -> tuple[Route, ...]:
     return (
         Route("/health", health, "Liveness: the process answers", m.Health, public=True),
-        Route("/ready", ready, "Readiness: 503 until the indexer has caught up", m.Ready,
+        Route("/ready", ready, "Readiness: 503 until the indexer has caught up, or while "
+              "the node has been failing for longer than chain.max_failure_seconds", m.Ready,
               errors=(503,)),
         Route("/status", status, "Chain head, indexed and safe block, lag, relayer, rules "
               "version, intents by state", m.Status),

@@ -23,6 +23,7 @@ from tests._workload import WEIGHTS, Workload
 from tests.conftest import Roles, Stack
 from tests.indexer._support import config, index_to_head
 from warden.app.api import LiveState, create_app
+from warden.app.api.server import DEFAULT_LIMITS, HttpLimits, runner_options
 
 RULES_VERSION = "rules-v7"
 NOW_MS = 1_700_000_000_000
@@ -161,18 +162,22 @@ async def api(indexed: Indexed, live: LiveState) -> AsyncIterator[Api]:
         yield client
 
 
-def serve_api(db: Any, live: LiveState, token: str | None = None) -> _Served:
-    return _Served(db, live, token)
+def serve_api(
+    db: Any, live: LiveState, token: str | None = None, limits: HttpLimits = DEFAULT_LIMITS
+) -> _Served:
+    """The app as the daemon serves it: the same connection limits and server logger."""
+    return _Served(db, live, token, limits)
 
 
 class _Served:
-    def __init__(self, db: Any, live: LiveState, token: str | None) -> None:
+    def __init__(self, db: Any, live: LiveState, token: str | None, limits: HttpLimits) -> None:
         self.app = create_app(db, live, token=token)
         self.server = TestServer(self.app, host="127.0.0.1")
+        self.options = runner_options(limits)  # TestServer takes them at start only
         self.http: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Api:
-        await self.server.start_server()
+        await self.server.start_server(**self.options)
         self.http = aiohttp.ClientSession()
         return Api(self.server, self.http)
 

@@ -48,6 +48,22 @@ async def test_without_a_token_everything_is_open(api: Api) -> None:
     assert (await api.get("/status", token="anything"))[0] == 200
 
 
+async def test_the_document_says_401_exactly_when_a_token_guards_the_route(
+    indexed: Indexed,
+) -> None:
+    async with serve_api(indexed.path, LiveState()) as api:
+        open_doc = await api.ok("/openapi.json")
+    async with serve_api(indexed.path, LiveState(), token=TOKEN) as api:
+        guarded_doc = await api.ok("/openapi.json", token=TOKEN)
+    assert "security" not in open_doc and "securitySchemes" not in open_doc["components"]
+    assert guarded_doc["security"] == [{"bearer": []}]
+    for path, item in open_doc["paths"].items():
+        for method, op in item.items():
+            assert "401" not in op["responses"], (path, method)
+            guarded = guarded_doc["paths"][path][method]["responses"]
+            assert ("401" in guarded) == (path != "/health"), (path, method)
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.1", "::1", "[::1]", "localhost"])
 def test_loopback_needs_no_token(host: str) -> None:
     check_binding(host, None)
@@ -100,16 +116,42 @@ async def test_every_route_answers_its_documented_schema(api: Api, indexed: Inde
         check_response(doc, template, status, body)
 
 
-async def test_other_methods_are_a_documented_405(api: Api, indexed: Indexed) -> None:
+async def test_other_methods_are_a_documented_405_with_allow(api: Api, indexed: Indexed) -> None:
     doc = await api.ok("/openapi.json")
     wallet = indexed.wallets[0]
-    for template in doc["paths"]:
+    for template, item in doc["paths"].items():
+        assert set(item) == {"get", "head"}, template
         url = api.server.make_url(template.replace("{wallet}", wallet).replace("{address}", wallet))
-        for method in ("POST", "DELETE", "HEAD"):
+        for method in ("POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"):
             async with api.http.request(method, url) as r:
-                assert r.status == 405 and r.headers["Allow"] == "GET", (template, method)
-                if method != "HEAD":
-                    check_response(doc, template, 405, await r.json())
+                assert r.status == 405, (template, method)
+                assert set(r.headers["Allow"].split(",")) == {"GET", "HEAD"}, (template, method)
+                check_response(doc, template, 405, await r.json())
+
+
+async def test_head_answers_what_get_answers_without_a_body(api: Api, indexed: Indexed) -> None:
+    doc = await api.ok("/openapi.json")
+    wallet = indexed.wallets[0]
+    paths = [t.replace("{wallet}", wallet).replace("{address}", wallet) for t in doc["paths"]]
+    paths += ["/sessions/0x12", "/sessions?limit=0", "/nowhere", "/sessions/" + "0x" + "ab" * 20]
+    for path in paths:
+        async with api.http.get(api.server.make_url(path)) as got:
+            body = await got.read()
+        async with api.http.head(api.server.make_url(path)) as head:
+            assert head.status == got.status, path
+            assert head.headers["Content-Type"] == got.headers["Content-Type"], path
+            assert await head.read() == b"", path
+        assert body, path
+        template = next((t for t in doc["paths"] if _fits(t, path.split("?")[0])), None)
+        assert template is not None or head.status == 404, path
+        assert (
+            template is None or str(head.status) in doc["paths"][template]["head"]["responses"]
+        ), (path, head.status)
+
+
+def _fits(template: str, path: str) -> bool:
+    a, b = template.split("/"), path.split("/")
+    return len(a) == len(b) and all(x == y or x.startswith("{") for x, y in zip(a, b, strict=True))
 
 
 async def test_the_schema_check_can_fail(api: Api, indexed: Indexed) -> None:

@@ -7,6 +7,8 @@ import base64
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.warden.app.api import _expect
 from tests.warden.app.api.conftest import Api, Indexed
@@ -144,3 +146,61 @@ def test_cursor_round_trip_and_scoping() -> None:
             decode_cursor("cursor", "events", encode_cursor("events", key))
     with pytest.raises(BadParameter, match="cursor: not a cursor of this listing"):
         decode_cursor("cursor", "sessions", encode_cursor("events", 5))
+
+
+MALFORMED_CURSORS = {
+    "empty": "",
+    "not base64": "!!!!",
+    "base64 of one char too many": _b64("sessions:12") + "A",  # length 1 mod 4
+    "standard alphabet": base64.b64encode(b"sessions:1\xfb\xff").decode(),
+    "non-ASCII": "c2Vzc2lvbnM6MQ\u00e9",
+    "spaces": " " + _b64("sessions:1"),
+    "huge": _b64("sessions:" + "1" * 6_000),
+    "not UTF-8 inside": base64.urlsafe_b64encode(b"sessions:\xff\xfe").rstrip(b"=").decode(),
+    "NUL inside": _b64("sessions:1\x00"),
+    "no scope": _b64("12"),
+    "empty key": _b64("sessions:"),
+    "negative": _b64("sessions:-1"),
+    "minus zero": _b64("sessions:-0"),
+    "plus sign": _b64("sessions:+5"),
+    "float": _b64("sessions:1.5"),
+    "exponent": _b64("sessions:1e3"),
+    "hex": _b64("sessions:0x10"),
+    "underscores": _b64("sessions:1_000"),
+    "other digits": _b64("sessions:\u0663"),
+    "bool": _b64("sessions:true"),
+    "json": _b64('{"scope": "sessions", "key": 1}'),
+    "two keys": _b64("sessions:1:2"),
+    "2**63": _b64(f"sessions:{2**63}"),
+    "2**256": _b64(f"sessions:{2**256}"),
+}
+
+
+@pytest.mark.parametrize("cursor", MALFORMED_CURSORS.values(), ids=MALFORMED_CURSORS.keys())
+async def test_every_malformed_cursor_is_a_400_naming_cursor(api: Api, cursor: str) -> None:
+    for path, scope in (("/sessions", "sessions"), ("/intents", "intents")):
+        raw = cursor.replace("sessions", scope) if cursor.isascii() else cursor
+        status, body = await api.get(path, params={"cursor": raw})
+        assert status == 400, (path, cursor, status, body)
+        assert body["error"]["parameter"] == "cursor", body
+
+
+@settings(max_examples=1_000, deadline=None)
+@given(st.one_of(
+    st.text(max_size=60),
+    st.binary(max_size=40).map(lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()),
+    st.tuples(st.sampled_from(["sessions", "events", "x", ""]), st.text(max_size=25)).map(
+        lambda t: _b64(f"{t[0]}:{t[1]}")
+    ),
+    st.integers(min_value=-(2**70), max_value=2**70).map(lambda k: _b64(f"sessions:{k}")),
+))  # fmt: skip
+def test_decoding_any_cursor_gives_a_key_or_a_bad_parameter(raw: str) -> None:
+    """Whatever the string, decoding ends in a key the listing can use (a SQLite
+    integer, issued exactly this way) or in a 400 naming `cursor`: no other exception."""
+    try:
+        key = decode_cursor("cursor", "sessions", raw)
+    except BadParameter as exc:
+        assert exc.parameter == "cursor"
+        return
+    assert 0 <= key < 2**63
+    assert encode_cursor("sessions", key) == raw

@@ -1,0 +1,102 @@
+"""When the database cannot be written: disk full, a read-only file or file system, an I/O
+error. Nothing the daemon does can fix these, and every write is one transaction, so the
+answer is an orderly stop with a line at ERROR that says what and where, and the exit
+status `STORAGE_EXIT`; once the operator has made room (or made the file writable), a
+restart resumes from the last commit: what was not committed is fetched from the chain
+again.
+
+`storage_problem(exc, path)` tells these apart from bugs (a failed query, a constraint):
+it looks through the exception's chain too, because the failed write is often hidden
+behind the ROLLBACK that failed after it ("no transaction is active": SQLite already
+rolled back when the disk filled up).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+from pathlib import Path
+
+STORAGE_EXIT = 3  # warden.cli.exit_codes.ExitCode.STORAGE
+
+# SQLite primary result codes (the low byte of an extended code) that mean the storage,
+# not the statement, failed.
+_SQLITE = {
+    13: "disk full",  # SQLITE_FULL
+    8: "read-only database",  # SQLITE_READONLY (file, directory or file system)
+    10: "disk I/O error",  # SQLITE_IOERR
+    14: "cannot open the database file",  # SQLITE_CANTOPEN
+    11: "database file is corrupt",  # SQLITE_CORRUPT
+    26: "not a database file",  # SQLITE_NOTADB
+}
+_OS = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EIO: "I/O error",
+    errno.EACCES: "permission denied",
+}
+_HINTS = {
+    "disk full": "free space on its file system",
+    "disk quota exceeded": "raise the quota or free space",
+    "read-only database": "make the file, its directory and its file system writable",
+    "read-only file system": "remount the file system read-write",
+    "permission denied": "make the file and its directory writable by this user",
+}
+
+
+def _cause(exc: BaseException) -> str | None:
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            return _SQLITE.get(code & 0xFF)
+        text = str(exc).lower()  # an error raised without a code (aiosqlite's own)
+        for needle, cause in (("disk is full", "disk full"), ("readonly", "read-only database"),
+                              ("disk i/o", "disk I/O error")):  # fmt: skip
+            if needle in text:
+                return cause
+        return None
+    if isinstance(exc, OSError) and exc.filename:  # a file's; not a socket's (a port's EACCES)
+        return _OS.get(exc.errno or 0)
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 20:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _file_system(path: Path) -> str | None:
+    """What the file system itself says, when SQLite's code is vague ("cannot open" on
+    a read-only mount, "I/O error" on a full one)."""
+    try:
+        fs = os.statvfs(path.parent)
+    except OSError:
+        return None
+    if fs.f_flag & os.ST_RDONLY:
+        return "read-only file system"
+    if fs.f_bavail == 0:
+        return "disk full"
+    return None
+
+
+def storage_problem(exc: BaseException, path: str | Path) -> str | None:
+    """One line naming the cause and the database, or None when `exc` is not a storage
+    failure (a bug keeps its traceback)."""
+    for link in _chain(exc):
+        cause = _cause(link)
+        if cause is not None:
+            if cause in ("cannot open the database file", "disk I/O error", "read-only database"):
+                cause = _file_system(Path(path)) or cause
+            hint = _HINTS.get(cause, "check the disk and the file")
+            return (
+                f"the database {path} cannot be written: {cause} ({type(link).__name__}: "
+                f"{link}); {hint}, then restart: every committed batch is kept and the rest "
+                "is fetched from the chain again"
+            )
+    return None
