@@ -216,7 +216,9 @@ def close_targets(tx: ChainTx, factory: str) -> list[str]:
     return wallets
 
 
-def double_mined(daemon_db: Path, txs: Iterable[ChainTx], *, foreign: set[str]) -> list[str]:
+def double_mined(
+    daemon_db: Path, txs: Iterable[ChainTx], *, factory: str, foreign: set[str]
+) -> list[str]:
     """Breaches of "each intent yields at most one mined transaction", from the relayer's
     transactions on chain and the daemon's outbox. `foreign`: hashes of transactions the
     test itself sent with the relayer's key (they are not the daemon's).
@@ -224,7 +226,9 @@ def double_mined(daemon_db: Path, txs: Iterable[ChainTx], *, foreign: set[str]) 
     Checked: every daemon transaction on chain was written to the outbox before it was
     sent; at most one transaction per job is on chain; no transaction of a job given up as
     dropped was mined (its intents went to another job: that would be two); and per
-    intent, the jobs that carried it have at most one transaction on chain."""
+    intent, the jobs that carried it have at most one transaction on chain that calls its
+    wallet (a job rewritten into a cancel, or a batch rewritten without it, carried it
+    once but never called it)."""
     out: list[str] = []
     with read_only(daemon_db) as db:
         job_of = dict(db.execute("SELECT hash, job_id FROM transactions").fetchall())
@@ -236,6 +240,7 @@ def double_mined(daemon_db: Path, txs: Iterable[ChainTx], *, foreign: set[str]) 
         for key, job_id in db.execute(carried):
             members.setdefault(job_id, []).append(key)
     mined_per_job: dict[int, list[str]] = {}
+    called: dict[str, set[str]] = {}  # tx hash -> the wallets it closes or sweeps
     for tx in txs:
         if tx.hash in foreign:
             continue
@@ -244,6 +249,7 @@ def double_mined(daemon_db: Path, txs: Iterable[ChainTx], *, foreign: set[str]) 
             out.append(f"tx {tx.hash} (nonce {tx.nonce}, block {tx.block}) is not in the outbox")
             continue
         mined_per_job.setdefault(job_id, []).append(tx.hash)
+        called[tx.hash] = set(close_targets(tx, factory))
     for job_id, hashes in sorted(mined_per_job.items()):
         if len(hashes) > 1:
             out.append(f"job {job_id}: {len(hashes)} transactions mined: {hashes}")
@@ -252,7 +258,9 @@ def double_mined(daemon_db: Path, txs: Iterable[ChainTx], *, foreign: set[str]) 
     per_intent: dict[str, int] = {}
     for job_id, hashes in mined_per_job.items():
         for key in members.get(job_id, []):
-            per_intent[key] = per_intent.get(key, 0) + len(hashes)
+            wallet = key.split(":", 1)[0]
+            calls = sum(wallet in called[h] for h in hashes)
+            per_intent[key] = per_intent.get(key, 0) + calls
     out.extend(
         f"intent {k}: {n} mined transactions" for k, n in sorted(per_intent.items()) if n > 1
     )

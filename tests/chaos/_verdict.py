@@ -83,7 +83,7 @@ async def verdict(
     for line in await compare(daemon.db, fresh):
         result.fail(f"state: {line}")
     txs = await relayer_txs(w.anvil.url, w.relayer, w.start_block)
-    for line in double_mined(daemon.db, txs, foreign=foreign):
+    for line in double_mined(daemon.db, txs, factory=w.stack.factory.address, foreign=foreign):
         result.fail(f"double: {line}")
     for line in await missed_actions(fresh, [RULES], cp.timestamp):
         result.fail(f"missed: {line}")

@@ -346,7 +346,7 @@ async def run_reorgs(
                     result.fail(f"round {n}: over 200 distinct problems; stopped")
                     break
             txs = await relayer_txs(w.anvil.url, w.relayer, w.start_block)
-            for p in double_mined(daemon.db, txs, foreign=set()):
+            for p in double_mined(daemon.db, txs, factory=w.stack.factory.address, foreign=set()):
                 result.fail(p)
         finally:
             code = daemon.stop()

@@ -198,9 +198,14 @@ def config_for(stack: Stack, start: int) -> Any:
     return config(stack.factory.address, start_block=start)
 
 
-def test_read_only_database_stops_with_exit_3_and_runs_once_writable(
+def test_read_only_database_is_refused_at_start_naming_the_line_and_runs_once_writable(
     anvil: Anvil, fresh_chain: Chain, stack: Stack, roles: Roles, tmp_path: Path
 ) -> None:
+    """A database on a read-only mount is refused before anything starts: `run` checks
+    what `config check` checks (exit 2, FILE:LINE, no traceback, the file untouched). A
+    mount cannot be made read-only under a running daemon (the kernel refuses while the
+    database is open for writing), so the runtime path of a write refused by the disk
+    is the disk-full test above; every SQLite code it maps is in the table below."""
     data = tmp_path / "data"
     data.mkdir()
     db = data / "warden.sqlite"
@@ -212,6 +217,7 @@ def test_read_only_database_stops_with_exit_3_and_runs_once_writable(
         wait_for(lambda: checkpoint(db) is not None, "the first commit")
     finally:
         assert first.stop() == 0
+    before = db.read_bytes()
     with mounted(tmp_path / "ro", "--bind", str(data)) as view:
         mount("-o", "remount,ro,bind", str(view))
         ro_db = view / "warden.sqlite"
@@ -227,7 +233,13 @@ def test_read_only_database_stops_with_exit_3_and_runs_once_writable(
             ro.proc.wait(timeout=120)
         finally:
             ro.kill()
-        assert_storage_stop(ro, "read-only", ro_db)
+        text = log.read_text(errors="replace")
+        assert ro.proc.returncode == ExitCode.CONFIG, text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
+        line = next(n for n, t in enumerate(ro_config.read_text().splitlines(), 1)
+                    if t.startswith("database:"))  # fmt: skip
+        assert f"{ro_config}:{line}: database:" in text and "not writable" in text
+    assert db.read_bytes() == before  # refused before anything was written
     head = fresh_chain.w3.eth.block_number
     again = Run(writable, log)
     try:
