@@ -95,6 +95,11 @@ class Indexer:
         self.failures = FailureStreak()  # rounds failed in a row (see `advance`)
 
     @property
+    def bloom_false_positives(self) -> int:
+        """Blocks whose bloom promised logs of ours that the receipts proved absent."""
+        return self.verifier.false_positives
+
+    @property
     def bloom_mismatches(self) -> int:
         """Blocks a node kept contradicting their own logsBloom (each time it happened)."""
         return self.verifier.mismatches

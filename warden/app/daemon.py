@@ -343,6 +343,7 @@ class Daemon:
             live.caught_up = indexed is not None and indexed >= indexer.head - confirmations
         live.reorgs = indexer.reorgs
         live.bloom_mismatches = indexer.bloom_mismatches
+        live.bloom_false_positives = indexer.bloom_false_positives
         live.relayer_balance = executor.last_balance
         live.protection = None if executor.dry_run else executor.protection()
         live.rules_version = pipeline.version

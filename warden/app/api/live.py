@@ -57,6 +57,7 @@ class LiveState:
     rpc: RpcStats = field(default_factory=RpcStats)
     reorgs: int = 0
     bloom_mismatches: int = 0  # blocks whose logs contradicted their header's logsBloom
+    bloom_false_positives: int = 0  # blocks whose bloom over-promised (receipts proved it)
     trigger_to_tx: LatencyHistogram = field(default_factory=LatencyHistogram)
     protection: Protection | None = None  # circuit breaker, paused sending, alerts
     # each loop's failure streak by name ("indexer", "executor", "rules"): the error budget

@@ -83,6 +83,12 @@ class _WardenCollector(Collector):
             live.bloom_mismatches,
         )
         yield _counter(
+            "warden_log_bloom_false_positives_total",
+            "Blocks whose logsBloom promised logs of ours that their receipts proved absent "
+            "(one extra eth_getBlockReceipts each).",
+            live.bloom_false_positives,
+        )
+        yield _counter(
             "warden_rpc_requests_total", "JSON-RPC HTTP requests sent.", live.rpc.requests
         )
         yield _counter(

@@ -65,6 +65,7 @@ async def test_metrics_parse_and_agree_with_the_database_and_live_state(
     live.head, live.indexed_block, live.safe_block, live.caught_up = 500, 480, 470, True
     live.reorgs = 3
     live.bloom_mismatches = 2
+    live.bloom_false_positives = 7
     live.rpc.requests = 1234
     live.rpc.errors.update({"RateLimited": 5, "ProviderError": 2})
     live.relayer_balance = 10**30 + 7
@@ -88,6 +89,7 @@ async def test_metrics_parse_and_agree_with_the_database_and_live_state(
     assert num(samples, "warden_caught_up") == 1
     assert types["warden_reorgs_total"] == "counter" and num(samples, "warden_reorgs_total") == 3
     assert num(samples, "warden_log_bloom_mismatches_total") == 2
+    assert num(samples, "warden_log_bloom_false_positives_total") == 7
     assert num(samples, "warden_rpc_errors_total", kind="RateLimited") == 5
     assert num(samples, "warden_rpc_errors_total", kind="ProviderError") == 2
     assert num(samples, "warden_rpc_requests_total") == 1234
