@@ -272,7 +272,10 @@ class Daemon:
         while time.monotonic() - started < timeout:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise SystemExit(f"daemon exited with {self.proc.returncode}: see {self.log}")
+                tail = "\n  ".join(self.log.read_text(errors="replace").splitlines()[-15:])
+                raise SystemExit(
+                    f"daemon exited with {self.proc.returncode}; its last lines:\n  {tail}"
+                )
             try:
                 url = f"http://127.0.0.1:{self.port}/ready"
                 with urllib.request.urlopen(url, timeout=5) as r:
