@@ -130,8 +130,14 @@ def atoms(cond: Cond) -> list[NumAtom | StrAtom]:
     return [cond]
 
 
-def _bound(var: str) -> int:
+def var_bound(var: str) -> int:
+    """The largest value of a variable: 10**decimals for token units, else a uint256."""
     return 10**MAX_DECIMALS if var == UNIT else MAX_UINT
+
+
+def atom_bound(atom: NumAtom) -> int:
+    """The largest |value| either side of the comparison can take."""
+    return sum(abs(c) * var_bound(v) for v, c in atom.coefs) + abs(atom.const)
 
 
 class CompiledGroup:
@@ -151,7 +157,7 @@ class CompiledGroup:
         for cond in conds:
             for atom in atoms(cond):
                 if isinstance(atom, NumAtom):
-                    bounds.append(sum(abs(c) * _bound(v) for v, c in atom.coefs) + abs(atom.const))
+                    bounds.append(atom_bound(atom))
                     k = dict(atom.coefs).get("now", 0)
                     if k:
                         others = tuple((v, c) for v, c in atom.coefs if v != "now")
