@@ -124,13 +124,12 @@ def read_number(text: str, offset: int) -> Fraction:
     fit = "numbers must fit a uint256 (at most 2^256 - 1, about 1.16e77)"
     # Leading zeros stripped before int(), which refuses over 4,300 digits, zeros included.
     significant = exponent.lstrip("0")
-    if exponent:
-        if len(significant) > 2 or int(significant or "0") > MAX_EXPONENT:
-            raise ExprError(
-                offset,
-                f"exponent in '{_shown(text)}' is too large: {fit}, so the exponent is at "
-                f"most {MAX_EXPONENT}",
-            )
+    if exponent and (len(significant) > 2 or int(significant or "0") > MAX_EXPONENT):
+        raise ExprError(
+            offset,
+            f"exponent in '{_shown(text)}' is too large: {fit}, so the exponent is at "
+            f"most {MAX_EXPONENT}",
+        )
     if len(whole.lstrip("0")) > MAX_DIGITS or len(fraction) > MAX_DIGITS:
         raise ExprError(
             offset,

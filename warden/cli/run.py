@@ -23,6 +23,7 @@ from web3 import Web3
 
 from chain import ChainClient, ChainError
 from executor import SignerError
+from rules import RulesError
 from warden.app.daemon import Daemon, Target
 from warden.app.logs import setup_logging
 from warden.app.settings import ConfigError, WardenConfig, load_config
@@ -71,6 +72,11 @@ def run_run_command(args: argparse.Namespace) -> int:
         return uvloop.run(_run(cfg))
     except (ConfigError, SignerError) as exc:
         log.error("configuration: %s", exc)
+        return ExitCode.CONFIG
+    except RulesError as exc:  # the first load: nothing to keep running, so stop here
+        log.error("rule files have %d problem(s); not starting", len(exc.problems))
+        for rule_problem in exc.problems:  # one line each: FILE:LINE:COLUMN: what, the fix
+            log.error("rules: %s", rule_problem)
         return ExitCode.CONFIG
     except (DevnetError, ChainError, OSError) as exc:
         log.error("cannot run: %s", exc)
