@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (the look-alike characters are the point of these tests)
 """A bad rule file never kills or freezes the daemon: one real `warden run` process on an
 anvil of its own is sent SIGHUP with each kind of broken rule file in turn. After each
 it is still alive, still indexing (a block mined after the reload is indexed), still on
@@ -81,7 +82,11 @@ def _fifo(rules: Path) -> tuple[Path, Undo]:
 def _rules_dir_gone(rules: Path) -> tuple[Path, Undo]:
     aside = rules.parent / "rules.aside"
     rules.rename(aside)
-    return rules, lambda: aside.rename(rules)
+
+    def undo() -> None:
+        aside.rename(rules)
+
+    return rules, undo
 
 
 ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
