@@ -143,7 +143,9 @@ def atom_bound(atom: NumAtom) -> int:
 class CompiledGroup:
     """The engine ruleset for the sessions of one policy group, and how to build its fact."""
 
-    def __init__(self, engine_name: str, rules: tuple[Rule, ...]) -> None:
+    def __init__(self, engine_name: str, rules: tuple[Rule, ...], *, facts: bool = True) -> None:
+        """`facts=False` plans the engine ruleset (its definition and the fact's keys)
+        without generating the fact builder: what the checker needs to size a group."""
         self.engine_name = engine_name
         self.rules = rules
         self.terms: dict[Linear, str] = {}
@@ -175,7 +177,8 @@ class CompiledGroup:
             | {v for atom in self.time_atoms for v, _ in atom.others}
             | ({"now"} if self.time_atoms else set())
         )
-        self.facts = self._builder()
+        if facts:
+            self.facts = self._builder()
         self._single = {key: (rules[i],) for key, i in self.index_of_key.items()}
 
     def matched(self, keys: list[str]) -> tuple[Rule, ...]:

@@ -9,6 +9,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+from rules.analysis import capacity_problems
 from rules.errors import Problem, RulesError
 from rules.model import Rule, RuleSet
 from rules.rule_file import Declared, RuleFileReader
@@ -127,6 +128,9 @@ def check_files(paths: Iterable[str | Path]) -> tuple[list[Problem], RuleSet | N
             problems.append(Problem(name, 1, 1, internal_error(exc)))
         warnings.extend(reader.warnings)
     _cross_file_checks(rules, declared, problems)
+    if not problems:  # only a usable set is compiled, so only it is sized against the engine
+        for rule, message in capacity_problems(rules):
+            problems.append(Problem(rule.file, rule.line, rule.column, message, rule.name))
     if problems:
         return problems, None
     files_read = tuple(str(p) for p in files)

@@ -121,6 +121,18 @@ CASES: dict[str, tuple[Callable[[Path], tuple[Path, Undo]], tuple[int, str]]] = 
     "alias-bomb": (_write(ALIAS_BOMB), (0, "too many aliases")),
     "deep-yaml-nesting": (_write("rules: " + "[" * 50_000 + "]" * 50_000 + "\n"), (1, "nested")),
     "empty-file": (_write(""), (1, "file is empty")),
+    # Valid, but past what durable-rules can compile: its C code would never return.
+    "600-rules": (
+        _write(
+            "rules:\n"
+            + "".join(
+                f"  - name: r{i:03d}\n    when: balance <= {i + 1}\n    action: close\n"
+                "    reason: idle\n"
+                for i in range(600)
+            )
+        ),
+        (0, "more than the rules engine evaluates"),
+    ),
     "fifo": (_fifo, (1, "not a regular file")),
     "directory": (_directory, (1, "it is a directory")),
     "unreadable": (_unreadable, (1, "Permission denied")),
