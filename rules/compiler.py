@@ -130,14 +130,22 @@ def atoms(cond: Cond) -> list[NumAtom | StrAtom]:
     return [cond]
 
 
-def _bound(var: str) -> int:
+def var_bound(var: str) -> int:
+    """The largest value of a variable: 10**decimals for token units, else a uint256."""
     return 10**MAX_DECIMALS if var == UNIT else MAX_UINT
+
+
+def atom_bound(atom: NumAtom) -> int:
+    """The largest |value| either side of the comparison can take."""
+    return sum(abs(c) * var_bound(v) for v, c in atom.coefs) + abs(atom.const)
 
 
 class CompiledGroup:
     """The engine ruleset for the sessions of one policy group, and how to build its fact."""
 
-    def __init__(self, engine_name: str, rules: tuple[Rule, ...]) -> None:
+    def __init__(self, engine_name: str, rules: tuple[Rule, ...], *, facts: bool = True) -> None:
+        """`facts=False` plans the engine ruleset (its definition and the fact's keys)
+        without generating the fact builder: what the checker needs to size a group."""
         self.engine_name = engine_name
         self.rules = rules
         self.terms: dict[Linear, str] = {}
@@ -151,7 +159,7 @@ class CompiledGroup:
         for cond in conds:
             for atom in atoms(cond):
                 if isinstance(atom, NumAtom):
-                    bounds.append(sum(abs(c) * _bound(v) for v, c in atom.coefs) + abs(atom.const))
+                    bounds.append(atom_bound(atom))
                     k = dict(atom.coefs).get("now", 0)
                     if k:
                         others = tuple((v, c) for v, c in atom.coefs if v != "now")
@@ -169,7 +177,8 @@ class CompiledGroup:
             | {v for atom in self.time_atoms for v, _ in atom.others}
             | ({"now"} if self.time_atoms else set())
         )
-        self.facts = self._builder()
+        if facts:
+            self.facts = self._builder()
         self._single = {key: (rules[i],) for key, i in self.index_of_key.items()}
 
     def matched(self, keys: list[str]) -> tuple[Rule, ...]:

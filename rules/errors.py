@@ -19,18 +19,22 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One thing wrong in a rule file; line and column are 1-based."""
+    """One thing wrong in a rule file; line and column are 1-based. A "warning" does not
+    make the files unusable (RuleSet.warnings); an "error" does."""
 
     file: str
     line: int
     column: int
     message: str
     rule: str | None = None
+    severity: str = "error"  # "error" | "warning"
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}"
         if self.rule is not None:
-            return f"{where}: rule '{self.rule}': {self.message}"
+            where += f": rule '{self.rule}'"
+        if self.severity == "warning":
+            where += ": warning"
         return f"{where}: {self.message}"
 
 

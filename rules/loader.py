@@ -5,25 +5,66 @@ at once with file, line, column, rule name and the fix."""
 from __future__ import annotations
 
 import hashlib
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+from rules.analysis import capacity_problems
 from rules.errors import Problem, RulesError
 from rules.model import Rule, RuleSet
 from rules.rule_file import Declared, RuleFileReader
 from rules.typecheck import suggest
 
+# A rule file is small text; past this it is the wrong file (yamlsource refuses more
+# than a million characters anyway), and reading stops here rather than filling memory.
+MAX_FILE_BYTES = 4_000_000
+
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given; a directory stands for its *.yaml and *.yml files, sorted."""
+    """Files as given; a directory stands for its *.yaml and *.yml files, sorted. A
+    directory that cannot be listed stays as given: reading it reports why."""
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            out.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")))
-        else:
-            out.append(path)
+        try:
+            if path.is_dir():
+                out.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")))
+                continue
+        except OSError:
+            pass
+        out.append(path)
     return out
+
+
+def read_rule_text(path: Path) -> str | Problem:
+    """The file's text, or the Problem saying why it cannot be used. Only regular files
+    are opened: a FIFO would block the daemon and a device never ends."""
+    name = str(path)
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            return Problem(name, 1, 1, "cannot read file: it is a directory, not a rule file")
+        if not stat.S_ISREG(info.st_mode):
+            return Problem(name, 1, 1, "cannot read file: not a regular file")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        return Problem(name, 1, 1, f"cannot read file: {exc.strerror or exc}")
+    if len(data) > MAX_FILE_BYTES:
+        return Problem(
+            name, 1, 1, f"file is larger than {MAX_FILE_BYTES:,} bytes: is this the right file?"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        return Problem(
+            name,
+            line,
+            column,
+            f"byte 0x{data[exc.start]:02x} is not UTF-8: save the file as UTF-8 text",
+        )
 
 
 def _cross_file_checks(
@@ -68,23 +109,44 @@ def check_files(paths: Iterable[str | Path]) -> tuple[list[Problem], RuleSet | N
     problems: list[Problem] = []
     rules: list[Rule] = []
     declared: list[Declared] = []
+    warnings: list[Problem] = []
     digest = hashlib.sha256()
     files = expand_paths(paths)
     if not files:
         problems.append(Problem("<none>", 1, 1, "no rule files given"))
     for path in files:
         name = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem(name, 1, 1, f"cannot read file: {exc}"))
+        text = read_rule_text(path)
+        if isinstance(text, Problem):
+            problems.append(text)
             continue
         digest.update(name.encode() + b"\0" + text.encode() + b"\0")
-        rules.extend(RuleFileReader(name, text, problems, declared).read())
+        reader = RuleFileReader(name, text, problems, declared)
+        try:
+            rules.extend(reader.read())
+        except Exception as exc:  # a bug of ours must not stop the other files
+            problems.append(Problem(name, 1, 1, internal_error(exc)))
+        warnings.extend(reader.warnings)
     _cross_file_checks(rules, declared, problems)
+    if not problems:  # only a usable set is compiled, so only it is sized against the engine
+        for rule, message in capacity_problems(rules):
+            problems.append(Problem(rule.file, rule.line, rule.column, message, rule.name))
     if problems:
         return problems, None
-    return [], RuleSet(tuple(rules), tuple(str(p) for p in files), digest.hexdigest())
+    files_read = tuple(str(p) for p in files)
+    return [], RuleSet(tuple(rules), files_read, digest.hexdigest(), tuple(warnings))
+
+
+def internal_error(exc: BaseException) -> str:
+    """A Problem's message for an exception the checks did not expect (a bug of ours):
+    the operator sees it as one line, like any other problem, never as a traceback."""
+    text = str(exc)
+    if len(text) > 200:
+        text = text[:200] + "..."
+    return (
+        f"internal error while loading rules: {type(exc).__name__}: {text} (nothing from "
+        "these rule files was used; please report this with the files)"
+    )
 
 
 def load_rules(paths: Iterable[str | Path]) -> RuleSet:

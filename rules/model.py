@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rules.errors import Problem
 from rules.syntax import Node
 
 ACTIONS = ("close", "sweep")
@@ -33,11 +34,13 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
-    """Every rule from a set of files; `digest` identifies the exact file contents."""
+    """Every rule from a set of files; `digest` identifies the exact file contents;
+    `warnings`: what is suspicious but usable (a condition true for every session)."""
 
     rules: tuple[Rule, ...]
     files: tuple[str, ...]
     digest: str
+    warnings: tuple[Problem, ...] = ()
 
     def by_name(self, name: str) -> Rule:
         for rule in self.rules:

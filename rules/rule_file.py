@@ -8,9 +8,11 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from contracts import POLICY_REASONS, SWEEP_REASON
+from rules.analysis import always_true, magnitude_errors
 from rules.errors import Problem
 from rules.model import ACTIONS, Rule
-from rules.syntax import ExprError, Node, parse
+from rules.syntax import Node, parse
+from rules.tokens import ExprError
 from rules.typecheck import check_condition, suggest
 from yamlsource import (
     YamlError,
@@ -83,6 +85,7 @@ class RuleFileReader:
         self.text = text
         self.problems = problems
         self.declared = declared
+        self.warnings: list[Problem] = []
         self.line_starts = [0]
         for i, ch in enumerate(text):
             if ch == "\n":
@@ -179,6 +182,19 @@ class RuleFileReader:
         replaces = self.read_replaces(item, name, policies is not None)
         if len(self.problems) != start or name is None or condition is None:
             return None
+        if enabled and always_true(condition, policies):
+            self.warnings.append(
+                Problem(
+                    self.file,
+                    *value_position(item, "when"),
+                    "this condition holds for every active session by construction (e.g. "
+                    'status == "active" alone, balance >= 0): the rule fires for every '
+                    "session as soon as it is indexed; add what should trigger it, e.g. "
+                    "balance <= stop_loss",
+                    name,
+                    "warning",
+                )
+            )
         line, column = value_position(item, "name")
         return Rule(
             name=name,
@@ -235,7 +251,7 @@ class RuleFileReader:
         except ExprError as exc:
             self.report(where(exc.offset), f"in 'when': {exc.message}", name)
             return None
-        errors = check_condition(node)
+        errors = check_condition(node) or magnitude_errors(node)
         for error in errors:
             self.report(where(error.offset), f"in 'when': {error.message}", name)
         return None if errors else node

@@ -1,4 +1,5 @@
-"""The `when:` expression language: tokens, a recursive-descent parser and the AST.
+"""The `when:` expression language: a recursive-descent parser and the AST (the tokens
+and the limits on their size are in tokens.py).
 
 Offsets are 0-based character positions inside the condition string; the loader maps them
 to line and column in the YAML file.
@@ -15,91 +16,20 @@ to line and column in the YAML file.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+from contracts import UINT256_MAX
+from rules.tokens import (
+    DURATION_UNITS,
+    MAX_NESTING,
+    ExprError,
+    Token,
+    tokenize,
+)
+
 COMPARE_OPS = ("<=", ">=", "==", "!=", "<", ">")
 KEYWORDS = ("and", "or", "not", "of", "tokens", "token")
-
-
-class ExprError(Exception):
-    """A syntax or type error at `offset` in the condition string."""
-
-    def __init__(self, offset: int, message: str) -> None:
-        super().__init__(message)
-        self.offset = offset
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    kind: str  # "num" | "dur" | "ident" | "str" | "op" | "end"
-    text: str
-    offset: int
-
-
-_NUMBER = re.compile(r"\d[\d_]*(?:\.\d[\d_]*)?(?:[eE]\d+)?")
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_HINTS = {"&": "use 'and'", "|": "use 'or'", "!": "use 'not' (or '!=' to compare)"}
-
-
-def tokenize(text: str) -> list[Token]:
-    tokens: list[Token] = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch.isspace():
-            i += 1
-            continue
-        if ch.isdigit():
-            m = _NUMBER.match(text, i)
-            assert m is not None
-            end = m.end()
-            unit = _WORD.match(text, end)
-            if unit is not None:
-                word = unit.group()
-                if word not in DURATION_UNITS:
-                    raise ExprError(
-                        i,
-                        f"bad duration '{text[i : unit.end()]}': write a whole number followed "
-                        "by s, m, h, d or w (e.g. 30s, 10m, 24h, 7d), or put a space before a word",
-                    )
-                tokens.append(Token("dur", text[i : unit.end()], i))
-                i = unit.end()
-            else:
-                tokens.append(Token("num", m.group(), i))
-                i = end
-            continue
-        if ch.isalpha() or ch == "_":
-            m = _WORD.match(text, i)
-            assert m is not None
-            tokens.append(Token("ident", m.group(), i))
-            i = m.end()
-            continue
-        if ch in "\"'":
-            end = text.find(ch, i + 1)
-            if end < 0:
-                raise ExprError(i, f"unterminated string: close it with {ch}")
-            tokens.append(Token("str", text[i + 1 : end], i))
-            i = end + 1
-            continue
-        two = text[i : i + 2]
-        if two in ("<=", ">=", "==", "!="):
-            tokens.append(Token("op", two, i))
-            i += 2
-            continue
-        if ch in "<>+-%()":
-            tokens.append(Token("op", ch, i))
-            i += 1
-            continue
-        if ch == "=":
-            raise ExprError(i, "'=' is not a comparison: use '=='")
-        hint = _HINTS.get(ch, "remove it")
-        raise ExprError(i, f"unexpected character '{ch}': {hint}")
-    tokens.append(Token("end", "", len(text)))
-    return tokens
 
 
 # ---- AST -------------------------------------------------------------------------------
@@ -177,19 +107,22 @@ class Not:
 Node = Num | Duration | Tokens | Str | Field | Percent | Arith | Compare | BoolOp | Not
 
 
-def parse_number(text: str) -> Fraction:
-    digits = text.replace("_", "")
-    mantissa, _, exponent = digits.lower().partition("e")
-    value = Fraction(mantissa)
-    if exponent:
-        value *= 10 ** int(exponent)
-    return value
-
-
 class _Parser:
     def __init__(self, text: str) -> None:
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0  # parentheses, 'not' and '% of' entered and not yet left
+
+    def enter(self, tok: Token) -> None:
+        """Bounds the recursion: each level is a few frames here, in the type checker
+        and in the compiler."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise ExprError(
+                tok.offset,
+                f"nested more than {MAX_NESTING} levels deep (parentheses, 'not', '% of'): "
+                "simplify the condition or split it into several rules",
+            )
 
     @property
     def tok(self) -> Token:
@@ -230,7 +163,10 @@ class _Parser:
     def parse_not(self) -> Node:
         if self.is_word("not"):
             tok = self.take()
-            return Not(self.parse_not(), tok.offset)
+            self.enter(tok)
+            item = self.parse_not()
+            self.depth -= 1
+            return Not(item, tok.offset)
         return self.parse_compare()
 
     def parse_compare(self) -> Node:
@@ -257,7 +193,8 @@ class _Parser:
         tok = self.tok
         if tok.kind == "num":
             self.take()
-            value = parse_number(tok.text)
+            value = tok.number
+            assert value is not None  # the tokenizer reads every number
             if self.tok.kind == "op" and self.tok.text == "%":
                 self.take()
                 if not self.is_word("of"):
@@ -265,7 +202,10 @@ class _Parser:
                         self.tok.offset, f"expected 'of' after '{tok.text}%' (e.g. 50% of deposit)"
                     )
                 self.take()
-                return Percent(value, self.parse_unary(), tok.offset)
+                self.enter(tok)
+                operand = self.parse_unary()
+                self.depth -= 1
+                return Percent(value, operand, tok.offset)
             if self.is_word("tokens") or self.is_word("token"):
                 self.take()
                 return Tokens(value, tok.text, tok.offset)
@@ -278,9 +218,15 @@ class _Parser:
                     tok.offset,
                     f"bad duration '{tok.text}': use a whole number (e.g. 90m, not 1.5h)",
                 )
-            return Duration(
-                int(parse_number(number)) * DURATION_UNITS[tok.text[-1]], tok.text, tok.offset
-            )
+            assert tok.number is not None  # the tokenizer reads every number
+            seconds = int(tok.number) * DURATION_UNITS[tok.text[-1]]
+            if seconds > UINT256_MAX:
+                raise ExprError(
+                    tok.offset,
+                    f"duration '{tok.text[:24]}' is too long: durations must fit a uint256 "
+                    "of seconds (at most 2^256 - 1)",
+                )
+            return Duration(seconds, tok.text, tok.offset)
         if tok.kind == "str":
             self.take()
             return Str(tok.text, tok.offset)
@@ -289,7 +235,9 @@ class _Parser:
             return Field(tok.text, tok.offset)
         if tok.kind == "op" and tok.text == "(":
             self.take()
+            self.enter(tok)
             inner = self.parse_or()
+            self.depth -= 1
             if not (self.tok.kind == "op" and self.tok.text == ")"):
                 raise ExprError(
                     tok.offset,

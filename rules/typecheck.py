@@ -14,7 +14,6 @@ from rules.syntax import (
     BoolOp,
     Compare,
     Duration,
-    ExprError,
     Field,
     Node,
     Num,
@@ -23,6 +22,7 @@ from rules.syntax import (
     Tokens,
     node_start,
 )
+from rules.tokens import ExprError
 
 T = FieldType
 

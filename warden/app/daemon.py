@@ -319,13 +319,27 @@ class Daemon:
         return not indexer.idle
 
     def _reload(self, pipeline: RulesPipeline) -> None:
-        result = pipeline.reload()
+        # The holder turns any failure into problems; the guard below is for a bug in the
+        # pipeline's own swap, which must not end the daemon either.
+        try:
+            result = pipeline.reload()
+        except Exception as exc:
+            log.error("SIGHUP: reloading the rules failed (%s: %s); the old rules keep running",
+                      type(exc).__name__, exc)  # fmt: skip
+            self.live.rules_reload_failures += 1
+            return
         if not result.ok:
+            self.live.rules_reload_failures = result.failures
             log.error(
-                "SIGHUP: rule files have problems; the old rules (%s) keep running:\n%s",
-                result.version, "\n".join(str(p) for p in result.problems),
+                "SIGHUP: rule files have %d problem(s); the old rules (%s) keep running",
+                len(result.problems), result.version,
             )  # fmt: skip
-        elif result.changed:
+            for problem in result.problems:  # one line each: FILE:LINE:COLUMN: what and fix
+                log.error("rules: %s", problem)
+            return
+        for warning in result.warnings:
+            log.warning("rules: %s", warning)
+        if result.changed:
             log.info("SIGHUP: rules reloaded, now %s", result.version)
             self.live.rules_version = result.version
         else:

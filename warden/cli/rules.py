@@ -36,10 +36,14 @@ def run_rules_command(args: argparse.Namespace) -> int:
         count = len(problems)
         print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
         return ExitCode.RUNTIME_FAILURE
+    for warning in ruleset.warnings:  # usable, but probably not what was meant: still exit 0
+        print(warning, file=sys.stderr)
     files = expand_paths(args.files)
     enabled = sum(1 for r in ruleset.rules if r.enabled)
+    warned = len(ruleset.warnings)
     print(
         f"ok: {len(ruleset.rules)} rules ({enabled} enabled) in {len(files)} "
         f"file{'s' if len(files) != 1 else ''}, version {ruleset.digest[:16]}"
+        + (f", {warned} warning{'s' if warned != 1 else ''}" if warned else "")
     )
     return ExitCode.OK

@@ -27,7 +27,7 @@ from web3 import Web3
 from chain import ChainClient, ChainError
 from chain.client import redact_url, url_secrets
 from executor import Signer, SignerError
-from rules import check_files
+from rules import RulesError, check_files
 from warden.app.daemon import Daemon, Target
 from warden.app.logs import setup_logging
 from warden.app.settings import ANVIL_CHAIN_ID, ConfigError, WardenConfig, load_config
@@ -82,6 +82,11 @@ def run_run_command(args: argparse.Namespace) -> int:
         code = uvloop.run(_run(cfg, signer))
     except (ConfigError, SignerError) as exc:
         log.error("configuration: %s", exc)
+        return ExitCode.CONFIG
+    except RulesError as exc:  # the first load: nothing to keep running, so stop here
+        log.error("rule files have %d problem(s); not starting", len(exc.problems))
+        for rule_problem in exc.problems:  # one line each: FILE:LINE:COLUMN: what, the fix
+            log.error("rules: %s", rule_problem)
         return ExitCode.CONFIG
     except (sqlite3.Error, OSError) as exc:  # outside the daemon: the devnet's database move
         storage = storage_problem(exc, cfg.database)

@@ -54,6 +54,7 @@ class LiveState:
     relayer_address: str | None = None
     relayer_balance: int | None = None  # wei, exact
     rules_version: str | None = None
+    rules_reload_failures: int = 0  # SIGHUP reloads refused (the old rules kept running)
     rpc: RpcStats = field(default_factory=RpcStats)
     reorgs: int = 0
     bloom_mismatches: int = 0  # blocks whose logs contradicted their header's logsBloom

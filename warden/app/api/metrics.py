@@ -119,6 +119,11 @@ class _WardenCollector(Collector):
             None if balance is None else balance / WEI_PER_ETHER,
         )
         yield from self._protection()
+        yield _counter(
+            "warden_rules_reload_failures_total",
+            "Rule reloads refused (bad files); the previous rules kept running.",
+            live.rules_reload_failures,
+        )
         if live.rules_version is not None:
             rules = GaugeMetricFamily(
                 "warden_rules_info", "The loaded rules version.", labels=["version"]

@@ -1,0 +1,151 @@
+"""How long the rule loader and the YAML reader take on large and hostile input: the
+figures behind "a bad rule file never freezes the daemon" (tests assert no timings).
+
+    .venv/bin/python scripts/bench_loaders.py [--rules N] [--repeat R]
+
+Measures (best of R runs, wall clock): `check_files` on an N-rule file (default
+10,000) split into the YAML read (yamlsource) and our checks; compiling that set as a
+reload does (RulesHolder, the part the daemon's loop waits for too); the worst
+yamlsource inputs (alias bomb, 50,000-deep nesting, a million characters, a NUL at the
+end of it); the worst conditions (`1e999999999`, a 2,000-character condition, nesting
+at the limit, a comparison past the magnitude bound). Prints markdown for BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from _report import cpu_model  # noqa: E402
+
+from rules import RulesError, RulesHolder, RulesHost, check_files  # noqa: E402
+from rules.tokens import MAX_CONDITION_CHARS, MAX_NESTING  # noqa: E402
+from yamlsource import YamlError, read_yaml  # noqa: E402
+
+
+def many_rules(count: int) -> str:
+    """`count` rules in groups of 50 per policy (one engine ruleset takes at most 64),
+    one flow mapping a line so that 10,000 fit the reader's million characters."""
+    lines = ["rules:"]
+    for i in range(count):
+        lines.append(
+            f"- {{name: r{i}, when: balance<={i % 97 + 1}% of deposit, action: close, "
+            f"reason: idle, scope: {{policy: p{i // 50}}}}}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def rule(when: str) -> str:
+    return f'rules:\n  - name: a\n    when: "{when}"\n    action: close\n    reason: idle\n'
+
+
+def best(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def yaml_only(text: str) -> Callable[[], object]:
+    def run() -> object:
+        try:
+            return read_yaml(text, "bench.yaml")
+        except YamlError as exc:
+            return exc
+
+    return run
+
+
+def checked(path: Path) -> Callable[[], object]:
+    return lambda: check_files([path])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rules", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    rows: list[tuple[str, str, float]] = []
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        big = tmp / "many.yaml"
+        text = many_rules(args.rules)
+        big.write_text(text)
+        size = f"{len(text):,} chars"
+        problems, ruleset = check_files([big])
+        assert not problems and ruleset is not None, problems[:3]
+        total = best(checked(big), args.repeat)
+        yaml_part = best(yaml_only(text), args.repeat)
+        rows.append((f"check_files, {args.rules:,} rules", size, total))
+        rows.append(("  of which yamlsource.read_yaml", size, yaml_part))
+        rows.append(("  of which the rule checks", size, total - yaml_part))
+
+        def reload() -> object:
+            try:
+                return RulesHolder(RulesHost(), [big])
+            except RulesError as exc:
+                return exc
+
+        groups = f"{args.rules // 50} groups"
+        rows.append((f"load + compile {args.rules:,} rules (reload)", groups, best(reload, 1)))
+
+        hostile_yaml = {
+            "alias bomb (9 levels x 10)": "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+            + "".join(
+                f"{n}: &{n} [" + ", ".join([f"*{p}"] * 10) + "]\n"
+                for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+            ),
+            "50,000-deep flow nesting": "rules: " + "[" * 50_000 + "]" * 50_000 + "\n",
+            "1,000-deep block nesting": "".join(" " * i + f"k{i}:\n" for i in range(1_000)),
+            "1,000,000 chars, NUL at the end": "# " + "x" * 999_990 + "\n\0",
+            "1,000,001 chars": "#" * 1_000_001,
+        }
+        for label, body in hostile_yaml.items():
+            path = tmp / "hostile.yaml"
+            path.write_text(body)
+            rows.append((f"yaml: {label}", f"{len(body):,} chars", best(checked(path), 3)))
+
+        tiny = "0." + "0" * 76 + "1"
+        hostile_when = {
+            "1e999999999": "balance <= 1e999999999",
+            f"{MAX_CONDITION_CHARS:,}-char condition": (
+                "balance <= 1" + " " * (MAX_CONDITION_CHARS - 12)
+            ),
+            "200 tokens": " + ".join(["balance"] * 99) + " > 0",
+            f"{MAX_NESTING}-deep parentheses": "(" * MAX_NESTING
+            + "balance <= 1"
+            + ")" * MAX_NESTING,
+            "900-deep parentheses": "(" * 900 + "balance<=1" + ")" * 900,
+            "magnitude past 10^160": f"balance <= {tiny}% of {tiny}% of {tiny}% of deposit",
+            "5,000-digit literal": "balance <= " + "9" * 5_000,
+        }
+        for label, when in hostile_when.items():
+            path = tmp / "when.yaml"
+            path.write_text(rule(when))
+            rows.append((f"when: {label}", f"{len(when):,} chars", best(checked(path), 3)))
+
+    print(
+        f"## Loaders ({datetime.date.today()}, {cpu_model()}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} cores)\n"
+    )
+    print("| input | size | seconds (best) |")
+    print("|---|---|---|")
+    for label, what, seconds in rows:
+        print(f"| {label} | {what} | {seconds:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
