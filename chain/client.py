@@ -17,62 +17,26 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
 from chain.errors import (
     BadResponse,
-    CallReverted,
     FatalError,
     LogRangeTooLarge,
-    ProviderError,
     RateLimited,
     RetryableError,
     RpcRejected,
     RpcUnavailable,
-    TxRejected,
     UnknownBlock,
     WrongChain,
+    classify_rpc_error,
 )
 from chain.transport import HttpTransport, Request, Transport
+from chain.urls import redact_url, url_secrets
 
 log = logging.getLogger("warden.rpc")
 
-# Substrings providers use when an eth_getLogs range or result set is too large
-# (geth, erigon, Alchemy, Infura, QuickNode, Ankr, BlastAPI, anvil forks).
-_RANGE_MESSAGES = (
-    "query returned more than",
-    "block range",
-    "too many",
-    "range too large",
-    "response size",
-    "limit exceeded",
-    "exceed maximum",
-    "logs matched",
-    "range is too",
-)
-_RATE_MESSAGES = ("rate limit", "too many requests", "exceeded its compute units", "capacity")
-_FATAL_CODES = {-32600, -32601, -32602}
-# A block asked for that the node does not have (yet, or any more): transient, whatever
-# the code says (anvil: "BlockOutOfRangeError: block height is 1129 but requested was 1130").
-_BEHIND_MESSAGES = ("blockoutofrange", "block height is", "header not found")
-# eth_sendRawTransaction refusals (geth, erigon, nethermind, anvil, reth wording).
-_TX_REJECTIONS = (
-    ("already known", "already_known"),
-    ("already imported", "already_known"),
-    ("known transaction", "already_known"),
-    ("nonce too low", "nonce_too_low"),
-    ("nonce too high", "nonce_too_high"),
-    ("nonce has already been used", "nonce_too_low"),
-    ("underpriced", "underpriced"),
-    ("insufficient funds", "insufficient_funds"),
-    ("less than block base fee", "fee_below_base"),
-    ("fee cap less than block base fee", "fee_below_base"),
-    # a gas limit the node's blocks cannot hold: asking again cannot change the answer
-    ("exceeds block gas limit", "other"),
-    ("gas_limit > env.block.gas_limit", "other"),
-)
 RETRY_AFTER_CAP = 60.0
 
 
@@ -103,73 +67,6 @@ class RpcStats:
     def count(self, error: Exception) -> None:
         kind = type(error).__name__
         self.errors[kind] = self.errors.get(kind, 0) + 1
-
-
-def classify_rpc_error(error: dict[str, Any], method: str) -> Exception:
-    """A JSON-RPC error object as the exception the caller should act on."""
-    code = error.get("code")
-    message = str(error.get("message", ""))
-    lowered = message.lower()
-    where = f"{method}: {message} (code {code})"
-    if method == "eth_getLogs" and any(m in lowered for m in _RANGE_MESSAGES):
-        return LogRangeTooLarge(where)
-    if method == "eth_sendRawTransaction":
-        for needle, kind in _TX_REJECTIONS:
-            if needle in lowered:
-                return TxRejected(where, kind)
-        if code in _FATAL_CODES or "invalid" in lowered or "rejected" in lowered:
-            return TxRejected(where, "other")
-    if method == "eth_getLogs" and ("unknown block" in lowered or "block not found" in lowered):
-        return UnknownBlock(where)
-    if code == 429 or any(m in lowered for m in _RATE_MESSAGES):
-        return RateLimited(where)
-    if code == 3 or "revert" in lowered:
-        data = error.get("data")
-        return CallReverted(where, data if isinstance(data, str) else None)
-    if any(m in lowered for m in _BEHIND_MESSAGES):
-        # the node's head moved under the call (anvil mid-reorg answers -32602): ask again
-        return ProviderError(where, code if isinstance(code, int) else None)
-    if code in _FATAL_CODES:
-        return RpcRejected(where, code if isinstance(code, int) else None)
-    return ProviderError(where, code if isinstance(code, int) else None)
-
-
-def redact_url(url: str) -> str:
-    """An RPC URL as it may be shown: `scheme://host[:port]`, then `/…` when it had a path,
-    query or fragment. Providers put the API key in the path or the query (Infura, Alchemy)
-    or in the userinfo, so none of those is ever logged or printed."""
-    try:
-        parts = urlsplit(url.strip())
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        return "(unparsable URL)"
-    if not parts.scheme or not host:
-        return "(unparsable URL)"
-    shown = f"{parts.scheme}://{f'[{host}]' if ':' in host else host}"
-    if port is not None:
-        shown += f":{port}"
-    if parts.path.strip("/") or parts.query or parts.fragment:
-        shown += "/…"
-    return shown
-
-
-def url_secrets(url: str) -> list[str]:
-    """The parts of `url` that may carry a credential (the whole URL, userinfo, path and
-    its segments, query and its values, fragment): what a log redaction filter masks."""
-    found = [url]
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return found
-    if "@" in parts.netloc:
-        userinfo = parts.netloc.rsplit("@", 1)[0]
-        found += [userinfo, *userinfo.split(":")]
-    if parts.path.strip("/"):
-        found += [parts.path, *parts.path.split("/")]
-    if parts.query:
-        found += [parts.query, *(value for _, value in parse_qsl(parts.query))]
-    found += [parts.fragment]
-    return [part for part in found if part]
 
 
 class ChainClient:

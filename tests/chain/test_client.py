@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from chain import ChainClient, RetryPolicy, WrongChain
-from chain.client import classify_rpc_error, redact_url, url_secrets
 from chain.errors import (
     CallReverted,
     LogRangeTooLarge,
@@ -20,8 +19,10 @@ from chain.errors import (
     RpcUnavailable,
     TxRejected,
     UnknownBlock,
+    classify_rpc_error,
 )
 from chain.transport import MockTransport, Request, Response
+from chain.urls import redact_url, url_secrets
 from tests._rpc_proxy import Fault, FaultyProxy
 from warden.devnet import Anvil, free_port
 

@@ -25,7 +25,7 @@ import uvloop
 from web3 import Web3
 
 from chain import ChainClient, ChainError
-from chain.client import redact_url, url_secrets
+from chain.urls import redact_url, url_secrets
 from executor import Signer, SignerError
 from rules import RulesError, check_files
 from warden.app.daemon import Daemon, Target

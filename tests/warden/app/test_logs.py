@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chain.client import url_secrets
+from chain.urls import url_secrets
 from warden.app.logs import register_secrets, setup_logging
 
 SECRET = "sk_live_h4nter2h4nter2"

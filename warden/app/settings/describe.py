@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from chain.client import redact_url
 from chain.units import format_amount, format_duration
+from chain.urls import redact_url
 from warden.app.settings.secrets import mask_key_like
 
 _AMOUNTS = ("min_relayer_balance", "max_fee_per_gas", "min_tip")

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from chain.client import url_secrets
+from chain.urls import url_secrets
 from executor.settings import ExecutorSettings
 from warden.app.settings import overrides
 from warden.app.settings.checks import cross_checks
