@@ -38,7 +38,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import orjson
@@ -139,8 +139,105 @@ class _Decision:
 NO_FAULT = _Decision(None, [], random.Random(0))
 
 
-class FaultyProxy:
+class LoopbackServer:
+    """A JSON-RPC HTTP server on 127.0.0.1 with its own event loop in a background thread,
+    so it serves a daemon subprocess and the test's own calls alike. Subclasses answer in
+    `_handle` (POSTs to any path) and may use `_session` to reach their upstream."""
+
+    upstream_timeout = 30.0
+    thread_name = "loopback-server"
+
+    def __init__(self, port: int = 0) -> None:
+        self.port = port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def url(self) -> str:
+        if self._thread is None:
+            raise RuntimeError("the proxy is not running")
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Self:
+        if self._thread is not None:
+            raise RuntimeError("the proxy is already running")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # a restarted proxy must get its port back while old connections sit in TIME_WAIT
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", self.port))
+        except OSError:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        loop = self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=loop.run_forever, name=f"{self.thread_name}-{self.port}", daemon=True
+        )
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._open(sock), loop).result(timeout=30)
+        except BaseException:
+            sock.close()
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._close(), loop).result(timeout=30)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=30)
+            loop.close()
+            self._loop = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def _open(self, sock: socket.socket) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.upstream_timeout)
+        )
+        app = web.Application(client_max_size=256 * 1024**2)
+        app.router.add_post("/{tail:.*}", self._handle)
+        # in-flight handlers (a long delay) are cancelled at stop, not awaited
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.05)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+
+    async def _close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+        # handlers cut off by the shutdown timeout must finish here, before the loop closes
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+
+class FaultyProxy(LoopbackServer):
     """A JSON-RPC proxy on 127.0.0.1 that injects faults; see the module docstring."""
+
+    thread_name = "rpc-proxy"
 
     def __init__(
         self,
@@ -161,8 +258,8 @@ class FaultyProxy:
         self.stale_lag = stale_lag
         self.max_log_range = max_log_range
         self.max_log_results = max_log_results
+        super().__init__(port)
         self.upstream_timeout = upstream_timeout
-        self.port = port
         self._lock = threading.Lock()  # the plan and the counters, shared with the loop thread
         self._rng = random.Random(seed)
         self._rate = 0.0
@@ -174,16 +271,6 @@ class FaultyProxy:
         self._forwarded: Counter[str] = Counter()
         self._faults: Counter[Fault] = Counter()
         self._log: deque[tuple[str, Fault]] = deque(maxlen=10_000)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def url(self) -> str:
-        if self._thread is None:
-            raise RuntimeError("the proxy is not running")
-        return f"http://127.0.0.1:{self.port}"
 
     # -- the fault plan (callable from any thread) -----------------------------
     def set_faults(
@@ -235,76 +322,6 @@ class FaultyProxy:
             }
 
     # -- lifecycle ---------------------------------------------------------------
-    def start(self) -> FaultyProxy:
-        if self._thread is not None:
-            raise RuntimeError("the proxy is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        # a restarted proxy must get its port back while old connections sit in TIME_WAIT
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", self.port))
-        except OSError:
-            sock.close()
-            raise
-        self.port = sock.getsockname()[1]
-        loop = self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=loop.run_forever, name=f"rpc-proxy-{self.port}", daemon=True
-        )
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._open(sock), loop).result(timeout=10)
-        except BaseException:
-            sock.close()
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._close(), loop).result(timeout=10)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-            loop.close()
-            self._loop = self._thread = None
-
-    def __enter__(self) -> FaultyProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def _open(self, sock: socket.socket) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.upstream_timeout)
-        )
-        app = web.Application(client_max_size=256 * 1024**2)
-        app.router.add_post("/{tail:.*}", self._handle)
-        # in-flight handlers (a long DELAY) are cancelled at stop, not awaited
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.05)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-
-    async def _close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
-        # handlers cut off by the shutdown timeout must finish here, before the loop closes
-        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in others:
-            task.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
-
     # -- answering ---------------------------------------------------------------
     def _decide(self, items: Sequence[Json], batch: bool) -> _Decision:
         with self._lock:

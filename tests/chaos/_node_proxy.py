@@ -13,29 +13,31 @@ Two things `tests/_rpc_proxy.FaultyProxy` does not do:
   not have). Headers, receipts and everything else stay true. A lie is counted only
   when it removed at least one log.
 
-It runs its own event loop in a background thread (like FaultyProxy), so it serves a
-daemon subprocess and the test's own calls alike.
+It is a `LoopbackServer` (its own event loop in a background thread, like FaultyProxy),
+so it serves a daemon subprocess and the test's own calls alike.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
-import socket
 import threading
 from collections import Counter
-from types import TracebackType
 from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import web
 
+from tests._rpc_proxy import LoopbackServer
+
 Json = dict[str, Any]
 LIES = ("lag", "blank")
 
 
-class NodeProxy:
+class NodeProxy(LoopbackServer):
+    thread_name = "node-proxy"
+    upstream_timeout = 120.0
+
     def __init__(self, upstream: str, *, seed: int = 0) -> None:
         self._upstream = upstream
         self._lock = threading.Lock()
@@ -45,17 +47,7 @@ class NodeProxy:
         self._lies: Counter[str] = Counter()
         self._requests = 0
         self._errors = 0  # upstream unreachable (answered 502): e.g. during a switch
-        self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def url(self) -> str:
-        if self._thread is None:
-            raise RuntimeError("the proxy is not running")
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__()
 
     @property
     def upstream(self) -> str:
@@ -86,57 +78,6 @@ class NodeProxy:
                 "lies": dict(self._lies),
                 "lies_total": sum(self._lies.values()),
             }
-
-    # -- lifecycle ---------------------------------------------------------------
-    def start(self) -> NodeProxy:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        loop = self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=loop.run_forever, name=f"node-proxy-{self.port}", daemon=True
-        )
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._open(sock), loop).result(timeout=30)
-        return self
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._close(), loop).result(timeout=30)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            loop.close()
-            self._loop = self._thread = None
-
-    def __enter__(self) -> NodeProxy:
-        return self.start()
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    async def _open(self, sock: socket.socket) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
-        app = web.Application(client_max_size=256 * 1024**2)
-        app.router.add_post("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.05)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-
-    async def _close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
-        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for task in others:
-            task.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
 
     # -- answering ---------------------------------------------------------------
     async def _post(self, body: bytes) -> tuple[int, bytes]:
