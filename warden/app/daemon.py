@@ -105,6 +105,9 @@ class Daemon:
         self._signals = 0
         self._hup = False
         self._http: web.AppRunner | None = None
+        # A stop signal may arrive while the API is starting: stopping waits for the start
+        # to finish, so it never cleans up a runner that is half set up.
+        self._http_lock = asyncio.Lock()
         self._stopper: asyncio.Task[None] | None = None
         self.rules_failures = FailureStreak()  # the rules' own node calls (token decimals)
 
@@ -219,12 +222,15 @@ class Daemon:
         if api.enabled:
             token = api.token.get_secret_value() if api.token is not None else None
             check_binding(api.host, token)
-            self._http = web.AppRunner(
-                create_app(cfg.database, self.live, token=token), **runner_options()
-            )
-            await self._http.setup()
-            await web.TCPSite(self._http, api.host, api.port).start()
-            log.info("API on http://%s:%d", api.host, api.port)
+            async with self._http_lock:
+                if not self.stopping and self._stopper is None:
+                    runner = web.AppRunner(
+                        create_app(cfg.database, self.live, token=token), **runner_options()
+                    )
+                    self._http = runner
+                    await runner.setup()
+                    await web.TCPSite(runner, api.host, api.port).start()
+                    log.info("API on http://%s:%d", api.host, api.port)
         activity = (
             asyncio.create_task(self.activity.run(self.activity_stop), name="activity")
             if self.activity is not None
@@ -247,10 +253,11 @@ class Daemon:
                     await activity
 
     async def _stop_http(self) -> None:
-        if self._http is not None:
-            runner, self._http = self._http, None
-            await runner.cleanup()
-            log.info("HTTP stopped")
+        async with self._http_lock:
+            if self._http is not None:
+                runner, self._http = self._http, None
+                await runner.cleanup()
+                log.info("HTTP stopped")
 
     # -- the loop ----------------------------------------------------------------------
     async def _loop(

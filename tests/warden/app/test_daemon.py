@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 import pytest
 
 from executor import ExecutorSettings, Signer
@@ -146,3 +147,31 @@ async def _ready_again(daemon: Daemon) -> bool:
 def _closed_reason(session: Session) -> int:
     (log,) = session.wallet.events.Closed().get_logs(from_block=session.receipt["blockNumber"])
     return int(log["args"]["reason"])
+
+
+async def test_a_stop_while_the_api_starts_ends_cleanly(
+    anvil: Anvil,
+    fresh_chain: Chain,
+    stack: Stack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGTERM right after "warden running", while the HTTP runner is still being set up
+    (seen in CI): the stop waits for the start, cleans the runner up and the run ends 0,
+    never with an AttributeError from a runner the stop already took away."""
+    daemon: Daemon | None = None
+    original = web.AppRunner.setup
+
+    async def setup_then_stop(self: web.AppRunner) -> None:
+        assert daemon is not None
+        daemon.request_stop()
+        await asyncio.sleep(0)  # the stopper runs now, in the middle of the start
+        await original(self)
+
+    monkeypatch.setattr(web.AppRunner, "setup", setup_then_stop)
+    port = free_port()
+    p = plan(anvil, stack, tmp_path / "w.db", fresh_chain.w3.eth.block_number + 1, port)
+    daemon = Daemon(*p)
+    assert await asyncio.wait_for(daemon.run(), 60) == 0
+    with pytest.raises(aiohttp.ClientConnectionError):  # nothing left listening
+        await get(port, "/ready")
