@@ -106,7 +106,7 @@ async def store_intents(
     and those open again (see `Outbox.record`)."""
     fresh: list[IntentT] = []
     known: set[str] = set()
-    orphaned: set[str] = set()
+    obsolete: dict[str, str] = {}
     again: list[IntentT] = []
     keys = [i.key for i in intents]
     for i in range(0, len(keys), 500):
@@ -118,21 +118,29 @@ async def store_intents(
         ) as cur:
             async for key, state, detail in cur:
                 known.add(key)
-                if state == "obsolete" and (detail or "").startswith(ORPHANED):
-                    orphaned.add(key)
+                if state == "obsolete":
+                    obsolete[key] = detail or ""
     for intent in intents:
         if intent.key not in known:
             known.add(intent.key)
             fresh.append(intent)
-        elif intent.key in orphaned:
-            # Reorged out, then the new branch crossed again at the same position: the
-            # same crossing, so the same intent, open again.
-            orphaned.discard(intent.key)
+        elif intent.key in obsolete:
+            # The rule fired again for an open session at the same position: whatever
+            # made the intent obsolete (its trigger orphaned, or the close by someone
+            # else) a reorg has undone, and the rule was unlatched for it. The same
+            # crossing, so the same intent, open again; the guards and the preflight
+            # decide afresh. A failed intent stays failed (the relayer's protection).
+            why = obsolete.pop(intent.key)
             again.append(intent)
+            detail = (
+                "fired again on the new branch of a reorg"
+                if why.startswith(ORPHANED)
+                else f"fired again after a reorg undid what made it obsolete ({why[:120]})"
+            )
             await db.execute(
                 "UPDATE intents SET state = 'pending', job_id = NULL, detail = ?, "
                 "updated_ms = ? WHERE key = ?",
-                ("fired again on the new branch of a reorg", now_ms, intent.key),
+                (detail, now_ms, intent.key),
             )
     await db.executemany(
         "INSERT INTO intents (key, wallet, rule, action, reason, position, "

@@ -89,8 +89,9 @@ class Outbox:
     ) -> list[IntentT]:
         """Store the intents and latch changes of these decisions in one transaction;
         returns the intents that were new (a duplicate key is ignored, never stored twice,
-        except that an intent obsolete because a reorg orphaned its trigger is pending
-        again when the new branch crosses at the same position)."""
+        except that an obsolete intent is pending again when its rule fires again at the
+        same position: a reorg orphaned its trigger, or undid the close that made it
+        obsolete, and the new branch crosses there again)."""
         runs, intents = latch_runs(decisions)
         async with Transaction(self.db) as db:
             for sql, params in runs:

@@ -138,19 +138,38 @@ async def test_a_reorg_reopens_what_replaced_blocks_settled_and_nothing_older(
         assert await box.reorged(102, 7) == []
 
 
-async def test_an_orphaned_intent_crossed_again_at_the_same_position_is_pending_again(
+async def test_an_obsolete_intent_fired_again_at_the_same_position_is_pending_again(
     tmp_path: Path,
 ) -> None:
+    """The rules fire only for an open session and an unlatched rule: the same key firing
+    again means a reorg undid what made it obsolete (its trigger, or the close by someone
+    else; seen in the reorg chaos: the owner's close reorged out with the creation, the
+    session created again, and the stop-loss fired at the same position). A failed intent
+    stays failed, a confirmed one confirmed."""
+    W3, W4 = "0x" + "33" * 20, "0x" + "44" * 20
     async with outbox(tmp_path / "o.db") as box:
         (orphan,) = await box.record([decision(intent(W1))], 1)
         (other,) = await box.record([decision(intent(W2))], 1)
+        (failed,) = await box.record([decision(intent(W3))], 1)
+        (done,) = await box.record([decision(intent(W4))], 1)
         await box.settle([(orphan.key, "obsolete", f"{ORPHANED}: block 9 was replaced")], 2)
         await box.settle([(other.key, "obsolete", "session closed by the owner")], 2)
-        again = await box.record([decision(intent(W1)), decision(intent(W2))], 3)
-        # Only the reorg's orphan comes back; any other final state stays final.
-        assert [i.key for i in again] == [orphan.key]
-        assert (await box.intent(orphan.key)).state == "pending"  # type: ignore[union-attr]
-        assert (await box.intent(other.key)).state == "obsolete"  # type: ignore[union-attr]
-        assert len(await box.intents()) == 2
+        await box.settle([(failed.key, "failed", "mined twice without closing")], 2)
+        async with box.db.execute(
+            "UPDATE intents SET state = 'confirmed' WHERE key = ?", (done.key,)
+        ):
+            pass
+        again = await box.record([decision(intent(w)) for w in (W1, W2, W3, W4)], 3)
+        assert sorted(i.key for i in again) == sorted([orphan.key, other.key])
+        got = {k: await box.intent(k) for k in (orphan.key, other.key, failed.key, done.key)}
+        assert {k: i.state for k, i in got.items() if i} == {
+            orphan.key: "pending", other.key: "pending", failed.key: "failed",
+            done.key: "confirmed",
+        }  # fmt: skip
+        assert "session closed by the owner" in (got[other.key].detail or "")  # type: ignore[union-attr]
+        assert len(await box.intents()) == 4
+        # recorded once more: nothing new, nothing reopened twice
+        assert await box.record([decision(intent(w)) for w in (W1, W2)], 4) == []
+        await box.settle([(other.key, "obsolete", "session closed by the owner")], 5)
         await box.reopen([other.key], "reopened: the close was reorged out", 4)
         assert (await box.intent(other.key)).state == "pending"  # type: ignore[union-attr]
