@@ -18,11 +18,23 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from chain.abi import checksum
-from contracts import CLOSE_REASONS, MAX_BATCH, POLICY_REASONS, SWEEP_REASON
+from contracts import (
+    CLOSE_REASONS,
+    MAX_BATCH,
+    MAX_MEMBER_GAS,
+    MIN_MEMBER_GAS,
+    POLICY_REASONS,
+    SWEEP_REASON,
+)
 
 REASON_CODE = {name: code for code, name in enumerate(CLOSE_REASONS)}
 SWEPT = REASON_CODE[SWEEP_REASON]
 CANCEL_GAS = 21_000
+MEMBER_GAS = 100_000  # a batch member's default stipend: an honest close takes ~30k
+# closeBatch keeps this back (plus 600 per member) before it tries a member, to report
+# the members it did not reach (SessionWalletFactory.BATCH_RESERVE, RESERVE_PER_UNREACHED)
+BATCH_RESERVE = 12_000
+RESERVE_PER_MEMBER = 600
 
 
 def _selector(signature: str) -> bytes:
@@ -31,7 +43,7 @@ def _selector(signature: str) -> bytes:
 
 CLOSE = _selector("close(uint8)")
 SWEEP = _selector("sweep()")
-CLOSE_BATCH = _selector("closeBatch(address[],uint8[])")
+CLOSE_BATCH = _selector("closeBatch(address[],uint8[],uint256)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +72,21 @@ def single(wallet: str, action: str, reason: str) -> Call:
     return Call("close", wallet, "0x" + (CLOSE + encode(["uint8"], [code])).hex())
 
 
-def batch(factory: str, members: Sequence[tuple[str, str, str]]) -> Call:
-    """`closeBatch` of (wallet, action, reason) members; a sweep is a close(Swept)."""
+def batch(
+    factory: str, members: Sequence[tuple[str, str, str]], member_gas: int = MEMBER_GAS
+) -> Call:
+    """`closeBatch` of (wallet, action, reason) members, each run with at most
+    `member_gas`; a sweep is a close(Swept)."""
     if not 1 <= len(members) <= MAX_BATCH:
         raise ValueError(f"a batch holds 1 to {MAX_BATCH} members, not {len(members)}")
-    # The ABI encoding of (address[], uint8[]) written out: eth_abi's validation of
-    # every address cost ~15 ms per batch of 256, a large share of an expiry storm.
+    if not MIN_MEMBER_GAS <= member_gas <= MAX_MEMBER_GAS:
+        raise ValueError(
+            f"a member's gas stipend is {MIN_MEMBER_GAS} to {MAX_MEMBER_GAS}, not {member_gas}"
+        )
+    # The ABI encoding of (address[], uint8[], uint256) written out: eth_abi's validation
+    # of every address cost ~15 ms per batch of 256, a large share of an expiry storm.
     n = len(members)
-    words = [f"{64:064x}", f"{96 + 32 * n:064x}", f"{n:064x}"]
+    words = [f"{96:064x}", f"{128 + 32 * n:064x}", f"{member_gas:064x}", f"{n:064x}"]
     for wallet, _, _ in members:
         if len(wallet) != 42 or not wallet.startswith(("0x", "0X")):
             raise ValueError(f"not an address: {wallet!r}")
@@ -78,12 +97,23 @@ def batch(factory: str, members: Sequence[tuple[str, str, str]]) -> Call:
     return Call("batch", factory, "0x" + CLOSE_BATCH.hex() + "".join(words))
 
 
-def batch_gas(call: Call, members: int, member_gas: int) -> int:
-    """The gas limit a batch is sent with: intrinsic gas (base and calldata, EIP-2028)
-    plus an allowance per member; `Executor` proves it with an eth_call first."""
+def member_gas(call: Call) -> int:
+    """The stipend a `closeBatch` call gives each member."""
+    return int.from_bytes(call.payload[4 + 64 : 4 + 96], "big")
+
+
+def batch_gas(call: Call, members: int, allowance: int) -> int:
+    """The gas limit a batch is sent with: intrinsic gas (base and calldata, EIP-2028),
+    an allowance per honest member, and what the contract keeps back before each member
+    (one whole stipend and the reserve): so every honest member is reached even when one
+    burns its whole stipend; a second one that does makes the batch stop and report the
+    rest (`BatchIncomplete`), which is sent again. `Executor` proves it by a simulation."""
     payload = call.payload
     zeros = payload.count(0)
-    return 21_000 + 4 * zeros + 16 * (len(payload) - zeros) + members * member_gas
+    stipend = member_gas(call)
+    intrinsic = 21_000 + 4 * zeros + 16 * (len(payload) - zeros)
+    kept = stipend + stipend // 63 + BATCH_RESERVE + RESERVE_PER_MEMBER * members
+    return intrinsic + members * allowance + kept
 
 
 def simulation(relayer: str, call: Call, gas: int) -> dict[str, Any]:
@@ -126,11 +156,13 @@ def check_call(
         if target != to_checksum_address(factory):
             return f"closeBatch sent to {target}, not the configured factory {factory}"
         try:
-            wallets, codes = decode(["address[]", "uint8[]"], body)
+            wallets, codes, stipend = decode(["address[]", "uint8[]", "uint256"], body)
         except Exception as exc:  # eth_abi raises several unrelated types
             return f"closeBatch arguments do not decode: {exc}"
         if not 1 <= len(wallets) <= MAX_BATCH or len(wallets) != len(codes):
             return f"closeBatch of {len(wallets)} wallets and {len(codes)} reasons"
+        if not MIN_MEMBER_GAS <= stipend <= MAX_MEMBER_GAS:
+            return f"closeBatch with a member gas stipend of {stipend}"
         for wallet, code in zip(wallets, codes, strict=True):
             problem = _member(checksum(bytes.fromhex(wallet[2:])), code, known)
             if problem:

@@ -79,9 +79,14 @@ class Revert:
         return f"{self.name}({', '.join(_show(a) for a in self.args)})"
 
 
-def decode_revert(data: str | bytes | None) -> Revert:
+CUT = 36  # closeBatch keeps a failed member's revert up to the selector and one word
+
+
+def decode_revert(data: str | bytes | None, *, cut: bool = False) -> Revert:
     """The named error in `data` (0x-hex or bytes, as an `eth_call` error or a
-    `BatchCloseFailed` log carries it); never raises."""
+    `BatchCloseFailed` log carries it); never raises. `cut`: `data` may be the first
+    36 bytes of a longer revert (a batch member's): a known error whose arguments were cut
+    off keeps its name, without arguments."""
     raw = _bytes(data)
     if raw is None:
         shown = data if isinstance(data, str) else repr(data)
@@ -98,6 +103,8 @@ def decode_revert(data: str | bytes | None) -> Revert:
     try:
         values = abi_decode(list(spec.types), raw[4:])
     except Exception:  # eth_abi's errors are not one family; bad data must not escape
+        if cut and len(raw) == CUT:
+            return Revert(spec.name, (), selector, data=hex_data)
         return Revert(MALFORMED, (), selector, data=hex_data)
     args = tuple(_normalize(t, v) for t, v in zip(spec.types, values, strict=True))
     return Revert(spec.name, args, selector, data=hex_data)
@@ -126,8 +133,30 @@ def batch_failures(
             args = spec.decode([t for t in topics if t is not None], data)
         except MalformedLog as exc:
             raise BadResponse(f"receipt log {log.get('logIndex')}: {exc}") from exc
-        failures.setdefault(args["wallet"], decode_revert(args["reason"]))
+        failures.setdefault(args["wallet"], decode_revert(args["reason"], cut=True))
     return failures
+
+
+def batch_unreached(receipt_logs: Sequence[Mapping[str, Any]], factory_address: str) -> list[str]:
+    """The members a `closeBatch` receipt reports it did not try (`BatchIncomplete`: it
+    stopped to keep its reserve), checksummed, in batch order; [] when it reached all."""
+    factory = factory_address.lower()
+    spec = next(s for s in event_specs().values() if s.name == "BatchIncomplete")
+    for log in receipt_logs:
+        if str(log.get("address", "")).lower() != factory:
+            continue
+        topics = [_bytes(t) for t in log.get("topics") or ()]
+        if not topics or topics[0] != spec.topic:
+            continue
+        data = _bytes(log.get("data"))
+        if data is None or any(t is None for t in topics):
+            raise BadResponse(f"receipt log {log.get('logIndex')} is not hex: {log!r:.200}")
+        try:
+            args = spec.decode([t for t in topics if t is not None], data)
+        except MalformedLog as exc:
+            raise BadResponse(f"receipt log {log.get('logIndex')}: {exc}") from exc
+        return [to_checksum_address(w) for w in args["unreached"]]
+    return []
 
 
 @functools.cache

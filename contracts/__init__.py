@@ -17,6 +17,8 @@ from typing import Any
 from contracts.vocabulary import (
     CLOSE_REASONS,
     MAX_BATCH,
+    MAX_MEMBER_GAS,
+    MIN_MEMBER_GAS,
     OPEN_STATUSES,
     POLICY_REASONS,
     SESSION_STATUSES,
@@ -27,6 +29,8 @@ from contracts.vocabulary import (
 __all__ = [
     "CLOSE_REASONS",
     "MAX_BATCH",
+    "MAX_MEMBER_GAS",
+    "MIN_MEMBER_GAS",
     "OPEN_STATUSES",
     "POLICY_REASONS",
     "SESSION_STATUSES",

@@ -45,7 +45,7 @@ class Session:
     policy: str
     targets: tuple[str, ...]
     salt: str
-    fee: int
+    fee: int  # every fee paid: the creation (and a prefunded balance), top-ups, inflows
     initial_deposit: int
     deposit: int  # creation deposit + top-ups
     withdrawn: int
@@ -142,6 +142,9 @@ def _step(s: dict[str, Any] | None, event: Event) -> dict[str, Any]:
         s["execution_count"] += 1
     elif name == "Deposited":
         s["deposit"] += a["amount"]
+        s["fee"] += a["fee"]
+    elif name == "Synced":
+        s["fee"] += a["fee"]  # a plain transfer in paid its fee out of itself
     elif name == "Withdrawn":
         s["withdrawn"] += a["amount"]
     elif name == "Extended":
@@ -158,5 +161,5 @@ def _step(s: dict[str, Any] | None, event: Event) -> dict[str, Any]:
         s["closed_by"] = a["by"]
         s["refund"] = a["refund"]
         s["closed_at"] = event.timestamp
-    # Synced and Recovered change only the balance, already taken from balanceAfter.
+    # Recovered changes only the balance, already taken from balanceAfter.
     return s

@@ -40,6 +40,11 @@ def _canonical_type(item: dict[str, Any]) -> str:
     return t
 
 
+def selector(signature: str) -> bytes:
+    """The 4-byte function selector of e.g. "play(uint256)"."""
+    return bytes(Web3.keccak(text=signature)[:4])
+
+
 def abi_signature(item: Mapping[str, Any]) -> str:
     return f"{item['name']}({','.join(_canonical_type(i) for i in item['inputs'])})"
 

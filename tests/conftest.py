@@ -16,7 +16,7 @@ import pytest
 from eth_typing import ChecksumAddress
 from web3.contract import Contract
 
-from tests._chain import Chain
+from tests._chain import Chain, selector
 from warden.devnet import Anvil, deploy_stack
 
 TOKEN = 10**18
@@ -186,8 +186,14 @@ def build_stack(chain: Chain, roles: Roles) -> Stack:
     factory = chain.at("SessionWalletFactory", dep.factory)
     reentrant = chain.deploy("ReentrantTarget")
     overpull = chain.deploy("OverPullTarget", token.address)
-    for target in (reentrant.address, overpull.address):
-        chain.send(factory.functions.setTrustedTarget(target, True), roles.deployer)
+    for target, signatures in (
+        (reentrant.address, ["attack(uint8)"]),
+        (overpull.address, [f"pull{k}(uint256)" for k in ("Extra", "Twice", "Part")]
+         + ["pullNothing()"]),
+    ):  # fmt: skip
+        for signature in signatures:
+            trust = factory.functions.setTrustedCall(target, selector(signature), True)
+            chain.send(trust, roles.deployer)
     for who in (roles.owner, roles.owner2):
         chain.send(token.functions.mint(who, 10**9 * TOKEN), roles.deployer)
     game = chain.at("TestGame", dep.game)
@@ -229,6 +235,7 @@ def session_params(chain: Chain, stack: Stack, roles: Roles, **overrides: Any) -
         "takeProfit": 3_000 * TOKEN,
         "policy": "berzerker",
         "targets": stack.targets,
+        "maxFeeBps": FEE_BPS,
     }
     params.update(overrides)
     return params
@@ -236,7 +243,7 @@ def session_params(chain: Chain, stack: Stack, roles: Roles, **overrides: Any) -
 
 def as_tuple(params: dict[str, Any]) -> tuple[Any, ...]:
     keys = ("operator", "token", "deposit", "expiry", "budget", "stopLoss", "takeProfit",
-            "policy", "targets")  # fmt: skip
+            "policy", "targets", "maxFeeBps")  # fmt: skip
     return tuple(params[k] for k in keys)
 
 

@@ -24,14 +24,22 @@ struct SessionParams {
     uint256 takeProfit; // 0 = none
     string policy; // e.g. a strategy name; at most 32 bytes
     address[] targets;
+    /// @dev The highest fee (basis points) the creator accepts: `createSession` reverts
+    /// when the factory's fee is higher, and inflows the wallet finds later (plain
+    /// transfers) pay at most this rate.
+    uint16 maxFeeBps;
 }
 
 /// @notice Events of a session wallet. Every one carries the wallet's sequence number (the
 /// creation is 0, each later event exactly one more) and the wallet's token balance after
-/// the change, so state can be rebuilt from logs alone and gaps detected.
+/// the change, so state can be rebuilt from logs alone and gaps detected. Every inflow the
+/// operator can spend pays the fee once: a top-up (`Deposited.fee`, paid on top by the
+/// owner) and a plain transfer the wallet finds (`Synced.fee`, taken from the inflow).
 /// Declared once here so that a look-alike (contracts/test) emits identical signatures.
 interface ISessionWalletEvents {
-    event Deposited(uint64 seq, address indexed from, uint256 amount, uint256 balanceAfter);
+    event Deposited(
+        uint64 seq, address indexed from, uint256 amount, uint256 fee, uint256 balanceAfter
+    );
     event Executed(
         uint64 seq,
         address indexed target,
@@ -45,7 +53,8 @@ interface ISessionWalletEvents {
     event Withdrawn(uint64 seq, address indexed to, uint256 amount, uint256 balanceAfter);
     event Extended(uint64 seq, uint64 previousExpiry, uint64 newExpiry, uint256 balanceAfter);
     event Revoked(uint64 seq, address indexed operator, uint256 balanceAfter);
-    event Synced(uint64 seq, uint256 previousBalance, uint256 balanceAfter);
+    /// @dev `previousBalance` was recorded; `fee` went to the treasury out of the inflow.
+    event Synced(uint64 seq, uint256 previousBalance, uint256 fee, uint256 balanceAfter);
     event Closed(
         uint64 seq, CloseReason reason, address indexed by, uint256 refund, uint256 balanceAfter
     );
@@ -54,7 +63,8 @@ interface ISessionWalletEvents {
     event Recovered(uint64 seq, address indexed asset, uint256 amount, uint256 balanceAfter);
 }
 
-/// @notice Events of the factory. `SessionCreated` is sequence 0 of the new wallet.
+/// @notice Events of the factory. `SessionCreated` is sequence 0 of the new wallet; its `fee`
+/// is the creation deposit's fee plus the fee on a balance the wallet already held.
 interface ISessionFactoryEvents {
     event SessionCreated(
         address indexed wallet,
@@ -72,11 +82,17 @@ interface ISessionFactoryEvents {
         bytes32 salt,
         uint256 balanceAfter
     );
-    event TargetTrusted(address indexed target, bool trusted);
+    event TokenTrusted(address indexed token, bool trusted);
+    event CallTrusted(address indexed target, bytes4 indexed selector, bool trusted);
     event OperatorTrusted(address indexed operator, bool trusted);
     event FeeChanged(uint16 feeBps);
     event TreasuryChanged(address indexed treasury);
     event SessionsPausedSet(bool paused);
     event ExecutePausedSet(bool paused);
+    /// @dev `reason`: at most the first 36 bytes of the member's revert data (the error's
+    /// selector and one word); empty when it ran out of its gas stipend.
     event BatchCloseFailed(address indexed wallet, bytes reason);
+    /// @dev The batch stopped before `gasleft()` fell below its reserve: members from index
+    /// `reached` on were not tried (not closed, not failed) and can be sent again.
+    event BatchIncomplete(uint256 reached, address[] unreached);
 }

@@ -6,15 +6,17 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
 import {CloseReason, SessionParams, ISessionFactoryEvents} from "./SessionTypes.sol";
 import {SessionWallet} from "./SessionWallet.sol";
 
 /// @title SessionWalletFactory
 /// @notice Creates SessionWallet clones (initialize and deposit in one transaction, salt
-/// bound to the caller), keeps the registry of trusted targets and operators, collects a
-/// capped session fee for the treasury, closes sessions in batches, and can pause new
-/// sessions and execution in an emergency. Withdrawals and closes are never paused.
+/// bound to the caller), keeps the registry of trusted tokens, calls (target, selector) and
+/// operators, collects a capped fee on every inflow for the treasury, closes sessions in
+/// batches where one member cannot stall or tax the others, and can pause new sessions and
+/// execution in an emergency. Withdrawals and closes are never paused.
 contract SessionWalletFactory is Ownable2Step, ISessionFactoryEvents {
     using SafeERC20 for IERC20;
 
@@ -24,6 +26,10 @@ contract SessionWalletFactory is Ownable2Step, ISessionFactoryEvents {
     error ExpiryNotInFuture(uint64 expiry, uint256 timestamp);
     error UntrustedOperator(address operator);
     error UntrustedTarget(address target);
+    error UntrustedToken(address token);
+    error TokenAsTarget(address target);
+    error FeeAboveMax(uint16 feeBps, uint16 maxFeeBps);
+    error MemberGasOutOfRange(uint256 memberGas, uint256 min, uint256 max);
     error TooManyTargets(uint256 count, uint256 max);
     error PolicyTooLong(uint256 length, uint256 max);
     error InvalidThresholds(uint256 stopLoss, uint256 takeProfit);
@@ -36,6 +42,17 @@ contract SessionWalletFactory is Ownable2Step, ISessionFactoryEvents {
     uint256 public constant MAX_TARGETS = 16;
     uint256 public constant MAX_POLICY_BYTES = 32;
     uint256 public constant MAX_BATCH = 256;
+    /// @notice Bounds of a batch member's gas stipend: enough for an honest close of a
+    /// registry token, and a cap on what one member can cost the batch.
+    uint256 public constant MIN_MEMBER_GAS = 40_000;
+    uint256 public constant MAX_MEMBER_GAS = 1_000_000;
+    /// @dev What a failed member's revert leaves in `BatchCloseFailed`: a custom error's
+    /// selector and one word. More would let a member make the batch pay for megabytes.
+    uint256 private constant REVERT_PREFIX = 36;
+    /// @dev Gas kept back before trying a member: the call's own cost and the return, plus
+    /// what reporting the unreached members costs per member.
+    uint256 private constant BATCH_RESERVE = 12_000;
+    uint256 private constant RESERVE_PER_UNREACHED = 600;
 
     address public immutable implementation;
     address public treasury;
@@ -43,7 +60,10 @@ contract SessionWalletFactory is Ownable2Step, ISessionFactoryEvents {
     bool public sessionsPaused;
     bool public executePaused;
 
-    mapping(address target => bool) public isTrustedTarget;
+    mapping(address token => bool) public isTrustedToken;
+    mapping(address target => mapping(bytes4 selector => bool)) public isTrustedCall;
+    /// @notice How many selectors the registry trusts on a target (0: not a target).
+    mapping(address target => uint256) public trustedSelectors;
     mapping(address operator => bool) public isTrustedOperator;
     mapping(address wallet => bool) public isWallet;
 
@@ -56,21 +76,28 @@ contract SessionWalletFactory is Ownable2Step, ISessionFactoryEvents {
     // ------------------------------------------------------------- sessions
 
     /// @notice Open a session: clone a wallet at an address bound to (caller, salt), move
-    /// `p.deposit` into it and the fee to the treasury (approve deposit + fee first).
+    /// `p.deposit` into it and the fee to the treasury (approve deposit + `feeFor(deposit)`
+    /// first). A balance already at the address pays the fee out of itself. Reverts when
+    /// the fee is above `p.maxFeeBps` (a fee raised while the creation was pending).
     function createSession(SessionParams calldata p, bytes32 salt)
         external
         returns (address wallet)
     {
         if (sessionsPaused) revert SessionsPaused();
         _validate(p);
-        uint256 fee = (p.deposit * feeBps) / 10_000;
+        uint16 bps = feeBps;
+        if (bps > p.maxFeeBps) revert FeeAboveMax(bps, p.maxFeeBps);
+        uint256 fee = _fee(p.deposit, bps);
 
         wallet = Clones.cloneDeterministic(implementation, _boundSalt(msg.sender, salt));
         isWallet[wallet] = true;
         IERC20 t = IERC20(p.token);
+        uint256 prefunded = t.balanceOf(wallet);
         t.safeTransferFrom(msg.sender, wallet, p.deposit);
         if (fee > 0) t.safeTransferFrom(msg.sender, treasury, fee);
-        uint256 balance = SessionWallet(wallet).initialize(msg.sender, p);
+        (uint256 balance, uint256 prefundFee) =
+            SessionWallet(wallet).initialize(msg.sender, p, prefunded, bps);
+        fee += prefundFee;
 
         emit SessionCreated(
             wallet,
@@ -96,39 +123,69 @@ contract SessionWalletFactory is Ownable2Step, ISessionFactoryEvents {
         return Clones.predictDeterministicAddress(implementation, _boundSalt(creator, salt));
     }
 
-    /// @notice The fee charged on top of `deposit`.
-    function feeFor(uint256 deposit) external view returns (uint256) {
-        return (deposit * feeBps) / 10_000;
+    /// @notice The fee charged on top of a deposit or a top-up of `amount`, rounded up.
+    function feeFor(uint256 amount) external view returns (uint256) {
+        return _fee(amount, feeBps);
     }
 
     /// @notice Close many sessions in one transaction with the caller's rights in each.
-    /// A member that cannot be closed is reported in `BatchCloseFailed` and skipped.
-    function closeBatch(address[] calldata wallets, CloseReason[] calldata reasons)
-        external
-        returns (uint256 closedCount)
-    {
-        if (wallets.length != reasons.length) revert LengthMismatch(wallets.length, reasons.length);
-        if (wallets.length > MAX_BATCH) revert BatchTooLarge(wallets.length, MAX_BATCH);
-        for (uint256 i = 0; i < wallets.length; ++i) {
+    /// Each member runs with at most `memberGas`; one that cannot be closed is reported in
+    /// `BatchCloseFailed` (its revert cut to 36 bytes) and skipped. Before a member is
+    /// tried, the gas it could need and the reserve to report the rest must be left, or
+    /// the batch stops and reports the members it did not reach in `BatchIncomplete`. So a
+    /// hostile member costs the batch at most its stipend, and never the others' closes.
+    function closeBatch(
+        address[] calldata wallets,
+        CloseReason[] calldata reasons,
+        uint256 memberGas
+    ) external returns (uint256 closedCount) {
+        uint256 n = wallets.length;
+        if (n != reasons.length) revert LengthMismatch(n, reasons.length);
+        if (n > MAX_BATCH) revert BatchTooLarge(n, MAX_BATCH);
+        if (memberGas < MIN_MEMBER_GAS || memberGas > MAX_MEMBER_GAS) {
+            revert MemberGasOutOfRange(memberGas, MIN_MEMBER_GAS, MAX_MEMBER_GAS);
+        }
+        // A call gets at most 63/64 of what is left: ask for 64/63 of the stipend, so an
+        // honest member is never starved into a failure that looks like its own.
+        uint256 needed = memberGas + memberGas / 63 + BATCH_RESERVE;
+        for (uint256 i = 0; i < n; ++i) {
+            if (gasleft() < needed + (n - i) * RESERVE_PER_UNREACHED) {
+                emit BatchIncomplete(i, wallets[i:]);
+                return closedCount;
+            }
             address w = wallets[i];
             if (!isWallet[w]) {
                 emit BatchCloseFailed(w, abi.encodeWithSelector(UnknownWallet.selector, w));
                 continue;
             }
-            try SessionWallet(w).closeFrom(msg.sender, reasons[i]) {
-                ++closedCount;
-            } catch (bytes memory reason) {
-                emit BatchCloseFailed(w, reason);
-            }
+            (bool ok, bytes memory reason) = _closeMember(w, reasons[i], memberGas);
+            if (ok) ++closedCount;
+            else emit BatchCloseFailed(w, reason);
         }
     }
 
     // ---------------------------------------------------------------- admin
 
-    function setTrustedTarget(address target, bool trusted) external onlyOwner {
+    /// @notice Trust or distrust `selector` on `target`. A token the registry lists is never
+    /// a target: a call there (transfer, approve) would move assets the budget does not
+    /// count. Trust only calls that move nothing but the session token, within the approval.
+    function setTrustedCall(address target, bytes4 selector, bool trusted) external onlyOwner {
         if (target == address(0)) revert ZeroAddress();
-        isTrustedTarget[target] = trusted;
-        emit TargetTrusted(target, trusted);
+        if (trusted && isTrustedToken[target]) revert TokenAsTarget(target);
+        if (isTrustedCall[target][selector] == trusted) return;
+        isTrustedCall[target][selector] = trusted;
+        if (trusted) ++trustedSelectors[target];
+        else --trustedSelectors[target];
+        emit CallTrusted(target, selector, trusted);
+    }
+
+    /// @notice Allow or refuse a token for new sessions. A token a target already has
+    /// trusted calls on is refused: distrust its calls first.
+    function setTrustedToken(address token, bool trusted) external onlyOwner {
+        if (token == address(0)) revert ZeroAddress();
+        if (trusted && trustedSelectors[token] != 0) revert TokenAsTarget(token);
+        isTrustedToken[token] = trusted;
+        emit TokenTrusted(token, trusted);
     }
 
     function setTrustedOperator(address operator, bool trusted) external onlyOwner {
@@ -160,6 +217,7 @@ contract SessionWalletFactory is Ownable2Step, ISessionFactoryEvents {
     function _validate(SessionParams calldata p) private view {
         if (p.token == address(0) || p.operator == address(0)) revert ZeroAddress();
         if (p.deposit == 0) revert ZeroDeposit();
+        if (!isTrustedToken[p.token]) revert UntrustedToken(p.token);
         if (p.expiry <= block.timestamp) revert ExpiryNotInFuture(p.expiry, block.timestamp);
         if (!isTrustedOperator[p.operator]) revert UntrustedOperator(p.operator);
         if (bytes(p.policy).length > MAX_POLICY_BYTES) {
@@ -170,8 +228,33 @@ contract SessionWalletFactory is Ownable2Step, ISessionFactoryEvents {
         }
         if (p.targets.length > MAX_TARGETS) revert TooManyTargets(p.targets.length, MAX_TARGETS);
         for (uint256 i = 0; i < p.targets.length; ++i) {
-            if (!isTrustedTarget[p.targets[i]]) revert UntrustedTarget(p.targets[i]);
+            if (trustedSelectors[p.targets[i]] == 0) revert UntrustedTarget(p.targets[i]);
         }
+    }
+
+    /// @dev One member's close with a gas stipend; on failure only the first
+    /// `REVERT_PREFIX` bytes of its revert are copied (try/catch would copy all of it).
+    function _closeMember(address w, CloseReason reason, uint256 stipend)
+        private
+        returns (bool ok, bytes memory prefix)
+    {
+        bytes memory data = abi.encodeCall(SessionWallet.closeFrom, (msg.sender, reason));
+        assembly ("memory-safe") {
+            ok := call(stipend, w, 0, add(data, 0x20), mload(data), 0, 0)
+            if iszero(ok) {
+                let size := returndatasize()
+                if gt(size, REVERT_PREFIX) { size := REVERT_PREFIX }
+                prefix := mload(0x40)
+                mstore(prefix, size)
+                returndatacopy(add(prefix, 0x20), 0, size)
+                mstore(0x40, add(prefix, 0x60))
+            }
+        }
+    }
+
+    /// @dev Rounded up: the treasury never loses the remainder.
+    function _fee(uint256 amount, uint16 bps) private pure returns (uint256) {
+        return Math.mulDiv(amount, bps, 10_000, Math.Rounding.Ceil);
     }
 
     function _boundSalt(address creator, bytes32 salt) private pure returns (bytes32) {

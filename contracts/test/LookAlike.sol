@@ -10,7 +10,7 @@ contract LookAlikeWallet is ISessionWalletEvents, ISessionFactoryEvents {
     function fakeDeposited(uint64 seq, address from, uint256 amount, uint256 balanceAfter)
         external
     {
-        emit Deposited(seq, from, amount, balanceAfter);
+        emit Deposited(seq, from, amount, 0, balanceAfter);
     }
 
     function fakeExecuted(uint64 seq, address target, uint256 spent, uint256 balanceAfter)

@@ -82,7 +82,8 @@ contract Seeder {
             stopLoss: stopLoss,
             takeProfit: takeProfit,
             policy: _policy(r >> 56),
-            targets: targets
+            targets: targets,
+            maxFeeBps: type(uint16).max
         });
         address wallet = factory.createSession(p, bytes32(created++));
         token.approve(wallet, type(uint256).max);
@@ -127,7 +128,7 @@ contract Seeder {
     }
 
     function _deposit(SessionWallet w, uint256 pick) private returns (uint256) {
-        w.deposit(1 + (pick % OP_FUNDS));
+        w.deposit(1 + (pick % OP_FUNDS), type(uint16).max);
         return 1;
     }
 
@@ -147,11 +148,10 @@ contract Seeder {
         return 1;
     }
 
-    /// @dev A plain transfer into the wallet; synced two times in three, otherwise left for
-    /// the next event's balanceAfter to show.
+    /// @dev A plain transfer into the wallet, synced at once (left unsynced, the wallet's
+    /// next operation would record it in a `Synced` of its own, one more event to count).
     function _donate(SessionWallet w, uint256 pick) private returns (uint256) {
         token.transfer(address(w), 1 + (pick % OP_FUNDS));
-        if ((pick >> 40) % 3 == 0) return 0;
         w.sync();
         return 1;
     }

@@ -36,8 +36,10 @@ def _hex(b: bytes) -> str:
     return "0x" + b.hex()
 
 
-def _batch(wallets: list[str], codes: list[int]) -> str:
-    return _hex(CLOSE_BATCH + encode(["address[]", "uint8[]"], [wallets, codes]))
+def _batch(wallets: list[str], codes: list[int], stipend: int = calls.MEMBER_GAS) -> str:
+    return _hex(
+        CLOSE_BATCH + encode(["address[]", "uint8[]", "uint256"], [wallets, codes, stipend])
+    )
 
 
 @pytest.mark.parametrize(
@@ -52,6 +54,9 @@ def _batch(wallets: list[str], codes: list[int]) -> str:
         (A, _batch([A], [1]), "not the configured factory"),
         (FACTORY, _batch([A, STRANGER], [1, 1]), "not a wallet the indexer knows"),
         (FACTORY, _batch([A, B], [1]), "2 wallets and 1 reasons"),
+        (FACTORY, _batch([A], [1], 39_999), "member gas stipend of 39999"),
+        (FACTORY, _batch([A], [1], 10**6 + 1), "member gas stipend of 1000001"),
+        (FACTORY, _batch([A], [1], 2**256 - 1), "member gas stipend of"),
         (FACTORY, _hex(CLOSE_BATCH + b"\x00" * 5), "do not decode"),
         (A, "0xzz", "malformed call"),
     ],
@@ -66,6 +71,8 @@ def test_builders_refuse_what_warden_never_sends() -> None:
         calls.single(A, "close", "owner")
     with pytest.raises(ValueError, match="1 to 256 members, not 257"):
         calls.batch(FACTORY, [(A, "close", "idle")] * 257)
+    with pytest.raises(ValueError, match="stipend is 40000 to 1000000, not 39999"):
+        calls.batch(FACTORY, [(A, "close", "idle")], member_gas=39_999)
 
 
 def test_fast_checksum_and_batch_encoding_equal_the_libraries() -> None:
@@ -76,8 +83,12 @@ def test_fast_checksum_and_batch_encoding_equal_the_libraries() -> None:
     for wallet in wallets:
         assert checksum(bytes.fromhex(wallet[2:])) == to_checksum_address(wallet)
     members = [(w, "close", "expired") for w in wallets[:256]]
-    expected = CLOSE_BATCH + encode(["address[]", "uint8[]"], [wallets[:256], [3] * 256])
-    assert calls.batch(FACTORY, members).payload == expected
+    expected = CLOSE_BATCH + encode(
+        ["address[]", "uint8[]", "uint256"], [wallets[:256], [3] * 256, 250_000]
+    )
+    batch = calls.batch(FACTORY, members, member_gas=250_000)
+    assert batch.payload == expected
+    assert calls.member_gas(batch) == 250_000
     with pytest.raises(ValueError):
         calls.batch(FACTORY, [("0x" + "zz" * 20, "close", "idle")])
     with pytest.raises(ValueError):

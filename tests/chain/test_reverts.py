@@ -49,6 +49,9 @@ def value_strategy(typ: str) -> st.SearchStrategy[Any]:
         return st.binary(min_size=20, max_size=20).map(to_checksum_address)
     if typ == "string":
         return st.text()
+    if typ.startswith("bytes") and typ[5:].isdigit():
+        size = int(typ[5:])
+        return st.binary(min_size=size, max_size=size).map(lambda b: "0x" + b.hex())
     raise AssertionError(f"no strategy for {typ}: add one")
 
 
@@ -72,7 +75,8 @@ def test_the_table_holds_every_error_the_docs_name() -> None:
         "UntrustedOperator", "UntrustedTarget", "TooManyTargets", "PolicyTooLong",
         "InvalidThresholds", "FeeTooHigh", "LengthMismatch", "BatchTooLarge", "UnknownWallet",
         "OwnableUnauthorizedAccount", "FailedDeployment", "ERC20InsufficientBalance",
-        "ERC20InsufficientAllowance", "Error", "Panic",
+        "ERC20InsufficientAllowance", "Error", "Panic", "CallNotAllowed", "FeeAboveMax",
+        "UntrustedToken", "TokenAsTarget", "MemberGasOutOfRange",
     }  # fmt: skip
     assert documented <= names
     assert names >= OBSOLETE_ERRORS
@@ -90,7 +94,8 @@ def test_every_error_round_trips(contract: str, item: dict[str, Any], data: st.D
     types = [i["type"] for i in item["inputs"]]
     args = tuple(data.draw(value_strategy(t)) for t in types)
     sel = selector_of(signature(item))
-    raw = sel + encode(types, list(args)).hex()
+    wire = [bytes.fromhex(a[2:]) if t.startswith("bytes") else a for t, a in zip(types, args)]
+    raw = sel + encode(types, wire).hex()
     revert = decode_revert(raw)
     assert revert == Revert(item["name"], args, sel)
     assert revert.obsolete == (item["name"] in OBSOLETE_ERRORS)
@@ -227,7 +232,7 @@ async def test_failures_from_the_chain_are_not_obsolete(
     assert revert == Revert("AmountExceedsBalance", (10_000 * TOKEN, 1_000 * TOKEN))
     assert not revert.obsolete
     revert = await preflight(
-        chain, stack.factory.functions.closeBatch([roles.owner], []), roles.operator
+        chain, stack.factory.functions.closeBatch([roles.owner], [], 100_000), roles.operator
     )
     assert revert is not None and revert.name == "LengthMismatch" and not revert.obsolete
     # an ERC-20 error from the token itself
@@ -248,7 +253,9 @@ async def test_batch_failures_from_a_real_close_batch(
     members = [good[0].wallet.address, already_closed.wallet.address, stranger,
                revoked.wallet.address, good[1].wallet.address]  # fmt: skip
     receipt = chain.send(
-        stack.factory.functions.closeBatch(members, [CloseReason.STOP_LOSS] * len(members)),
+        stack.factory.functions.closeBatch(
+            members, [CloseReason.STOP_LOSS] * len(members), 100_000
+        ),
         roles.operator,
     )
     expected = {

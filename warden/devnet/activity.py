@@ -58,7 +58,7 @@ SCENARIOS = ("idle", "expiry", "stop_loss", "take_profit", "sweep")
 MOVED_LATER = frozenset({"stop_loss", "take_profit", "sweep"})  # need a second action
 LONG_EXPIRY = 86_400  # sessions that must not expire while their scenario plays out
 OWNER_FUNDS = 10**9  # whole tokens minted to each owner once
-PARAMS_TYPE = "(address,address,uint256,uint64,uint256,uint256,uint256,string,address[])"
+PARAMS_TYPE = "(address,address,uint256,uint64,uint256,uint256,uint256,string,address[],uint16)"
 
 
 def _selector(signature: str) -> bytes:
@@ -68,6 +68,7 @@ def _selector(signature: str) -> bytes:
 CREATE_SESSION = _selector(f"createSession({PARAMS_TYPE},bytes32)")
 PREDICT_WALLET = _selector("predictWallet(address,bytes32)")
 FEE_FOR = _selector("feeFor(uint256)")
+FEE_BPS = _selector("feeBps()")
 MINT = _selector("mint(address,uint256)")
 APPROVE = _selector("approve(address,uint256)")
 TRANSFER = _selector("transfer(address,uint256)")
@@ -283,8 +284,10 @@ class Activity:
         elif scenario == "idle":
             policy = DEMO_POLICY
         deposit = deposit_t * self.unit
+        # the fee in force now is the most the owner accepts (`maxFeeBps`)
+        (fee_bps,) = await self._call(self.factory, FEE_BPS, [], [], ["uint16"])
         params = (self.operator, self.token, deposit, expiry, deposit, stop_t * self.unit,
-                  take_t * self.unit, policy, [self.game])  # fmt: skip
+                  take_t * self.unit, policy, [self.game], fee_bps)  # fmt: skip
         self._salt += 1
         salt = (now << 64 | self._salt).to_bytes(32, "big")  # unique across restarts
         wallet = to_checksum_address(

@@ -41,6 +41,9 @@ class DevnetError(RuntimeError):
     """The devnet could not be started or used; the message says how to fix it."""
 
 
+GAME_PLAY = bytes(Web3.keccak(text="play(uint256)")[:4])  # the one call the devnet trusts
+
+
 def find_anvil(explicit: str | os.PathLike[str] | None = None) -> Path:
     """Locate anvil: an explicit path, $WARDEN_ANVIL, the repository's node_modules, PATH."""
     candidates: list[Path] = []
@@ -224,7 +227,8 @@ def deploy_contract(w3: Web3, name: str, sender: str, *args: Any) -> str:
 def deploy_stack(
     w3: Web3, *, deployer: str, operator: str, treasury: str, fee_bps: int = 100
 ) -> Deployment:
-    """Deploy a mintable token, the factory and the test game; trust operator and game.
+    """Deploy a mintable token, the factory and the test game; trust the operator, the
+    token and the game's `play(uint256)` (the registry trusts calls, not whole targets).
 
     Uses unlocked node accounts (anvil), so it is meant for devnets only.
     """
@@ -236,7 +240,8 @@ def deploy_stack(
     )
     for tx in (
         f.functions.setTrustedOperator(operator, True).transact({"from": deployer}),
-        f.functions.setTrustedTarget(game, True).transact({"from": deployer}),
+        f.functions.setTrustedToken(token, True).transact({"from": deployer}),
+        f.functions.setTrustedCall(game, GAME_PLAY, True).transact({"from": deployer}),
     ):
         if w3.eth.wait_for_transaction_receipt(tx)["status"] != 1:
             raise DevnetError("configuring the factory failed")
