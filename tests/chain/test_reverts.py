@@ -94,7 +94,10 @@ def test_every_error_round_trips(contract: str, item: dict[str, Any], data: st.D
     types = [i["type"] for i in item["inputs"]]
     args = tuple(data.draw(value_strategy(t)) for t in types)
     sel = selector_of(signature(item))
-    wire = [bytes.fromhex(a[2:]) if t.startswith("bytes") else a for t, a in zip(types, args)]
+    wire = [
+        bytes.fromhex(a[2:]) if t.startswith("bytes") else a
+        for t, a in zip(types, args, strict=True)
+    ]
     raw = sel + encode(types, wire).hex()
     revert = decode_revert(raw)
     assert revert == Revert(item["name"], args, sel)
