@@ -247,6 +247,7 @@ class Workload:
             "takeProfit": take,
             "policy": self.rng.choice(POLICIES),
             "targets": self.stack.targets if self.rng.random() < 0.7 else [self.stack.game.address],
+            "maxFeeBps": fee_bps,
         }
         salt = self._next_salt(owner)
         previous_fee = int(factory.functions.feeBps().call())
@@ -306,8 +307,10 @@ class Workload:
     def _do_deposit(self) -> tuple[str, str]:
         m = self._pick(self._open())
         amount = self._amount(m, 2_000)
-        self._tx(self.stack.token.functions.approve(m.wallet.address, amount), m.owner)
-        self._tx(m.wallet.functions.deposit(amount), m.owner)
+        factory = self.stack.factory.functions
+        fee, fee_bps = int(factory.feeFor(amount).call()), int(factory.feeBps().call())
+        self._tx(self.stack.token.functions.approve(m.wallet.address, amount + fee), m.owner)
+        self._tx(m.wallet.functions.deposit(amount, fee_bps), m.owner)
         self._refresh(m)
         return f"{self._short(m.wallet.address)} +{amount}", m.wallet.address
 

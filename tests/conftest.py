@@ -258,6 +258,14 @@ def create_session(
     return Session(wallet=wallet, params=params, receipt=receipt)
 
 
+def top_up(chain: Chain, stack: Stack, wallet: Contract, amount: int, owner: str) -> Any:
+    """The owner's top-up: approve the wallet for the amount and its fee, then deposit
+    with the current fee as the most accepted. The receipt."""
+    fee = stack.factory.functions.feeFor(amount).call()
+    chain.send(stack.token.functions.approve(wallet.address, amount + fee), owner)
+    return chain.send(wallet.functions.deposit(amount, FEE_BPS), owner)
+
+
 @pytest.fixture
 def make_session(fresh_chain: Chain, stack: Stack, roles: Roles) -> Callable[..., Session]:
     counter = iter(range(1, 1_000_000))

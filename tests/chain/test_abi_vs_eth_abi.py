@@ -127,6 +127,8 @@ def test_batch_call_equals_eth_abi(
     call = calls.batch(factory, [(form(w), a, r) for w, (a, r), form in members])
     wallets = [w for w, _, _ in members]
     codes = [calls.reason_code(a, r) for _, (a, r), _ in members]
-    expected = calls.CLOSE_BATCH + encode(["address[]", "uint8[]"], [wallets, codes])
+    expected = calls.CLOSE_BATCH + encode(
+        ["address[]", "uint8[]", "uint256"], [wallets, codes, calls.MEMBER_GAS]
+    )
     assert call.payload == expected
     assert call.to == factory and call.kind == "batch"

@@ -13,7 +13,7 @@ import pytest
 from chain import MalformedBloom, log_in_bloom, logs_bloom, may_contain, parse_bloom
 from chain.bloom import BLOOM_BITS, bloom_mask
 from tests._chain import Chain
-from tests.conftest import TOKEN, Roles, Session, Stack
+from tests.conftest import TOKEN, Roles, Session, Stack, top_up
 
 
 def _blocks_with_logs(chain: Chain, first: int) -> list[tuple[dict[str, Any], list[Any]]]:
@@ -34,8 +34,7 @@ def busy_blocks(
     first = fresh_chain.w3.eth.block_number + 1
     session = make_session()
     w = session.wallet
-    fresh_chain.send(stack.token.functions.approve(w.address, 5 * TOKEN), roles.owner)
-    fresh_chain.send(w.functions.deposit(5 * TOKEN), roles.owner)
+    top_up(fresh_chain, stack, w, 5 * TOKEN, roles.owner)
     fresh_chain.send(w.functions.withdraw(1 * TOKEN), roles.owner)
     fresh_chain.send(w.functions.revoke(), roles.owner)
     return _blocks_with_logs(fresh_chain, first)

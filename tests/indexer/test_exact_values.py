@@ -10,8 +10,8 @@ import pytest
 
 from chain import ChainClient
 from indexer import audit_balances
-from tests._chain import Chain
-from tests.conftest import Roles, Session, Stack, as_tuple, session_params
+from tests._chain import Chain, selector
+from tests.conftest import Roles, Session, Stack, as_tuple, session_params, top_up
 from tests.indexer._support import FAST_RETRY, config, index_to_head, opened
 from warden.devnet import deploy_contract
 
@@ -34,8 +34,7 @@ async def test_uint256_values_round_trip_exactly(
         owner=roles.owner2, deposit=value, budget=value - 1, stopLoss=value - 2,
         takeProfit=value + 3, expiry=2**64 - 1,
     )  # fmt: skip
-    chain.send(stack.token.functions.approve(s.wallet.address, 5), roles.owner2)
-    chain.send(s.wallet.functions.deposit(5), roles.owner2)
+    top_up(chain, stack, s.wallet, 5, roles.owner2)
     chain.send(s.wallet.functions.withdraw(value), roles.owner2)
     db_path = tmp_path / "x.sqlite"
     await index_to_head(chain.anvil.url, db_path, config(stack.factory.address))
@@ -69,7 +68,9 @@ async def test_look_alike_and_foreign_factory_logs_are_ignored_and_counted(
         ),
     )
     chain.send(other.functions.setTrustedOperator(roles.operator, True), roles.deployer)
-    chain.send(other.functions.setTrustedTarget(stack.game.address, True), roles.deployer)
+    chain.send(other.functions.setTrustedToken(stack.token.address, True), roles.deployer)
+    play = selector("play(uint256)")
+    chain.send(other.functions.setTrustedCall(stack.game.address, play, True), roles.deployer)
     params = session_params(chain, stack, roles, targets=[stack.game.address])
     chain.send(stack.token.functions.approve(other.address, params["deposit"]), roles.owner)
     chain.send(other.functions.createSession(as_tuple(params), b"\x01" * 32), roles.owner)

@@ -10,7 +10,7 @@ from pathlib import Path
 from chain import ChainClient
 from tests._chain import Chain, CloseReason
 from tests._workload import Workload
-from tests.conftest import TOKEN, Roles, Session, Stack
+from tests.conftest import FEE_BPS, TOKEN, Roles, Session, Stack, top_up
 from tests.indexer._support import (
     FAST_RETRY,
     config,
@@ -31,8 +31,7 @@ def activity(
     b = make_session(owner=roles.owner2, policy="merchant", stopLoss=0)
     c = make_session(policy="")
     w = a.wallet
-    chain.send(stack.token.functions.approve(w.address, 50 * TOKEN), roles.owner)
-    chain.send(w.functions.deposit(50 * TOKEN), roles.owner)
+    top_up(chain, stack, w, 50 * TOKEN, roles.owner)
     chain.send(stack.game.functions.setOutcome(False, 0), roles.deployer)
     play = stack.game.encode_abi("play", args=[100 * TOKEN])
     chain.send(w.functions.execute(stack.game.address, play, 100 * TOKEN), roles.operator)
@@ -78,7 +77,11 @@ async def test_sessions_are_rebuilt_from_their_logs(
         assert s[a].status == "active" and s[a].policy == "berzerker"
         assert s[b].status == "revoked" and s[b].stop_loss == 0
         assert s[c].status == "closed" and s[c].close_reason == "stop_loss"
-        assert s[c].refund == 1_007 * TOKEN and s[c].balance == 0
+        # the plain transfer of 7 paid its fee (rounded up) out of itself at the sync
+        inflow_fee = -(-7 * TOKEN * FEE_BPS // 10_000)
+        assert s[c].refund == 1_007 * TOKEN - inflow_fee and s[c].balance == 0
+        assert s[c].fee == 10 * TOKEN + inflow_fee  # the creation's fee, then the inflow's
+        assert s[a].fee == 10 * TOKEN + TOKEN // 2  # the creation's, then the top-up's
         assert s[c].closed_by == roles.operator
         assert await store.ignored_count() == 3
         assert len(await store.all_sessions()) == 3

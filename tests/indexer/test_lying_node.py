@@ -20,7 +20,7 @@ from indexer.verify import LogsContradictHeader
 from tests._chain import Chain
 from tests._lying_node import Lie, LyingProxy
 from tests._rpc_proxy import Fault, FaultyProxy
-from tests.conftest import TOKEN, Roles, Session, Stack
+from tests.conftest import TOKEN, Roles, Session, Stack, top_up
 from tests.indexer._support import FAST_RETRY, config, index_to_head, opened, rows, settle, sizing
 from tests.indexer.test_indexing import activity
 
@@ -34,8 +34,7 @@ def _more(chain: Chain, stack: Stack, roles: Roles, make_session: Callable[..., 
     """Session events in each of the newest blocks (one transaction per block)."""
     for _ in range(2):
         w = make_session(deposit=100 * TOKEN).wallet
-        chain.send(stack.token.functions.approve(w.address, 5 * TOKEN), roles.owner)
-        chain.send(w.functions.deposit(5 * TOKEN), roles.owner)
+        top_up(chain, stack, w, 5 * TOKEN, roles.owner)
         chain.send(w.functions.withdraw(1 * TOKEN), roles.owner)
 
 

@@ -25,6 +25,7 @@ from tests.conftest import (
     build_stack,
     make_roles,
     session_params,
+    top_up,
 )
 from tests.indexer._support import FAST_RETRY, config, index_to_head, rows, settle
 from warden.devnet import Anvil
@@ -112,8 +113,7 @@ def branch_a(chain: Chain, stack: Stack, roles: Roles, s1: Session, depth: int) 
     """`depth` blocks on the branch that will be orphaned: a deposit, a play, a new
     session, then empty blocks."""
     w = s1.wallet
-    chain.send(stack.token.functions.approve(w.address, 5 * TOKEN), roles.owner)
-    chain.send(w.functions.deposit(5 * TOKEN), roles.owner)  # 2 blocks so far
+    top_up(chain, stack, w, 5 * TOKEN, roles.owner)  # 2 blocks so far
     made = 2
     if depth >= 3:
         play = stack.game.encode_abi("play", args=[10 * TOKEN])
@@ -197,7 +197,7 @@ async def test_rollback_over_a_batch_close_naming_no_session(
     s1 = make_session()
     nobody = roles.stranger
     batch = stack.factory.functions.closeBatch(
-        [nobody, s1.wallet.address], [int(CloseReason.EXPIRED)] * 2
+        [nobody, s1.wallet.address], [int(CloseReason.EXPIRED)] * 2, 100_000
     )
     async with Follower(chain.anvil.url, tmp_path / "f.sqlite", stack.factory.address) as f:
         chain.send(batch, roles.stranger)  # s1 has not expired: both members fail
