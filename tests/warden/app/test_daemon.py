@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 import pytest
+from aiohttp import web
 
 from executor import ExecutorSettings, Signer
 from indexer import ChainSettings
