@@ -131,7 +131,7 @@ def test_every_rule_closes_through_the_daemon_process_and_a_restart_changes_noth
         fresh_chain.send(loss.wallet.functions.withdraw(850 * TOKEN), roles.owner)
         fresh_chain.send(stack.token.functions.transfer(win.wallet.address, 2_500 * TOKEN),
                          roles.owner)  # fmt: skip
-        fresh_chain.send(win.wallet.functions.sync(), roles.owner)  # a win: 3,500 ≥ 3,000
+        fresh_chain.send(win.wallet.functions.sync(), roles.owner)  # a win: 3,475 ≥ 3,000
         wait_for(lambda: closed(port, loss.wallet.address), "stop-loss close")
         wait_for(lambda: closed(port, win.wallet.address), "take-profit close")
 
@@ -174,8 +174,9 @@ def test_every_rule_closes_through_the_daemon_process_and_a_restart_changes_noth
                      session.wallet.address)  # fmt: skip
         assert rows == [(reason, "confirmed")]  # one firing, one transaction, confirmed
     assert status["intents"]["confirmed"] == 5 and status["intents"]["pending"] == 0
-    # Withdrew 850, paid 2,500 in; refunds 150 + 3,500 + 3 x 1,000: every token came back.
-    assert fresh_chain.balance(stack.token, roles.owner) - owner_start == 5_000 * TOKEN
+    # Withdrew 850, paid 2,500 in, of which the sync took the inflow's 1 % fee (25);
+    # refunds 150 + 3,475 + 3 x 1,000: every other token came back.
+    assert fresh_chain.balance(stack.token, roles.owner) - owner_start == 4_975 * TOKEN
 
     inspected = cli("inspect", loss.wallet.address, "--db", str(db))
     assert inspected.returncode == 0, inspected.stderr
