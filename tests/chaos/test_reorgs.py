@@ -109,7 +109,7 @@ class Owners:
                 "operator": w.roles.operator, "token": w.stack.token.address,
                 "deposit": 1_000 * TOKEN, "expiry": w.chain.now() + rng.randint(60, 3_000),
                 "budget": 500 * TOKEN, "stopLoss": 600 * TOKEN, "takeProfit": 0,
-                "policy": "", "targets": [w.stack.game.address],
+                "policy": "", "targets": [w.stack.game.address], "maxFeeBps": 1_000,
             }  # fmt: skip
             fn = w.stack.factory.functions.createSession(
                 as_tuple(params), self.salt.to_bytes(32, "big")
