@@ -119,7 +119,7 @@ class Executor:
         )  # fmt: skip
         self.submitter = Submitter(
             client, outbox, store, settings, factory=factory, dry_run=dry_run,
-            sender=self.sender, gate=self.gate,
+            sender=self.sender, gate=self.gate, alerts=self.alerts,
         )  # fmt: skip
         self.failures = FailureStreak()  # steps failed in a row on the node's account
 
