@@ -244,12 +244,12 @@ class Batcher:
         batch could form."""
         narrowed = batch_tokens(self.settings)
         isolated = await self.outbox.isolated({i.wallet for i, _ in ready})
-        tokens = {
+        tokens = [
             s.token
             for i, s in ready
             if i.wallet not in isolated and (narrowed is None or s.token in narrowed)
-        }
-        could = len(ready) >= 2 and self.settings.max_batch_size > 1 and tokens
+        ]
+        could = len(tokens) >= 2 and self.settings.max_batch_size > 1
         listed = await self.registry.listed(tokens) if could else frozenset()
         self.batchable = Batchable(listed, narrowed, isolated)
 
