@@ -4,7 +4,8 @@ structured list the daemon publishes (`/status`).
 An alert is raised once per occurrence, not once per step: conditions (the circuit
 breaker, a node found inconsistent, a relayer short of funds) raise when they begin and
 log at WARNING when they end; events (an intent failed because its closes were mined
-without effect) raise once. Only the latest `KEEP` alerts are kept, in memory: what they
+without effect, a session taken out of batching, a close tried alone that failed) raise
+once. Only the latest `KEEP` alerts are kept, in memory: what they
 are about (failed intents, the spend) is in SQLite.
 """
 
@@ -24,6 +25,8 @@ NO_EFFECT = "no_effect"  # an intent's closes were mined without closing it
 GAS_BUDGET = "gas_budget"  # the relayer-wide gas budget tripped the circuit breaker
 NODE_INCONSISTENT = "node_inconsistent"  # the node forgot a transaction it reported mined
 RELAYER_BALANCE = "relayer_balance"  # below min_relayer_balance
+ISOLATED = "isolated"  # a session's close misbehaved in a batch: it is closed alone
+CLOSE_FAILED = "close_failed"  # a close alone reverted, or needs more than its gas cap
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ def called_wallets(raw: str) -> frozenset[str]:
     if selector in (CLOSE, SWEEP):
         return frozenset({to.lower()})
     if selector == CLOSE_BATCH:
-        wallets, _ = decode(["address[]", "uint8[]"], data[4:])
+        wallets, _, _ = decode(["address[]", "uint8[]", "uint256"], data[4:])
         return frozenset(str(w).lower() for w in wallets)
     return frozenset()
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from chain import ChainClient, RetryableError
 from executor.alerts import Alerts
 from executor.gate import Protection, SendGate
-from executor.guards import batch_size_problem
+from executor.guards import batch_problem
 from executor.outbox import Outbox
 from executor.sending import Hook, Sender
 from executor.settings import ExecutorSettings
@@ -98,7 +98,7 @@ class Executor:
             raise ValueError("dry-run without a signer needs the relayer address")
         # Checked where settings are loaded too; here because a batch the factory refuses
         # would fail every step, after its gas was paid for nothing.
-        problem = batch_size_problem(settings)
+        problem = batch_problem(settings)
         if problem is not None:
             raise ValueError(problem)
         self.settings = settings
@@ -119,7 +119,7 @@ class Executor:
         )  # fmt: skip
         self.submitter = Submitter(
             client, outbox, store, settings, factory=factory, dry_run=dry_run,
-            sender=self.sender, gate=self.gate,
+            sender=self.sender, gate=self.gate, alerts=self.alerts,
         )  # fmt: skip
         self.failures = FailureStreak()  # steps failed in a row on the node's account
 

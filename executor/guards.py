@@ -14,26 +14,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from contracts import MAX_BATCH, POLICY_REASONS
+from contracts import MAX_BATCH, MAX_MEMBER_GAS, MIN_MEMBER_GAS, POLICY_REASONS
 from executor.intents import IntentRow
 from executor.settings import ExecutorSettings
 from indexer import Session
 
 
 def batch_tokens(settings: ExecutorSettings) -> frozenset[str] | None:
-    """Tokens whose sessions may share a batch; None: all. A hostile token could burn a
-    whole batch's gas in its transfer, so production configs list the tokens they know."""
+    """The tokens `batch_tokens` narrows batching to; None: every token the registry
+    lists (`executor.batching`)."""
     return None if settings.batch_tokens is None else frozenset(settings.batch_tokens)
 
 
-def batch_size_problem(settings: ExecutorSettings) -> str | None:
-    """Why batches of `max_batch_size` cannot be sent, if they cannot: the factory's
-    `closeBatch` refuses more than MAX_BATCH members, and the gas of a refused batch is
-    lost."""
+def batch_problem(settings: ExecutorSettings) -> str | None:
+    """Why the batches these settings describe cannot be sent, if they cannot: the
+    factory's `closeBatch` refuses more than MAX_BATCH members and a stipend outside its
+    bounds, and the gas of a refused batch is lost."""
     if not 1 <= settings.max_batch_size <= MAX_BATCH:
         return (
             f"max_batch_size is {settings.max_batch_size}: it must be 1 to {MAX_BATCH} "
             "(SessionWalletFactory.closeBatch refuses more)"
+        )
+    if not MIN_MEMBER_GAS <= settings.batch_member_gas <= MAX_MEMBER_GAS:
+        return (
+            f"batch_member_gas is {settings.batch_member_gas}: it must be {MIN_MEMBER_GAS} to "
+            f"{MAX_MEMBER_GAS} (SessionWalletFactory.closeBatch refuses other stipends)"
         )
     return None
 

@@ -14,6 +14,7 @@ import aiosqlite
 
 from executor.errors import OutboxError
 from executor.schema import BATCH_MEMBER, REVERTED, Transaction
+from executor.spending import isolate_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,13 +170,17 @@ class JobLedger:
         now_ms: int,
         block_hash: str | None = None,
         misses: Sequence[tuple[str, int | None]] = (),
+        isolations: Sequence[tuple[str, str, str]] = (),
     ) -> None:
         """The job's transaction `tx_hash` has a receipt: its intents become mined, or
         settle as `outcomes` says (a failed batch member, a reverted close, one requeued).
         `misses` are (key, park position) of the intents it was mined for without effect:
         their count goes up, and a position parks a failed one until its session moves
-        past it (`SpendLedger.unpark`)."""
+        past it (`SpendLedger.unpark`). `isolations` (wallet, key, why) take sessions out
+        of batching in the same transaction that requeues their intents, so a crash
+        cannot send them in a batch again."""
         async with Transaction(self.db) as db:
+            await isolate_in(db, isolations, now_ms)
             await db.execute(
                 "UPDATE jobs SET state = 'mined', mined_hash = ?, mined_block = ?, "
                 "mined_block_hash = ?, receipt_status = ?, gas_used = ?, "

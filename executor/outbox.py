@@ -28,6 +28,7 @@ from executor.schema import (
     BATCH_MEMBER,
     COMPONENT,
     FINAL_STATES,
+    ISOLATED_DETAIL,
     MIGRATIONS,
     NO_EFFECT_DETAIL,
     ORPHANED,
@@ -41,6 +42,7 @@ from indexer import migrate
 __all__ = [
     "BATCH_MEMBER",
     "FINAL_STATES",
+    "ISOLATED_DETAIL",
     "MIGRATIONS",
     "NO_EFFECT_DETAIL",
     "ORPHANED",
@@ -79,6 +81,8 @@ class Outbox:
         self.last_mined = spends.last_mined
         self.parked = spends.parked
         self.unpark = spends.unpark
+        self.isolated = spends.isolated
+        self.isolate = spends.isolate
 
     async def setup(self) -> None:
         await migrate(self.db, COMPONENT, MIGRATIONS)

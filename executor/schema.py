@@ -27,6 +27,8 @@ BATCH_MEMBER = "batch member reverted"
 REVERTED = "reverted on chain"
 # How the detail of an intent failed for closes mined without effect begins.
 NO_EFFECT_DETAIL = "mined without effect"
+# How the detail of an intent taken out of batching begins (`isolated_wallets`).
+ISOLATED_DETAIL = "taken out of batching"
 
 MIGRATIONS = [
     """
@@ -124,6 +126,19 @@ MIGRATIONS = [
     ALTER TABLE jobs ADD COLUMN mined_block_hash TEXT;
     ALTER TABLE jobs ADD COLUMN mined_ms INTEGER;
     CREATE INDEX jobs_by_mined_ms ON jobs (mined_ms) WHERE mined_ms IS NOT NULL
+    """,
+    # 3: isolation. A session whose close misbehaved inside a batch (failed for a reason
+    # that does not make it obsolete, or ran out of its gas stipend) is never batched
+    # again: it is closed alone, under `single_close_gas_cap`. Per wallet, since the
+    # misbehaving part is the session's token, whatever rule fires next; the intent that
+    # showed it and why are kept for the operator.
+    """
+    CREATE TABLE isolated_wallets (
+        wallet     TEXT PRIMARY KEY,
+        reason     TEXT NOT NULL,
+        intent_key TEXT NOT NULL,
+        at_ms      INTEGER NOT NULL
+    )
     """,
 ]
 

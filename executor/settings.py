@@ -23,7 +23,11 @@ class ExecutorSettings(Section):
     intent_ttl: Duration = 24 * 3600
     max_jobs_per_session: Int = 3
     rate_window: Duration = 3600
+    # Batching (docs/executor.md, "Batches and isolation"): only tokens the factory's
+    # registry lists share a batch; `batch_tokens`, when set, narrows that further.
     batch_tokens: list[Address] | None = None
+    batch_member_gas: Int = 100_000  # closeBatch's gas stipend per member
+    single_close_gas_cap: Int = 300_000  # the highest gas limit of a close sent alone
     max_fee_per_gas: Wei | None = None
     base_fee_multiplier: Int = 2
     tip_percentile: Int = 50

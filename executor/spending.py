@@ -1,6 +1,7 @@
 """What the relayer has spent and what it must not spend again: the reads behind the
-guards of relayer protection (`executor.gate`), and the parking of intents whose closes
-were mined without effect. `Outbox` hands these methods out as its own.
+guards of relayer protection (`executor.gate`), the parking of intents whose closes
+were mined without effect, and the sessions taken out of batching. `Outbox` hands these
+methods out as its own.
 """
 
 from __future__ import annotations
@@ -92,3 +93,36 @@ class SpendLedger:
                 "WHERE key = ? AND state = 'failed' AND retry_after_position IS NOT NULL",
                 [(detail, now_ms, key) for key in keys],
             )
+
+    async def isolated(self, wallets: Iterable[str]) -> dict[str, str]:
+        """The wallets among these taken out of batching, with why (absent: batchable)."""
+        found: dict[str, str] = {}
+        keys = list(wallets)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            async with self.db.execute(
+                "SELECT wallet, reason FROM isolated_wallets "
+                f"WHERE wallet IN ({', '.join('?' for _ in chunk)})",
+                chunk,
+            ) as cur:
+                found.update({r[0]: r[1] async for r in cur})
+        return found
+
+    async def isolate(self, isolations: Sequence[tuple[str, str, str]], now_ms: int) -> None:
+        """Take (wallet, intent key, why) out of batching for good; the first reason
+        stays."""
+        if not isolations:
+            return
+        async with Transaction(self.db) as db:
+            await isolate_in(db, isolations, now_ms)
+
+
+async def isolate_in(
+    db: aiosqlite.Connection, isolations: Sequence[tuple[str, str, str]], now_ms: int
+) -> None:
+    """`SpendLedger.isolate` inside the caller's transaction (a receipt's outcomes)."""
+    await db.executemany(
+        "INSERT OR IGNORE INTO isolated_wallets (wallet, reason, intent_key, at_ms) "
+        "VALUES (?, ?, ?, ?)",
+        [(wallet, reason, key, now_ms) for wallet, key, reason in isolations],
+    )

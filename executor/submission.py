@@ -2,10 +2,10 @@
 
 Pending intents pass the guards (`executor.guards`), then a preflight (`eth_call` with the
 decoded revert deciding obsolete or failed) and a gas estimate, or, for a factory batch,
-one `eth_simulateV1` that proves every member and the batch's gas limit at once. Each
-resulting job gets its nonce, is signed, and *the job with its signed transaction is
-written to the outbox* before anything is sent; the sends of a step go out in one JSON-RPC
-batch in nonce order.
+one `eth_simulateV1` that proves every member at once. What may share a batch, and a
+batch's gas, is `executor.batching`'s. Each resulting job gets its nonce, is signed, and
+*the job with its signed transaction is written to the outbox* before anything is sent;
+the sends of a step go out in one JSON-RPC batch in nonce order.
 """
 
 from __future__ import annotations
@@ -15,21 +15,21 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from chain import CallReverted, ChainClient, calls
-from chain.calls import Call
 from chain.reverts import decode_revert
+from executor.alerts import CLOSE_FAILED, Alerts
+from executor.batching import Batcher, Group
 from executor.fees import Fees, fetch_fees
 from executor.gate import SendGate
 from executor.guards import (
     Obsolete,
     Refusal,
     balance_refusal,
-    batch_tokens,
     check_intent,
     explained_by_index,
     fee_refusal,
     rate_refusal,
 )
-from executor.outbox import IntentRow, NewJob, Outbox
+from executor.outbox import ISOLATED_DETAIL, IntentRow, NewJob, Outbox
 from executor.sending import Sender
 from executor.settings import ExecutorSettings
 from indexer import IndexerStore, Session
@@ -39,9 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("warden.executor")
 
-# A batch's gas limit: intrinsic gas plus this much per member, accepted only when a
-# simulation of the batch at that limit closes every member (see `_verify_batches`).
-BATCH_MEMBER_GAS = 60_000
 # 20 full batches of 256: a burst goes out in steps of about one block's worth, so what a
 # step sends is mined before `replace_after_blocks` would bump it.
 MAX_INTENTS_PER_STEP = 5_120
@@ -59,6 +56,7 @@ class Submitter:
         dry_run: bool,
         sender: Sender,
         gate: SendGate,
+        alerts: Alerts,
     ) -> None:
         self.client = client
         self.outbox = outbox
@@ -68,9 +66,11 @@ class Submitter:
         self.dry_run = dry_run
         self.sender = sender
         self.gate = gate
-        self.batch_tokens = batch_tokens(settings)
-        self.batch_member_gas = BATCH_MEMBER_GAS
-        self._simulate = True  # until the node says it has no eth_simulateV1
+        self.alerts = alerts
+        self.batcher = Batcher(
+            client, outbox, settings, factory=factory, relayer=sender.relayer,
+            dry_run=dry_run, alerts=alerts, clock_ms=sender.now_ms,
+        )  # fmt: skip
         self._latencies: list[float] = []  # seconds from intent stored to its first send
 
     async def submit(self, now: int, report: StepReport) -> None:
@@ -125,49 +125,11 @@ class Submitter:
         if refusal is not None:
             await self._refuse([i for i, _ in ready], refusal, report)
             return
-        verified, ready = await self._verify_batches(ready)
+        batcher = self.batcher
+        await batcher.prepare(ready)
+        verified, ready = await batcher.verify(ready)
         ready = await self._preflight(ready, now, report)
-        groups: list[tuple[Call, list[IntentRow], int | None]] = [
-            (call, members, None) for call, members in self._group(ready)
-        ]
-        await self._send_jobs(verified + groups, market, report)
-
-    async def _verify_batches(
-        self, ready: list[tuple[IntentRow, Session]]
-    ) -> tuple[list[tuple[Call, list[IntentRow], int | None]], list[tuple[IntentRow, Session]]]:
-        """Batches proven whole by one simulation each; the intents left for the rest.
-
-        The simulation (`eth_simulateV1`) runs the batch exactly as it would be sent, at
-        its gas limit (intrinsic gas plus `batch_member_gas` per member): `closeBatch`
-        returns how many members it closed, and a member that reverts or runs out of gas
-        is skipped, not counted, so a count equal to the batch's size is every member's
-        preflight and proves the gas limit, in one execution (eth_estimateGas of a large
-        batch executes it dozens of times on some nodes). A simulation reports running out
-        of gas in its answer, where an `eth_call` would raise a node error. A batch that
-        falls short, or a node without the method, goes member by member through
-        `_preflight` and `eth_estimateGas`, which name and settle what fails."""
-        groups = [(call, members) for call, members in self._group(ready) if call.kind == "batch"]
-        if not groups or not self._simulate:
-            return [], ready
-        limits = [calls.batch_gas(call, len(m), self.batch_member_gas) for call, m in groups]
-        answers = await self.client.batch_each(
-            [
-                ("eth_simulateV1", [calls.simulation(self.sender.relayer, call, gas), "latest"])
-                for (call, _), gas in zip(groups, limits, strict=True)
-            ]
-        )
-        verified: list[tuple[Call, list[IntentRow], int | None]] = []
-        done: set[str] = set()
-        for (call, members), gas, answer in zip(groups, limits, answers, strict=True):
-            if isinstance(answer, Exception):
-                # Only a refusal comes back here (transport failures retry the batch):
-                # a node without the method, or one that does not take these parameters.
-                log.info("the node does not simulate (%s): batches are estimated", answer)
-                self._simulate = False
-            elif calls.simulated_count(answer) == len(members):
-                verified.append((call, members, gas))
-                done.update(m.key for m in members)
-        return verified, [(i, s) for i, s in ready if i.key not in done]
+        await self._send_jobs(verified + batcher.group(ready), market, report)
 
     async def _preflight(
         self, ready: list[tuple[IntentRow, Session]], now: int, report: StepReport
@@ -196,7 +158,16 @@ class Submitter:
                     await self._refuse([intent], wait, report)
                     continue
                 state = "obsolete" if revert.obsolete else "failed"
-                settled.append((intent.key, state, f"preflight: {revert}"))
+                detail = f"preflight: {revert}"
+                why = self.batcher.batchable.isolated.get(intent.wallet)
+                if state == "failed" and why is not None:
+                    detail += f" ({ISOLATED_DETAIL}: {why})"
+                    self.alerts.raise_(
+                        CLOSE_FAILED,
+                        f"intent {intent.key} failed: its close alone reverts in preflight "
+                        f"({revert}), after it was taken out of batching ({why})",
+                    )
+                settled.append((intent.key, state, detail))
             elif isinstance(answer, Exception):
                 raise answer
             else:
@@ -206,35 +177,12 @@ class Submitter:
             setattr(report, state, getattr(report, state) + 1)
         return passed
 
-    def _group(self, ready: list[tuple[IntentRow, Session]]) -> list[tuple[Call, list[IntentRow]]]:
-        tokens = self.batch_tokens
-        batchable = [i for i, s in ready if tokens is None or s.token in tokens]
-        alone = [i for i, s in ready if tokens is not None and s.token not in tokens]
-        groups: list[tuple[Call, list[IntentRow]]] = []
-        size = self.settings.max_batch_size
-        if len(batchable) >= 2 and size > 1:
-            for start in range(0, len(batchable), size):
-                chunk = batchable[start : start + size]
-                if len(chunk) == 1:
-                    alone.extend(chunk)
-                    continue
-                members = [(i.wallet, i.action, i.reason) for i in chunk]
-                groups.append((calls.batch(self.factory, members), chunk))
-        else:
-            alone.extend(batchable)
-        groups.extend((calls.single(i.wallet, i.action, i.reason), [i]) for i in alone)
-        return groups
-
-    async def _send_jobs(
-        self,
-        groups: list[tuple[Call, list[IntentRow], int | None]],
-        fees: Fees,
-        report: StepReport,
-    ) -> None:
-        """Sign, store and send each group; a group without a gas limit is estimated."""
+    async def _send_jobs(self, groups: list[Group], fees: Fees, report: StepReport) -> None:
+        """Sign, store and send each group; a single close is estimated, and sent only
+        within `single_close_gas_cap`."""
         if not groups:
             return
-        unknown = [call for call, _, gas in groups if gas is None]
+        unknown = [g.call for g in groups if g.gas is None]
         answers = iter(
             await self.client.batch_each(
                 [("eth_estimateGas", [self.sender.tx_fields(call)]) for call in unknown]
@@ -242,25 +190,27 @@ class Submitter:
             if unknown
             else []
         )
-        known = {i.wallet for _, members, _ in groups for i in members}
+        known = {i.wallet for g in groups for i in g.members}
         head = int(await self.client.call("eth_blockNumber"), 16)
         if not self.dry_run and not self.sender.nonces.synced:
             await self.sender.sync()
         stored: list[tuple[int, str, str, list[IntentRow]]] = []
-        for call, members, limit in groups:
-            if limit is not None:
-                gas = limit
-            else:
+        for g in groups:
+            call, members = g.call, g.members
+            gas: int | None = g.gas
+            if gas is None:
                 estimate = next(answers)
                 if isinstance(estimate, CallReverted):
-                    # A batch does not revert for a bad member, so this is a single close
-                    # that changed between preflight and now: decided on the next step.
+                    # A single close that changed between preflight and now: decided on
+                    # the next step.
                     revert = decode_revert(estimate.data)
                     log.warning("estimateGas of %s reverted: %s", call.kind, revert)
                     continue
                 if isinstance(estimate, Exception):
                     raise estimate
-                gas = int(estimate, 16) * (100 + self.settings.gas_margin_percent) // 100
+                gas = await self._capped(int(estimate, 16), call.kind, members, report)
+            if gas is None:
+                continue
             problem = calls.check_call(
                 call.to, call.data, factory=self.factory, relayer=self.sender.relayer,
                 known=known.__contains__,
@@ -298,6 +248,24 @@ class Submitter:
             report.submitted += len(members)
             stored.append((job_id, signed.hash, signed.raw, members))
         await self._send_stored(stored, head)
+
+    async def _capped(
+        self, estimate: int, kind: str, members: list[IntentRow], report: StepReport
+    ) -> int | None:
+        """The gas limit of a single close: the estimate and its margin, never above
+        `single_close_gas_cap`; None when the estimate alone is above it (the intent has
+        failed: a close that needs that much is not one Warden sends)."""
+        cap = self.settings.single_close_gas_cap
+        if estimate <= cap:
+            return min(estimate * (100 + self.settings.gas_margin_percent) // 100, cap)
+        reason = (
+            f"eth_estimateGas says its {kind} needs {estimate} gas, above "
+            f"single_close_gas_cap {cap}: not sent"
+        )
+        await self._refuse(members, Refusal("gas_cap", reason, True), report)
+        for m in members:
+            self.alerts.raise_(CLOSE_FAILED, f"intent {m.key} ({m.wallet}) failed: {reason}")
+        return None
 
     async def _send_stored(
         self, stored: list[tuple[int, str, str, list[IntentRow]]], head: int

@@ -23,13 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 from chain import CallReverted, ChainClient, calls
 from chain.calls import Call
-from chain.reverts import batch_failures, closed_wallets, decode_revert
-from executor.alerts import NO_EFFECT, Alerts
+from chain.reverts import closed_wallets, decode_revert
+from executor.alerts import CLOSE_FAILED, ISOLATED, NO_EFFECT, Alerts
+from executor.batching import BatchRun, isolated_message, misbehaved
 from executor.effects import called_wallets, no_effect_detail
 from executor.fees import Fees, fetch_fees, replacement
 from executor.gate import SendGate
 from executor.outbox import (
     BATCH_MEMBER,
+    ISOLATED_DETAIL,
     NO_EFFECT_DETAIL,
     ORPHANED,
     REVERTED,
@@ -173,27 +175,43 @@ class Tracker:
         status = int(receipt["status"], 16)
         members = await self.outbox.intents_of_job(job.id)
         outcomes: list[tuple[str, str, str]] = []
+        isolations: list[tuple[str, str, str]] = []
+        run = BatchRun.of(receipt["logs"], self.factory) if status == 1 else BatchRun.none()
         if job.kind == "batch" and status == 1:
-            failures = batch_failures(receipt["logs"], self.factory)
+            stipend = calls.member_gas(Call(job.kind, job.to_address, job.data))
             for intent in members:
-                revert = failures.get(intent.wallet)
-                if revert is not None:
-                    state = "obsolete" if revert.obsolete else "failed"
-                    outcomes.append((intent.key, state, f"{BATCH_MEMBER}: {revert}"))
+                revert = run.failures.get(intent.wallet)
+                why = misbehaved(revert, stipend) if revert is not None else None
+                if revert is not None and why is None:
+                    outcomes.append((intent.key, "obsolete", f"{BATCH_MEMBER}: {revert}"))
+                elif why is not None:
+                    # Not failed on a batch's word: alone, with its own gas, it may close;
+                    # if it does not, the single close's own limits end it.
+                    why = f"in closeBatch {tx_hash} its close {why}"
+                    isolations.append((intent.wallet, intent.key, why))
+                    if intent.state == "submitted":
+                        detail = f"{ISOLATED_DETAIL}: {why}; sent alone next"
+                        outcomes.append((intent.key, "pending", detail))
         elif status == 0 and members:
-            why = await self._revert_reason(Call(job.kind, job.to_address, job.data))
-            state = "obsolete" if why is not None and why[1] else "failed"
-            detail = f"{REVERTED}: {why[0] if why else 'no reason given'}"
+            reverted = await self._revert_reason(Call(job.kind, job.to_address, job.data))
+            state = "obsolete" if reverted is not None and reverted[1] else "failed"
+            detail = f"{REVERTED}: {reverted[0] if reverted else 'no reason given'}"
             outcomes = [(m.key, state, detail) for m in members if m.state == "submitted"]
         misses: list[tuple[str, int | None]] = []
         if status == 1:
             acted = closed_wallets(receipt["logs"])
-            failed = {w.lower() for w in batch_failures(receipt["logs"], self.factory)}
+            failed = {w.lower() for w in run.failures}
+            unreached = {w.lower() for w in run.unreached}
             raw = next((a.raw for a in job.attempts if a.hash == tx_hash), None)
             called = called_wallets(raw) if raw is not None else frozenset()
             for m in members:
                 wallet = m.wallet.lower()
-                if m.state == "submitted" and wallet not in acted and wallet not in failed:
+                if m.state == "submitted" and wallet in unreached and wallet not in acted:
+                    # The batch stopped to keep its reserve before trying it: not a close
+                    # without effect, just not sent yet.
+                    detail = f"{tx_hash} stopped before it (BatchIncomplete); requeued"
+                    outcomes.append((m.key, "pending", detail))
+                elif m.state == "submitted" and wallet not in acted and wallet not in failed:
                     if wallet in called:
                         await self._no_effect(m, tx_hash, outcomes, misses)
                     else:
@@ -224,11 +242,16 @@ class Tracker:
             outcomes=outcomes,
             now_ms=self.sender.now_ms(),
             misses=misses,
+            isolations=isolations,
         )
         self.gate.spent(gas_used)
+        for wallet, key, why in isolations:
+            self.alerts.raise_(ISOLATED, isolated_message(wallet, key, why, self.settings))
         for key, state, detail in outcomes:
             if state == "failed" and detail.startswith(NO_EFFECT_DETAIL):
                 self.alerts.raise_(NO_EFFECT, f"intent {key} failed: {detail}")
+            elif state == "failed" and detail.startswith(REVERTED):
+                self.alerts.raise_(CLOSE_FAILED, f"intent {key} failed: {tx_hash} {detail}")
         report.mined += 1
         for _, state, _ in outcomes:
             field_name = "requeued" if state == "pending" else state
@@ -293,7 +316,11 @@ class Tracker:
             if job.kind == "batch" and len(wanted) < len(members):
                 # Some members are no longer wanted (a reorg orphaned their trigger): the
                 # replacement closes only the others.
-                call = calls.batch(self.factory, [(m.wallet, m.action, m.reason) for m in wanted])
+                call = calls.batch(
+                    self.factory,
+                    [(m.wallet, m.action, m.reason) for m in wanted],
+                    member_gas=calls.member_gas(call),
+                )
             gas = job.gas
             report.replaced += 1
         else:

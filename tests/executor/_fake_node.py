@@ -10,9 +10,16 @@ A node that forgets: `forgotten` receipts are not served though their block stay
 `nonce_lag` lowers the mined count it answers.
 
 What it does not model: execution (a call to an address in `reverts` reverts with that
-data; every other mined transaction succeeds, and one with calldata emits `Closed` from
-its target, as a single close does, unless the target is `inert`), gas (estimates are
-`gas_estimate`), and base-fee movement (each block has the `base_fee` the test set).
+data; every other mined transaction succeeds, unless its target is `failing`, and one
+with calldata emits `Closed` from its target, as a single close does, unless the target
+is `inert`), gas (estimates are `gas_estimate`, or `estimates` per target), and base-fee
+movement (each block has the `base_fee` the test set).
+
+`closeBatch` is run member by member as the factory does: a member in `hostile` fails
+with its revert data (`BatchCloseFailed`; "0x": out of its stipend), one past
+`batch_reach` is not tried (`BatchIncomplete`), every other closes. The factory's
+registry answers `isTrustedToken` from `listed` (None: every token), and with `simulates`
+the node answers `eth_simulateV1` of a batch with the same logs.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from eth_utils.crypto import keccak
@@ -28,15 +37,26 @@ from hexbytes import HexBytes
 
 from chain import ChainClient
 from chain.abi import event_specs
+from chain.calls import CLOSE_BATCH
 from chain.client import RetryPolicy
 from chain.transport import MockTransport, Request, Response, RpcFault, rpc_response
+from executor.batching import IS_TRUSTED_TOKEN
 from indexer import Session
 from indexer.store import ClosingEvent
 
 GWEI = 10**9
 CHAIN_ID = 31337
 TOKEN = "0x" + "70" * 20
-CLOSED_TOPIC = "0x" + next(s for s in event_specs().values() if s.name == "Closed").topic.hex()
+
+
+def _topic(name: str) -> str:
+    return "0x" + next(s for s in event_specs().values() if s.name == name).topic.hex()
+
+
+CLOSED_TOPIC = _topic("Closed")
+FAILED_TOPIC = _topic("BatchCloseFailed")
+INCOMPLETE_TOPIC = _topic("BatchIncomplete")
+CLOSE_BATCH_HEX = "0x" + CLOSE_BATCH.hex()
 GAS_LIMIT = 30_000_000
 NO_WAIT = RetryPolicy(initial=0.0, attempts=2)
 
@@ -102,6 +122,14 @@ class FakeNode:
     inert: set[str] = field(default_factory=set)  # lowercase: calls run and emit nothing
     forgotten: set[str] = field(default_factory=set)  # mined, but their receipts not served
     nonce_lag: int = 0  # the mined count ("latest") this much below the truth
+    # What a hostile token does to a close, and the factory's registry:
+    failing: set[str] = field(default_factory=set)  # lowercase: mined transactions revert
+    hostile: dict[str, str] = field(default_factory=dict)  # wallet -> its revert in a batch
+    batch_reach: int | None = None  # members a closeBatch tries before it stops
+    listed: set[str] | None = None  # tokens isTrustedToken lists (None: all)
+    estimates: dict[str, int] = field(default_factory=dict)  # lowercase target -> gas
+    simulates: bool = False  # answers eth_simulateV1
+    registry_asked: int = 0  # isTrustedToken questions answered
     _forks: int = 0
 
     def __post_init__(self) -> None:
@@ -183,12 +211,60 @@ class FakeNode:
             "eth_feeHistory": self._fee_history,
             "eth_getTransactionCount": self._transaction_count,
             "eth_getBalance": lambda p: hex(self.balances.get(p[0], self.balance)),
-            "eth_estimateGas": lambda p: self._call(p[0], hex(self.gas_estimate)),
-            "eth_call": lambda p: self._call(p[0], "0x"),
+            "eth_estimateGas": lambda p: self._call(p[0], hex(self._estimate(p[0]))),
+            "eth_call": lambda p: self._call(p[0], self._answer(p[0])),
             "eth_sendRawTransaction": self._send_raw,
             "eth_getTransactionReceipt": self._get_receipt,
         }
+        if self.simulates:
+            methods["eth_simulateV1"] = self._simulate
         return rpc_response(request, methods)
+
+    def _estimate(self, tx: dict[str, Any]) -> int:
+        return self.estimates.get(str(tx.get("to", "")).lower(), self.gas_estimate)
+
+    def _answer(self, tx: dict[str, Any]) -> str:
+        data = str(tx.get("data", "0x"))
+        if data.startswith(IS_TRUSTED_TOKEN):
+            self.registry_asked += 1
+            token = "0x" + data[-40:]
+            listed = self.listed is None or token in {t.lower() for t in self.listed}
+            return "0x" + f"{int(listed):064x}"
+        return "0x"
+
+    def _simulate(self, params: list[Any]) -> list[dict[str, Any]]:
+        tx = params[0]["blockStateCalls"][0]["calls"][0]
+        status, logs = self.effects(str(tx["to"]).lower(), str(tx["data"]))
+        closed = sum(log["topics"][0] == CLOSED_TOPIC for log in logs)
+        result = {"status": hex(status), "returnData": "0x" + f"{closed:064x}",
+                  "gasUsed": hex(self.gas_estimate), "logs": logs}  # fmt: skip
+        return [{"calls": [result]}]
+
+    def effects(self, to: str, data: str) -> tuple[int, list[dict[str, Any]]]:
+        """(status, logs) of a transaction to `to` with calldata `data`, mined now."""
+        if data.startswith(CLOSE_BATCH_HEX):
+            wallets, _, _ = abi_decode(
+                ["address[]", "uint8[]", "uint256"], bytes.fromhex(data[10:])
+            )
+            logs: list[dict[str, Any]] = []
+            for i, wallet in enumerate(w.lower() for w in wallets):
+                if self.batch_reach is not None and i >= self.batch_reach:
+                    rest = abi_encode(["uint256", "address[]"], [i, list(wallets[i:])])
+                    logs.append({"address": to, "topics": [INCOMPLETE_TOPIC],
+                                 "data": "0x" + rest.hex()})  # fmt: skip
+                    break
+                if wallet in self.hostile:
+                    reason = bytes.fromhex(self.hostile[wallet].removeprefix("0x"))
+                    topic = "0x" + wallet[2:].rjust(64, "0")
+                    data = "0x" + abi_encode(["bytes"], [reason]).hex()
+                    logs.append({"address": to, "topics": [FAILED_TOPIC, topic], "data": data})
+                elif wallet not in self.inert:
+                    logs.append({"address": wallet, "topics": [CLOSED_TOPIC], "data": "0x"})
+            return 1, logs
+        if to in self.failing:
+            return 0, []
+        closes = data != "0x" and to not in self.inert
+        return 1, [{"address": to, "topics": [CLOSED_TOPIC], "data": "0x"}] if closes else []
 
     def _get_block(self, params: list[Any]) -> dict[str, Any] | None:
         tag = params[0]
@@ -264,8 +340,7 @@ class FakeNode:
 
     def _receipt(self, block: Block, index: int, tx: Tx) -> dict[str, Any]:
         paid = block.base_fee + min(tx.tip, tx.max_fee - block.base_fee)
-        closes = tx.data != "0x" and tx.to not in self.inert
-        logs = [{"address": tx.to, "topics": [CLOSED_TOPIC], "data": "0x"}] if closes else []
+        status, logs = self.effects(tx.to, tx.data)
         return {
             "transactionHash": tx.hash,
             "transactionIndex": hex(index),
@@ -273,7 +348,7 @@ class FakeNode:
             "blockNumber": hex(block.number),
             "from": tx.sender,
             "to": tx.to,
-            "status": "0x1",
+            "status": hex(status),
             "gasUsed": hex(min(tx.gas, self.gas_estimate)),
             "effectiveGasPrice": hex(paid),
             "logs": logs,
@@ -299,11 +374,13 @@ class FakeStore:
         self.closing = {}
         for block in self.node.blocks:
             for i, tx in enumerate(block.txs):
-                wallet = wallets.get(tx.to)
-                if wallet is not None and tx.data != "0x" and tx.to not in self.node.inert:
-                    self.closing[wallet] = ClosingEvent(
-                        wallet, block.number * 1000 + i, tx.hash, tx.sender
-                    )
+                _, logs = self.node.effects(tx.to, tx.data)
+                for log in logs:
+                    wallet = wallets.get(log["address"])
+                    if wallet is not None and log["topics"][0] == CLOSED_TOPIC:
+                        self.closing[wallet] = ClosingEvent(
+                            wallet, block.number * 1000 + i, tx.hash, tx.sender
+                        )
 
     async def sessions(self, wallets: Iterable[str]) -> dict[str, Session]:
         return {w: self.sessions_by_wallet[w] for w in wallets if w in self.sessions_by_wallet}

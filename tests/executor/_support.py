@@ -129,10 +129,11 @@ async def rig(
     relayer: str | None = None,
     hook: Any = None,
     dry_run: bool = False,
-    batch_member_gas: int | None = None,
+    member_allowance: int | None = None,
     **settings: Any,
 ) -> AsyncIterator[Rig]:
-    """`settings` are `ExecutorSettings` keys over `executor_settings()`'s."""
+    """`settings` are `ExecutorSettings` keys over `executor_settings()`'s;
+    `member_allowance` replaces the gas a batch's limit allows each member."""
     db = await open_database(db_path)
     try:
         async with ChainClient([url], retry=FAST_RETRY, chain_id=31337) as client:
@@ -149,8 +150,8 @@ async def rig(
                 client, outbox, store, executor_settings(**settings), factory=factory,
                 chain_id=31337, dry_run=dry_run, signer=signer, relayer=relayer, hook=hook,
             )  # fmt: skip
-            if batch_member_gas is not None:
-                ex.submitter.batch_member_gas = batch_member_gas
+            if member_allowance is not None:
+                ex.submitter.batcher.member_allowance = member_allowance
             await ex.start()
             yield Rig(client, store, outbox, indexer, ex, db_path)
     finally:

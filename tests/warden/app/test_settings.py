@@ -141,6 +141,18 @@ BAD = [
         "takes at most 256",
     ),
     (
+        "executor:\n  batch_member_gas: 30000\n",
+        {},
+        "2: executor.batch_member_gas: 30000 is outside 40000 to 1000000 — "
+        "SessionWalletFactory.closeBatch refuses other stipends",
+    ),
+    (
+        "executor:\n  max_batch_size: 10\n  single_close_gas_cap: 40000000\n",
+        {},
+        "3: executor.single_close_gas_cap: 40000000 is outside 50000 to 30000000 — an honest "
+        "close alone takes about 60,000 gas; no block holds more than 30,000,000",
+    ),
+    (
         "executor:\n  replacement_bump_percent: 5\n",
         {},
         "2: executor.replacement_bump_percent: 5 is outside 10 to 1000 — nodes refuse a "

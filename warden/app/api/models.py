@@ -84,7 +84,7 @@ class Relayer(Body):
 
 
 class Alert(Body):
-    kind: str  # no_effect, gas_budget, node_inconsistent, relayer_balance
+    kind: str  # no_effect, gas_budget, node_inconsistent, relayer_balance, isolated, close_failed
     message: str
     at_ms: int
 

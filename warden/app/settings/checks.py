@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from chain.calls import CANCEL_GAS
-from contracts import MAX_BATCH
+from contracts import MAX_BATCH, MAX_MEMBER_GAS, MIN_MEMBER_GAS
 from executor import Signer, SignerError
 from executor.fees import GETH_MIN_BUMP_PERCENT
 from warden.app.api import is_loopback
@@ -23,6 +23,8 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 # EIP-2294: the largest chain id every tool handles (a JavaScript safe integer, after v).
 MAX_CHAIN_ID = 4_503_599_627_370_476
 _INT64 = 2**63 - 1  # SQLite's integers: a larger block number cannot be stored
+SINGLE_CLOSE_MIN_GAS = 50_000  # below it even an honest close alone could not be sent
+BLOCK_GAS = 30_000_000  # a gas limit above a block's is no cap
 _CHAIN_LIMITS = {
     "chain_id": (1, MAX_CHAIN_ID),
     "start_block": (0, _INT64),
@@ -271,6 +273,16 @@ def _guard_problems(cfg: WardenConfig) -> list[Problem]:
     e = cfg.executor
     limits = {
         "max_batch_size": (1, MAX_BATCH, "SessionWalletFactory.closeBatch takes at most 256"),
+        "batch_member_gas": (
+            MIN_MEMBER_GAS,
+            MAX_MEMBER_GAS,
+            "SessionWalletFactory.closeBatch refuses other stipends",
+        ),
+        "single_close_gas_cap": (
+            SINGLE_CLOSE_MIN_GAS,
+            BLOCK_GAS,
+            "an honest close alone takes about 60,000 gas; no block holds more than 30,000,000",
+        ),
         "max_jobs_per_session": (1, 10**6, ""),
         "base_fee_multiplier": (1, 100, ""),
         "tip_percentile": (0, 100, ""),
