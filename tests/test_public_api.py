@@ -54,6 +54,8 @@ PUBLIC: dict[str, list[str]] = {
         "ArtifactNotFound",
         "CLOSE_REASONS",
         "MAX_BATCH",
+        "MAX_MEMBER_GAS",
+        "MIN_MEMBER_GAS",
         "OPEN_STATUSES",
         "POLICY_REASONS",
         "SESSION_STATUSES",
