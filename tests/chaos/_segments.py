@@ -1,5 +1,6 @@
 """A node that outlives anvil's own limits: an anvil behind a `NodeProxy`, replaced on
-`renew()` by a fresh anvil loaded from the old one's state dump.
+`renew()` by a fresh anvil loaded from the old one's state dump, and on `fall_back()` (after
+it broke) by one loaded from the last `save()`.
 
 Why: anvil 1.7.1 breaks after roughly 80 to 135 `anvil_reorg` calls in one process
 ("Resource not found" from `anvil_reorg`, or a state that contradicts its own blocks; see
@@ -49,7 +50,9 @@ class SegmentedNode(Anvil):
         self.proxy: NodeProxy | None = None
         self.seed = seed
         self.renewals = 0
+        self.fallbacks = 0
         self.renew_seconds: list[float] = []
+        self.saved: tuple[Path, dict[str, Any]] | None = None  # the dump and its head
 
     @property
     def url(self) -> str:
@@ -75,26 +78,53 @@ class SegmentedNode(Anvil):
             raise DevnetError("the segmented node is not running")
         return self.current.rpc(method, *params)
 
-    def renew(self) -> int:
-        """Dump the current anvil, start a fresh one from the dump, check it serves the same
-        head, point the proxy at it, stop the old one; the head's number (reorgs on the new
-        node must stay above it). Raises NodeFault."""
-        old, proxy = self.current, self.proxy
-        assert old is not None and proxy is not None, "not running"
-        began = time.monotonic()
-        head = old.rpc("eth_getBlockByNumber", "latest", False)
+    def save(self) -> int:
+        """Dump the current anvil's state (kept as the state `fall_back` returns to); the
+        head's number. Only when nothing is pooled: anvil does not dump its pool. Raises
+        NodeFault."""
+        node = self.current
+        assert node is not None, "not running"
+        head = node.rpc("eth_getBlockByNumber", "latest", False)
         number = int(head["number"], 16)
-        pending = old.rpc("txpool_status")
+        pending = node.rpc("txpool_status")
         if int(pending["pending"], 16) or int(pending["queued"], 16):
-            raise NodeFault(f"renewal at block {number} with transactions pooled: {pending}")
+            raise NodeFault(f"a save at block {number} with transactions pooled: {pending}")
         try:
-            dump = old.rpc("anvil_dumpState")
+            dump = node.rpc("anvil_dumpState")
         except DevnetError as exc:
             raise NodeFault(f"anvil_dumpState failed at block {number}: {exc}") from exc
         state = json.loads(gzip.decompress(bytes.fromhex(dump.removeprefix("0x"))))
-        self.renewals += 1
-        path = self.work / f"node-{self.renewals}.json"
+        path = self.work / "node-saved.json"
         path.write_text(json.dumps(state))
+        self.saved = (path, head)
+        return number
+
+    def renew(self) -> int:
+        """Save the current anvil, start a fresh one from the save, check it serves the
+        same head, point the proxy at it, stop the old one; the head's number (reorgs on
+        the new node must stay above it). Raises NodeFault."""
+        began = time.monotonic()
+        self.save()
+        number = self._restart()
+        self.renewals += 1
+        self.renew_seconds.append(time.monotonic() - began)
+        return number
+
+    def fall_back(self) -> int:
+        """Replace a node that broke (it serves a head but not the blocks under it) by a
+        fresh one loaded from the last save: to a client, a reorg back to the saved head
+        (whatever it saw above it is replaced by what is mined next). The saved head's
+        number, the new floor for reorgs. Raises NodeFault."""
+        if self.saved is None:
+            raise NodeFault("no saved state to fall back to")
+        self.fallbacks += 1
+        return self._restart()
+
+    def _restart(self) -> int:
+        old, proxy = self.current, self.proxy
+        assert old is not None and proxy is not None and self.saved is not None
+        path, head = self.saved
+        number = int(head["number"], 16)
         fresh = Anvil(extra_args=["--load-state", str(path)], start_timeout=self.start_timeout)
         fresh.start()
         try:
@@ -111,6 +141,4 @@ class SegmentedNode(Anvil):
         proxy.switch(fresh.url)
         self.current = fresh
         old.stop()
-        path.unlink()
-        self.renew_seconds.append(time.monotonic() - began)
         return number

@@ -29,6 +29,11 @@ anvil has no state for earlier blocks), so the first rounds after a renewal are 
 Node faults (anvil refusing a reorg, a state that contradicts its own blocks) are reported
 apart from failures: a refused reorg is retried once on a renewed node.
 
+A node that breaks under the daemon (anvil 1.7.1 sometimes serves a head but `null` for
+blocks below it after a reorg) is replaced by one loaded from the state saved after the
+last settled round (`SegmentedNode.fall_back`): the daemon sees a reorg back to it, the
+round settles on the new node and counts, and the fall-back is reported as a node fault.
+
 A wrong state is a failure in the round it first appears; the run goes on (the summary
 counts rounds with a new wrong state). A round that does not settle stops the run.
 
@@ -39,6 +44,7 @@ The default run has 40 rounds in segments of 15; `make chaos` has 1,000 in segme
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -293,6 +299,7 @@ async def run_reorgs(
         config.write_text(text)
         daemon = Daemon(config, tmp / "daemon.log")
         owners = Owners(w, rng)
+        node.save()
         daemon.start()
         depths: list[int] = []
         carried = 0
@@ -327,6 +334,22 @@ async def run_reorgs(
                 done = await asyncio.to_thread(
                     wait_until, lambda: settled(w, daemon, port), SETTLE_TIMEOUT, 0.05
                 )
+                if not done and node.saved is not None and (gap := missing_blocks(w)):
+                    # anvil broke under the daemon: a fresh node from the last settled
+                    # round's state, which the daemon sees as a reorg back to it
+                    result.node_fault(
+                        f"round {n}: not settled within {SETTLE_TIMEOUT:.0f} s{gap}; fell back "
+                        "to the state saved after the last settled round"
+                    )
+                    try:
+                        owners.floor = node.fall_back()
+                    except (NodeFault, DevnetError) as exc:
+                        result.node_fault(f"round {n}: the fall-back failed: {exc}")
+                        break
+                    round_end(w)
+                    done = await asyncio.to_thread(
+                        wait_until, lambda: settled(w, daemon, port), SETTLE_TIMEOUT, 0.05
+                    )
                 if not done:
                     what = (
                         f"round {n}: not settled within {SETTLE_TIMEOUT:.0f} s (in flight "
@@ -366,6 +389,8 @@ async def run_reorgs(
                 if len(known) > 200:
                     result.fail(f"round {n}: over 200 distinct problems; stopped")
                     break
+                with contextlib.suppress(NodeFault):  # something pooled: keep the last save
+                    node.save()  # what a broken node falls back to
             # up to what the daemon indexed: after a node fault the node may not serve
             # every block under its head
             cp = checkpoint(daemon.db)
@@ -395,6 +420,7 @@ async def run_reorgs(
                 f"{node.renewals} (every {segment} rounds, max {max(renewals):.1f} s each, "
                 f"daemon kept running)"
             ),
+            "fall-backs after a broken node": str(node.fallbacks),
             "final head": str(w.head()),
         })  # fmt: skip
         result.checked += [
