@@ -53,6 +53,7 @@ TOKEN = 10**18
 DEPOSIT = 100 * TOKEN
 CHAIN_ID = 31337
 GAS_LIMIT = 200_000_000  # per block: a whole run's transactions fit in a few blocks
+MAX_FEE_BPS = 1_000  # the most a creation accepts: the factory's cap (deploy_stack sets 1 %)
 CREATE_GAS = 400_000  # createSession costs ~314k (docs/gas.md); explicit, no estimate
 SEND_CHUNK = 250  # eth_sendTransaction calls per JSON-RPC batch during setup
 MODES = {"singles": 1, "batched": 100}
@@ -160,7 +161,7 @@ async def create_sessions(client: ChainClient, chain: Chain, n: int, salt0: int)
     txs = []
     for i in range(n):
         params = (chain.relayer, chain.dep.token, DEPOSIT, expiry, 50 * TOKEN, 20 * TOKEN,
-                  300 * TOKEN, "berzerker", [chain.dep.game])  # fmt: skip
+                  300 * TOKEN, "berzerker", [chain.dep.game], MAX_FEE_BPS)  # fmt: skip
         salt = (salt0 + i).to_bytes(32, "big")
         data = factory.encode_abi("createSession", args=[params, salt])
         owner = chain.owners[i % len(chain.owners)]

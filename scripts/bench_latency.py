@@ -105,6 +105,7 @@ WITHDRAW = 85 * TOKEN  # leaves 15 <= 20: below the stop-loss
 CHAIN_ID = 31337
 GAS_LIMIT = 1_000_000_000  # per block: a part of the setup in one block
 CREATE_CHUNK = 2_500  # sessions created per part (~790M gas)
+MAX_FEE_BPS = 1_000  # the most a creation accepts: the factory's cap (deploy_stack sets 1 %)
 CREATE_GAS = 400_000  # createSession costs ~314k (docs/gas.md)
 OWNERS = 8
 RELAYER_KEY = DEVNET_KEYS[2]
@@ -122,7 +123,7 @@ async def create_sessions(client: ChainClient, chain: Chain, n: int) -> None:
     txs = []
     for i in range(n):
         params = (chain.relayer, chain.dep.token, DEPOSIT, expiry, 50 * TOKEN, STOP_LOSS, 0, "",
-                  [chain.dep.game])  # fmt: skip
+                  [chain.dep.game], MAX_FEE_BPS)  # fmt: skip
         data = factory.encode_abi("createSession", args=[params, (i + 1).to_bytes(32, "big")])
         owner = chain.owners[i % len(chain.owners)]
         txs.append({"from": owner, "to": chain.dep.factory, "data": data, "gas": hex(CREATE_GAS)})

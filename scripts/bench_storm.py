@@ -96,6 +96,7 @@ GENESIS_TIMESTAMP = 1_760_000_000
 TOKEN = 10**18
 DEPOSIT = TOKEN
 OWNERS = 8
+MAX_FEE_BPS = 1_000  # the most a creation accepts: the factory's cap (deploy_stack sets 1 %)
 CREATE_GAS = 400_000  # createSession costs ~314k (docs/gas.md); explicit, no estimate
 ROUND = 5_000  # transactions sent, then mined, per round while building
 EXPIRY_AFTER = 6 * 3600  # T = head timestamp + 6 h (idle-cleanup would come 24 h after creation)
@@ -195,7 +196,7 @@ async def _build_chain(sessions: int, key: str) -> ChainMeta:
             txs: list[dict[str, str]] = []
             for i in range(sessions):
                 owner = owners[i % OWNERS]
-                params = (relayer, dep.token, DEPOSIT, expiry, 0, 0, 0, "", [dep.game])
+                params = (relayer, dep.token, DEPOSIT, expiry, 0, 0, 0, "", [dep.game], MAX_FEE_BPS)
                 data = factory.encode_abi("createSession", args=[params, i.to_bytes(32, "big")])
                 txs.append({"from": owner, "to": dep.factory, "data": data,
                             "gas": hex(CREATE_GAS), "nonce": hex(nonce[owner])})  # fmt: skip
