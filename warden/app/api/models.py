@@ -132,7 +132,10 @@ class Session(Body):
     policy: str
     targets: list[Address]
     salt: str
-    fee: Amount
+    fee: Amount = Field(
+        description="every fee paid: the creation's (with a prefunded balance), top-ups', "
+        "and those of plain transfers the wallet found (contracts v2)"
+    )
     initial_deposit: Amount
     deposit: Amount
     withdrawn: Amount
