@@ -103,13 +103,13 @@ EXACT = {
 }  # fmt: skip
 
 
-def encode_args(args: dict[str, Any]) -> bytes:
+def encode_args(args: dict[str, Any]) -> str:
     return orjson.dumps(
         {
             k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v
             for k, v in args.items()
         }
-    )
+    ).decode()
 
 
 def int_fields() -> dict[str, frozenset[str]]:

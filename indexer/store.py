@@ -1,6 +1,7 @@
 """The indexer's writer: every write, and the reads the indexer itself needs.
 
-Tables (SQLite, WAL; their schema and row codecs in `indexer/schema.py`): `blocks`
+Tables (SQLite or PostgreSQL through `database`; schema and row codecs in
+`indexer/schema.py`): `blocks`
 (recent headers for reorg detection), `events` (every decoded event of the factory and
 its wallets), `ignored_logs` (look-alike and malformed logs, kept so they are counted
 exactly), `sessions` (the projection), `checkpoint`.
@@ -21,7 +22,8 @@ import aiosqlite
 import orjson
 
 from chain.abi import position
-from indexer.migrations import migrate
+from database import Database, Queries, migrate
+from database.sqlite import SqliteDatabase
 from indexer.projection import Event, Session, replay
 from indexer.schema import (
     COMPONENT,
@@ -34,8 +36,14 @@ from indexer.schema import (
 )
 
 _UPSERT_SESSION = (
-    f"INSERT OR REPLACE INTO sessions ({', '.join(SESSION_FIELDS)}) "
-    f"VALUES ({', '.join('?' for _ in SESSION_FIELDS)})"
+    f"INSERT INTO sessions ({', '.join(SESSION_FIELDS)}) "
+    f"VALUES ({', '.join('?' for _ in SESSION_FIELDS)}) ON CONFLICT (wallet) DO UPDATE SET "
+    + ", ".join(f"{f} = excluded.{f}" for f in SESSION_FIELDS if f != "wallet")
+)
+_UPSERT_BLOCK = (
+    "INSERT INTO blocks (number, hash, parent_hash, timestamp) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (number) DO UPDATE SET hash = excluded.hash, "
+    "parent_hash = excluded.parent_hash, timestamp = excluded.timestamp"
 )
 _EVENT_COLUMNS = (
     "position, block_number, block_hash, tx_hash, tx_index, log_index, timestamp, "
@@ -94,39 +102,46 @@ class ClosingEvent:
 class IndexerStore:
     """All SQL of the indexer. Writes happen in one transaction per call."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self.db = db
+    def __init__(self, db: Database | aiosqlite.Connection) -> None:
+        # A bare SQLite connection is the one the daemon shares with the outbox.
+        self.database = SqliteDatabase(db, "") if isinstance(db, aiosqlite.Connection) else db
         self._ints = int_fields()
 
+    @property
+    def db(self) -> aiosqlite.Connection:
+        """The SQLite connection underneath (for what is not on `database` yet)."""
+        if not isinstance(self.database, SqliteDatabase):
+            raise TypeError(f"not a SQLite store: {self.database.display}")
+        return self.database.conn
+
     async def setup(self) -> None:
-        await migrate(self.db, COMPONENT, MIGRATIONS)
+        await migrate(self.database, COMPONENT, MIGRATIONS)
 
     # -- reads ---------------------------------------------------------------------
     async def checkpoint(self) -> BlockRef | None:
-        async with self.db.execute(
+        row = await self.database.fetchone(
             "SELECT number, hash, '', timestamp FROM checkpoint WHERE id = 1"
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return BlockRef(int(row[0]), row[1], row[2], int(row[3])) if row else None
 
     async def blocks(self, floor: int) -> list[BlockRef]:
         """Stored headers at or above `floor`, newest first."""
-        async with self.db.execute(
+        rows = await self.database.fetch(
             "SELECT number, hash, parent_hash, timestamp FROM blocks WHERE number >= ? "
             "ORDER BY number DESC",
             (floor,),
-        ) as cur:
-            return [BlockRef(int(r[0]), r[1], r[2], int(r[3])) async for r in cur]
+        )
+        return [BlockRef(int(r[0]), r[1], r[2], int(r[3])) for r in rows]
 
     async def event_blocks_below(self, number: int, limit: int) -> list[BlockRef]:
         """Blocks below `number` that hold events, newest first, from the events table:
         used to find a common ancestor deeper than the window of stored headers."""
-        async with self.db.execute(
-            "SELECT block_number, block_hash, MAX(timestamp) FROM events WHERE block_number < ? "
-            "GROUP BY block_number ORDER BY block_number DESC LIMIT ?",
+        rows = await self.database.fetch(
+            "SELECT block_number, MAX(block_hash), MAX(timestamp) FROM events "
+            "WHERE block_number < ? GROUP BY block_number ORDER BY block_number DESC LIMIT ?",
             (number, limit),
-        ) as cur:
-            return [BlockRef(int(r[0]), r[1], "", int(r[2])) async for r in cur]
+        )
+        return [BlockRef(int(r[0]), r[1], "", int(r[2])) for r in rows]
 
     async def sessions(self, wallets: Iterable[str]) -> dict[str, Session]:
         found: dict[str, Session] = {}
@@ -137,10 +152,9 @@ class IndexerStore:
                 f"SELECT {', '.join(SESSION_FIELDS)} FROM sessions "
                 f"WHERE wallet IN ({', '.join('?' for _ in chunk)})"
             )
-            async with self.db.execute(sql, chunk) as cur:
-                async for row in cur:
-                    s = session_from_row(row)
-                    found[s.wallet] = s
+            for row in await self.database.fetch(sql, chunk):
+                s = session_from_row(row)
+                found[s.wallet] = s
         return found
 
     async def session(self, wallet: str) -> Session | None:
@@ -152,17 +166,19 @@ class IndexerStore:
         if status is not None:
             sql += " WHERE status = ?"
             params = (status,)
-        async with self.db.execute(sql + " ORDER BY created_position", params) as cur:
-            return [session_from_row(r) async for r in cur]
+        rows = await self.database.fetch(sql + " ORDER BY created_position", params)
+        return [session_from_row(r) for r in rows]
 
-    async def events(self, wallet: str | None = None, after: int = -1) -> list[Event]:
+    async def events(
+        self, wallet: str | None = None, after: int = -1, *, on: Queries | None = None
+    ) -> list[Event]:
         sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > ?"
         params: list[Any] = [after]
         if wallet is not None:
             sql += " AND wallet = ?"
             params.append(wallet)
-        async with self.db.execute(sql + " ORDER BY position", params) as cur:
-            return [self._event(r) async for r in cur]
+        rows = await (on or self.database).fetch(sql + " ORDER BY position", params)
+        return [self._event(r) for r in rows]
 
     async def closing_events(self, wallets: Iterable[str]) -> dict[str, ClosingEvent]:
         """The indexed `Closed` event of each of these wallets that has one: how the
@@ -175,25 +191,20 @@ class IndexerStore:
                 "SELECT wallet, position, tx_hash, args FROM events WHERE name = 'Closed' "
                 f"AND wallet IN ({', '.join('?' for _ in chunk)})"
             )
-            async with self.db.execute(sql, chunk) as cur:
-                async for wallet, pos, tx_hash, args in cur:
-                    by = orjson.loads(args).get("by", "")
-                    found[wallet] = ClosingEvent(wallet, int(pos), tx_hash, by)
+            for wallet, pos, tx_hash, args in await self.database.fetch(sql, chunk):
+                by = orjson.loads(args).get("by", "")
+                found[wallet] = ClosingEvent(wallet, int(pos), tx_hash, by)
         return found
 
     async def counts(self) -> dict[str, int]:
         """Rows per table, for summaries and metrics."""
         out = {}
         for table in ("sessions", "events", "ignored_logs"):
-            async with self.db.execute(f"SELECT COUNT(*) FROM {table}") as cur:
-                row = await cur.fetchone()
-            out[table] = int(row[0]) if row else 0
+            out[table] = int(await self.database.fetchval(f"SELECT COUNT(*) FROM {table}") or 0)
         return out
 
     async def ignored_count(self) -> int:
-        async with self.db.execute("SELECT COUNT(*) FROM ignored_logs") as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        return int(await self.database.fetchval("SELECT COUNT(*) FROM ignored_logs") or 0)
 
     def _event(self, r: Sequence[Any]) -> Event:
         name = r[9]
@@ -208,12 +219,9 @@ class IndexerStore:
     # -- writes --------------------------------------------------------------------
     async def commit(self, batch: Batch, window: int) -> None:
         """Write one batch and move the checkpoint, atomically; prune old headers."""
-        db = self.db
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        async with self.database.transaction() as db:
             await db.executemany(
-                "INSERT OR REPLACE INTO blocks (number, hash, parent_hash, timestamp) "
-                "VALUES (?, ?, ?, ?)",
+                _UPSERT_BLOCK,
                 [(b.number, b.hash, b.parent_hash, b.timestamp) for b in batch.blocks],
             )
             await db.executemany(
@@ -235,30 +243,30 @@ class IndexerStore:
             )
             await db.executemany(_UPSERT_SESSION, [session_row(s) for s in batch.sessions])
             cp = batch.checkpoint
-            await self._set_checkpoint(cp)
+            await self._set_checkpoint(db, cp)
             await db.execute("DELETE FROM blocks WHERE number < ?", (cp.number - window,))
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
 
     async def rollback(self, ancestor: BlockRef) -> Rollback:
         """Undo everything after `ancestor` and replay the sessions that lost events."""
-        db = self.db
         cut = position(ancestor.number + 1, 0)
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            async with db.execute(
-                "SELECT DISTINCT wallet FROM events WHERE position >= ? AND wallet IS NOT NULL",
-                (cut,),
-            ) as cur:
-                touched = [r[0] async for r in cur]
-            async with db.execute(
-                "SELECT wallet FROM sessions WHERE created_position >= ?", (cut,)
-            ) as cur:
-                removed = [r[0] async for r in cur]
-            cursor = await db.execute("DELETE FROM events WHERE position >= ?", (cut,))
-            events_removed = cursor.rowcount
+        async with self.database.transaction() as db:
+            touched = [
+                r[0]
+                for r in await db.fetch(
+                    "SELECT DISTINCT wallet FROM events WHERE position >= ? "
+                    "AND wallet IS NOT NULL ORDER BY wallet",
+                    (cut,),
+                )
+            ]
+            removed = [
+                r[0]
+                for r in await db.fetch(
+                    "SELECT wallet FROM sessions WHERE created_position >= ? "
+                    "ORDER BY created_position",
+                    (cut,),
+                )
+            ]
+            events_removed = await db.execute("DELETE FROM events WHERE position >= ?", (cut,))
             await db.execute("DELETE FROM ignored_logs WHERE position >= ?", (cut,))
             await db.execute("DELETE FROM blocks WHERE number > ?", (ancestor.number,))
             await db.execute("DELETE FROM sessions WHERE created_position >= ?", (cut,))
@@ -269,26 +277,23 @@ class IndexerStore:
                     continue
                 # Only the session's own events: a factory's BatchCloseFailed names a wallet
                 # too, even one that is no session (its creation was itself reorged out).
-                own = [e for e in await self.events(wallet) if e.seq is not None]
+                own = [e for e in await self.events(wallet, on=db) if e.seq is not None]
                 session = replay(own)
                 if session is not None:
                     replayed.append(session)
             await db.executemany(_UPSERT_SESSION, [session_row(s) for s in replayed])
             if ancestor.hash:  # not the "before the start block" marker of a full rollback
                 await db.execute(
-                    "INSERT OR REPLACE INTO blocks (number, hash, parent_hash, timestamp) "
-                    "VALUES (?, ?, ?, ?)",
+                    _UPSERT_BLOCK,
                     (ancestor.number, ancestor.hash, ancestor.parent_hash, ancestor.timestamp),
                 )
-            await self._set_checkpoint(ancestor)
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
+            await self._set_checkpoint(db, ancestor)
         return Rollback(ancestor, replayed, removed, events_removed)
 
-    async def _set_checkpoint(self, cp: BlockRef) -> None:
-        await self.db.execute(
-            "INSERT OR REPLACE INTO checkpoint (id, number, hash, timestamp) VALUES (1, ?, ?, ?)",
+    async def _set_checkpoint(self, db: Queries, cp: BlockRef) -> None:
+        await db.execute(
+            "INSERT INTO checkpoint (id, number, hash, timestamp) VALUES (1, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET number = excluded.number, hash = excluded.hash, "
+            "timestamp = excluded.timestamp",
             (cp.number, cp.hash, cp.timestamp),
         )

@@ -1,0 +1,49 @@
+"""The interface every store is written against."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+Row = tuple[Any, ...]
+Params = Sequence[Any]
+
+
+class Queries(abc.ABC):
+    """Statements on a database, or inside one of its transactions. Parameters are `?`;
+    rows come back as tuples; `execute` returns how many rows the statement changed."""
+
+    @abc.abstractmethod
+    async def fetch(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetch(sql, params)
+        return rows[0] if rows else None
+
+    async def fetchval(self, sql: str, params: Params = ()) -> Any:
+        """The first column of the first row, or None when there is no row."""
+        row = await self.fetchone(sql, params)
+        return None if row is None else row[0]
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, params: Params = ()) -> int: ...
+
+    @abc.abstractmethod
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None: ...
+
+
+class Database(Queries):
+    """A connected store. Statements outside `transaction()` commit on their own."""
+
+    dialect: str  # "sqlite" | "postgresql"
+    display: str  # where it is, safe to log (no password)
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Queries]:
+        """One write transaction: committed when the block ends, rolled back on any
+        exception. SQLite takes its write lock at the start (BEGIN IMMEDIATE)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...

@@ -1,0 +1,24 @@
+"""What the caller of the database seam should do:
+
+    DatabaseError          a configuration or schema problem: stop and tell the operator
+    ├── UnsupportedDatabase   the URL names no store Warden can open (fix `database:`)
+    └── SchemaTooNew          written by a newer Warden: upgrade, or use another database
+
+Driver errors (sqlite3.Error, asyncpg.PostgresError, OSError) pass through unchanged: the
+app classifies storage failures (disk full, read-only, server gone) where it decides to
+stop (`warden.app.storage`).
+"""
+
+from __future__ import annotations
+
+
+class DatabaseError(RuntimeError):
+    """A database the operator must fix before Warden can use it."""
+
+
+class UnsupportedDatabase(DatabaseError):
+    """`database:` names something that is neither a SQLite path nor a PostgreSQL URL."""
+
+
+class SchemaTooNew(DatabaseError):
+    """The database was written by a newer Warden; refuse rather than corrupt it."""

@@ -1,0 +1,46 @@
+"""`database:` to a connected `Database`: a PostgreSQL URL, or else a SQLite file path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from database.base import Database
+from database.errors import UnsupportedDatabase
+
+_PG_SCHEMES = ("postgresql", "postgres")
+
+
+def is_postgres_url(value: str | Path) -> bool:
+    return isinstance(value, str) and value.split("://", 1)[0].lower() in _PG_SCHEMES
+
+
+def redact_database_url(url: str) -> str:
+    """The URL without its password, for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+async def open_database(target: str | Path, *, read_only: bool = False) -> Database:
+    """Connect: `postgresql://…` (or `postgres://…`) through asyncpg, anything else as a
+    SQLite file path (created 0600 unless `read_only`)."""
+    text = str(target)
+    if "://" in text and not is_postgres_url(text):
+        scheme = text.split("://", 1)[0]
+        raise UnsupportedDatabase(
+            f"database {scheme}://… is not supported: use a SQLite file path or a "
+            "postgresql://user@host/db URL"
+        )
+    if is_postgres_url(text):
+        from database.postgres import PostgresDatabase  # asyncpg only when asked for
+
+        return await PostgresDatabase.open(text, redact_database_url(text))
+    from database.sqlite import SqliteDatabase
+
+    return await SqliteDatabase.open(target, read_only=read_only)

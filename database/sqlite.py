@@ -1,0 +1,93 @@
+"""SQLite through aiosqlite: one connection in WAL mode, explicit write transactions."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+import aiosqlite
+
+from database.base import Database, Params, Queries, Row
+
+
+class _SqliteQueries(Queries):
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
+        async with self.conn.execute(sql, params) as cur:
+            return [tuple(r) for r in await cur.fetchall()]
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        async with self.conn.execute(sql, params) as cur:
+            return int(cur.rowcount)
+
+    async def executemany(self, sql: str, rows: Iterable[Params]) -> None:
+        await self.conn.executemany(sql, rows)
+
+
+class SqliteDatabase(_SqliteQueries, Database):
+    dialect = "sqlite"
+
+    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+        super().__init__(conn)
+        self.display = path
+
+    @classmethod
+    async def open(cls, path: str | Path, *, read_only: bool = False) -> SqliteDatabase:
+        """Open (creating unless `read_only`) a SQLite file in WAL mode. Every write goes
+        inside an explicit BEGIN IMMEDIATE … COMMIT. A new file is created with mode 0600
+        (it holds every session and the relayer's intents)."""
+        name = str(path)
+        if read_only:
+            conn = await aiosqlite.connect(f"file:{name}?mode=ro", uri=True, isolation_level=None)
+        else:
+            _create_private(name)
+            conn = await aiosqlite.connect(name, isolation_level=None)
+        try:
+            if not read_only:
+                await conn.execute("PRAGMA journal_mode=WAL")
+                # NORMAL is durable across a process kill (the WAL is in the OS cache); only
+                # a power loss can drop the last commits, which the next start re-indexes.
+                await conn.execute("PRAGMA synchronous=NORMAL")
+                await conn.execute("PRAGMA foreign_keys=ON")
+            await conn.execute("PRAGMA busy_timeout=10000")
+            if read_only:
+                await conn.execute("PRAGMA query_only=ON")
+        except BaseException:
+            # e.g. a read-only file system: close, or aiosqlite's (non-daemon) thread keeps
+            # the process alive after the caller has reported the error
+            await conn.close()
+            raise
+        return cls(conn, name)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Queries]:
+        await self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            await self.conn.execute("ROLLBACK")
+            raise
+        await self.conn.execute("COMMIT")
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+def _create_private(name: str) -> None:
+    """Create the database file 0600 before SQLite does (SQLite would honour the umask,
+    typically 0644). SQLite gives its -wal and -shm files the database file's mode, so
+    they follow. An existing file keeps the mode its owner chose."""
+    if name == ":memory:" or name.startswith("file:") or not name:
+        return
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # a missing directory and the like: SQLite reports it as it opens
+    os.close(fd)
+    os.chmod(name, 0o600)  # in case the umask took bits away from 0600 itself
