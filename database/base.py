@@ -46,4 +46,10 @@ class Database(Queries):
         exception. SQLite takes its write lock at the start (BEGIN IMMEDIATE)."""
 
     @abc.abstractmethod
+    def snapshot(self) -> AbstractAsyncContextManager[None]:
+        """One consistent read view for the statements this task runs inside: a commit by
+        a writer in between cannot tear them (a page and its look-ahead row, a session and
+        its intents, one /metrics scrape)."""
+
+    @abc.abstractmethod
     async def close(self) -> None: ...

@@ -29,7 +29,7 @@ def redact_database_url(url: str) -> str:
 
 async def open_database(target: str | Path, *, read_only: bool = False) -> Database:
     """Connect: `postgresql://…` (or `postgres://…`) through asyncpg, anything else as a
-    SQLite file path (created 0600 unless `read_only`)."""
+    SQLite file path (created 0600 unless `read_only`; a missing file is refused then)."""
     text = str(target)
     if "://" in text and not is_postgres_url(text):
         scheme = text.split("://", 1)[0]
@@ -40,7 +40,7 @@ async def open_database(target: str | Path, *, read_only: bool = False) -> Datab
     if is_postgres_url(text):
         from database.postgres import PostgresDatabase  # asyncpg only when asked for
 
-        return await PostgresDatabase.open(text, redact_database_url(text))
+        return await PostgresDatabase.open(text, redact_database_url(text), read_only=read_only)
     from database.sqlite import SqliteDatabase
 
     return await SqliteDatabase.open(target, read_only=read_only)

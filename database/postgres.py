@@ -4,6 +4,7 @@ statement cache) after their `?` placeholders are numbered."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -19,9 +20,18 @@ def _count(status: str) -> int:
     return int(last) if last.isdigit() else 0
 
 
+# The connection a task's snapshot holds: the pool's statements of that task run there.
+_PINNED: contextvars.ContextVar[Any] = contextvars.ContextVar("warden_pg_snapshot", default=None)
+
+
 class _PgQueries(Queries):
-    def __init__(self, target: Any) -> None:
-        self.target = target  # a pool, or one connection inside a transaction
+    def __init__(self, target: Any, *, pool: bool = False) -> None:
+        self._target = target  # a pool, or one connection inside a transaction
+        self._pool = pool
+
+    @property
+    def target(self) -> Any:
+        return (_PINNED.get() or self._target) if self._pool else self._target
 
     async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
         return [tuple(r) for r in await self.target.fetch(numbered(sql), *params)]
@@ -39,19 +49,41 @@ class PostgresDatabase(_PgQueries, Database):
     dialect = "postgresql"
 
     def __init__(self, pool: asyncpg.Pool, display: str) -> None:
-        super().__init__(pool)
+        super().__init__(pool, pool=True)
         self.pool = pool
         self.display = display
 
     @classmethod
-    async def open(cls, url: str, display: str, *, max_size: int = 4) -> PostgresDatabase:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size, timeout=10)
+    async def open(
+        cls, url: str, display: str, *, read_only: bool = False, max_size: int = 4
+    ) -> PostgresDatabase:
+        """A pool of up to `max_size` connections; `read_only`: every transaction on them
+        is read-only (what the API and `warden inspect` open)."""
+        settings = {"default_transaction_read_only": "on"} if read_only else {}
+        pool = await asyncpg.create_pool(
+            url, min_size=1, max_size=max_size, timeout=10, server_settings=settings
+        )
         return cls(pool, display)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:
         async with self.pool.acquire() as conn, conn.transaction():
             yield _PgQueries(conn)
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[None]:
+        if _PINNED.get() is not None:  # already inside one
+            yield
+            return
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            token = _PINNED.set(conn)
+            try:
+                yield
+            finally:
+                _PINNED.reset(token)
 
     async def close(self) -> None:
         await self.pool.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
@@ -34,6 +36,7 @@ class SqliteDatabase(_SqliteQueries, Database):
     def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
         super().__init__(conn)
         self.display = path
+        self._snapshots = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: str | Path, *, read_only: bool = False) -> SqliteDatabase:
@@ -42,7 +45,12 @@ class SqliteDatabase(_SqliteQueries, Database):
         (it holds every session and the relayer's intents)."""
         name = str(path)
         if read_only:
-            conn = await aiosqlite.connect(f"file:{name}?mode=ro", uri=True, isolation_level=None)
+            if not Path(name).is_file():
+                # Refused before aiosqlite starts its thread: a failed connect leaves that
+                # thread to report to an event loop that may be closed by then.
+                raise sqlite3.OperationalError(f"unable to open database file {name}")
+            uri = Path(name).resolve().as_uri() + "?mode=ro"
+            conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
         else:
             _create_private(name)
             conn = await aiosqlite.connect(name, isolation_level=None)
@@ -72,6 +80,20 @@ class SqliteDatabase(_SqliteQueries, Database):
             await self.conn.execute("ROLLBACK")
             raise
         await self.conn.execute("COMMIT")
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[None]:
+        # One connection: a read transaction on it is everyone's, so one at a time. An
+        # in-memory database handed over by a writer cannot have one: reads run as they come.
+        async with self._snapshots:
+            if self.display in ("", ":memory:"):
+                yield
+                return
+            await self.conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                await self.conn.execute("COMMIT")
 
     async def close(self) -> None:
         await self.conn.close()

@@ -1,7 +1,7 @@
 """Read-only queries over the indexer's tables for everyone but the indexer: the HTTP API
 and `warden inspect`. The indexer's own reads and every write stay in `IndexerStore`.
 
-    db = await open_read_only("warden.sqlite")
+    db = await open_database("warden.sqlite", read_only=True)   # or a PostgreSQL URL
     reads = SessionReads(db)
     page = await reads.sessions(SessionFilter(owner=owner), after=None, limit=100)
 
@@ -9,7 +9,7 @@ Rows come back typed (`Session`, `Event`, with uint256 values as exact ints). Li
 are keyset pages: `Page.next_key` is the sort key of the last item when more follow, and
 passing it back as `after` continues after it, so rows added while paging are never
 skipped or repeated. Reads that must agree with each other are the caller's to wrap in
-one read transaction (see `warden.app.api.reader`).
+one read snapshot (`Database.snapshot()`, see `warden.app.api.reader`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import aiosqlite
 import orjson
 
 from contracts import SESSION_STATUSES
+from database import Database
+from database.sqlite import SqliteDatabase
 from indexer.projection import Event, Session
 from indexer.schema import SESSION_FIELDS, int_fields, session_from_row
 
@@ -102,16 +104,15 @@ class SessionTotals:
 
 
 class SessionReads:
-    """Every read of sessions, events and the checkpoint outside the indexer, over one
-    connection (read-only by intent: nothing here writes)."""
+    """Every read of sessions, events and the checkpoint outside the indexer (read-only by
+    intent: nothing here writes)."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self.db = db
+    def __init__(self, db: Database | aiosqlite.Connection) -> None:
+        self.database = SqliteDatabase(db, "") if isinstance(db, aiosqlite.Connection) else db
         self._ints = int_fields()
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self.db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return await self.database.fetch(sql, params)
 
     async def sessions(self, f: SessionFilter, after: int | None, limit: int) -> Page[Session]:
         """Sessions in creation order, filtered, after creation position `after`."""
@@ -140,9 +141,11 @@ class SessionReads:
         if name is not None:
             sql += " AND name = ?"
             params.append(name)
-        rows = await self._rows(
-            sql + " ORDER BY position LIMIT ?", [*params, -1 if limit < 0 else limit + 1]
-        )
+        sql += " ORDER BY position"
+        if limit >= 0:
+            sql += " LIMIT ?"
+            params.append(limit + 1)
+        rows = await self._rows(sql, params)
         events = [self._event(r) for r in rows]
         return page_of(events, limit, _position) if limit >= 0 else Page(events, None)
 
@@ -170,28 +173,28 @@ class SessionReads:
 
     async def totals(self) -> SessionTotals:
         t = SessionTotals()
-        async with self.db.execute(
+        rows = await self._rows(
             "SELECT status, close_reason, deposit, fee, withdrawn, refund, stop_loss, "
             "take_profit, created_at, closed_at FROM sessions"
-        ) as cur:
-            async for status, reason, dep, fee, wd, refund, sl, tp, created, ended in cur:
-                t.by_status[status] = t.by_status.get(status, 0) + 1
-                t.deposited += int(dep)
-                t.fees += int(fee)
-                t.withdrawn += int(wd)
-                t.refunded += int(refund)
-                if status != "closed":
-                    continue
-                t.closed += 1
-                t.closed_by_reason[reason] = t.closed_by_reason.get(reason, 0) + 1
-                if ended is not None:
-                    t.duration_sum += int(ended) - int(created)
-                if int(sl) != 0:
-                    t.stop_loss_eligible += 1
-                    t.stop_loss_hits += reason == "stop_loss"
-                if int(tp) != 0:
-                    t.take_profit_eligible += 1
-                    t.take_profit_hits += reason == "take_profit"
+        )
+        for status, reason, dep, fee, wd, refund, sl, tp, created, ended in rows:
+            t.by_status[status] = t.by_status.get(status, 0) + 1
+            t.deposited += int(dep)
+            t.fees += int(fee)
+            t.withdrawn += int(wd)
+            t.refunded += int(refund)
+            if status != "closed":
+                continue
+            t.closed += 1
+            t.closed_by_reason[reason] = t.closed_by_reason.get(reason, 0) + 1
+            if ended is not None:
+                t.duration_sum += int(ended) - int(created)
+            if int(sl) != 0:
+                t.stop_loss_eligible += 1
+                t.stop_loss_hits += reason == "stop_loss"
+            if int(tp) != 0:
+                t.take_profit_eligible += 1
+                t.take_profit_hits += reason == "take_profit"
         return t
 
     def _event(self, r: Sequence[Any]) -> Event:
