@@ -17,14 +17,16 @@ dialect except through `Database.dialect`, for the rare statement that must diff
 
 from __future__ import annotations
 
-from database.base import Database, Queries, Row
-from database.errors import DatabaseError, SchemaTooNew, UnsupportedDatabase
+from database.base import Database, Ownership, Queries, Row
+from database.errors import DatabaseBusy, DatabaseError, SchemaTooNew, UnsupportedDatabase
 from database.migrations import migrate, schema_version
 from database.open import is_postgres_url, open_database, redact_database_url
 
 __all__ = [
     "Database",
+    "DatabaseBusy",
     "DatabaseError",
+    "Ownership",
     "Queries",
     "Row",
     "SchemaTooNew",

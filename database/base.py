@@ -11,6 +11,14 @@ Row = tuple[Any, ...]
 Params = Sequence[Any]
 
 
+class Ownership:
+    """What `Database.exclusive` holds; `lost` turns true when the hold is gone (the
+    server closed the connection that held it), after which nothing may be sent."""
+
+    def __init__(self) -> None:
+        self.lost = False
+
+
 class Queries(abc.ABC):
     """Statements on a database, or inside one of its transactions. Parameters are `?`;
     rows come back as tuples; `execute` returns how many rows the statement changed."""
@@ -44,6 +52,18 @@ class Database(Queries):
     def transaction(self) -> AbstractAsyncContextManager[Queries]:
         """One write transaction: committed when the block ends, rolled back on any
         exception. SQLite takes its write lock at the start (BEGIN IMMEDIATE)."""
+
+    @abc.abstractmethod
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[Ownership]:
+        """Hold `name` for this process while the block runs, or raise `DatabaseBusy`
+        at once when another process holds it (two daemons writing one database would
+        both send). SQLite: a lock on a file beside the database; PostgreSQL: a session
+        advisory lock on a connection of its own, released by the server if the process
+        or its connection dies (`Ownership.lost` then says so)."""
+
+    @abc.abstractmethod
+    async def has_table(self, name: str) -> bool:
+        """Whether the table exists (a database some other program wrote, or a new one)."""
 
     @abc.abstractmethod
     def snapshot(self) -> AbstractAsyncContextManager[None]:

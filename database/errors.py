@@ -2,7 +2,8 @@
 
     DatabaseError          a configuration or schema problem: stop and tell the operator
     ├── UnsupportedDatabase   the URL names no store Warden can open (fix `database:`)
-    └── SchemaTooNew          written by a newer Warden: upgrade, or use another database
+    ├── SchemaTooNew          written by a newer Warden: upgrade, or use another database
+    └── DatabaseBusy          another process holds it: stop that one, or use another
 
 Driver errors (sqlite3.Error, asyncpg.PostgresError, OSError) pass through unchanged: the
 app classifies storage failures (disk full, read-only, server gone) where it decides to
@@ -22,3 +23,7 @@ class UnsupportedDatabase(DatabaseError):
 
 class SchemaTooNew(DatabaseError):
     """The database was written by a newer Warden; refuse rather than corrupt it."""
+
+
+class DatabaseBusy(DatabaseError):
+    """Another process holds the database (`Database.exclusive`)."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import hashlib
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import asyncpg
 
-from database.base import Database, Params, Queries, Row
+from database.base import Database, Ownership, Params, Queries, Row
+from database.errors import DatabaseBusy
 from database.sql import numbered
 
 
@@ -69,6 +71,33 @@ class PostgresDatabase(_PgQueries, Database):
     async def transaction(self) -> AsyncIterator[Queries]:
         async with self.pool.acquire() as conn, conn.transaction():
             yield _PgQueries(conn)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[Ownership]:
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        conn = await self.pool.acquire()
+        ownership = Ownership()
+
+        def lost(_: object) -> None:
+            ownership.lost = True
+
+        try:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                raise DatabaseBusy(
+                    f"{self.display} is in use by another process (it holds {name!r}): stop "
+                    "it, or point this one at another database"
+                )
+            conn.add_termination_listener(lost)
+            yield ownership
+        finally:
+            conn.remove_termination_listener(lost)
+            if not conn.is_closed() and not ownership.lost:
+                with contextlib.suppress(Exception):  # the server may be gone: it unlocked
+                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+            await self.pool.release(conn)
+
+    async def has_table(self, name: str) -> bool:
+        return bool(await self.fetchval("SELECT to_regclass(?) IS NOT NULL", (name,)))
 
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import aiosqlite
 
-from database.base import Database, Params, Queries, Row
+from database.base import Database, Ownership, Params, Queries, Row
+from database.errors import DatabaseBusy
 
 
 class _SqliteQueries(Queries):
@@ -80,6 +82,34 @@ class SqliteDatabase(_SqliteQueries, Database):
             await self.conn.execute("ROLLBACK")
             raise
         await self.conn.execute("COMMIT")
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[Ownership]:
+        if self.display in ("", ":memory:"):
+            yield Ownership()  # nobody else can open it
+            return
+        lock = Path(f"{self.display}.lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+                raise DatabaseBusy(
+                    f"{self.display} is in use by another process ({holder}): stop it, "
+                    "or point this one at another database"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{name}, pid {os.getpid()}".encode(), 0)
+            yield Ownership()  # a file lock dies only with the process
+        finally:
+            os.close(fd)  # releases the lock
+
+    async def has_table(self, name: str) -> bool:
+        row = await self.fetchone(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        )
+        return row is not None
 
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[None]:

@@ -5,6 +5,7 @@ concurrent commit cannot tear, and URLs refused or shown without their password.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -12,6 +13,7 @@ import pytest
 
 from database import (
     Database,
+    DatabaseBusy,
     SchemaTooNew,
     UnsupportedDatabase,
     migrate,
@@ -174,3 +176,33 @@ async def test_urls_refused_with_the_fix_and_shown_without_password(tmp_path: ob
     assert shown == "postgresql://warden:***@db.internal:5433/warden?x=1"
     assert "hunter2" not in shown
     assert redact_database_url("postgresql://warden@db/w") == "postgresql://warden@db/w"
+
+
+async def test_one_process_holds_the_database_at_a_time(backend: str) -> None:
+    async with items(backend) as first, opened(backend) as second:
+        async with first.exclusive("warden run") as held:
+            with pytest.raises(DatabaseBusy, match="in use by another process"):
+                async with second.exclusive("warden run"):
+                    pass
+            assert not held.lost
+        async with second.exclusive("warden run") as again:  # released: free again
+            assert not again.lost
+
+
+async def test_a_hold_whose_connection_the_server_ends_is_lost(pg_dsn: str) -> None:
+    """The server ends the holder's connection (a restart, a failover, an operator):
+    the lock is gone on the server, and the holder learns it (`lost`)."""
+    async with items(pg_dsn) as first, opened(pg_dsn) as second:
+        async with first.exclusive("warden run") as held:
+            ended = await second.fetchval(
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_locks "
+                "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+            )
+            assert ended == 1
+            for _ in range(1_000):  # bounded: the listener runs when the socket closes
+                if held.lost:
+                    break
+                await asyncio.sleep(0.01)
+            assert held.lost
+            async with second.exclusive("warden run") as taken:
+                assert not taken.lost

@@ -46,7 +46,32 @@ _HINTS = {
 }
 
 
+# PostgreSQL SQLSTATEs (asyncpg's `sqlstate`) and classes that mean the server, not the
+# statement, failed. A lost or refused connection stops the daemon too (exit 3, restarted
+# by its supervisor): everything it did is committed or not, as with SQLite.
+_PG_STATES = {
+    "53100": "disk full",  # disk_full
+    "25006": "read-only database",  # read_only_sql_transaction (a standby, a read-only server)
+    "57P01": "the server is shutting down",  # admin_shutdown
+    "57P02": "the server is shutting down",  # crash_shutdown
+    "57P03": "the server is not accepting connections yet",  # cannot_connect_now
+}
+_PG_CLASSES = {
+    "08": "the connection to the server failed",
+    "53": "the server ran out of resources",
+    "58": "a system error on the server",
+}
+
+
 def _cause(exc: BaseException) -> str | None:
+    state = getattr(exc, "sqlstate", None)
+    if isinstance(state, str) and len(state) == 5:
+        return _PG_STATES.get(state) or _PG_CLASSES.get(state[:2])
+    if (
+        type(exc).__module__.startswith("asyncpg")
+        and "ConnectionDoesNotExist" in type(exc).__name__
+    ):
+        return "the connection to the server failed"
     if isinstance(exc, sqlite3.Error):
         code = getattr(exc, "sqlite_errorcode", None)
         if isinstance(code, int):
@@ -86,12 +111,18 @@ def _file_system(path: Path) -> str | None:
 
 
 def storage_problem(exc: BaseException, path: str | Path) -> str | None:
-    """One line naming the cause and the database, or None when `exc` is not a storage
-    failure (a bug keeps its traceback)."""
+    """One line naming the cause and the database (a file path, or a PostgreSQL URL shown
+    without its password), or None when `exc` is not a storage failure (a bug keeps its
+    traceback)."""
     for link in _chain(exc):
         cause = _cause(link)
         if cause is not None:
-            if cause in ("cannot open the database file", "disk I/O error", "read-only database"):
+            local = isinstance(path, Path)  # a SQLite file, not a server
+            if local and cause in (
+                "cannot open the database file",
+                "disk I/O error",
+                "read-only database",
+            ):
                 cause = _file_system(Path(path)) or cause
             hint = _HINTS.get(cause, "check the disk and the file")
             return (

@@ -14,7 +14,8 @@ from eth_utils.address import is_address, to_checksum_address
 from pydantic import ValidationError
 
 from chain import ChainClient, FatalError, RetryableError
-from indexer import ChainSettings, Indexer, IndexerStore, Progress, open_database
+from database import open_database
+from indexer import ChainSettings, Indexer, IndexerStore, Progress
 from warden.cli.exit_codes import ExitCode
 
 _OPTIONS = {"log_range": "--range", "max_log_range": "--max-range", "poll_interval": "--poll"}
@@ -41,7 +42,12 @@ def add_index_parser(sub: Any) -> None:
         help="JSON-RPC endpoint; repeat for failover, in order of preference",
     )
     p.add_argument("--factory", required=True, help="address of the SessionWalletFactory")
-    p.add_argument("--db", required=True, help="SQLite file (created if missing)")
+    p.add_argument(
+        "--db",
+        required=True,
+        help="SQLite file (created if missing) or postgresql://user@host/db URL (a password "
+        "is best kept in PGPASSWORD or ~/.pgpass)",
+    )
     p.add_argument(
         "--start-block",
         type=int,
@@ -139,7 +145,7 @@ async def _index(args: argparse.Namespace) -> int:
     assert settings.factory is not None
     db = await open_database(args.db)
     try:
-        store = IndexerStore(db)
+        store = IndexerStore(db)  # SQLite or PostgreSQL, through the database seam
         await store.setup()
         async with ChainClient(
             settings.rpc, chain_id=settings.chain_id, retry=settings.retry_policy()

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from chain.units import token_units
-from indexer import BlockRef, Event, IndexerStore, Session, apply, open_database
+from database import is_postgres_url, open_database, redact_database_url
+from indexer import BlockRef, Event, IndexerStore, Session, apply
 from rules import (
     Decision,
     Evaluation,
@@ -42,7 +43,12 @@ def add_replay_parser(sub: Any) -> None:
         help="backtest rule files over an indexed database: what would have fired, and when",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="rule file or directory")
-    p.add_argument("--db", required=True, help="SQLite file written by `warden index`")
+    p.add_argument(
+        "--db",
+        required=True,
+        help="SQLite file or postgresql:// URL written by `warden index` (a password is "
+        "best kept in PGPASSWORD or ~/.pgpass)",
+    )
     p.add_argument(
         "--from-block",
         type=int,
@@ -75,19 +81,16 @@ def run_replay_command(args: argparse.Namespace) -> int:
 
 
 async def _replay(args: argparse.Namespace, evaluator: Evaluator) -> int:
-    if not Path(args.db).is_file():
-        print(f"{args.db}: no such database (run `warden index` first)", file=sys.stderr)
+    shown = redact_database_url(args.db)
+    if not is_postgres_url(args.db) and not Path(args.db).is_file():
+        print(f"{shown}: no such database (run `warden index` first)", file=sys.stderr)
         return ExitCode.CONFIG
-    db = await open_database(args.db)
+    db = await open_database(args.db, read_only=True)
     try:
         store = IndexerStore(db)
-        async with db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checkpoint'"
-        ) as cur:
-            indexed = await cur.fetchone() is not None
-        cp = await store.checkpoint() if indexed else None
+        cp = await store.checkpoint() if await db.has_table("checkpoint") else None
         if cp is None:
-            print(f"{args.db}: nothing indexed yet (run `warden index` first)", file=sys.stderr)
+            print(f"{shown}: nothing indexed yet (run `warden index` first)", file=sys.stderr)
             return ExitCode.CONFIG
         events = await store.events()
         final = {s.wallet: s for s in await store.all_sessions()}

@@ -30,7 +30,13 @@ from executor import Signer, SignerError
 from rules import RulesError, check_files
 from warden.app.daemon import Daemon, Target
 from warden.app.logs import setup_logging
-from warden.app.settings import ANVIL_CHAIN_ID, ConfigError, WardenConfig, load_config
+from warden.app.settings import (
+    ANVIL_CHAIN_ID,
+    ConfigError,
+    WardenConfig,
+    load_config,
+    where,
+)
 from warden.app.storage import STORAGE_EXIT, storage_problem
 from warden.cli.exit_codes import ExitCode
 from warden.devnet import Anvil, Deployment, DevnetError, deploy_stack
@@ -89,7 +95,7 @@ def run_run_command(args: argparse.Namespace) -> int:
             log.error("rules: %s", rule_problem)
         return ExitCode.CONFIG
     except (sqlite3.Error, OSError) as exc:  # outside the daemon: the devnet's database move
-        storage = storage_problem(exc, cfg.database)
+        storage = storage_problem(exc, where(cfg.database))
         if storage is None and isinstance(exc, sqlite3.Error):
             raise
         log.error("cannot run: %s", storage or exc)
@@ -155,6 +161,11 @@ class _ClosingActivity:
 @contextlib.contextmanager
 def _devnet(cfg: WardenConfig) -> Iterator[tuple[Anvil, Deployment]]:
     # devnet.state_cache is refused by load_config (not supported yet)
+    if not isinstance(cfg.database, Path):
+        raise ConfigError(
+            [f"database: a devnet is a new chain every run; give it a SQLite file, not "
+             f"{cfg.database}"]
+        )  # fmt: skip
     _fresh_database(cfg.database)
     with Anvil(block_time=cfg.devnet.block_time) as anvil:
         w3 = Web3(Web3.HTTPProvider(anvil.url))

@@ -7,10 +7,12 @@ components take as they are (`chain:` is `indexer.ChainSettings`, `executor:` is
 - `loading`: `load_config(path, environ)`, every problem at once in a `ConfigError`;
 - `secrets`: `${NAME}` values and `*_file` secrets; `overrides`: `WARDEN_<SECTION>__<KEY>`
   environment overrides;
+- `database`: the `database:` key, a SQLite path or a PostgreSQL URL kept as a secret;
 - `checks`: the rules across keys; `describe`: the config as safe-to-log lines;
 - `yaml_reader`: the file read with the line of every key (through `yamlsource`).
 """
 
+from warden.app.settings.database import DatabaseUrl, target, where
 from warden.app.settings.errors import ConfigError
 from warden.app.settings.loading import load_config
 from warden.app.settings.models import (
@@ -26,9 +28,12 @@ __all__ = [
     "ANVIL_CHAIN_ID",
     "ApiConfig",
     "ConfigError",
+    "DatabaseUrl",
     "DevnetConfig",
     "LoggingConfig",
     "RulesConfig",
     "WardenConfig",
     "load_config",
+    "target",
+    "where",
 ]

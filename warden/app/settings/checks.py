@@ -14,6 +14,7 @@ from contracts import MAX_BATCH, MAX_MEMBER_GAS, MIN_MEMBER_GAS
 from executor import Signer, SignerError
 from executor.fees import GETH_MIN_BUMP_PERCENT
 from warden.app.api import is_loopback
+from warden.app.settings.database import DatabaseUrl
 from warden.app.settings.models import WardenConfig
 
 Problem = tuple[tuple[str | int, ...], str]  # (key path, message with its fix)
@@ -128,9 +129,13 @@ def _api_problems(cfg: WardenConfig) -> list[Problem]:
     return out
 
 
-def _database_problems(path: Path) -> list[Problem]:
+def _database_problems(target: Path | DatabaseUrl) -> list[Problem]:
     """What SQLite would fail on when `run` opens the database (a directory, a missing
-    or read-only directory, another kind of file)."""
+    or read-only directory, another kind of file). A PostgreSQL URL was checked for its
+    shape when it was read; whether the server answers, only `run` can tell."""
+    if isinstance(target, DatabaseUrl):
+        return []
+    path = target
     where = ("database",)
     parent = path.parent
     unusable = _unusable(path)

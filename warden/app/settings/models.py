@@ -23,6 +23,7 @@ from executor import Signer, SignerError, load_password
 from executor.settings import ExecutorSettings
 from executor.signer import DEVNET_CHAIN_IDS
 from indexer.settings import ChainSettings
+from warden.app.settings.database import DatabaseTarget
 from warden.app.settings.describe import describe
 from warden.app.settings.errors import ConfigError
 from warden.app.settings.secrets import mask
@@ -60,7 +61,7 @@ class DevnetConfig(Section):
 
 class WardenConfig(Section):
     chain: ChainSettings = ChainSettings()
-    database: ConfigPath = Field(default=Path("warden.sqlite"), validate_default=True)
+    database: DatabaseTarget = Field(default=Path("warden.sqlite"), validate_default=True)
     rules: RulesConfig = RulesConfig()
     executor: ExecutorSettings = ExecutorSettings()
     api: ApiConfig = ApiConfig()
