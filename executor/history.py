@@ -1,13 +1,14 @@
 """Read-only queries over the executor's tables for everyone but the executor: the HTTP
 API and `warden inspect`. The executor's own reads and every write stay in `Outbox`.
 
-    reads = OutboxReads(db)               # any connection to the daemon's database
+    reads = OutboxReads(db)               # the daemon's database: SQLite or PostgreSQL
     page = await reads.intents(IntentFilter(state="pending"), after=None, limit=100)
     story = await reads.history(wallet)   # each intent with its job, transactions, refusals
 
 The executor creates its tables on its first start, so a database written only by the
 indexer has none: every read then answers "no intents" rather than failing. Rows come
-back typed; fees are exact ints (stored as decimal TEXT).
+back typed; fees are exact ints (stored as decimal TEXT). Reads that must agree with each
+other are the caller's to wrap in one read snapshot (`Database.snapshot()`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,20 @@ from typing import Any
 import aiosqlite
 
 from chain import block_of
+from database import Database
+from executor.schema import as_database
 from indexer.reads import Page, page_of
 
 _TABLES = ("intents", "jobs", "transactions", "refusals")
+# Which of them exist: the one statement the dialects cannot share (each its catalogue;
+# PostgreSQL's the schema unqualified names resolve to, where the migrations made them).
+_PRESENT = {
+    "sqlite": "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ({})",
+    "postgresql": (
+        "SELECT COUNT(*) FROM pg_catalog.pg_tables "
+        "WHERE schemaname = current_schema() AND tablename IN ({})"
+    ),
+}
 _INTENT_COLUMNS = (
     "id, key, wallet, rule, action, reason, position, triggered_at, rules_version, state, "
     "detail, job_id, confirmed_position, created_ms, updated_ms"
@@ -129,24 +141,20 @@ class IntentHistory:
 class OutboxReads:
     """Every read of intents, jobs, transactions and refusals outside the executor."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self.db = db
+    def __init__(self, db: Database | aiosqlite.Connection) -> None:
+        self.database = as_database(db)
         self._present = False
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self.db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return await self.database.fetch(sql, params)
 
     async def available(self) -> bool:
         """Whether the executor's tables exist in this database."""
         # Once created they stay; until then look each time (the executor may start later).
         if not self._present:
             marks = ", ".join("?" for _ in _TABLES)
-            rows = await self._rows(
-                f"SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ({marks})",
-                _TABLES,
-            )
-            self._present = rows[0][0] == len(_TABLES)
+            sql = _PRESENT[self.database.dialect].format(marks)
+            self._present = await self.database.fetchval(sql, _TABLES) == len(_TABLES)
         return self._present
 
     async def intents(self, f: IntentFilter, after: int | None, limit: int) -> Page[IntentRecord]:

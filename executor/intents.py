@@ -12,8 +12,7 @@ from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-import aiosqlite
-
+from database import Queries
 from executor.schema import ORPHANED
 
 
@@ -77,7 +76,7 @@ INTENT_COLUMNS = (
     "created_ms, mined_without_effect"
 )
 _CLEAR = "DELETE FROM rule_latches WHERE wallet = ? AND rule = ?"
-_SET = "INSERT OR IGNORE INTO rule_latches (wallet, rule) VALUES (?, ?)"
+_SET = "INSERT INTO rule_latches (wallet, rule) VALUES (?, ?) ON CONFLICT (wallet, rule) DO NOTHING"
 
 
 def latch_runs(
@@ -99,9 +98,7 @@ def latch_runs(
     return runs, intents
 
 
-async def store_intents(
-    db: aiosqlite.Connection, intents: Sequence[IntentT], now_ms: int
-) -> list[IntentT]:
+async def store_intents(tx: Queries, intents: Sequence[IntentT], now_ms: int) -> list[IntentT]:
     """Insert the intents not stored yet, inside the caller's transaction; returns them,
     and those open again (see `Outbox.record`)."""
     fresh: list[IntentT] = []
@@ -111,15 +108,14 @@ async def store_intents(
     keys = [i.key for i in intents]
     for i in range(0, len(keys), 500):
         chunk = keys[i : i + 500]
-        async with db.execute(
+        for key, state, detail in await tx.fetch(
             "SELECT key, state, detail FROM intents "
             f"WHERE key IN ({', '.join('?' for _ in chunk)})",
             chunk,
-        ) as cur:
-            async for key, state, detail in cur:
-                known.add(key)
-                if state == "obsolete":
-                    obsolete[key] = detail or ""
+        ):
+            known.add(key)
+            if state == "obsolete":
+                obsolete[key] = detail or ""
     for intent in intents:
         if intent.key not in known:
             known.add(intent.key)
@@ -137,12 +133,12 @@ async def store_intents(
                 if why.startswith(ORPHANED)
                 else f"fired again after a reorg undid what made it obsolete ({why[:120]})"
             )
-            await db.execute(
+            await tx.execute(
                 "UPDATE intents SET state = 'pending', job_id = NULL, detail = ?, "
                 "updated_ms = ? WHERE key = ?",
                 (detail, now_ms, intent.key),
             )
-    await db.executemany(
+    await tx.executemany(
         "INSERT INTO intents (key, wallet, rule, action, reason, position, "
         "triggered_at, rules_version, state, created_ms, updated_ms) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",

@@ -4,7 +4,7 @@ through (the tables and their states: `executor.schema`).
 `Outbox` is the one facade: the intent side (recording the rules' decisions with their
 latches, reading intents, settling them) is its own; the job side is `JobLedger`'s
 (`executor.jobs`), whose methods it hands out as its own. Every method that writes does
-so in one transaction.
+so in one transaction, through the `database` seam (SQLite or PostgreSQL, the same SQL).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import aiosqlite
 
+from database import Database, migrate
 from executor.errors import OutboxError
 from executor.intents import (
     INTENT_COLUMNS,
@@ -34,10 +35,10 @@ from executor.schema import (
     ORPHANED,
     REVERTED,
     STATES,
-    Transaction,
+    as_database,
+    sqlite_connection,
 )
 from executor.spending import MinedNonce, Parked, SpendLedger
-from indexer import migrate
 
 __all__ = [
     "BATCH_MEMBER",
@@ -62,9 +63,10 @@ __all__ = [
 class Outbox:
     """All SQL of the executor, behind one object."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self.db = db
-        ledger = JobLedger(db)
+    def __init__(self, db: Database | aiosqlite.Connection) -> None:
+        # A bare SQLite connection is the one the daemon shares with the indexer's store.
+        self.database = as_database(db)
+        ledger = JobLedger(self.database)
         self.create_job = ledger.create_job
         self.record_dry_run = ledger.record_dry_run
         self.add_attempt = ledger.add_attempt
@@ -75,7 +77,7 @@ class Outbox:
         self.reorged = ledger.reorged
         self.job_dropped = ledger.job_dropped
         self.finish_settled_jobs = ledger.finish_settled_jobs
-        spends = SpendLedger(db)
+        spends = SpendLedger(self.database)
         self.jobs_since = spends.jobs_since
         self.gas_in_window = spends.gas_in_window
         self.last_mined = spends.last_mined
@@ -84,8 +86,13 @@ class Outbox:
         self.isolated = spends.isolated
         self.isolate = spends.isolate
 
+    @property
+    def db(self) -> aiosqlite.Connection:
+        """The SQLite connection underneath (for what is not on `database` yet)."""
+        return sqlite_connection(self.database)
+
     async def setup(self) -> None:
-        await migrate(self.db, COMPONENT, MIGRATIONS)
+        await migrate(self.database, COMPONENT, MIGRATIONS)
 
     # -- rules side: intents and latches, atomically -----------------------------
     async def record(
@@ -97,14 +104,14 @@ class Outbox:
         same position: a reorg orphaned its trigger, or undid the close that made it
         obsolete, and the new branch crosses there again)."""
         runs, intents = latch_runs(decisions)
-        async with Transaction(self.db) as db:
+        async with self.database.transaction() as tx:
             for sql, params in runs:
-                await db.executemany(sql, params)
-            return await store_intents(db, intents, now_ms)
+                await tx.executemany(sql, params)
+            return await store_intents(tx, intents, now_ms)
 
     async def latch_rows(self) -> list[tuple[str, str]]:
-        async with self.db.execute("SELECT wallet, rule FROM rule_latches ORDER BY 1, 2") as cur:
-            return [(r[0], r[1]) async for r in cur]
+        rows = await self.database.fetch("SELECT wallet, rule FROM rule_latches ORDER BY 1, 2")
+        return [(r[0], r[1]) for r in rows]
 
     # -- reads ---------------------------------------------------------------------
     async def intents(
@@ -120,28 +127,28 @@ class Outbox:
         sql = f"SELECT {INTENT_COLUMNS} FROM intents"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        async with self.db.execute(sql + " ORDER BY id LIMIT ?", (*params, limit)) as cur:
-            return [IntentRow(*r) async for r in cur]
+        rows = await self.database.fetch(sql + " ORDER BY id LIMIT ?", (*params, limit))
+        return [IntentRow(*r) for r in rows]
 
     async def intent(self, key: str) -> IntentRow | None:
-        async with self.db.execute(
+        row = await self.database.fetchone(
             f"SELECT {INTENT_COLUMNS} FROM intents WHERE key = ?", (key,)
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return IntentRow(*row) if row else None
 
     async def intents_of_job(self, job_id: int) -> list[IntentRow]:
-        async with self.db.execute(
+        rows = await self.database.fetch(
             f"SELECT {INTENT_COLUMNS} FROM intents WHERE job_id = ? ORDER BY id", (job_id,)
-        ) as cur:
-            return [IntentRow(*r) async for r in cur]
+        )
+        return [IntentRow(*r) for r in rows]
 
     async def counts(self) -> dict[str, int]:
         """Intents by state (every state present, zeros included)."""
         out = dict.fromkeys(STATES, 0)
-        async with self.db.execute("SELECT state, COUNT(*) FROM intents GROUP BY state") as cur:
-            async for state, n in cur:
-                out[state] = int(n)
+        for state, n in await self.database.fetch(
+            "SELECT state, COUNT(*) FROM intents GROUP BY state"
+        ):
+            out[state] = int(n)
         return out
 
     async def jobs(self, state: str | None = "live") -> list[Job]:
@@ -153,22 +160,21 @@ class Outbox:
         if state is not None:
             sql += " WHERE state = ?"
             params = (state,)
-        async with self.db.execute(sql + " ORDER BY nonce, id", params) as cur:
-            rows = await cur.fetchall()
+        rows = await self.database.fetch(sql + " ORDER BY nonce, id", params)
         attempts: dict[int, list[Attempt]] = {}
         ids = [r[0] for r in rows]
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
-            async with self.db.execute(
+            # rowid: the order they were written in (a column on PostgreSQL, see schema)
+            for r in await self.database.fetch(
                 "SELECT job_id, hash, nonce, max_fee_per_gas, max_priority_fee_per_gas, raw, "
                 f"state, created_ms FROM transactions WHERE job_id IN "
                 f"({', '.join('?' for _ in chunk)}) ORDER BY created_ms, rowid",
                 chunk,
-            ) as cur:
-                async for r in cur:
-                    attempts.setdefault(r[0], []).append(
-                        Attempt(r[1], r[2], int(r[3]), int(r[4]), r[5], r[6], r[7])
-                    )
+            ):
+                attempts.setdefault(r[0], []).append(
+                    Attempt(r[1], r[2], int(r[3]), int(r[4]), r[5], r[6], r[7])
+                )
         return [
             Job(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
                 tuple(attempts.get(r[0], ())), r[10])
@@ -176,42 +182,44 @@ class Outbox:
         ]  # fmt: skip
 
     async def open_claims(self) -> list[Claim]:
-        # The hashes once per job (a batch's members share them), not once per intent.
-        async with self.db.execute(
-            "SELECT t.job_id, group_concat(t.hash) FROM transactions t WHERE t.job_id IN "
-            "(SELECT DISTINCT job_id FROM intents WHERE state IN ('submitted', 'mined')) "
-            "GROUP BY t.job_id"
-        ) as cur:
-            hashes = {r[0]: frozenset((r[1] or "").split(",")) async for r in cur}
-        empty: frozenset[str] = frozenset({""})
-        async with self.db.execute(
+        # The hashes once per job (a batch's members share them), not once per intent;
+        # gathered here rather than by group_concat/string_agg, which the two dialects
+        # spell differently.
+        found: dict[int, set[str]] = {}
+        for job_id, tx_hash in await self.database.fetch(
+            "SELECT t.job_id, t.hash FROM transactions t WHERE t.job_id IN "
+            "(SELECT DISTINCT job_id FROM intents WHERE state IN ('submitted', 'mined'))"
+        ):
+            found.setdefault(job_id, set()).add(tx_hash)
+        hashes = {job_id: frozenset(h) for job_id, h in found.items()}
+        empty: frozenset[str] = frozenset({""})  # a job without transactions, as before
+        rows = await self.database.fetch(
             "SELECT i.key, i.wallet, i.state, i.job_id, j.mined_hash "
             "FROM intents i JOIN jobs j ON j.id = i.job_id "
             "WHERE i.state IN ('submitted', 'mined') ORDER BY i.id"
-        ) as cur:
-            return [Claim(r[0], r[1], r[2], r[3], r[4], hashes.get(r[3], empty)) async for r in cur]
+        )
+        return [Claim(r[0], r[1], r[2], r[3], r[4], hashes.get(r[3], empty)) for r in rows]
 
     async def open_wallets(self) -> set[str]:
         """Wallets with an intent whose transaction is in flight (submitted or mined)."""
-        async with self.db.execute(
+        rows = await self.database.fetch(
             "SELECT DISTINCT wallet FROM intents WHERE state IN ('submitted', 'mined')"
-        ) as cur:
-            return {r[0] async for r in cur}
+        )
+        return {r[0] for r in rows}
 
     async def next_nonce(self, relayer: str) -> int | None:
-        async with self.db.execute(
+        row = await self.database.fetchone(
             "SELECT relayer, next_nonce FROM executor_state WHERE id = 1"
-        ) as cur:
-            row = await cur.fetchone()
+        )
         if row is None or row[0] != relayer:
             return None  # a new relayer key starts from the chain's count
         return int(row[1])
 
     async def refusals(self, key: str) -> list[tuple[str, str]]:
-        async with self.db.execute(
+        rows = await self.database.fetch(
             "SELECT guard, reason FROM refusals WHERE intent_key = ? ORDER BY id", (key,)
-        ) as cur:
-            return [(r[0], r[1]) async for r in cur]
+        )
+        return [(r[0], r[1]) for r in rows]
 
     # -- intent outcomes before a job ------------------------------------------------
     async def refuse(
@@ -219,18 +227,17 @@ class Outbox:
     ) -> None:
         """Record a guard's refusal (once per distinct reason in a row); a final refusal
         fails the intent, any other leaves it pending to be tried again."""
-        async with Transaction(self.db) as db:
-            async with db.execute("SELECT detail, state FROM intents WHERE key = ?", (key,)) as c:
-                row = await c.fetchone()
+        async with self.database.transaction() as tx:
+            row = await tx.fetchone("SELECT detail, state FROM intents WHERE key = ?", (key,))
             if row is None or row[1] != "pending":
                 return
             text = f"{guard}: {reason}"
             if row[0] != text:
-                await db.execute(
+                await tx.execute(
                     "INSERT INTO refusals (intent_key, guard, reason, at_ms) VALUES (?, ?, ?, ?)",
                     (key, guard, reason, now_ms),
                 )
-            await db.execute(
+            await tx.execute(
                 "UPDATE intents SET detail = ?, state = ?, updated_ms = ? WHERE key = ?",
                 (text, "failed" if final else "pending", now_ms, key),
             )
@@ -249,8 +256,8 @@ class Outbox:
         for _, state, _ in outcomes:
             if state not in FINAL_STATES:
                 raise OutboxError(f"settle() moves intents to final states only, not {state!r}")
-        async with Transaction(self.db) as db:
-            await db.executemany(
+        async with self.database.transaction() as tx:
+            await tx.executemany(
                 "UPDATE intents SET state = ?, detail = ?, updated_ms = ?, "
                 "confirmed_position = COALESCE(?, confirmed_position) "
                 "WHERE key = ? AND state NOT IN ('confirmed', 'failed', 'obsolete', 'dry_run')",
@@ -265,8 +272,8 @@ class Outbox:
         a final state never changes again."""
         if not confirmations:
             return
-        async with Transaction(self.db) as db:
-            await db.executemany(
+        async with self.database.transaction() as tx:
+            await tx.executemany(
                 "UPDATE intents SET state = 'confirmed', detail = ?, updated_ms = ?, "
                 "confirmed_position = ? "
                 "WHERE key = ? AND state NOT IN ('confirmed', 'failed', 'obsolete', 'dry_run')",
@@ -276,8 +283,8 @@ class Outbox:
     async def reopen(self, keys: Sequence[str], detail: str, now_ms: int) -> None:
         """Obsolete intents whose reason a reorg undid (the session closed by someone else
         is open again and the rule still holds) go back to pending."""
-        async with Transaction(self.db) as db:
-            await db.executemany(
+        async with self.database.transaction() as tx:
+            await tx.executemany(
                 "UPDATE intents SET state = 'pending', job_id = NULL, confirmed_position = NULL, "
                 "detail = ?, updated_ms = ? WHERE key = ? AND state = 'obsolete'",
                 [(detail, now_ms, key) for key in keys],

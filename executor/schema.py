@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import aiosqlite
 
+from database import Database
+from database.migrations import Step
+from database.sqlite import SqliteDatabase
+
 COMPONENT = "executor"
 
 STATES = ("pending", "submitted", "mined", "confirmed", "failed", "obsolete", "dry_run")
@@ -30,8 +34,8 @@ NO_EFFECT_DETAIL = "mined without effect"
 # How the detail of an intent taken out of batching begins (`isolated_wallets`).
 ISOLATED_DETAIL = "taken out of batching"
 
-MIGRATIONS = [
-    """
+# 1, as shipped for SQLite (byte for byte: existing files migrate as before).
+_TABLES = """
     CREATE TABLE intents (
         id                 INTEGER PRIMARY KEY,
         key                TEXT NOT NULL UNIQUE,
@@ -100,7 +104,15 @@ MIGRATIONS = [
         relayer    TEXT NOT NULL,
         next_nonce INTEGER NOT NULL
     )
-    """,
+    """
+# PostgreSQL has no rowid: the attempts of a job are listed in the order they were
+# written (`Outbox.jobs`, whose last is the one to send), and two may share a
+# millisecond, so the order SQLite keeps in its implicit rowid is an explicit column
+# of the same name there, and the query reads the same on both.
+_ATTEMPT_ORDER = "ALTER TABLE transactions ADD COLUMN rowid INTEGER GENERATED ALWAYS AS IDENTITY"
+
+MIGRATIONS: list[Step] = [
+    {"sqlite": _TABLES, "postgresql": _TABLES + ";\n" + _ATTEMPT_ORDER},
     # 2: relayer protection. `job_intents` holds every job an intent ever had (a requeued
     # intent's `job_id` names only its latest), so the rate guard counts them all;
     # `mined_without_effect` counts the intent's mined transactions that closed nothing;
@@ -143,18 +155,14 @@ MIGRATIONS = [
 ]
 
 
-class Transaction:
-    """`async with` one BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
+def as_database(db: Database | aiosqlite.Connection) -> Database:
+    """The seam over `db`: a bare SQLite connection is the one the daemon shares with the
+    indexer's store (wrapped, it keeps its single connection and its transactions)."""
+    return SqliteDatabase(db, "") if isinstance(db, aiosqlite.Connection) else db
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self.db = db
 
-    async def __aenter__(self) -> aiosqlite.Connection:
-        await self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            await self.db.execute("COMMIT")
-        else:
-            await self.db.execute("ROLLBACK")
+def sqlite_connection(db: Database) -> aiosqlite.Connection:
+    """The SQLite connection underneath, for callers not on the seam yet."""
+    if not isinstance(db, SqliteDatabase):
+        raise TypeError(f"not a SQLite store: {db.display}")
+    return db.conn

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from executor.schema import Transaction
+from database import Database, Queries
+from executor.schema import as_database
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +32,8 @@ class Parked:
 
 
 class SpendLedger:
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self.db = db
+    def __init__(self, db: Database | aiosqlite.Connection) -> None:
+        self.database = as_database(db)
 
     async def jobs_since(self, wallets: Iterable[str], since_ms: int) -> dict[str, int]:
         """How many transactions (jobs: nonces) were made for each wallet since `since_ms`,
@@ -41,53 +42,51 @@ class SpendLedger:
         keys = list(wallets)
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
-            async with self.db.execute(
+            rows = await self.database.fetch(
                 "SELECT m.wallet, COUNT(DISTINCT j.id) FROM job_intents m "
                 "JOIN jobs j ON j.id = m.job_id "
                 f"WHERE m.wallet IN ({', '.join('?' for _ in chunk)}) AND j.nonce IS NOT NULL "
                 "AND (j.created_ms >= ? OR j.mined_ms >= ?) GROUP BY m.wallet",
                 (*chunk, since_ms, since_ms),
-            ) as cur:
-                found.update({r[0]: int(r[1]) async for r in cur})
+            )
+            found.update({r[0]: int(r[1]) for r in rows})
         return found
 
     async def gas_in_window(self, since_ms: int) -> tuple[int, int]:
         """(gas used by our transactions mined since `since_ms`, gas limits of the jobs
         in flight). A job a reorg took off the chain counts in flight until mined again."""
-        async with self.db.execute(
+        # int(): PostgreSQL sums BIGINT as NUMERIC (a Decimal here), exact either way
+        spent = await self.database.fetchval(
             "SELECT COALESCE(SUM(gas_used), 0) FROM jobs WHERE mined_ms >= ? "
             "AND mined_hash IS NOT NULL",
             (since_ms,),
-        ) as cur:
-            spent = await cur.fetchone()
-        async with self.db.execute(
+        )
+        flight = await self.database.fetchval(
             "SELECT COALESCE(SUM(gas), 0) FROM jobs WHERE state = 'live' AND nonce IS NOT NULL"
-        ) as cur:
-            flight = await cur.fetchone()
-        return int(spent[0] if spent else 0), int(flight[0] if flight else 0)
+        )
+        return int(spent or 0), int(flight or 0)
 
     async def last_mined(self, sender: str) -> MinedNonce | None:
-        async with self.db.execute(
+        row = await self.database.fetchone(
             "SELECT nonce, mined_block, mined_block_hash FROM jobs WHERE sender = ? "
             "AND state IN ('mined', 'done') AND mined_block_hash IS NOT NULL "
             "ORDER BY nonce DESC LIMIT 1",
             (sender,),
-        ) as cur:
-            row = await cur.fetchone()
+        )
         return MinedNonce(int(row[0]), int(row[1]), str(row[2])) if row else None
 
     async def parked(self) -> list[Parked]:
-        async with self.db.execute(
+        rows = await self.database.fetch(
             "SELECT key, wallet, retry_after_position FROM intents "
             "WHERE retry_after_position IS NOT NULL AND state = 'failed' ORDER BY id"
-        ) as cur:
-            return [Parked(r[0], r[1], int(r[2])) async for r in cur]
+        )
+        return [Parked(r[0], r[1], int(r[2])) for r in rows]
 
     async def unpark(self, keys: Sequence[str], detail: str, now_ms: int) -> None:
         """Failed intents parked until their session moved on chain: pending again, with
         a fresh count of closes without effect."""
-        async with Transaction(self.db) as db:
-            await db.executemany(
+        async with self.database.transaction() as tx:
+            await tx.executemany(
                 "UPDATE intents SET state = 'pending', job_id = NULL, detail = ?, "
                 "mined_without_effect = 0, retry_after_position = NULL, updated_ms = ? "
                 "WHERE key = ? AND state = 'failed' AND retry_after_position IS NOT NULL",
@@ -100,12 +99,12 @@ class SpendLedger:
         keys = list(wallets)
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
-            async with self.db.execute(
+            rows = await self.database.fetch(
                 "SELECT wallet, reason FROM isolated_wallets "
                 f"WHERE wallet IN ({', '.join('?' for _ in chunk)})",
                 chunk,
-            ) as cur:
-                found.update({r[0]: r[1] async for r in cur})
+            )
+            found.update({r[0]: r[1] for r in rows})
         return found
 
     async def isolate(self, isolations: Sequence[tuple[str, str, str]], now_ms: int) -> None:
@@ -113,16 +112,14 @@ class SpendLedger:
         stays."""
         if not isolations:
             return
-        async with Transaction(self.db) as db:
-            await isolate_in(db, isolations, now_ms)
+        async with self.database.transaction() as tx:
+            await isolate_in(tx, isolations, now_ms)
 
 
-async def isolate_in(
-    db: aiosqlite.Connection, isolations: Sequence[tuple[str, str, str]], now_ms: int
-) -> None:
+async def isolate_in(tx: Queries, isolations: Sequence[tuple[str, str, str]], now_ms: int) -> None:
     """`SpendLedger.isolate` inside the caller's transaction (a receipt's outcomes)."""
-    await db.executemany(
-        "INSERT OR IGNORE INTO isolated_wallets (wallet, reason, intent_key, at_ms) "
-        "VALUES (?, ?, ?, ?)",
+    await tx.executemany(
+        "INSERT INTO isolated_wallets (wallet, reason, intent_key, at_ms) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (wallet) DO NOTHING",
         [(wallet, reason, key, now_ms) for wallet, key, reason in isolations],
     )

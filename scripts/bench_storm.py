@@ -367,7 +367,9 @@ def database_key(meta: ChainMeta) -> str:
     h = hashlib.sha256(meta.key.encode())
     for path in sorted((ROOT / "indexer").glob("*.py")):
         h.update(path.read_bytes())
-    h.update("".join(OUTBOX_MIGRATIONS).encode())
+    # the SQLite scripts (a step may name one per dialect): the same key as before
+    sqlite = [s if isinstance(s, str) else s["sqlite"] for s in OUTBOX_MIGRATIONS]
+    h.update("".join(sqlite).encode())
     return h.hexdigest()[:16]
 
 
