@@ -160,7 +160,8 @@ class Outbox:
         if state is not None:
             sql += " WHERE state = ?"
             params = (state,)
-        rows = await self.database.fetch(sql + " ORDER BY nonce, id", params)
+        # NULLS FIRST: SQLite's order for the nonce-less dry runs, which PostgreSQL puts last
+        rows = await self.database.fetch(sql + " ORDER BY nonce NULLS FIRST, id", params)
         attempts: dict[int, list[Attempt]] = {}
         ids = [r[0] for r in rows]
         for i in range(0, len(ids), 500):

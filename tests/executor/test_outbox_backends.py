@@ -171,6 +171,7 @@ async def test_a_job_is_written_ahead_with_its_transactions_and_the_next_nonce(
         dry = await box.record_dry_run(NewJob("close", W1, "0x", 1, (i4.key,)), "dry run", 14)
         (kept,) = await box.jobs("dry_run")
         assert (kept.id, kept.nonce, kept.attempts) == (dry, None, ())
+        assert [j.nonce for j in await box.jobs(None)] == [None, 0, 2, 4]  # the same on both
         assert (await box.intent(i4.key)).state == "dry_run"  # type: ignore[union-attr]
 
 
