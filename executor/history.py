@@ -25,15 +25,6 @@ from executor.schema import as_database
 from indexer.reads import Page, page_of
 
 _TABLES = ("intents", "jobs", "transactions", "refusals")
-# Which of them exist: the one statement the dialects cannot share (each its catalogue;
-# PostgreSQL's the schema unqualified names resolve to, where the migrations made them).
-_PRESENT = {
-    "sqlite": "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ({})",
-    "postgresql": (
-        "SELECT COUNT(*) FROM pg_catalog.pg_tables "
-        "WHERE schemaname = current_schema() AND tablename IN ({})"
-    ),
-}
 _INTENT_COLUMNS = (
     "id, key, wallet, rule, action, reason, position, triggered_at, rules_version, state, "
     "detail, job_id, confirmed_position, created_ms, updated_ms"
@@ -152,9 +143,7 @@ class OutboxReads:
         """Whether the executor's tables exist in this database."""
         # Once created they stay; until then look each time (the executor may start later).
         if not self._present:
-            marks = ", ".join("?" for _ in _TABLES)
-            sql = _PRESENT[self.database.dialect].format(marks)
-            self._present = await self.database.fetchval(sql, _TABLES) == len(_TABLES)
+            self._present = all([await self.database.has_table(t) for t in _TABLES])
         return self._present
 
     async def intents(self, f: IntentFilter, after: int | None, limit: int) -> Page[IntentRecord]:
