@@ -22,18 +22,18 @@ def _count(status: str) -> int:
     return int(last) if last.isdigit() else 0
 
 
-# The connection a task's snapshot holds: the pool's statements of that task run there.
-_PINNED: contextvars.ContextVar[Any] = contextvars.ContextVar("warden_pg_snapshot", default=None)
-
-
 class _PgQueries(Queries):
-    def __init__(self, target: Any, *, pool: bool = False) -> None:
+    def __init__(self, target: Any) -> None:
         self._target = target  # a pool, or one connection inside a transaction
-        self._pool = pool
+        # The connection a task's snapshot holds, per database: that task's statements on
+        # this database (never on another one) run there.
+        self._pinned: contextvars.ContextVar[Any] = contextvars.ContextVar(
+            "warden_pg_snapshot", default=None
+        )
 
     @property
     def target(self) -> Any:
-        return (_PINNED.get() or self._target) if self._pool else self._target
+        return self._pinned.get() or self._target
 
     async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
         return [tuple(r) for r in await self.target.fetch(numbered(sql), *params)]
@@ -51,7 +51,7 @@ class PostgresDatabase(_PgQueries, Database):
     dialect = "postgresql"
 
     def __init__(self, pool: asyncpg.Pool, display: str) -> None:
-        super().__init__(pool, pool=True)
+        super().__init__(pool)
         self.pool = pool
         self.display = display
 
@@ -90,29 +90,30 @@ class PostgresDatabase(_PgQueries, Database):
             conn.add_termination_listener(lost)
             yield ownership
         finally:
-            conn.remove_termination_listener(lost)
-            if not conn.is_closed() and not ownership.lost:
+            if not ownership.lost and not conn.is_closed():
+                conn.remove_termination_listener(lost)
                 with contextlib.suppress(Exception):  # the server may be gone: it unlocked
                     await conn.execute("SELECT pg_advisory_unlock($1)", key)
-            await self.pool.release(conn)
+            with contextlib.suppress(Exception):  # a connection the server ended
+                await self.pool.release(conn)
 
     async def has_table(self, name: str) -> bool:
         return bool(await self.fetchval("SELECT to_regclass(?) IS NOT NULL", (name,)))
 
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[None]:
-        if _PINNED.get() is not None:  # already inside one
+        if self._pinned.get() is not None:  # already inside one
             yield
             return
         async with (
             self.pool.acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            token = _PINNED.set(conn)
+            token = self._pinned.set(conn)
             try:
                 yield
             finally:
-                _PINNED.reset(token)
+                self._pinned.reset(token)
 
     async def close(self) -> None:
         await self.pool.close()

@@ -14,7 +14,6 @@ one read snapshot (`Database.snapshot()`, see `warden.app.api.reader`).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,17 +38,9 @@ _EVENT_SELECT = (
 
 
 async def open_read_only(path: str | Path) -> aiosqlite.Connection:
-    """A connection that cannot write (nor create the file: a missing one fails here) and
-    runs each statement in autocommit unless the caller opens a transaction."""
-    if not Path(path).is_file():
-        # Refused before aiosqlite starts its thread: a failed connect leaves that thread
-        # to report to an event loop that may be closed by then.
-        raise sqlite3.OperationalError(f"unable to open database file {path}")
-    uri = Path(path).resolve().as_uri() + "?mode=ro"
-    db = await aiosqlite.connect(uri, uri=True, isolation_level=None)
-    await db.execute("PRAGMA busy_timeout=10000")
-    await db.execute("PRAGMA query_only=ON")
-    return db
+    """A SQLite connection that cannot write (nor create the file: a missing one fails
+    here) and runs each statement in autocommit unless the caller opens a transaction."""
+    return (await SqliteDatabase.open(path, read_only=True)).conn
 
 
 @dataclass(frozen=True)

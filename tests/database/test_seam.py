@@ -89,8 +89,7 @@ async def test_row_counts_upserts_and_returning(backend: str) -> None:
         assert await db.execute("UPDATE items SET note = ? WHERE position < ?", ("x", 3)) == 3
         assert await db.execute("DELETE FROM items WHERE position = ?", (99,)) == 0
         ignored = await db.execute(
-            "INSERT INTO items (position, amount) VALUES (?, ?) "
-            "ON CONFLICT (position) DO NOTHING",
+            "INSERT INTO items (position, amount) VALUES (?, ?) ON CONFLICT (position) DO NOTHING",
             (1, "changed"),
         )
         assert ignored == 0
@@ -156,7 +155,7 @@ async def test_a_read_only_database_refuses_writes(backend: str) -> None:
     async with items(backend):
         pass
     async with opened(backend, read_only=True) as db:
-        with pytest.raises(Exception, match="(?i)read.?only|readonly"):
+        with pytest.raises(Exception, match=r"(?i)read.?only|readonly"):
             await db.execute("INSERT INTO items (position, amount) VALUES (1, '1')")
 
 
@@ -192,17 +191,20 @@ async def test_one_process_holds_the_database_at_a_time(backend: str) -> None:
 async def test_a_hold_whose_connection_the_server_ends_is_lost(pg_dsn: str) -> None:
     """The server ends the holder's connection (a restart, a failover, an operator):
     the lock is gone on the server, and the holder learns it (`lost`)."""
-    async with items(pg_dsn) as first, opened(pg_dsn) as second:
-        async with first.exclusive("warden run") as held:
-            ended = await second.fetchval(
-                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_locks "
-                "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
-            )
-            assert ended == 1
-            for _ in range(1_000):  # bounded: the listener runs when the socket closes
-                if held.lost:
-                    break
-                await asyncio.sleep(0.01)
-            assert held.lost
-            async with second.exclusive("warden run") as taken:
-                assert not taken.lost
+    async with (
+        items(pg_dsn) as first,
+        opened(pg_dsn) as second,
+        first.exclusive("warden run") as held,
+    ):
+        ended = await second.fetchval(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_locks "
+            "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+        )
+        assert ended == 1
+        for _ in range(1_000):  # bounded: the listener runs when the socket closes
+            if held.lost:
+                break
+            await asyncio.sleep(0.01)
+        assert held.lost
+        async with second.exclusive("warden run") as taken:
+            assert not taken.lost

@@ -8,7 +8,8 @@ next poll unless there is more to do.
 
 Shutdown (SIGTERM/SIGINT) runs in a known order: stop HTTP, stop intake (the loop ends
 after its current step, so in-flight work finishes and every write is committed), stop
-the activity generator, checkpoint the WAL, close the database, stop the devnet. A second
+the activity generator, checkpoint the WAL (SQLite), release the database, close it, stop
+the devnet. A second
 signal exits at once: every write is transactional, so a forced exit is a crash the next
 start recovers from. SIGHUP reloads the rule files; a bad file keeps the old rules.
 """
@@ -20,26 +21,26 @@ import contextlib
 import logging
 import os
 import signal
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 from aiohttp import web
 
 from chain import ChainClient, FatalError, RetryableError
+from database import Database, DatabaseBusy, Ownership, open_database
 from executor import Executor, Outbox, Signer
-from indexer import Indexer, IndexerStore, Progress, open_database
+from indexer import Indexer, IndexerStore, Progress
 from indexer.failures import FailureStreak
 from rules import RulesHolder, RulesHost
 from warden.app.api import LiveState, check_binding, create_app
 from warden.app.api.server import runner_options
 from warden.app.pipeline import RulesPipeline
-from warden.app.settings import WardenConfig
-from warden.app.storage import STORAGE_EXIT, storage_problem
+from warden.app.settings import WardenConfig, where
+from warden.app.settings import target as database_target
+from warden.app.storage import STORAGE_ERRORS, STORAGE_EXIT, storage_problem
 
 log = logging.getLogger("warden.daemon")
 
@@ -108,6 +109,7 @@ class Daemon:
         # A stop signal may arrive while the API is starting: stopping waits for the start
         # to finish, so it never cleans up a runner that is half set up.
         self._http_lock = asyncio.Lock()
+        self._ownership = Ownership()  # the database's hold (`Database.exclusive`)
         self._stopper: asyncio.Task[None] | None = None
         self.rules_failures = FailureStreak()  # the rules' own node calls (token decimals)
 
@@ -122,9 +124,12 @@ class Daemon:
         try:
             async with self._resources() as (db, client, store, outbox):
                 return await self._serve(db, client, store, outbox)
-        except (sqlite3.Error, OSError) as exc:
+        except DatabaseBusy as exc:
+            log.error("stopping: %s", exc)
+            return STORAGE_EXIT
+        except STORAGE_ERRORS as exc:
             # HTTP, intake and the activity are stopped and the database closed by now
-            problem = storage_problem(exc, self.cfg.database)
+            problem = storage_problem(exc, where(self.cfg.database))
             if problem is None:
                 raise
             log.error("stopping: %s", problem)
@@ -160,33 +165,36 @@ class Daemon:
     @contextlib.asynccontextmanager
     async def _resources(
         self,
-    ) -> AsyncIterator[tuple[aiosqlite.Connection, ChainClient, IndexerStore, Outbox]]:
+    ) -> AsyncIterator[tuple[Database, ChainClient, IndexerStore, Outbox]]:
         cfg = self.cfg
-        db = await open_database(cfg.database)
+        db = await open_database(database_target(cfg.database))
         try:
-            store = IndexerStore(db)
-            await store.setup()
-            outbox = Outbox(db)
-            await outbox.setup()
-            async with ChainClient(
-                list(self.target.rpc),
-                chain_id=self.target.chain_id,
-                retry=cfg.chain.retry_policy(),
-                timeout=cfg.chain.timeout,
-            ) as client:
-                yield db, client, store, outbox
-            # Last, once nothing writes: fold the WAL into the database file.
-            await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # One writer per database: a second daemon on it would send the same closes.
+            async with db.exclusive("warden run") as ownership:
+                self._ownership = ownership
+                store = IndexerStore(db)
+                await store.setup()
+                outbox = Outbox(db)
+                await outbox.setup()
+                async with ChainClient(
+                    list(self.target.rpc),
+                    chain_id=self.target.chain_id,
+                    retry=cfg.chain.retry_policy(),
+                    timeout=cfg.chain.timeout,
+                ) as client:
+                    yield db, client, store, outbox
+                if db.dialect == "sqlite":  # last, once nothing writes: fold in the WAL
+                    await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             try:
                 await db.close()
                 log.info("database closed")
-            except sqlite3.Error as exc:  # after a storage failure: report the first one
+            except STORAGE_ERRORS as exc:  # after a storage failure: report the first one
                 log.warning("closing the database: %s", exc)
 
     async def _serve(
         self,
-        db: aiosqlite.Connection,
+        db: Database,
         client: ChainClient,
         store: IndexerStore,
         outbox: Outbox,
@@ -225,7 +233,8 @@ class Daemon:
             async with self._http_lock:
                 if not self.stopping and self._stopper is None:
                     runner = web.AppRunner(
-                        create_app(cfg.database, self.live, token=token), **runner_options()
+                        create_app(database_target(cfg.database), self.live, token=token),
+                        **runner_options(),
                     )
                     self._http = runner
                     await runner.setup()
@@ -287,6 +296,11 @@ class Daemon:
             # With no new block, no new intent and nothing left from the last step, a step
             # would find nothing to do: receipts, confirmations and fee replacements only
             # move with blocks, and refused or failed work keeps `executor_due` set.
+            if self._ownership.lost:
+                raise DatabaseBusy(
+                    "the hold on the database is lost (the server ended the connection that "
+                    "held it): stopping before anything more is sent; restart when it is back"
+                )
             if executor_due or progressed or pipeline.fired != fired:
                 try:
                     report = await executor.step(now)

@@ -18,7 +18,16 @@ import os
 import sqlite3
 from pathlib import Path
 
+import asyncpg
+
 STORAGE_EXIT = 3  # warden.cli.exit_codes.ExitCode.STORAGE
+# What a store raises when the storage itself may have failed (storage_problem decides).
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (
+    sqlite3.Error,
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
 
 # SQLite primary result codes (the low byte of an extended code) that mean the storage,
 # not the statement, failed.

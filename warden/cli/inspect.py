@@ -22,10 +22,10 @@ import orjson
 from eth_utils.address import to_checksum_address
 
 from chain.units import token_units
+from database import is_postgres_url, open_database, redact_database_url
 from executor import OutboxReads
 from executor.history import IntentHistory
 from indexer import Event, Session, SessionReads
-from indexer.reads import open_read_only
 from warden.cli.exit_codes import ExitCode
 
 
@@ -37,7 +37,10 @@ def add_inspect_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     inspect.add_argument("wallet", help="the session wallet address (0x…)")
     inspect.add_argument(
-        "--db", default="warden.sqlite", help="database file (default warden.sqlite)"
+        "--db",
+        default="warden.sqlite",
+        help="SQLite file (default warden.sqlite) or postgresql://user@host/db URL (a "
+        "password is best kept in PGPASSWORD or ~/.pgpass)",
     )
     inspect.add_argument("--decimals", type=int, default=18, help="token decimals (default 18)")
     status = sub.add_parser(
@@ -55,25 +58,28 @@ def run_inspect_command(args: argparse.Namespace) -> int:
     if not (wallet.startswith("0x") and len(wallet) == 42):
         print(f"warden inspect: {wallet!r} is not an address (0x + 40 hex)", file=sys.stderr)
         return ExitCode.CONFIG
-    if not Path(args.db).exists():
+    if not is_postgres_url(args.db) and not Path(args.db).exists():
         print(f"warden inspect: no database at {args.db} (use --db)", file=sys.stderr)
         return ExitCode.CONFIG
-    return asyncio.run(_inspect(Path(args.db), wallet, args.decimals))
+    return asyncio.run(_inspect(args.db, wallet, args.decimals))
 
 
-async def _inspect(path: Path, wallet: str, decimals: int) -> int:
-    db = await open_read_only(path)
+async def _inspect(source: str, wallet: str, decimals: int) -> int:
+    shown = redact_database_url(source)
+    db = await open_database(source, read_only=True)
     try:
         reads = SessionReads(db)
-        await db.execute("BEGIN")  # one read view: the session, its events and intents agree
-        session = await reads.session(to_checksum_address(wallet.lower()))
-        if session is None:
-            print(f"warden inspect: {wallet} is not an indexed session in {path}", file=sys.stderr)
-            return ExitCode.RUNTIME_FAILURE
-        events = (await reads.events(session.wallet)).items
-        outbox = OutboxReads(db)
-        history = await outbox.history(session.wallet) if await outbox.available() else None
-        await db.execute("COMMIT")
+        async with db.snapshot():  # one read view: the session, its events and intents agree
+            session = await reads.session(to_checksum_address(wallet.lower()))
+            if session is None:
+                print(
+                    f"warden inspect: {wallet} is not an indexed session in {shown}",
+                    file=sys.stderr,
+                )
+                return ExitCode.RUNTIME_FAILURE
+            events = (await reads.events(session.wallet)).items
+            outbox = OutboxReads(db)
+            history = await outbox.history(session.wallet) if await outbox.available() else None
     finally:
         await db.close()
     print(render_session(session, events, decimals))

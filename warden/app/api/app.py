@@ -1,5 +1,6 @@
 """The aiohttp application: the route table wired to the router, JSON errors, optional
-bearer authentication, and a read-only SQLite connection of its own for its lifetime.
+bearer authentication, and a read-only database of its own for its lifetime (SQLite or
+PostgreSQL, through the `database` seam).
 
     app = create_app("warden.sqlite", live, token=os.environ.get("WARDEN_API_TOKEN"))
     check_binding(host, token)          # before web.TCPSite(runner, host, port)
@@ -20,7 +21,8 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
-from indexer.reads import open_read_only
+from database import Database, open_database
+from database.sqlite import SqliteDatabase
 from warden.app.api.errors import ApiError, BadRequest, InsecureBinding, NotFound, Unauthorized
 from warden.app.api.live import LiveState
 from warden.app.api.metrics import CONTENT_TYPE, Metrics
@@ -36,7 +38,7 @@ log = logging.getLogger("warden.api")
 CONTEXT = web.AppKey("context", Context)
 ROUTES = web.AppKey("routes", tuple)
 
-Database = str | Path | aiosqlite.Connection
+Source = str | Path | aiosqlite.Connection
 
 
 def is_loopback(host: str) -> bool:
@@ -130,22 +132,23 @@ def _view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
     return view
 
 
-async def _open_read_only(db: Database) -> tuple[aiosqlite.Connection, bool]:
-    """A read-only connection of our own (and whether it runs read transactions). Given
-    the writer's connection, open the same file again: reads must not run inside, or
+async def _open_read_only(db: Source) -> tuple[Database, bool]:
+    """A read-only database of our own (and whether it is ours to close). Given the
+    writer's SQLite connection, open the same file again: reads must not run inside, or
     wait behind, the writer's transactions. An in-memory database can only be shared."""
     if isinstance(db, aiosqlite.Connection):
         async with db.execute("PRAGMA database_list") as cur:
             files = {name: file for _, name, file in await cur.fetchall()}
         if not files.get("main"):
-            return db, False
-        return await open_read_only(files["main"]), True
-    return await open_read_only(db), True
+            return SqliteDatabase(db, ""), False
+        return await open_database(files["main"], read_only=True), True
+    return await open_database(db, read_only=True), True
 
 
-def create_app(db: Database, live: LiveState, *, token: str | None = None) -> web.Application:
-    """The API over `db` (a SQLite file path, or an open connection to one) and the
-    daemon's `live` state. With `token`, every route but /health needs it."""
+def create_app(db: Source, live: LiveState, *, token: str | None = None) -> web.Application:
+    """The API over `db` (a SQLite file path, a postgresql:// URL, or an open SQLite
+    connection) and the daemon's `live` state. With `token`, every route but /health
+    needs it."""
     routes = build_routes()
     public = frozenset({r.path for r in routes if r.public})
     middlewares = [_errors] if not token else [_errors, _auth(token, public)]
@@ -157,7 +160,7 @@ def create_app(db: Database, live: LiveState, *, token: str | None = None) -> we
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         conn, own = await _open_read_only(db)
-        reader = ApiReader(conn, transactions=own)
+        reader = ApiReader(conn)
         app[CONTEXT] = Context(reader, live, Metrics(live), document)
         try:
             yield

@@ -1,6 +1,6 @@
 """The API's view of the database: the indexer's and the executor's read-only readers
-over one read-only connection of the API's own, and the read transaction that makes
-several reads agree.
+over one read-only database of the API's own, and the read snapshot that makes several
+reads agree.
 
 Reads that must agree with each other (a session and its intents, a page and its
 look-ahead row, the figures of one /metrics scrape) run inside one `snapshot()`, so a
@@ -9,13 +9,10 @@ commit by the writer in between cannot tear them.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
-import aiosqlite
-
+from database import Database
 from executor import STATES, OutboxReads
 from indexer import SessionReads
 from indexer.reads import LogCounts
@@ -32,26 +29,15 @@ class Figures:
 
 
 class ApiReader:
-    def __init__(self, db: aiosqlite.Connection, *, transactions: bool = True) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
         self.sessions = SessionReads(db)
         self.outbox = OutboxReads(db)
-        self._transactions = transactions
-        self._lock = asyncio.Lock()
 
-    @contextlib.asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[None]:
+    def snapshot(self) -> AbstractAsyncContextManager[None]:
         """One consistent read view for the statements inside (a shared in-memory
         database, handed over by the writer, cannot have one: reads run as they come)."""
-        async with self._lock:
-            if not self._transactions:
-                yield
-                return
-            await self.db.execute("BEGIN")
-            try:
-                yield
-            finally:
-                await self.db.execute("COMMIT")
+        return self.db.snapshot()
 
     async def intent_counts(self) -> dict[str, int]:
         """Intents by state, every state present (zeros included)."""

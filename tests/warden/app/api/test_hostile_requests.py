@@ -50,6 +50,10 @@ async def exchange(api: Api, raw: bytes) -> bytes:
                 chunk = await asyncio.wait_for(reader.read(65536), 10)
             except TimeoutError:
                 break
+            except ConnectionResetError:
+                # the server may close with a reset once it answered (its keep-alive
+                # timeout on a loaded machine): what came before is the answer
+                break
             if not chunk:
                 break
             chunks.append(chunk)
