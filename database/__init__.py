@@ -18,7 +18,13 @@ dialect except through `Database.dialect`, for the rare statement that must diff
 from __future__ import annotations
 
 from database.base import Database, Ownership, Queries, Row
-from database.errors import DatabaseBusy, DatabaseError, SchemaTooNew, UnsupportedDatabase
+from database.errors import (
+    DatabaseBusy,
+    DatabaseError,
+    Deposed,
+    SchemaTooNew,
+    UnsupportedDatabase,
+)
 from database.migrations import migrate, schema_version
 from database.open import is_postgres_url, open_database, redact_database_url
 
@@ -26,6 +32,7 @@ __all__ = [
     "Database",
     "DatabaseBusy",
     "DatabaseError",
+    "Deposed",
     "Ownership",
     "Queries",
     "Row",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Protocol
+
+from database.errors import Deposed
 
 Row = tuple[Any, ...]
 Params = Sequence[Any]
@@ -42,11 +44,37 @@ class Queries(abc.ABC):
     async def executemany(self, sql: str, rows: Iterable[Params]) -> None: ...
 
 
+class Fence(Protocol):
+    """The lease a leader writes under (`database.lease.Lease`): holder and epoch."""
+
+    @property
+    def holder(self) -> str: ...
+
+    @property
+    def epoch(self) -> int: ...
+
+
+async def check_fence(tx: Queries, fence: Fence, lock: str = "") -> None:
+    """Inside a write transaction: the lease row still names this holder and epoch, or
+    `Deposed` (the transaction then rolls back). `lock`: PostgreSQL's FOR SHARE, so a
+    takeover's update of the row waits for this transaction to end."""
+    row = await tx.fetchone(f"SELECT holder, epoch FROM leader WHERE id = 1{lock}")
+    if row is None or (row[0], int(row[1])) != (fence.holder, fence.epoch):
+        now = "nobody" if row is None else f"{row[0]} at epoch {row[1]}"
+        raise Deposed(
+            f"no longer the leader (this replica held epoch {fence.epoch}; the lease names "
+            f"{now}): nothing more is written or sent here"
+        )
+
+
 class Database(Queries):
     """A connected store. Statements outside `transaction()` commit on their own."""
 
     dialect: str  # "sqlite" | "postgresql"
     display: str  # where it is, safe to log (no password)
+    # Set by a leader (`database.lease`): every write transaction first checks, inside
+    # itself, that the lease row still names this holder and epoch, or raises `Deposed`.
+    fence: Fence | None = None
 
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Queries]:

@@ -3,7 +3,8 @@
     DatabaseError          a configuration or schema problem: stop and tell the operator
     ├── UnsupportedDatabase   the URL names no store Warden can open (fix `database:`)
     ├── SchemaTooNew          written by a newer Warden: upgrade, or use another database
-    └── DatabaseBusy          another process holds it: stop that one, or use another
+    ├── DatabaseBusy          another process holds it: stop that one, or use another
+    └── Deposed               another replica leads now: stop writing and sending, stand by
 
 Driver errors (sqlite3.Error, asyncpg.PostgresError, OSError) pass through unchanged: the
 app classifies storage failures (disk full, read-only, server gone) where it decides to
@@ -27,3 +28,8 @@ class SchemaTooNew(DatabaseError):
 
 class DatabaseBusy(DatabaseError):
     """Another process holds the database (`Database.exclusive`)."""
+
+
+class Deposed(DatabaseError):
+    """This replica no longer holds the lease (`database.lease`): its writes are refused
+    inside their transaction, and it sends nothing more."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from database.base import Database, Ownership, Params, Queries, Row
+from database.base import Database, Ownership, Params, Queries, Row, check_fence
 from database.errors import DatabaseBusy
 from database.sql import numbered
 
@@ -70,7 +70,10 @@ class PostgresDatabase(_PgQueries, Database):
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:
         async with self.pool.acquire() as conn, conn.transaction():
-            yield _PgQueries(conn)
+            tx = _PgQueries(conn)
+            if self.fence is not None:
+                await check_fence(tx, self.fence, " FOR SHARE")
+            yield tx
 
     @contextlib.asynccontextmanager
     async def exclusive(self, name: str) -> AsyncIterator[Ownership]:

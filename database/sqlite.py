@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from database.base import Database, Ownership, Params, Queries, Row
+from database.base import Database, Ownership, Params, Queries, Row, check_fence
 from database.errors import DatabaseBusy
 
 
@@ -77,6 +77,8 @@ class SqliteDatabase(_SqliteQueries, Database):
     async def transaction(self) -> AsyncIterator[Queries]:
         await self.conn.execute("BEGIN IMMEDIATE")
         try:
+            if self.fence is not None:
+                await check_fence(self, self.fence)
             yield self
         except BaseException:
             await self.conn.execute("ROLLBACK")

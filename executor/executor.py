@@ -90,6 +90,7 @@ class Executor:
         relayer: str | None,
         hook: Hook | None = None,
         clock_ms: Callable[[], int] = _ms,
+        may_send: Callable[[], bool] = lambda: True,
     ) -> None:
         if signer is None and not dry_run:
             raise ValueError("an executor without a signer must run in dry-run mode")
@@ -108,7 +109,7 @@ class Executor:
         self.alerts = Alerts(clock_ms)
         self.sender = Sender(
             client, outbox, signer=signer, relayer=address, chain_id=chain_id,
-            hook=hook or _no_hook, clock_ms=clock_ms, alerts=self.alerts,
+            hook=hook or _no_hook, clock_ms=clock_ms, alerts=self.alerts, may_send=may_send,
         )  # fmt: skip
         self.gate = SendGate(
             client, outbox, settings, relayer=address, alerts=self.alerts, clock_ms=clock_ms

@@ -38,6 +38,7 @@ class Sender:
         hook: Hook,
         clock_ms: Callable[[], int],
         alerts: Alerts,
+        may_send: Callable[[], bool] = lambda: True,
     ) -> None:
         self.client = client
         self.outbox = outbox
@@ -52,6 +53,10 @@ class Sender:
         self.starved = False  # below the minimum balance: alert once, not every step
         self.last_balance: int | None = None
         self.alerts = alerts
+        # Asked before every broadcast: a replica that may no longer lead (its lease's
+        # trust ran out) keeps what it signed in the outbox for the next leader to send.
+        self.may_send = may_send
+        self.held_back = 0  # broadcasts skipped for that reason
 
     async def sync(self) -> None:
         """Sync the nonce with the node and the outbox (at start, and after the node
@@ -64,8 +69,19 @@ class Sender:
     async def send(
         self, job_id: int, tx_hash: str, raw: str, head: int, *, quiet: bool = False
     ) -> None:
+        if not self.allowed(1):
+            return
         (answer,) = await self.client.batch_each([("eth_sendRawTransaction", [raw])])
         await self.sent(job_id, tx_hash, answer, head, quiet=quiet)
+
+    def allowed(self, count: int) -> bool:
+        """Whether `count` written transactions may be broadcast now."""
+        if self.may_send():
+            return True
+        self.held_back += count
+        log.warning("not sending %d written transaction(s): this replica's lease may have "
+                    "expired; they stay in the outbox", count)  # fmt: skip
+        return False
 
     async def sent(
         self, job_id: int, tx_hash: str, answer: Any, head: int, *, quiet: bool = False

@@ -273,7 +273,7 @@ class Submitter:
         """Send transactions already written to the outbox, in one JSON-RPC batch (in nonce
         order: a node takes a batch's items in order), then record each answer. A crash
         in between leaves them signed: the next step sends them again (already known)."""
-        if not stored:
+        if not stored or not self.sender.allowed(len(stored)):
             return
         answers = await self.client.batch_each(
             [("eth_sendRawTransaction", [raw]) for _, _, raw, _ in stored]

@@ -30,13 +30,14 @@ from typing import Any
 from aiohttp import web
 
 from chain import ChainClient, FatalError, RetryableError
-from database import Database, DatabaseBusy, Ownership, open_database
+from database import Database, DatabaseBusy, Deposed, Ownership, open_database
 from executor import Executor, Outbox, Signer
 from indexer import Indexer, IndexerStore, Progress
 from indexer.failures import FailureStreak
 from rules import RulesHolder, RulesHost
 from warden.app.api import LiveState, check_binding, create_app
 from warden.app.api.server import runner_options
+from warden.app.leadership import Leadership
 from warden.app.pipeline import RulesPipeline
 from warden.app.settings import WardenConfig, where
 from warden.app.settings import target as database_target
@@ -169,8 +170,14 @@ class Daemon:
         cfg = self.cfg
         db = await open_database(database_target(cfg.database))
         try:
-            # One writer per database: a second daemon on it would send the same closes.
-            async with db.exclusive("warden run") as ownership:
+            # One writer per SQLite file: a second daemon on it would send the same closes.
+            # On PostgreSQL replicas share the database; the lease decides who writes.
+            hold = (
+                db.exclusive("warden run")
+                if db.dialect == "sqlite"
+                else contextlib.nullcontext(Ownership())
+            )
+            async with hold as ownership:
                 self._ownership = ownership
                 store = IndexerStore(db)
                 await store.setup()
@@ -199,8 +206,60 @@ class Daemon:
         store: IndexerStore,
         outbox: Outbox,
     ) -> int:
-        cfg, target = self.cfg, self.target
+        cfg = self.cfg
         await client.connect()
+        lead = cfg.leadership
+        leadership = Leadership(db, identity=lead.identity, ttl=lead.ttl, margin=lead.margin)
+        await leadership.setup()
+        self.live.leadership = leadership
+        await self._start_http()  # a standby serves the API too
+        activity = (
+            asyncio.create_task(self.activity.run(self.activity_stop), name="activity")
+            if self.activity is not None
+            else None
+        )
+        try:
+            while True:
+                if not await leadership.acquire(self.intake_stop):
+                    if self.stopping:
+                        log.info("standby stopped")
+                        return 0
+                    self.intake_stop.clear()  # a SIGHUP woke the standby: nothing to reload
+                    continue
+                try:
+                    await self._lead(db, client, store, outbox, leadership)
+                    log.info("intake stopped; in-flight work finished")
+                    return 0
+                except Deposed as exc:
+                    leadership.step_down(str(exc))
+                    log.warning("standing by: %s", exc)
+                    if self.stopping:
+                        return 0
+        except FatalError as exc:
+            log.error("stopping: %s", exc)
+            return 1
+        finally:
+            await self._stop_http()
+            self.intake_stop.set()
+            self.activity_stop.set()
+            if activity is not None:
+                activity.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await activity
+            await leadership.release()
+
+    async def _lead(
+        self,
+        db: Database,
+        client: ChainClient,
+        store: IndexerStore,
+        outbox: Outbox,
+        leadership: Leadership,
+    ) -> None:
+        """Index, decide and send until a stop (returns) or a step-down (`Deposed`). Every
+        object is made anew for each term: a new leader starts from the database exactly
+        as a restarted single node does."""
+        cfg, target = self.cfg, self.target
         holder = RulesHolder(RulesHost(), list[str | Path](cfg.rules.files))
         pipeline = RulesPipeline(holder, outbox, store, TokenDecimals(client, cfg.rules.decimals))
         await pipeline.start()
@@ -208,7 +267,7 @@ class Daemon:
         executor = Executor(
             client, outbox, store, cfg.executor, factory=target.factory,
             chain_id=target.chain_id, dry_run=cfg.dry_run, signer=target.signer,
-            relayer=target.relayer,
+            relayer=target.relayer, may_send=leadership.may_send,
         )  # fmt: skip
         await executor.start()
         self.live.relayer_address = executor.relayer
@@ -221,45 +280,37 @@ class Daemon:
             "rules": self.rules_failures,
         }
         log.info(
-            "warden running: chain %d, factory %s, relayer %s%s, rules %s (%d rules)",
+            "warden running: chain %d, factory %s, relayer %s%s, rules %s (%d rules), %s",
             target.chain_id, target.factory, executor.relayer,
             " (dry-run)" if cfg.dry_run else "", pipeline.version,
             len(holder.current.ruleset.rules),
+            "one process on this database" if leadership.solo
+            else f"leader at epoch {leadership.epoch}",
         )  # fmt: skip
-        api = cfg.api
-        if api.enabled:
-            token = api.token.get_secret_value() if api.token is not None else None
-            check_binding(api.host, token)
-            async with self._http_lock:
-                if not self.stopping and self._stopper is None:
-                    runner = web.AppRunner(
-                        create_app(database_target(cfg.database), self.live, token=token),
-                        **runner_options(),
-                    )
-                    self._http = runner
-                    await runner.setup()
-                    await web.TCPSite(runner, api.host, api.port).start()
-                    log.info("API on http://%s:%d", api.host, api.port)
-        activity = (
-            asyncio.create_task(self.activity.run(self.activity_stop), name="activity")
-            if self.activity is not None
-            else None
-        )
+        keeper = asyncio.create_task(leadership.keep(), name="lease")
         try:
-            await self._loop(indexer, pipeline, executor, store)
-            log.info("intake stopped; in-flight work finished")
-            return 0
-        except FatalError as exc:
-            log.error("stopping: %s", exc)
-            return 1
+            await self._loop(indexer, pipeline, executor, store, leadership)
         finally:
-            await self._stop_http()
-            self.intake_stop.set()
-            self.activity_stop.set()
-            if activity is not None:
-                activity.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await activity
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _start_http(self) -> None:
+        api = self.cfg.api
+        if not api.enabled:
+            return
+        token = api.token.get_secret_value() if api.token is not None else None
+        check_binding(api.host, token)
+        async with self._http_lock:
+            if not self.stopping and self._stopper is None:
+                runner = web.AppRunner(
+                    create_app(database_target(self.cfg.database), self.live, token=token),
+                    **runner_options(),
+                )
+                self._http = runner
+                await runner.setup()
+                await web.TCPSite(runner, api.host, api.port).start()
+                log.info("API on http://%s:%d", api.host, api.port)
 
     async def _stop_http(self) -> None:
         async with self._http_lock:
@@ -275,6 +326,7 @@ class Daemon:
         pipeline: RulesPipeline,
         executor: Executor,
         store: IndexerStore,
+        leadership: Leadership,
     ) -> None:
         timing = StepTiming()
         checkpoint = await store.checkpoint()
@@ -296,6 +348,7 @@ class Daemon:
             # With no new block, no new intent and nothing left from the last step, a step
             # would find nothing to do: receipts, confirmations and fee replacements only
             # move with blocks, and refused or failed work keeps `executor_due` set.
+            leadership.check()  # stepped down by the renewal loop: Deposed
             if self._ownership.lost:
                 raise DatabaseBusy(
                     "the hold on the database is lost (the server ended the connection that "

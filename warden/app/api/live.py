@@ -13,6 +13,7 @@ from prometheus_client import Histogram, Metric
 from chain import RpcStats
 from executor.gate import Protection
 from indexer.failures import FailureStreak
+from warden.app.leadership import Leadership
 
 # Seconds from a rule firing (chain time of the evaluation) to its transaction being sent.
 DEFAULT_LATENCY_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -64,6 +65,7 @@ class LiveState:
     # each loop's failure streak by name ("indexer", "executor", "rules"): the error budget
     failures: dict[str, FailureStreak] = field(default_factory=dict)
     max_failure_seconds: float = 60.0  # chain.max_failure_seconds
+    leadership: Leadership | None = None  # this replica's role (leader / standby)
 
     def over_budget(self, now: float | None = None) -> str | None:
         """Why the node counts as down (a loop failing for longer than

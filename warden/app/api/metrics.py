@@ -112,6 +112,7 @@ class _WardenCollector(Collector):
         yield intents
         yield from self._latency()
         yield from self._failures()
+        yield from self._leadership()
         balance = live.relayer_balance
         yield from _gauge(
             "warden_relayer_balance_ether",
@@ -189,6 +190,24 @@ class _WardenCollector(Collector):
             "1 while a loop has been failing for longer than chain.max_failure_seconds "
             "(/ready answers 503).", value=int(self.live.over_budget(now) is not None),
         )  # fmt: skip
+
+    def _leadership(self) -> Iterator[Metric]:
+        lead = self.live.leadership
+        if lead is None:
+            return
+        yield GaugeMetricFamily(
+            "warden_leader", "1 while this replica leads (indexes, decides, sends).",
+            value=int(lead.role == "leader"),
+        )  # fmt: skip
+        yield from _gauge("warden_lease_epoch", "The fencing epoch this replica leads at.",
+                          lead.epoch)  # fmt: skip
+        yield from _gauge(
+            "warden_lease_trust_seconds",
+            "How long this leader may still send without another renewal (0: it may not).",
+            None if lead.solo or lead.role != "leader" else lead.trust_left(),
+        )
+        yield _counter("warden_takeovers_total", "Times this replica took the lease.",
+                       lead.takeovers)  # fmt: skip
 
     def _latency(self) -> Iterator[Metric]:
         # The histogram without its `_created` sample: a creation time says nothing here

@@ -111,6 +111,25 @@ class Protection(Body):
         )  # fmt: skip
 
 
+class Leadership(Body):
+    role: Literal["leader", "standby"]
+    epoch: int | None  # the fencing epoch this replica leads at; None: standby, or SQLite
+    identity: str  # how this replica is named in the lease
+    leader: str | None  # who leads, as this replica last saw it
+    takeovers: int  # times this replica took the lease
+    shared: bool  # replicas share the database (PostgreSQL); False: one process (SQLite)
+
+    @classmethod
+    def of(cls, lead: Any) -> Leadership | None:
+        if lead is None:
+            return None
+        return cls(
+            role=lead.role, epoch=lead.epoch, identity=lead.identity,
+            leader=lead.identity if lead.role == "leader" else lead.leader_seen,
+            takeovers=lead.takeovers, shared=not lead.solo,
+        )  # fmt: skip
+
+
 class Status(Body):
     chain_head: int | None
     indexed_block: int | None
@@ -122,6 +141,7 @@ class Status(Body):
     intents: IntentCounts
     sessions: SessionCounts
     protection: Protection | None  # None before the executor's first step, and in dry-run
+    leadership: Leadership | None  # None until the daemon opened its database
 
 
 class Session(Body):

@@ -70,6 +70,11 @@ async def health(ctx: Context, path: None, q: NoQuery) -> Reply:
 
 async def ready(ctx: Context, path: None, q: NoQuery) -> Reply:
     live = ctx.live
+    lead = live.leadership
+    if lead is not None and lead.role == "standby":
+        # A standby serves reads from the shared database the leader keeps current.
+        leader = lead.leader_seen or "nobody yet"
+        return Reply(m.Ready(ready=True, reason=f"standby: {leader} leads"))
     down = live.over_budget()
     if down is not None:
         return Reply(m.Ready(ready=False, reason=f"node failing: {down}"), status=503)
@@ -93,6 +98,7 @@ async def status(ctx: Context, path: None, q: NoQuery) -> Reply:
         relayer=m.Relayer(address=live.relayer_address, balance=live.relayer_balance),
         rules_version=live.rules_version, intents=intents, sessions=sessions,
         protection=m.Protection.of(live.protection),
+        leadership=m.Leadership.of(live.leadership),
     ))  # fmt: skip
 
 

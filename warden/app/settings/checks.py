@@ -92,6 +92,15 @@ def cross_checks(cfg: WardenConfig, environ: Mapping[str, str]) -> list[Problem]
     out.extend(_key_checks(cfg, environ))
     out.extend(_guard_problems(cfg))
     out.extend(_database_problems(cfg.database))
+    lead = cfg.leadership
+    if not 1 <= lead.ttl <= 300:
+        out.append((("leadership", "ttl"), f"{lead.ttl:g} s — use 1 to 300 s (default 6)"))
+    elif not 0 < lead.margin < lead.ttl / 2:
+        out.append((
+            ("leadership", "margin"),
+            f"{lead.margin:g} s — it must be above 0 and below half of leadership.ttl "
+            f"({lead.ttl:g} s), or a leader could send after a standby took over",
+        ))  # fmt: skip
     out.extend(_api_problems(cfg))
     if cfg.devnet.state_cache is not None:
         # `run` has no state cache yet; refused here so that check and run agree.

@@ -53,6 +53,14 @@ class LoggingConfig(Section):
     json_lines: Bool = Field(default=False, alias="json")
 
 
+class LeadershipConfig(Section):
+    """Replicas on one PostgreSQL database (docs/deployment.md); ignored on SQLite."""
+
+    identity: str | None = None  # how this replica is named in the lease; host:pid:random
+    ttl: Seconds = 6.0  # the lease: a standby may take over this long after the last renewal
+    margin: Seconds = 1.5  # the leader stops sending this long before its lease could expire
+
+
 class DevnetConfig(Section):
     block_time: Seconds = 1.0
     activity: Bool = True
@@ -66,6 +74,7 @@ class WardenConfig(Section):
     executor: ExecutorSettings = ExecutorSettings()
     api: ApiConfig = ApiConfig()
     logging: LoggingConfig = LoggingConfig()
+    leadership: LeadershipConfig = LeadershipConfig()
     devnet: DevnetConfig = DevnetConfig()
 
     # dotted key -> where its value came from ("$NAME" or "file PATH"), for describe()
