@@ -1,6 +1,8 @@
 """Shared fixtures: one real anvil per test session, the deployed contracts, and a
 snapshot around every test that changes the chain. Tests that need anvil are marked
-`chain` here, so `pytest -m "not chain"` runs the rest fast without one."""
+`chain` here, so `pytest -m "not chain"` runs the rest fast without one. One real
+PostgreSQL server per test session (`postgres`, tests/_postgres.py), an empty database of
+its own for each test that asks (`pg_dsn`); those tests are marked `postgres`."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from eth_typing import ChecksumAddress
 from web3.contract import Contract
 
 from tests._chain import Chain, selector
+from tests._postgres import ExternalPostgres, Postgres, PostgresServer, unique_database_name
 from warden.devnet import Anvil, deploy_stack
 
 TOKEN = 10**18
@@ -45,6 +48,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         )
         if needs:
             item.add_marker(pytest.mark.chain)
+        if "postgres" in item.fixturenames:  # pg_dsn included: it depends on postgres
+            item.add_marker(pytest.mark.postgres)
         if item.get_closest_marker("chaos") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(CHAOS_TIMEOUT))
 
@@ -154,6 +159,30 @@ def anvil() -> Iterator[Anvil]:
     finally:
         if log:
             log.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """The session's PostgreSQL: the server `WARDEN_TEST_POSTGRES` names, or else a
+    throwaway one started here from the pinned binaries and removed afterwards (also when
+    tests fail or the run is interrupted: this finalizer, then an atexit hook)."""
+    url = os.environ.get("WARDEN_TEST_POSTGRES")
+    server: Postgres = ExternalPostgres(url) if url else PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_dsn(postgres: Postgres) -> Iterator[str]:
+    """The DSN of an empty database of this test's own, dropped after it."""
+    name = unique_database_name()
+    dsn = postgres.create_database(name)
+    try:
+        yield dsn
+    finally:
+        postgres.drop_database(name)
 
 
 @pytest.fixture(scope="session")
