@@ -155,7 +155,7 @@ async def test_an_empty_database_and_no_writes(tmp_path: Path) -> None:
         assert await reads.status_counts() == {"active": 0, "revoked": 0, "closed": 0}
         assert (await reads.totals()).average_duration is None
         with pytest.raises(sqlite3.OperationalError):
-            await reads.db.execute("DELETE FROM sessions")
+            await reads.database.execute("DELETE FROM sessions")
 
 
 async def test_a_missing_file_is_not_created(tmp_path: Path) -> None:

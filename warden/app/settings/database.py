@@ -40,8 +40,10 @@ class DatabaseUrl:
 
 
 def _validate(value: object, info: ValidationInfo) -> Path | DatabaseUrl:
-    if isinstance(value, Path | DatabaseUrl):
+    if isinstance(value, DatabaseUrl):
         return value
+    if isinstance(value, Path):  # the default, or a value set in code
+        value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"expected a SQLite file path or a PostgreSQL URL ({EXAMPLE})")
     if is_postgres_url(value):
