@@ -174,6 +174,15 @@ def postgres() -> Iterator[Postgres]:
         server.stop()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """One store test, both stores: what `database:` would hold for this backend, a
+    SQLite file in the test's directory or a fresh database on the suite's PostgreSQL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "w.sqlite")
+    return str(request.getfixturevalue("pg_dsn"))
+
+
 @pytest.fixture
 def pg_dsn(postgres: Postgres) -> Iterator[str]:
     """The DSN of an empty database of this test's own, dropped after it."""

@@ -1,6 +1,6 @@
 """SessionReads: the indexer's tables read by others (the API, `warden inspect`) over a
-read-only connection: keyset pages with filters, one session, its events, counts, totals;
-uint256 values exact."""
+read-only database: keyset pages with filters, one session, its events, counts, totals;
+uint256 values exact. Each test runs on SQLite and on PostgreSQL (`backend`)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from indexer import Event, Session, SessionReads
+from database import open_database
+from indexer import Event, IndexerStore, Session, SessionReads
 from indexer.reads import SessionFilter, open_read_only
 from indexer.store import Batch, BlockRef, IgnoredLog
-from tests.indexer._support import opened
 
 BIG = 2**255 + 3  # beyond any float's exactness
 
@@ -69,18 +69,28 @@ IGNORED = [
 ]
 
 
+@contextlib.asynccontextmanager
+async def written(target: str) -> AsyncIterator[IndexerStore]:
+    db = await open_database(target)
+    try:
+        store = IndexerStore(db)
+        await store.setup()
+        yield store
+    finally:
+        await db.close()
+
+
 @pytest.fixture
-async def indexed(tmp_path: Path) -> Path:
-    path = tmp_path / "warden.sqlite"
-    async with opened(path) as store:
+async def indexed(backend: str) -> str:
+    async with written(backend) as store:
         checkpoint = BlockRef(30, "0x" + "e" * 64, "0x" + "f" * 64, 1_030)
         await store.commit(Batch([checkpoint], EVENTS, IGNORED, SESSIONS, checkpoint), 16)
-    return path
+    return backend
 
 
 @contextlib.asynccontextmanager
-async def reads_of(path: Path) -> AsyncIterator[SessionReads]:
-    db = await open_read_only(path)
+async def reads_of(target: str) -> AsyncIterator[SessionReads]:
+    db = await open_database(target, read_only=True)
     try:
         yield SessionReads(db)
     finally:
@@ -100,7 +110,7 @@ async def _all(reads: SessionReads, f: SessionFilter, limit: int) -> list[Sessio
         after = page.next_key
 
 
-async def test_pages_of_sessions_with_filters(indexed: Path) -> None:
+async def test_pages_of_sessions_with_filters(indexed: str) -> None:
     async with reads_of(indexed) as reads:
         for limit in (1, 2, 5, 100):
             assert await _all(reads, SessionFilter(), limit) == SESSIONS
@@ -115,7 +125,7 @@ async def test_pages_of_sessions_with_filters(indexed: Path) -> None:
         assert (last.items, last.next_key) == ([], None)
 
 
-async def test_one_session_and_its_events_exact(indexed: Path) -> None:
+async def test_one_session_and_its_events_exact(indexed: str) -> None:
     async with reads_of(indexed) as reads:
         found = await reads.session(WALLET)
         assert found == SESSIONS[0] and found.deposit == BIG
@@ -132,7 +142,7 @@ async def test_one_session_and_its_events_exact(indexed: Path) -> None:
         assert [e.args["seq"] for e in deposits.items] == [1, 3]
 
 
-async def test_counts_checkpoint_and_totals(indexed: Path) -> None:
+async def test_counts_checkpoint_and_totals(indexed: str) -> None:
     async with reads_of(indexed) as reads:
         assert await reads.checkpoint() == 30
         assert await reads.status_counts() == {"active": 2, "revoked": 1, "closed": 2}
@@ -146,15 +156,14 @@ async def test_counts_checkpoint_and_totals(indexed: Path) -> None:
         assert t.average_duration == (60 + 100) // 2
 
 
-async def test_an_empty_database_and_no_writes(tmp_path: Path) -> None:
-    path = tmp_path / "empty.sqlite"
-    async with opened(path):
+async def test_an_empty_database_and_no_writes(backend: str) -> None:
+    async with written(backend):
         pass
-    async with reads_of(path) as reads:
+    async with reads_of(backend) as reads:
         assert await reads.checkpoint() is None
         assert await reads.status_counts() == {"active": 0, "revoked": 0, "closed": 0}
         assert (await reads.totals()).average_duration is None
-        with pytest.raises(sqlite3.OperationalError):
+        with pytest.raises(Exception, match=r"(?i)read.?only|readonly"):
             await reads.database.execute("DELETE FROM sessions")
 
 
