@@ -94,6 +94,10 @@ class Database(Queries):
         """Whether the table exists (a database some other program wrote, or a new one)."""
 
     @abc.abstractmethod
+    async def columns(self, table: str) -> list[str]:
+        """The table's columns in their declared order ([] when there is no such table)."""
+
+    @abc.abstractmethod
     def snapshot(self) -> AbstractAsyncContextManager[None]:
         """One consistent read view for the statements this task runs inside: a commit by
         a writer in between cannot tear them (a page and its look-ahead row, a session and

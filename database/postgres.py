@@ -103,6 +103,14 @@ class PostgresDatabase(_PgQueries, Database):
     async def has_table(self, name: str) -> bool:
         return bool(await self.fetchval("SELECT to_regclass(?) IS NOT NULL", (name,)))
 
+    async def columns(self, table: str) -> list[str]:
+        rows = await self.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+            "current_schema() AND table_name = ? ORDER BY ordinal_position",
+            (table,),
+        )
+        return [str(r[0]) for r in rows]
+
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[None]:
         if self._pinned.get() is not None:  # already inside one

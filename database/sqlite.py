@@ -113,6 +113,10 @@ class SqliteDatabase(_SqliteQueries, Database):
         )
         return row is not None
 
+    async def columns(self, table: str) -> list[str]:
+        rows = await self.fetch("SELECT name FROM pragma_table_info(?) ORDER BY cid", (table,))
+        return [str(r[0]) for r in rows]
+
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[None]:
         # One connection: a read transaction on it is everyone's, so one at a time. An
