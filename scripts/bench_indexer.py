@@ -1,12 +1,15 @@
 """Backfill benchmark: index a cached seeded chain and compare with the node's raw rate.
 
     .venv/bin/python scripts/bench_indexer.py [--events 200000] [--runs 3] [--profile]
+        [--backend sqlite|postgresql|both]
 
 Seeds (or reuses) a chain with at least `--events` session events (scripts/seed_chain.py),
 serves it from a fresh anvil, then per run:
 
-1. index: a backfill into a new SQLite file from the factory's deployment block to the
-   head, through the real `Indexer` (decode, filter, project, commit per range);
+1. index: a backfill into a new database (a SQLite file; with `--backend postgresql` a new
+   database on a throwaway PostgreSQL server, or on `WARDEN_BENCH_POSTGRES`'s) from the
+   factory's deployment block to the head, through the real `Indexer` (decode, filter,
+   project, commit per range);
 2. raw: `eth_getLogs` over exactly the block ranges the indexer used, as many in flight,
    parsed with orjson and discarded: what the node and the transport alone can do.
 
@@ -19,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import io
+import os
 import pstats
 import statistics
 import sys
@@ -39,7 +44,9 @@ import seed_chain  # noqa: E402
 
 from chain import ChainClient  # noqa: E402
 from chain.abi import topics_filter  # noqa: E402
-from indexer import ChainSettings, Indexer, IndexerStore, open_database  # noqa: E402
+from database import Database, open_database  # noqa: E402
+from indexer import ChainSettings, Indexer, IndexerStore  # noqa: E402
+from tests._postgres import ExternalPostgres, PostgresServer, unique_database_name  # noqa: E402
 
 RANGE = 2_000  # the first range; the indexer adapts it
 
@@ -67,13 +74,13 @@ async def raw_fetch(url: str, ranges: list[tuple[int, int]], concurrency: int) -
 
 
 async def index(
-    url: str, meta: seed_chain.SeedMeta, db_path: Path, concurrency: int
+    url: str, meta: seed_chain.SeedMeta, db_path: Path | str, concurrency: int
 ) -> tuple[float, list[tuple[int, int]]]:
     """Seconds to backfill the seeded chain, and the log ranges the indexer used."""
     settings = ChainSettings(
         start_block=meta.start_block, confirmations=0, concurrency=concurrency, log_range=RANGE
     )
-    db = await open_database(db_path)
+    db: Database = await open_database(db_path)
     try:
         store = IndexerStore(db)
         await store.setup()
@@ -82,9 +89,7 @@ async def index(
             started = time.perf_counter()
             await indexer.sync_to_head()
             elapsed = time.perf_counter() - started
-        async with db.execute("SELECT COUNT(*) FROM events") as cur:
-            row = await cur.fetchone()
-        events = int(row[0]) if row else 0
+        events = int(await db.fetchval("SELECT COUNT(*) FROM events") or 0)
         if events < meta.session_events:
             raise SystemExit(f"indexed {events} events, the seeded chain has {meta.session_events}")
         return elapsed, sorted(indexer.fetcher.ranges)
@@ -104,26 +109,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs to take the median of")
     parser.add_argument("--concurrency", type=int, default=4, help="ranges in flight")
     parser.add_argument("--profile", action="store_true", help="profile one indexing run")
+    parser.add_argument(
+        "--backend", choices=("sqlite", "postgresql", "both"), default="sqlite",
+        help="the store to index into (postgresql: a throwaway server, or $WARDEN_BENCH_POSTGRES)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     meta = seed_chain.ensure_seeded(events=args.events, sessions=args.sessions)
     blocks = meta.head_block - meta.start_block + 1
     events = meta.session_events
     raw_rates, index_rates, block_rates = [], [], []
-    with seed_chain.seeded_anvil(meta) as anvil, tempfile.TemporaryDirectory() as tmp:
-        for run in range(args.runs):
-            db_path = Path(tmp) / f"run{run}.sqlite"
-            idx_s, ranges = asyncio.run(index(anvil.url, meta, db_path, args.concurrency))
-            raw_s, raw_n = asyncio.run(raw_fetch(anvil.url, ranges, args.concurrency))
-            raw_rates.append(raw_n / raw_s)
-            index_rates.append(events / idx_s)
-            block_rates.append(blocks / idx_s)
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    by_backend: dict[str, list[float]] = {}
+    with (
+        seed_chain.seeded_anvil(meta) as anvil,
+        tempfile.TemporaryDirectory() as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        server = None
+        if "postgresql" in backends:
+            url = os.environ.get("WARDEN_BENCH_POSTGRES")
+            server = ExternalPostgres(url) if url else PostgresServer().start()
+            stack.callback(server.stop)
+        for backend in backends:
+            for run in range(args.runs):
+                target: Path | str = Path(tmp) / f"run{run}.sqlite"
+                if backend == "postgresql":
+                    assert server is not None
+                    target = server.create_database(unique_database_name("bench"))
+                idx_s, ranges = asyncio.run(index(anvil.url, meta, target, args.concurrency))
+                raw_s, raw_n = asyncio.run(raw_fetch(anvil.url, ranges, args.concurrency))
+                raw_rates.append(raw_n / raw_s)
+                by_backend.setdefault(backend, []).append(events / idx_s)
+                if backend == backends[0]:
+                    index_rates.append(events / idx_s)
+                    block_rates.append(blocks / idx_s)
+                print(
+                    f"{backend} run {run + 1}: raw fetch {raw_n:,} logs in {raw_s:.2f}s "
+                    f"({raw_n / raw_s:,.0f}/s); index {events:,} events in {idx_s:.2f}s "
+                    f"({events / idx_s:,.0f} events/s, {blocks / idx_s:,.0f} blocks/s); "
+                    f"ratio {(events / idx_s) / (raw_n / raw_s):.2f}",
+                    flush=True,
+                )
+        if len(by_backend) == 2:
+            lite, pg = (statistics.median(by_backend[b]) for b in ("sqlite", "postgresql"))
             print(
-                f"run {run + 1}: raw fetch {raw_n:,} logs in {raw_s:.2f}s "
-                f"({raw_n / raw_s:,.0f}/s); "
-                f"index {events:,} events in {idx_s:.2f}s ({events / idx_s:,.0f} events/s, "
-                f"{blocks / idx_s:,.0f} blocks/s); ratio {(events / idx_s) / (raw_n / raw_s):.2f}",
-                flush=True,
+                f"\nbackfill events/s: SQLite {spread(by_backend['sqlite'])}, PostgreSQL "
+                f"{spread(by_backend['postgresql'])}: PostgreSQL at {pg / lite:.2f}x SQLite "
+                "(goal >= 0.8x)"
             )
         if args.profile:
             profiler = cProfile.Profile()
