@@ -13,7 +13,8 @@ enum CloseReason {
     Swept
 }
 
-/// @notice Everything a session is created with. Travels whole in `SessionCreated`.
+/// @notice Everything a session is created with. Travels in `SessionCreated`, all but
+/// `maxFeeBps`, which the wallet keeps (`maxFeeBps()`).
 struct SessionParams {
     address operator;
     address token;

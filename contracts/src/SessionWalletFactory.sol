@@ -7,6 +7,7 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
 import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 
 import {CloseReason, SessionParams, ISessionFactoryEvents} from "./SessionTypes.sol";
 import {SessionWallet} from "./SessionWallet.sol";
@@ -17,7 +18,7 @@ import {SessionWallet} from "./SessionWallet.sol";
 /// operators, collects a capped fee on every inflow for the treasury, closes sessions in
 /// batches where one member cannot stall or tax the others, and can pause new sessions and
 /// execution in an emergency. Withdrawals and closes are never paused.
-contract SessionWalletFactory is Ownable2Step, ISessionFactoryEvents {
+contract SessionWalletFactory is Ownable2Step, ReentrancyGuardTransient, ISessionFactoryEvents {
     using SafeERC20 for IERC20;
 
     error SessionsPaused();
@@ -42,9 +43,10 @@ contract SessionWalletFactory is Ownable2Step, ISessionFactoryEvents {
     uint256 public constant MAX_TARGETS = 16;
     uint256 public constant MAX_POLICY_BYTES = 32;
     uint256 public constant MAX_BATCH = 256;
-    /// @notice Bounds of a batch member's gas stipend: enough for an honest close of a
-    /// registry token, and a cap on what one member can cost the batch.
-    uint256 public constant MIN_MEMBER_GAS = 40_000;
+    /// @notice Bounds of a batch member's gas stipend: enough for an honest close of a plain
+    /// ERC-20 (55,346 gas when the owner held none of the token, so the refund writes a
+    /// zero slot; docs/gas.md), and a cap on what one member can cost the batch.
+    uint256 public constant MIN_MEMBER_GAS = 60_000;
     uint256 public constant MAX_MEMBER_GAS = 1_000_000;
     /// @dev What a failed member's revert leaves in `BatchCloseFailed`: a custom error's
     /// selector and one word. More would let a member make the batch pay for megabytes.
@@ -134,11 +136,14 @@ contract SessionWalletFactory is Ownable2Step, ISessionFactoryEvents {
     /// tried, the gas it could need and the reserve to report the rest must be left, or
     /// the batch stops and reports the members it did not reach in `BatchIncomplete`. So a
     /// hostile member costs the batch at most its stipend, and never the others' closes.
+    /// Not re-entrant: a member's token could otherwise run a batch of its own inside this
+    /// one, whose `BatchCloseFailed` and `BatchIncomplete` would sit in this receipt,
+    /// naming this batch's members, indistinguishable from this batch's own.
     function closeBatch(
         address[] calldata wallets,
         CloseReason[] calldata reasons,
         uint256 memberGas
-    ) external returns (uint256 closedCount) {
+    ) external nonReentrant returns (uint256 closedCount) {
         uint256 n = wallets.length;
         if (n != reasons.length) revert LengthMismatch(n, reasons.length);
         if (n > MAX_BATCH) revert BatchTooLarge(n, MAX_BATCH);
@@ -148,6 +153,9 @@ contract SessionWalletFactory is Ownable2Step, ISessionFactoryEvents {
         // A call gets at most 63/64 of what is left: ask for 64/63 of the stipend, so an
         // honest member is never starved into a failure that looks like its own.
         uint256 needed = memberGas + memberGas / 63 + BATCH_RESERVE;
+        // One calldata buffer for every member: only the reason word changes.
+        bytes memory data =
+            abi.encodeCall(SessionWallet.closeFrom, (msg.sender, CloseReason.Owner));
         for (uint256 i = 0; i < n; ++i) {
             if (gasleft() < needed + (n - i) * RESERVE_PER_UNREACHED) {
                 emit BatchIncomplete(i, wallets[i:]);
@@ -158,7 +166,7 @@ contract SessionWalletFactory is Ownable2Step, ISessionFactoryEvents {
                 emit BatchCloseFailed(w, abi.encodeWithSelector(UnknownWallet.selector, w));
                 continue;
             }
-            (bool ok, bytes memory reason) = _closeMember(w, reasons[i], memberGas);
+            (bool ok, bytes memory reason) = _closeMember(w, data, reasons[i], memberGas);
             if (ok) ++closedCount;
             else emit BatchCloseFailed(w, reason);
         }
@@ -234,12 +242,13 @@ contract SessionWalletFactory is Ownable2Step, ISessionFactoryEvents {
 
     /// @dev One member's close with a gas stipend; on failure only the first
     /// `REVERT_PREFIX` bytes of its revert are copied (try/catch would copy all of it).
-    function _closeMember(address w, CloseReason reason, uint256 stipend)
+    /// `data` is `closeFrom(caller, _)`: the reason goes into its second word.
+    function _closeMember(address w, bytes memory data, CloseReason reason, uint256 stipend)
         private
         returns (bool ok, bytes memory prefix)
     {
-        bytes memory data = abi.encodeCall(SessionWallet.closeFrom, (msg.sender, reason));
         assembly ("memory-safe") {
+            mstore(add(data, 0x44), reason)
             ok := call(stipend, w, 0, add(data, 0x20), mload(data), 0, 0)
             if iszero(ok) {
                 let size := returndatasize()

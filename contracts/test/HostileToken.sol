@@ -10,7 +10,8 @@ import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 /// 3 revert with `param` bytes of data (megabytes: memory the caller pays to copy);
 /// 4 fee on transfer: `param` basis points of each transfer are burnt;
 /// 5 blocklist: a transfer from or to a blocked address reverts;
-/// 6 re-entrant: calls `reentry` with `reentryData` first, bubbling up its revert.
+/// 6 re-entrant: calls `reentry` with `reentryData` first, bubbling up its revert;
+/// 7 fee on top: the sender pays `param` basis points more than `value`, burnt.
 contract HostileToken is ERC20 {
     error Switched(uint8 mode);
     error Blocked(address account);
@@ -63,6 +64,11 @@ contract HostileToken is ERC20 {
             uint256 burnt = (value * param) / 10_000;
             super._update(from, address(0), burnt);
             super._update(from, to, value - burnt);
+            return;
+        }
+        if (m == 7) {
+            super._update(from, address(0), (value * param) / 10_000);
+            super._update(from, to, value);
             return;
         }
         if (m == 5) {

@@ -9,6 +9,7 @@ from eth_utils.address import to_checksum_address
 from chain import calls
 from chain.abi import checksum
 from chain.calls import CLOSE, CLOSE_BATCH, check_call
+from contracts import MIN_MEMBER_GAS
 
 FACTORY = "0x" + "fa" * 20
 RELAYER = "0x" + "5e" * 20
@@ -54,7 +55,7 @@ def _batch(wallets: list[str], codes: list[int], stipend: int = calls.MEMBER_GAS
         (A, _batch([A], [1]), "not the configured factory"),
         (FACTORY, _batch([A, STRANGER], [1, 1]), "not a wallet the indexer knows"),
         (FACTORY, _batch([A, B], [1]), "2 wallets and 1 reasons"),
-        (FACTORY, _batch([A], [1], 39_999), "member gas stipend of 39999"),
+        (FACTORY, _batch([A], [1], MIN_MEMBER_GAS - 1), f"stipend of {MIN_MEMBER_GAS - 1}"),
         (FACTORY, _batch([A], [1], 10**6 + 1), "member gas stipend of 1000001"),
         (FACTORY, _batch([A], [1], 2**256 - 1), "member gas stipend of"),
         (FACTORY, _hex(CLOSE_BATCH + b"\x00" * 5), "do not decode"),
@@ -71,8 +72,9 @@ def test_builders_refuse_what_warden_never_sends() -> None:
         calls.single(A, "close", "owner")
     with pytest.raises(ValueError, match="1 to 256 members, not 257"):
         calls.batch(FACTORY, [(A, "close", "idle")] * 257)
-    with pytest.raises(ValueError, match="stipend is 40000 to 1000000, not 39999"):
-        calls.batch(FACTORY, [(A, "close", "idle")], member_gas=39_999)
+    low = MIN_MEMBER_GAS - 1
+    with pytest.raises(ValueError, match=f"stipend is {MIN_MEMBER_GAS} to 1000000, not {low}"):
+        calls.batch(FACTORY, [(A, "close", "idle")], member_gas=low)
 
 
 def test_fast_checksum_and_batch_encoding_equal_the_libraries() -> None:
