@@ -262,6 +262,11 @@ def fresh_chain(chain: Chain, stack: Stack) -> Iterator[Chain]:
         chain.revert_to(snap)
 
 
+def ceil_fee(amount: int, bps: int = FEE_BPS) -> int:
+    """The contracts' fee on `amount`: rounded up, so the treasury never loses a remainder."""
+    return -(-amount * bps // 10_000)
+
+
 def session_params(chain: Chain, stack: Stack, roles: Roles, **overrides: Any) -> dict[str, Any]:
     params: dict[str, Any] = {
         "operator": roles.operator,
@@ -289,7 +294,10 @@ def create_session(
     chain: Chain, stack: Stack, owner: str, params: dict[str, Any], salt: bytes
 ) -> Session:
     fee = stack.factory.functions.feeFor(params["deposit"]).call()
-    chain.send(stack.token.functions.approve(stack.factory.address, params["deposit"] + fee), owner)
+    token = stack.token
+    if params["token"] != token.address:  # another registry token, e.g. a HostileToken
+        token = chain.at("MockToken", params["token"])
+    chain.send(token.functions.approve(stack.factory.address, params["deposit"] + fee), owner)
     receipt = chain.send(stack.factory.functions.createSession(as_tuple(params), salt), owner)
     (created,) = chain.events(receipt, stack.factory)
     wallet = chain.at("SessionWallet", created["args"]["wallet"])
@@ -314,3 +322,14 @@ def make_session(fresh_chain: Chain, stack: Stack, roles: Roles) -> Callable[...
         return create_session(fresh_chain, stack, owner or roles.owner, params, salt)
 
     return make
+
+
+@pytest.fixture
+def hostile_token(fresh_chain: Chain, stack: Stack, roles: Roles) -> Contract:
+    """A HostileToken the registry trusts, honest until a test flips its switch; the
+    owners hold 10**9 of it. Deployed per test: the snapshot of `fresh_chain` undoes it."""
+    token = fresh_chain.deploy("HostileToken", "Hostile", "HST")
+    fresh_chain.send(stack.factory.functions.setTrustedToken(token.address, True), roles.deployer)
+    for who in (roles.owner, roles.owner2):
+        fresh_chain.send(token.functions.mint(who, 10**9 * TOKEN), roles.deployer)
+    return token

@@ -1,5 +1,6 @@
 """SessionWalletFactory: creation (one transaction, every parameter in the event, fee),
-salt bound to the caller, initializers, validation, pause, fee cap, batch close."""
+salt bound to the caller, initializers, validation, pause, fee cap, batch close (the
+hostile members and the gas reserve are in test_hostile_members.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,20 @@ from collections.abc import Callable
 
 import pytest
 
+from chain.calls import MEMBER_GAS
 from chain.reverts import decode_revert
-from tests._chain import Chain, CloseReason
-from tests.conftest import FEE_BPS, TOKEN, Roles, Session, Stack, as_tuple, session_params
+from contracts import MAX_MEMBER_GAS, MIN_MEMBER_GAS
+from tests._chain import Chain, CloseReason, selector
+from tests.conftest import (
+    FEE_BPS,
+    TOKEN,
+    Roles,
+    Session,
+    Stack,
+    as_tuple,
+    ceil_fee,
+    session_params,
+)
 
 pytestmark = pytest.mark.usefixtures("fresh_chain")
 
@@ -20,7 +32,8 @@ def test_creation_moves_deposit_and_fee_in_one_transaction_and_reports_every_par
     owner_before = chain.balance(stack.token, roles.owner)
     treasury_before = chain.balance(stack.token, roles.treasury)
     s = make_session(deposit=1_234 * TOKEN + 1, stopLoss=0, takeProfit=5_000 * TOKEN)
-    fee = (1_234 * TOKEN + 1) * FEE_BPS // 10_000
+    fee = (1_234 * TOKEN + 1) * FEE_BPS // 10_000 + 1  # rounded up: 1 % of an odd wei
+    assert fee == ceil_fee(1_234 * TOKEN + 1)
     (created,) = chain.events(s.receipt, stack.factory)
     a = created["args"]
     assert a["wallet"] == s.wallet.address
@@ -42,6 +55,8 @@ def test_creation_moves_deposit_and_fee_in_one_transaction_and_reports_every_par
         roles.owner, roles.operator, stack.token.address)  # fmt: skip
     assert (w.seq().call(), w.spent().call(), w.revoked().call(), w.closed().call()) == (
         0, 0, False, False)  # fmt: skip
+    # the creator's fee consent is not in the event: the wallet keeps it
+    assert (w.maxFeeBps().call(), w.recordedBalance().call()) == (FEE_BPS, 1_234 * TOKEN + 1)
     assert all(w.isTarget(t).call() for t in stack.targets)
     assert not w.isTarget(stack.untrusted_game.address).call()
     assert stack.factory.functions.isWallet(s.wallet.address).call()
@@ -82,9 +97,8 @@ def test_implementation_and_clones_cannot_be_initialized_again(
     impl = chain.at("SessionWallet", stack.factory.functions.implementation().call())
     for wallet in (impl, s.wallet):
         for who in (roles.stranger, roles.owner, roles.deployer):
-            chain.expect_revert(
-                wallet.functions.initialize(who, as_tuple(s.params)), who, "InvalidInitialization"
-            )
+            again = wallet.functions.initialize(who, as_tuple(s.params), 0, 0)
+            chain.expect_revert(again, who, "InvalidInitialization")
     assert s.wallet.functions.owner().call() == roles.owner
     assert impl.functions.owner().call() == "0x" + "0" * 40
 
@@ -99,30 +113,46 @@ def test_clone_is_a_minimal_proxy_to_the_implementation(
 
 
 @pytest.mark.parametrize(
-    ("override", "error"),
+    ("override", "error", "args"),
     [
-        ({"deposit": 0}, "ZeroDeposit"),
-        ({"token": "0x" + "0" * 40}, "ZeroAddress"),
-        ({"operator": "0x" + "0" * 40}, "ZeroAddress"),
-        ({"expiry": 1}, "ExpiryNotInFuture"),
-        ({"operator": "stranger"}, "UntrustedOperator"),
-        ({"targets": ["untrusted_game"]}, "UntrustedTarget"),
-        ({"targets": ["game"] * 17}, "TooManyTargets"),
-        ({"policy": "x" * 33}, "PolicyTooLong"),
-        ({"stopLoss": 5 * TOKEN, "takeProfit": 5 * TOKEN}, "InvalidThresholds"),
-        ({"targets": ["token"]}, "TargetNotAllowed"),
-        ({"targets": ["factory"]}, "TargetNotAllowed"),
+        ({"deposit": 0}, "ZeroDeposit", ()),
+        ({"token": "zero"}, "ZeroAddress", ()),
+        ({"operator": "zero"}, "ZeroAddress", ()),
+        ({"token": "other_token"}, "UntrustedToken", ("other_token",)),
+        ({"expiry": 1}, "ExpiryNotInFuture", None),
+        ({"operator": "stranger"}, "UntrustedOperator", ("stranger",)),
+        ({"targets": ["untrusted_game"]}, "UntrustedTarget", ("untrusted_game",)),
+        ({"targets": ["game"] * 17}, "TooManyTargets", (17, 16)),
+        ({"policy": "x" * 33}, "PolicyTooLong", (33, 32)),
+        ({"stopLoss": 5 * TOKEN, "takeProfit": 5 * TOKEN}, "InvalidThresholds", None),
+        ({"maxFeeBps": FEE_BPS - 1}, "FeeAboveMax", (FEE_BPS, FEE_BPS - 1)),
+        # the registry cannot trust a call on its token (TokenAsTarget), so the session
+        # token never passes as a target
+        ({"targets": ["token"]}, "UntrustedTarget", ("token",)),
+        # these two only get past the registry because it (wrongly) trusts a call on them:
+        # the wallet itself still refuses them
+        ({"targets": ["factory"]}, "TargetNotAllowed", ("factory",)),
+        ({"targets": ["wallet"]}, "TargetNotAllowed", ("wallet",)),
     ],
 )
 def test_creation_validates_parameters(
-    chain: Chain, stack: Stack, roles: Roles, override: dict[str, object], error: str
+    chain: Chain,
+    stack: Stack,
+    roles: Roles,
+    override: dict[str, object],
+    error: str,
+    args: tuple[object, ...] | None,
 ) -> None:
-    named = {
+    salt = b"\x07" * 32
+    named: dict[str, object] = {
+        "zero": "0x" + "0" * 40,
         "stranger": roles.stranger,
         "untrusted_game": stack.untrusted_game.address,
         "game": stack.game.address,
         "token": stack.token.address,
         "factory": stack.factory.address,
+        "wallet": stack.factory.functions.predictWallet(roles.owner, salt).call(),
+        "other_token": chain.deploy("MockToken", "Other", "OTH").address,
     }
     resolved: dict[str, object] = {}
     for key, value in override.items():
@@ -130,15 +160,16 @@ def test_creation_validates_parameters(
             resolved[key] = [named.get(v, v) for v in value]
         else:
             resolved[key] = named.get(value, value) if isinstance(value, str) else value
-    # the token and the factory only get this far if the registry (wrongly) trusts them:
-    # the wallet itself still refuses them as targets
-    for t in (stack.token.address, stack.factory.address):
-        chain.send(stack.factory.functions.setTrustedTarget(t, True), roles.deployer)
+    anything = selector("anything()")
+    for t in (stack.factory.address, named["wallet"]):
+        chain.send(stack.factory.functions.setTrustedCall(t, anything, True), roles.deployer)
     params = session_params(chain, stack, roles, **resolved)
     chain.send(stack.token.functions.approve(stack.factory.address, 10**6 * TOKEN), roles.owner)
-    chain.expect_revert(
-        stack.factory.functions.createSession(as_tuple(params), b"\x07" * 32), roles.owner, error
+    revert = chain.expect_revert(
+        stack.factory.functions.createSession(as_tuple(params), salt), roles.owner, error
     )
+    if args is not None:
+        assert revert.args == tuple(named.get(a, a) if isinstance(a, str) else a for a in args)
 
 
 def test_fee_is_capped_and_charged_on_top_of_the_deposit(
@@ -149,14 +180,18 @@ def test_fee_is_capped_and_charged_on_top_of_the_deposit(
     assert revert.args == (1_001, 1_000)
     chain.send(stack.factory.functions.setFee(1_000), roles.deployer)
     chain.send(stack.factory.functions.setTreasury(roles.owner2), roles.deployer)
+    assert stack.factory.functions.feeFor(999).call() == 100  # 10 % of 999 is 99.9
     before = chain.balance(stack.token, roles.owner2)
-    s = make_session(deposit=999)
+    s = make_session(deposit=999, maxFeeBps=1_000)
     assert chain.balance(stack.token, s.wallet.address) == 999
-    assert chain.balance(stack.token, roles.owner2) - before == 99  # 10 % of 999, rounded down
+    assert chain.balance(stack.token, roles.owner2) - before == 100  # rounded up
+    (created,) = chain.events(s.receipt, stack.factory)
+    assert created["args"]["fee"] == 100
     chain.send(stack.factory.functions.setFee(0), roles.deployer)
-    s0 = make_session(deposit=500)
+    s0 = make_session(deposit=500, maxFeeBps=0)
     (created,) = chain.events(s0.receipt, stack.factory)
     assert created["args"]["fee"] == 0
+    assert chain.balance(stack.token, roles.owner2) - before == 100
 
 
 def test_emergency_pause_stops_new_sessions_and_execute_but_never_withdrawals(
@@ -206,23 +241,23 @@ def test_batch_close_survives_failing_members_and_refunds_every_owner(
                revoked.wallet.address, *wallets[3:]]  # fmt: skip
     owner_before = chain.balance(stack.token, roles.owner)
     owner2_before = chain.balance(stack.token, roles.owner2)
-    closed_count = stack.factory.functions.closeBatch(
-        members, [CloseReason.STOP_LOSS] * len(members)).call({"from": roles.operator})  # fmt: skip
-    receipt = chain.send(
-        stack.factory.functions.closeBatch(members, [CloseReason.STOP_LOSS] * len(members)),
-        roles.operator,
+    batch = stack.factory.functions.closeBatch(
+        members, [CloseReason.STOP_LOSS] * len(members), MEMBER_GAS
     )
+    closed_count = batch.call({"from": roles.operator})
+    receipt = chain.send(batch, roles.operator)  # fmt: skip
     assert closed_count == len(good)
     failures = {
         e["args"]["wallet"]: decode_revert(e["args"]["reason"])
         for e in chain.events(receipt, stack.factory)
         if e["event"] == "BatchCloseFailed"
     }
-    assert {k: v.name for k, v in failures.items()} == {
-        already_closed.wallet.address: "SessionIsClosed",
-        stranger_wallet: "UnknownWallet",
-        revoked.wallet.address: "OperatorRevoked",
+    assert {k: (v.name, v.args) for k, v in failures.items()} == {
+        already_closed.wallet.address: ("SessionIsClosed", ()),
+        stranger_wallet: ("UnknownWallet", (stranger_wallet,)),
+        revoked.wallet.address: ("OperatorRevoked", ()),
     }
+    assert not [e for e in chain.events(receipt, stack.factory) if e["event"] == "BatchIncomplete"]
     for s in good:
         assert s.wallet.functions.closed().call()
         assert chain.balance(stack.token, s.wallet.address) == 0
@@ -233,18 +268,56 @@ def test_batch_close_survives_failing_members_and_refunds_every_owner(
     assert chain.balance(stack.token, roles.owner2) - owner2_before == 77
     # the revoked one stays sweepable by anyone, in a batch too
     receipt = chain.send(
-        stack.factory.functions.closeBatch([revoked.wallet.address], [CloseReason.SWEPT]),
+        stack.factory.functions.closeBatch(
+            [revoked.wallet.address], [CloseReason.SWEPT], MIN_MEMBER_GAS),
         roles.stranger,
-    )
-    assert revoked.wallet.functions.closed().call()
+    )  # fmt: skip
+    (ev,) = chain.events(receipt, revoked.wallet)
+    assert (ev["event"], ev["args"]["reason"], ev["args"]["by"]) == (
+        "Closed", CloseReason.SWEPT, roles.stranger)  # fmt: skip
 
 
 def test_batch_close_rejects_malformed_batches(chain: Chain, stack: Stack, roles: Roles) -> None:
     f = stack.factory.functions
-    chain.expect_revert(f.closeBatch([roles.owner], []), roles.operator, "LengthMismatch")
-    chain.expect_revert(
-        f.closeBatch([roles.owner] * 257, [0] * 257), roles.operator, "BatchTooLarge",
-        gas=10_000_000)  # fmt: skip
+    revert = chain.expect_revert(
+        f.closeBatch([roles.owner], [], MEMBER_GAS), roles.operator, "LengthMismatch"
+    )
+    assert revert.args == (1, 0)
+    revert = chain.expect_revert(
+        f.closeBatch([roles.owner] * 257, [0] * 257, MEMBER_GAS),
+        roles.operator,
+        "BatchTooLarge",
+        gas=10_000_000,
+    )
+    assert revert.args == (257, 256)
+    for stipend in (MIN_MEMBER_GAS - 1, MAX_MEMBER_GAS + 1, 0):
+        revert = chain.expect_revert(
+            f.closeBatch([roles.owner], [1], stipend), roles.operator, "MemberGasOutOfRange"
+        )
+        assert revert.args == (stipend, MIN_MEMBER_GAS, MAX_MEMBER_GAS)  # fmt: skip
+    assert (f.MIN_MEMBER_GAS().call(), f.MAX_MEMBER_GAS().call()) == (
+        MIN_MEMBER_GAS, MAX_MEMBER_GAS)  # fmt: skip
+
+
+def test_batch_close_at_the_stipend_bounds_closes_honest_members(
+    chain: Chain, stack: Stack, roles: Roles, make_session: Callable[..., Session]
+) -> None:
+    """MIN_MEMBER_GAS covers the costliest honest close of a plain ERC-20: an owner who holds
+    none of the token, so the refund writes a zero balance slot (cold)."""
+    fresh = chain.accounts[8]  # holds no token yet
+    chain.send(stack.token.functions.mint(fresh, 101 * TOKEN), roles.deployer)
+    poor = make_session(owner=fresh, deposit=100 * TOKEN)
+    assert chain.balance(stack.token, fresh) == 0
+    rich = make_session(deposit=100 * TOKEN)
+    for stipend, s in ((MIN_MEMBER_GAS, poor), (MAX_MEMBER_GAS, rich)):
+        receipt = chain.send(
+            stack.factory.functions.closeBatch([s.wallet.address], [CloseReason.IDLE], stipend),
+            roles.operator,
+        )
+        assert [e["event"] for e in chain.events(receipt, stack.factory)] == []
+        (ev,) = chain.events(receipt, s.wallet)
+        assert ev["event"] == "Closed" and ev["args"]["refund"] == 100 * TOKEN
+    assert chain.balance(stack.token, fresh) == 100 * TOKEN
 
 
 def test_look_alike_emits_identical_event_signatures(
@@ -252,8 +325,10 @@ def test_look_alike_emits_identical_event_signatures(
 ) -> None:
     """Why the indexer must filter by address: topics alone cannot tell a spoof apart."""
     s = make_session()
-    chain.send(stack.token.functions.approve(s.wallet.address, TOKEN), roles.owner)
-    real = chain.send(s.wallet.functions.deposit(TOKEN), roles.owner)
+    chain.send(
+        stack.token.functions.approve(s.wallet.address, TOKEN + ceil_fee(TOKEN)), roles.owner
+    )
+    real = chain.send(s.wallet.functions.deposit(TOKEN, FEE_BPS), roles.owner)
     fake = chain.send(
         stack.lookalike.functions.fakeDeposited(1, roles.owner, TOKEN, 10**30), roles.stranger
     )

@@ -10,9 +10,19 @@ from typing import Any
 import pytest
 from web3.contract.contract import ContractFunction
 
+from chain.calls import MEMBER_GAS
 from chain.reverts import decode_revert
-from tests._chain import Chain, CloseReason
-from tests.conftest import TOKEN, Roles, Session, Stack, as_tuple, session_params
+from tests._chain import Chain, CloseReason, selector
+from tests.conftest import (
+    FEE_BPS,
+    TOKEN,
+    Roles,
+    Session,
+    Stack,
+    as_tuple,
+    ceil_fee,
+    session_params,
+)
 
 pytestmark = pytest.mark.usefixtures("fresh_chain")
 
@@ -59,7 +69,7 @@ CLOSED = "SessionIsClosed"
 CASES: list[Case] = [
     Case(
         "deposit",
-        lambda st, s, r: s.wallet.functions.deposit(TOKEN),
+        lambda st, s, r: s.wallet.functions.deposit(TOKEN, FEE_BPS),
         "Deposited",
         {
             "open": only("owner", "NotOwner"),
@@ -189,7 +199,7 @@ CASES: list[Case] = [
     ),
     Case(
         "initialize",
-        lambda st, s, r: s.wallet.functions.initialize(r.stranger, as_tuple(s.params)),
+        lambda st, s, r: s.wallet.functions.initialize(r.stranger, as_tuple(s.params), 0, 0),
         "Initialized",
         dict.fromkeys(("open", "expired", "revoked", "closed"), every("InvalidInitialization")),
     ),
@@ -242,16 +252,25 @@ def test_sync_is_open_to_anyone_after_a_plain_transfer(
     receipt = chain.send(s.wallet.functions.sync(), roles.stranger)
     (ev,) = chain.events(receipt, s.wallet)
     assert ev["event"] == "Synced"
-    assert ev["args"]["previousBalance"] == 1_000 * TOKEN
-    assert ev["args"]["balanceAfter"] == 1_000 * TOKEN + 7
-    assert s.wallet.functions.recordedBalance().call() == 1_000 * TOKEN + 7
+    # the inflow pays its fee, rounded up: 1 % of 7 wei is 1 wei
+    assert dict(ev["args"]) == {
+        "seq": 1,
+        "previousBalance": 1_000 * TOKEN,
+        "fee": 1,
+        "balanceAfter": 1_000 * TOKEN + 6,
+    }
+    assert s.wallet.functions.recordedBalance().call() == 1_000 * TOKEN + 6
+    chain.expect_revert(s.wallet.functions.sync(), roles.stranger, "NothingToSync")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- factory
 
+ANY = selector("anything()")
 ADMIN: list[tuple[str, Callable[[Stack, Roles], ContractFunction], str]] = [
-    ("setTrustedTarget", lambda st, r: st.factory.functions.setTrustedTarget(r.stranger, True),
-     "TargetTrusted"),
+    ("setTrustedCall",
+     lambda st, r: st.factory.functions.setTrustedCall(r.stranger, ANY, True), "CallTrusted"),
+    ("setTrustedToken",
+     lambda st, r: st.factory.functions.setTrustedToken(r.stranger, True), "TokenTrusted"),
     ("setTrustedOperator",
      lambda st, r: st.factory.functions.setTrustedOperator(r.stranger, True), "OperatorTrusted"),
     ("setFee", lambda st, r: st.factory.functions.setFee(250), "FeeChanged"),
@@ -286,7 +305,9 @@ def test_create_session_is_open_to_anyone(
 ) -> None:
     caller = getattr(roles, role)
     chain.send(stack.token.functions.mint(caller, 10_000 * TOKEN), roles.deployer)
-    chain.send(stack.token.functions.approve(stack.factory.address, 10_000 * TOKEN), caller)
+    deposit = session_params(chain, stack, roles)["deposit"]
+    allowance = deposit + ceil_fee(deposit)
+    chain.send(stack.token.functions.approve(stack.factory.address, allowance), caller)
     params = session_params(chain, stack, roles)
     receipt = chain.send(
         stack.factory.functions.createSession(as_tuple(params), b"\x01" * 32), caller
@@ -303,7 +324,8 @@ def test_batch_close_acts_with_the_callers_rights(
     reasons = {"owner": CloseReason.OWNER}
     reason = reasons.get(role, CloseReason.STOP_LOSS)
     caller = getattr(roles, role)
-    receipt = chain.send(stack.factory.functions.closeBatch([s.wallet.address], [reason]), caller)
+    batch = stack.factory.functions.closeBatch([s.wallet.address], [reason], MEMBER_GAS)
+    receipt = chain.send(batch, caller)
     closed = s.wallet.functions.closed().call()
     failures = [e for e in chain.events(receipt, stack.factory) if e["event"] == "BatchCloseFailed"]
     if role in ("owner", "operator"):
