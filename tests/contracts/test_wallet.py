@@ -1,5 +1,6 @@
-"""SessionWallet behaviour: exact approvals, spend by balance difference under the budget,
-expiry, refunds only to the owner, trust withdrawn through the registry, hostile targets."""
+"""SessionWallet behaviour: spend by balance difference under the budget, expiry, refunds
+only to the owner, trust withdrawn through the registry, hostile targets (exact approvals
+are in test_registry.py, fees in test_fees.py)."""
 
 from __future__ import annotations
 
@@ -65,22 +66,6 @@ def test_budget_holds_by_balance_difference(
         execute(s, stack.game, "play", [10_000 * TOKEN], 10_000 * TOKEN), roles.operator,
         "AmountExceedsBalance")  # fmt: skip
     assert revert.args == (10_000 * TOKEN, 960 * TOKEN)
-
-
-@pytest.mark.parametrize("fn", ["pullNothing", "pullPart"])
-def test_approval_is_exact_and_reset_to_zero(
-    chain: Chain, stack: Stack, roles: Roles, make_session: Callable[..., Session], fn: str
-) -> None:
-    s = make_session()
-    args: list[object] = [3 * TOKEN] if fn == "pullPart" else []
-    r = chain.send(execute(s, stack.overpull, fn, args, 5 * TOKEN), roles.operator)
-    approvals = [e["args"]["value"] for e in chain.events(r, stack.token)
-                 if e["event"] == "Approval"]  # fmt: skip
-    assert approvals[0] == 5 * TOKEN and approvals[-1] == 0
-    allowance = stack.token.functions.allowance(s.wallet.address, stack.overpull.address).call()
-    assert allowance == 0
-    spent = 3 * TOKEN if fn == "pullPart" else 0
-    assert s.wallet.functions.spent().call() == spent
 
 
 @pytest.mark.parametrize("fn", ["pullExtra", "pullTwice"])
