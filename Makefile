@@ -43,8 +43,10 @@ bench: bootstrap ## every figure in BENCHMARKS.md, several runs each (~30 min; t
 	@$(VENV)/python scripts/bench_rules.py
 	@$(VENV)/python scripts/bench_executor.py
 
-chaos: bootstrap ## the long fault scenarios: 100 kill -9, 1,000 reorgs, 20 % RPC faults, a lying node (real anvil); summary in .cache/chaos/summary.txt
+chaos: bootstrap ## the long fault scenarios: 100 kill -9, 1,000 reorgs, 20 % RPC faults, a lying node (real anvil), 10,000 contract property sequences; summary in .cache/chaos/summary.txt
 	@$(VENV)/pytest -m chaos tests/chaos $(PYTEST_ARGS)
+	@WARDEN_PROPERTY_EXAMPLES=10000 $(VENV)/pytest tests/contracts/test_wallet_properties.py \
+		$(PYTEST_ARGS)
 	@WARDEN_CONFIG_EXAMPLES=20000 WARDEN_YAML_EXAMPLES=20000 WARDEN_API_FUZZ_EXAMPLES=200 \
 		WARDEN_RULES_EXAMPLES=20 $(VENV)/pytest tests/warden/app/test_config_fuzz.py \
 		tests/yamlsource tests/warden/app/api/test_fuzz.py tests/rules/test_fuzz_loader.py \

@@ -5,6 +5,9 @@ and snapshots."""
 from __future__ import annotations
 
 import enum
+import json
+import time
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,6 +82,44 @@ class Chain:
             "debug_traceTransaction", HexBytes(tx).to_0x_hex(), {"tracer": "callTracer"}
         )
         return receipt, decode_revert(trace.get("output"))
+
+    def try_send_raw(
+        self, fn: ContractFunction, sender: str, gas: int = DEFAULT_GAS
+    ) -> tuple[TxReceipt, Revert | None]:
+        """`try_send` straight through anvil's eth_sendTransaction: web3's `transact` asks
+        the node for fees, the chain id and the nonce first (four more calls), which a test
+        sending thousands of transactions cannot afford. Anvil fills them in."""
+        data = fn._encode_transaction_data()
+        tx = {"from": sender, "to": fn.address, "data": data, "gas": hex(gas)}
+        tx_hash = self.anvil.rpc("eth_sendTransaction", tx)
+        while not self.anvil.rpc("eth_getTransactionReceipt", tx_hash):  # mined in a moment
+            time.sleep(0.001)
+        receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+        if receipt["status"] == 1:
+            return receipt, None
+        trace = self.anvil.rpc("debug_traceTransaction", tx_hash, {"tracer": "callTracer"})
+        return receipt, decode_revert(trace.get("output"))
+
+    def call_raw(
+        self, to: str, data: str, sender: str | None = None, block: BlockIdentifier = "latest"
+    ) -> tuple[str | None, Revert | None]:
+        """A raw eth_call: (the 0x result, None), or (None, the revert). Over ten times
+        faster than web3's contract call, for tests that make thousands."""
+        call = {"to": to, "data": data, **({"from": sender} if sender else {})}
+        at = hex(block) if isinstance(block, int) else block
+        body = {"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [call, at]}
+        request = urllib.request.Request(
+            self.anvil.url, data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            answer = json.loads(resp.read())
+        if "error" in answer:
+            error = answer["error"]
+            if "data" not in error and "revert" not in str(error.get("message")):
+                raise AssertionError(f"eth_call failed, not a revert: {error}")
+            return None, decode_revert(error.get("data") or "0x")
+        return answer["result"], None
 
     def send(self, fn: ContractFunction, sender: str, gas: int = DEFAULT_GAS) -> TxReceipt:
         receipt, revert = self.try_send(fn, sender, gas)
