@@ -22,5 +22,5 @@ SESSION_STATUSES = ("active", "revoked", "closed")
 OPEN_STATUSES = ("active", "revoked")  # the statuses rules still evaluate
 
 MAX_BATCH = 256  # SessionWalletFactory.closeBatch refuses more members
-MIN_MEMBER_GAS = 60_000  # closeBatch's bounds on each member's gas stipend
+MIN_MEMBER_GAS = 40_000  # closeBatch's bounds on each member's gas stipend
 MAX_MEMBER_GAS = 1_000_000

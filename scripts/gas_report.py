@@ -298,8 +298,11 @@ def report(m: dict[str, Any]) -> str:
         f"| owner's balance slot cold, owner holds none (zero to nonzero) "
         f"| {cold['owner holds none']:,} |",
         "",
-        f"`MIN_MEMBER_GAS` ({MIN_MEMBER_GAS:,}) must cover the last row: below it an honest "
-        "member would run out of gas and look hostile.",
+        f"`MIN_MEMBER_GAS` ({MIN_MEMBER_GAS:,}) is a floor on the caller's stipend, below "
+        "the last row: with a stipend under that row, an honest member whose owner holds "
+        "none of the token runs out of gas and is reported like a hostile one. The executor's "
+        f"{MEMBER_GAS:,} covers a plain ERC-20; a token with a costlier transfer needs its "
+        "honest close measured.",
         "",
         "### A hostile member",
         "",

@@ -43,10 +43,12 @@ contract SessionWalletFactory is Ownable2Step, ReentrancyGuardTransient, ISessio
     uint256 public constant MAX_TARGETS = 16;
     uint256 public constant MAX_POLICY_BYTES = 32;
     uint256 public constant MAX_BATCH = 256;
-    /// @notice Bounds of a batch member's gas stipend: enough for an honest close of a plain
-    /// ERC-20 (55,346 gas when the owner held none of the token, so the refund writes a
-    /// zero slot; docs/gas.md), and a cap on what one member can cost the batch.
-    uint256 public constant MIN_MEMBER_GAS = 60_000;
+    /// @notice Bounds of a batch member's gas stipend: a floor on the caller's choice and a
+    /// cap on what one member can cost the batch. The floor is no guarantee: an honest close
+    /// of a plain ERC-20 takes up to 55,346 gas (the owner held none of the token, so the
+    /// refund writes a zero slot; docs/gas.md), and a stipend below a token's honest close
+    /// makes an honest member fail as if it were hostile.
+    uint256 public constant MIN_MEMBER_GAS = 40_000;
     uint256 public constant MAX_MEMBER_GAS = 1_000_000;
     /// @dev What a failed member's revert leaves in `BatchCloseFailed`: a custom error's
     /// selector and one word. More would let a member make the batch pay for megabytes.
