@@ -105,9 +105,11 @@ def member_gas(call: Call) -> int:
 def batch_gas(call: Call, members: int, allowance: int) -> int:
     """The gas limit a batch is sent with: intrinsic gas (base and calldata, EIP-2028),
     an allowance per honest member, and what the contract keeps back before each member
-    (one whole stipend and the reserve): so every honest member is reached even when one
-    burns its whole stipend; a second one that does makes the batch stop and report the
-    rest (`BatchIncomplete`), which is sent again. `Executor` proves it by a simulation."""
+    (one whole stipend and the reserve): so every honest member (one that costs at most the
+    allowance) is reached even when one member burns its whole stipend. More that do are
+    covered only as far as the honest members' unused allowance goes; past that the batch
+    stops and reports the rest (`BatchIncomplete`), which is sent again
+    (tests/contracts/test_hostile_members.py). `Executor` proves it by a simulation."""
     payload = call.payload
     zeros = payload.count(0)
     stipend = member_gas(call)
