@@ -37,7 +37,7 @@ from tests.conftest import TOKEN, Roles, Session, Stack
 pytestmark = pytest.mark.usefixtures("fresh_chain")
 
 STIPEND = calls.MEMBER_GAS  # what the executor gives each member
-ALLOWANCE = 60_000  # the executor's gas limit per member (executor.submission)
+ALLOWANCE = 60_000  # the executor's gas limit per member (executor.batching.BATCH_MEMBER_GAS)
 # The gas bound a batch must keep, from its receipt: every member's stipend plus this for
 # the transaction (21,000 and calldata), the function's own work, and what each member
 # costs outside its stipend (the cold call and `isWallet`, a failure's log).
