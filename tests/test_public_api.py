@@ -8,6 +8,22 @@ import importlib
 import pytest
 
 PUBLIC: dict[str, list[str]] = {
+    "database": [
+        "Database",
+        "DatabaseBusy",
+        "DatabaseError",
+        "Deposed",
+        "Ownership",
+        "Queries",
+        "Row",
+        "SchemaTooNew",
+        "UnsupportedDatabase",
+        "is_postgres_url",
+        "migrate",
+        "open_database",
+        "redact_database_url",
+        "schema_version",
+    ],
     "chain": [
         "BadResponse",
         "Call",
@@ -165,11 +181,14 @@ PUBLIC: dict[str, list[str]] = {
         "ANVIL_CHAIN_ID",
         "ApiConfig",
         "ConfigError",
+        "DatabaseUrl",
         "DevnetConfig",
         "LoggingConfig",
         "RulesConfig",
         "WardenConfig",
         "load_config",
+        "target",
+        "where",
     ],
     "warden.devnet": [
         "Anvil",
