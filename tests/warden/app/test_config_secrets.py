@@ -270,3 +270,35 @@ def test_a_message_quoting_a_secret_in_an_unknown_form_quotes_nothing() -> None:
         shown = _safe(("api", "port"), message, outside, outside.every_value())
         assert shown == "the value from $PORT is not valid here — check it against docs/config.md"
     assert _safe(("api", "port"), "got '8o8o'", outside, []) == "got ***"
+
+
+@pytest.mark.parametrize("shape", list(CANARIES))
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://warden:{pw}@db.internal:5432/warden",  # valid: shown without it
+        "postgresql://warden:{pw}@db.internal:54x2/warden",  # a port that is no number
+        "postgresql://warden:{pw}@/warden",  # no host
+        "postgres://warden:{pw}@db.internal",  # no database name
+        "mysql://warden:{pw}@db.internal/warden",  # not a database Warden speaks
+    ],
+)
+def test_a_password_in_a_database_url_is_never_echoed(base: Path, shape: str, url: str) -> None:
+    """`database:` may be a PostgreSQL URL with its password in it: whether the URL is
+    valid or not, written in the file or taken from `${NAME}`, the password never shows;
+    a valid one is described with `***` in its place."""
+    from urllib.parse import quote
+
+    canary = CANARIES[shape]
+    text = url.format(pw=quote(canary, safe=""))
+    for how, environ in (("file", {}), ("env", {"DB_URL": text})):
+        value = "${DB_URL}" if how == "env" else f"'{text}'"
+        (base / "warden.yaml").write_text(f"database: {value}\n")
+        said = attempt(base / "warden.yaml", environ)
+        assert_hidden(canary, said)
+        assert_hidden(quote(canary, safe=""), said)
+        if url.startswith("postgresql://warden:{pw}@db.internal:5432"):  # the valid one
+            shown = "postgresql://warden:***@db.internal:5432/warden"
+            assert shown in said or how == "env", said  # the rest stays readable
+        else:
+            assert "database" in said and "e.g. postgresql://" in said or "mysql" in said
