@@ -301,4 +301,4 @@ def test_a_password_in_a_database_url_is_never_echoed(base: Path, shape: str, ur
             shown = "postgresql://warden:***@db.internal:5432/warden"
             assert shown in said or how == "env", said  # the rest stays readable
         else:
-            assert "database" in said and "e.g. postgresql://" in said or "mysql" in said
+            assert ("database" in said and "e.g. postgresql://" in said) or "mysql" in said
