@@ -1,19 +1,22 @@
-"""Text to a position-carrying document: the guards first, then ruamel's round-trip load,
-every failure a YamlError with file, line, column and the fix."""
+"""Text to a position-carrying document, every failure a YamlError with file, line,
+column and the fix.
+
+The characters are checked first. Then ruamel reads the text once (ruamel_load.py), each
+event guarded as the document is built from it.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
-from ruamel.yaml.constructor import ConstructorError, DuplicateKeyError, RoundTripConstructor
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import ScalarNode
 
+from yamlsource import ruamel_load
 from yamlsource.errors import YamlError
-from yamlsource.guards import Limits, check_characters, check_events
+from yamlsource.guards import EventGuard, Limits, check_characters
 
 # Round-trip types: each remembers where its keys / items were written (positions.py).
 YamlMap = CommentedMap
@@ -22,36 +25,16 @@ YamlSeq = CommentedSeq
 _DEFAULT_LIMITS = Limits()
 
 
-class _Constructor(RoundTripConstructor):
-    """ruamel's round-trip constructor, but a value it cannot build (a date such as
-    2001-13-45) is reported at its position instead of escaping as a bare ValueError,
-    and `!!str 5` is the text "5" (ruamel keeps it as a TaggedScalar object)."""
-
-    def construct_non_recursive_object(self, node: Any, tag: str | None = None) -> Any:
-        if not isinstance(node, ScalarNode):
-            return super().construct_non_recursive_object(node, tag)
-        try:
-            value = super().construct_non_recursive_object(node, tag)
-        except (ValueError, OverflowError) as exc:
-            raise ConstructorError(
-                None, None, f"cannot read the value {node.value!r}: {exc}", node.start_mark
-            ) from None
-        return value.value if isinstance(value, TaggedScalar) else value
-
-
-def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.Constructor = _Constructor
-    return yaml
-
-
 def read_yaml(text: str, file: str = "<text>", limits: Limits = _DEFAULT_LIMITS) -> Any:
     """The one document in `text`: YamlMap, YamlSeq, a scalar, or None when the text holds
     no value (empty, only comments). YamlError for anything refused."""
     check_characters(text, file, limits)
+    return _read_reference(text, file, limits)
+
+
+def _read_reference(text: str, file: str, limits: Limits) -> Any:
     try:
-        check_events(YAML(typ="rt").parse(text), file, limits)
-        return _yaml().load(text)
+        return ruamel_load.load(text, EventGuard(file, limits))
     except DuplicateKeyError as exc:
         key = re.search(r'duplicate key "([^"]*)"', str(exc.problem))
         shown = key.group(1) if key else "?"
