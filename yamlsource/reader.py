@@ -1,8 +1,10 @@
 """Text to a position-carrying document, every failure a YamlError with file, line,
 column and the fix.
 
-The characters are checked first. Then ruamel reads the text once (ruamel_load.py), each
-event guarded as the document is built from it.
+The characters are checked first. Then one parser reads the text, each event guarded
+as the document is built from it: libyaml (libyaml_load.py) when it reads the text as
+ruamel would, else ruamel alone (ruamel_load.py). A text refused on the libyaml path is
+read again by ruamel, so that every error and its position are ruamel's.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from yamlsource import ruamel_load
+from yamlsource import libyaml_load, ruamel_load
 from yamlsource.errors import YamlError
 from yamlsource.guards import EventGuard, Limits, check_characters
 
@@ -33,6 +35,10 @@ def read_yaml(text: str, file: str = "<text>", limits: Limits = _DEFAULT_LIMITS)
     no value (empty, only comments). YamlError for anything refused."""
     check_characters(text, file, limits)
     with _collector_paused():
+        try:
+            return libyaml_load.load(text, EventGuard(file, limits))
+        except libyaml_load.Unsupported:
+            pass  # a refused text is parsed again here: its error as ruamel words it
         return _read_reference(text, file, limits)
 
 
