@@ -13,6 +13,7 @@ from rules.analysis import capacity_problems
 from rules.errors import Problem, RulesError
 from rules.model import Rule, RuleSet
 from rules.rule_file import Declared, RuleFileReader
+from rules.runner import gc_paused
 from rules.typecheck import suggest
 
 # A rule file is small text; past this it is the wrong file (yamlsource refuses more
@@ -106,6 +107,14 @@ def _cross_file_checks(
 
 def check_files(paths: Iterable[str | Path]) -> tuple[list[Problem], RuleSet | None]:
     """Every problem in the files (empty when they are usable) and the rule set if usable."""
+    # A 10,000-rule file makes about a million objects (document, conditions, rules); the
+    # collections they triggered walked them all again and again, 0.4 s of 2.4. The
+    # checks keep no reference cycles, and the pause ends with the call.
+    with gc_paused():
+        return _check_files(paths)
+
+
+def _check_files(paths: Iterable[str | Path]) -> tuple[list[Problem], RuleSet | None]:
     problems: list[Problem] = []
     rules: list[Rule] = []
     declared: list[Declared] = []

@@ -86,10 +86,7 @@ class RuleFileReader:
         self.problems = problems
         self.declared = declared
         self.warnings: list[Problem] = []
-        self.line_starts = [0]
-        for i, ch in enumerate(text):
-            if ch == "\n":
-                self.line_starts.append(i + 1)
+        self.line_starts = [0, *(newline.end() for newline in re.finditer("\n", text))]
 
     def report(self, pos: tuple[int, int], message: str, rule: str | None = None) -> None:
         """`pos` is the 1-based (line, column) of what is wrong."""

@@ -4,11 +4,13 @@ figures behind "a bad rule file never freezes the daemon" (tests assert no timin
     .venv/bin/python scripts/bench_loaders.py [--rules N] [--repeat R]
 
 Measures (median and spread of R runs, wall clock): `check_files` on an N-rule file (default
-10,000) split into the YAML read (yamlsource) and our checks; compiling that set as a
-reload does (RulesHolder, the part the daemon's loop waits for too); the worst
-yamlsource inputs (alias bomb, 50,000-deep nesting, a million characters, a NUL at the
-end of it); the worst conditions (`1e999999999`, a 2,000-character condition, nesting
-at the limit, a comparison past the magnitude bound). Prints markdown for BENCHMARKS.md.
+10,000), split into the YAML read (yamlsource) and our checks, both timed in each run;
+the same with a tab in a comment, which yamlsource reads by ruamel alone (no libyaml);
+compiling that set as a reload does (RulesHolder, the part the daemon's loop waits for
+too); the worst yamlsource inputs (alias bomb, 50,000-deep nesting, a million characters,
+a NUL at the end of it); the worst conditions (`1e999999999`, a 2,000-character
+condition, nesting at the limit, a comparison past the magnitude bound). Prints markdown
+for BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -30,9 +34,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from _report import cpu_model  # noqa: E402
 
+import rules.rule_file  # noqa: E402
 from rules import RulesError, RulesHolder, RulesHost, check_files  # noqa: E402
 from rules.tokens import MAX_CONDITION_CHARS, MAX_NESTING  # noqa: E402
-from yamlsource import YamlError, read_yaml  # noqa: E402
+from yamlsource import libyaml_load  # noqa: E402
 
 
 def many_rules(count: int) -> str:
@@ -67,14 +72,35 @@ def shown(times: list[float]) -> str:
     return f"{statistics.median(times):.3f} ({min(times):.3f} to {max(times):.3f})"
 
 
-def yaml_only(text: str) -> Callable[[], object]:
-    def run() -> object:
-        try:
-            return read_yaml(text, "bench.yaml")
-        except YamlError as exc:
-            return exc
+def split_runs(path: Path, repeat: int) -> tuple[list[float], list[float]]:
+    """`check_files` on `path`, and of each run the time spent in yamlsource.read_yaml:
+    measured in the same run, so that the rule checks are the difference."""
+    real = rules.rule_file.read_yaml
+    yaml_times: list[float] = []
 
-    return run
+    def timed_read(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            yaml_times.append(time.perf_counter() - start)
+
+    rules.rule_file.read_yaml = timed_read
+    try:
+        total = timed(checked(path), repeat)
+    finally:
+        rules.rule_file.read_yaml = real
+    return total, yaml_times
+
+
+def versions() -> str:
+    names = ("ruamel.yaml", "PyYAML")
+    found = ", ".join(f"{name} {metadata.version(name)}" for name in names)
+    if not libyaml_load.AVAILABLE:
+        return found + ", no libyaml (yamlsource reads by ruamel alone)"
+    from yaml import _yaml
+
+    return f"{found}, libyaml {_yaml.get_version_string()}"
 
 
 def checked(path: Path) -> Callable[[], object]:
@@ -95,12 +121,17 @@ def main() -> None:
         size = f"{len(text):,} chars"
         problems, ruleset = check_files([big])
         assert not problems and ruleset is not None, problems[:3]
-        total = timed(checked(big), args.repeat)
-        yaml_part = timed(yaml_only(text), args.repeat)
+        total, yaml_part = split_runs(big, args.repeat)
         rows.append((f"check_files, {args.rules:,} rules", size, total))
         rows.append(("  of which yamlsource.read_yaml", size, yaml_part))
         checks = [t - y for t, y in zip(total, yaml_part, strict=True)]
         rows.append(("  of which the rule checks", size, checks))
+        tabbed = tmp / "tabbed.yaml"
+        tabbed.write_text(text + "# a tab:\t\n")
+        size = f"{len(text) + 10:,} chars"
+        total, yaml_part = split_runs(tabbed, args.repeat)
+        rows.append((f"same, a tab in a comment: {args.rules:,} rules", size, total))
+        rows.append(("  of which yamlsource.read_yaml (ruamel alone)", size, yaml_part))
 
         def reload() -> object:
             try:
@@ -146,9 +177,10 @@ def main() -> None:
             path.write_text(rule(when))
             rows.append((f"when: {label}", f"{len(when):,} chars", timed(checked(path), 3)))
 
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
-        f"## Loaders ({datetime.date.today()}, {cpu_model()}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} cores)\n"
+        f"## Loaders ({datetime.date.today()}, {cpu_model()}, {os.cpu_count()} cores, load "
+        f"average {load}, Python {platform.python_version()}, {versions()})\n"
     )
     print(f"| input | size | seconds, median of {args.repeat} (min to max) |")
     print("|---|---|---|")

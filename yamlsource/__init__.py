@@ -7,9 +7,10 @@
 
 Mappings are `YamlMap`, sequences `YamlSeq` (ruamel's round-trip types, which remember
 where each key and item was written); scalars are plain Python values. Before anything is
-built, the text is refused with FILE:LINE:COLUMN for control characters, tags that would
-construct objects (anything beyond str/int/float/bool/null/map/seq), alias bombs and
-cycles, and nesting deeper than `Limits.max_depth` (guards.py).
+built from it, the text is refused with FILE:LINE:COLUMN for control characters, tags
+that would construct objects (anything beyond str/int/float/bool/null/map/seq), alias
+bombs and cycles, and nesting deeper than `Limits.max_depth` (guards.py). libyaml, when
+PyYAML has it, parses the text, ruamel when libyaml might read it otherwise (reader.py).
 """
 
 from yamlsource.errors import YamlError

@@ -1,15 +1,14 @@
-"""The refusals made before a document is built: characters, then the event stream.
+"""The refusals made before a document is built: characters, then each parser event.
 
-Both passes are loops, never recursion: ruamel's composer and constructor recurse once
-per nesting level, so the depth is bounded here before they run, and the parser's event
-stream (a state machine) is read only up to the first refusal, which keeps the time
-spent on hostile text small.
+Both are loops, never recursion: ruamel's composer and constructor recurse once per
+nesting level, so the depth is bounded here, on each start event before the composer
+descends into it, and the parser's event stream (a state machine) is read only up to
+the first refusal, which keeps the time spent on hostile text small.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,68 +104,82 @@ class _Open:
         self.children = 0
 
 
-def check_events(events: Iterable[Any], file: str, limits: Limits) -> None:
-    """Refuse non-standard tags, aliases beyond the limits, cycles, mappings or lists as
-    keys (ruamel builds those in exponential time) and deep nesting.
+class EventGuard:
+    """Refuses non-standard tags, aliases beyond the limits, cycles, mappings or lists as
+    keys (ruamel builds those in exponential time) and deep nesting, one parser event at
+    a time.
 
-    `events` is ruamel's parse() stream; errors it raises pass through unchanged.
+    The reader calls `check` on each event as the composer pulls it from the parser, so
+    the composer never sees, let alone builds, anything past the first refusal. Events
+    are ruamel's or PyYAML's (same class names, same attributes).
     """
-    stack: list[_Open] = []
-    sizes: dict[str, int] = {}  # anchor -> nodes in its subtree, aliases expanded
-    nodes = 0  # so far, aliases counted as expanded
-    aliases = 0
-    alias_nodes = 0
-    for event in events:
+
+    __slots__ = ("alias_nodes", "aliases", "file", "limits", "nodes", "sizes", "stack")
+
+    def __init__(self, file: str, limits: Limits) -> None:
+        self.file = file
+        self.limits = limits
+        self.stack: list[_Open] = []
+        self.sizes: dict[str, int] = {}  # anchor -> nodes in its subtree, aliases expanded
+        self.nodes = 0  # so far, aliases counted as expanded
+        self.aliases = 0
+        self.alias_nodes = 0
+
+    def check(self, event: Any) -> None:
         kind = type(event).__name__
+        stack = self.stack
         if kind in ("SequenceEndEvent", "MappingEndEvent"):
             done = stack.pop()
             if done.anchor is not None:
-                sizes[done.anchor] = nodes - done.start
-            continue
+                self.sizes[done.anchor] = self.nodes - done.start
+            return
         if kind not in ("ScalarEvent", "SequenceStartEvent", "MappingStartEvent", "AliasEvent"):
-            continue
+            return
         parent = stack[-1] if stack else None
         is_key = parent is not None and parent.mapping and parent.children % 2 == 0
         if parent is not None:
             parent.children += 1
         if kind == "AliasEvent":
-            anchor = event.anchor
-            size = _alias_size(event, stack, sizes, file)
-            aliases += 1
-            alias_nodes += size
-            nodes += size
-            if aliases > limits.max_aliases or alias_nodes > limits.max_alias_nodes:
-                raise YamlError(
-                    file,
-                    *_where(event),
-                    f"too many aliases: more than {limits.max_aliases} '*' references or "
-                    f"{limits.max_alias_nodes:,} values repeated through them; write the "
-                    "values out instead",
-                )
-            if is_key and size > 1:
-                raise YamlError(file, *_where(event), _complex_key(f"alias *{anchor}"))
-            continue
+            self._alias(event, is_key)
+            return
         tag = event.tag
         if tag is not None and tag not in ALLOWED_TAGS:
             shown = "!!" + tag[len(_STANDARD) :] if tag.startswith(_STANDARD) else tag
             raise YamlError(
-                file,
+                self.file,
                 *_where(event),
                 f"tag {shown} is not accepted: only plain values are read from this file "
                 "(text, numbers, true/false, lists, mappings); remove the tag",
             )
         if kind == "ScalarEvent":
-            nodes += 1
+            self.nodes += 1
             if event.anchor is not None:
-                sizes[event.anchor] = 1
-            continue
+                self.sizes[event.anchor] = 1
+            return
         if is_key:
             shown = "a mapping" if kind == "MappingStartEvent" else "a list"
-            raise YamlError(file, *_where(event), _complex_key(shown))
-        if len(stack) >= limits.max_depth:
-            raise YamlError(file, *_where(event), _too_deep(limits))
-        stack.append(_Open(event.anchor, nodes, kind == "MappingStartEvent"))
-        nodes += 1
+            raise YamlError(self.file, *_where(event), _complex_key(shown))
+        if len(stack) >= self.limits.max_depth:
+            raise YamlError(self.file, *_where(event), _too_deep(self.limits))
+        stack.append(_Open(event.anchor, self.nodes, kind == "MappingStartEvent"))
+        self.nodes += 1
+
+    def _alias(self, event: Any, is_key: bool) -> None:
+        limits = self.limits
+        size = _alias_size(event, self.stack, self.sizes, self.file)
+        self.aliases += 1
+        self.alias_nodes += size
+        self.nodes += size
+        if self.aliases > limits.max_aliases or self.alias_nodes > limits.max_alias_nodes:
+            raise YamlError(
+                self.file,
+                *_where(event),
+                f"too many aliases: more than {limits.max_aliases} '*' references or "
+                f"{limits.max_alias_nodes:,} values repeated through them; write the "
+                "values out instead",
+            )
+        if is_key and size > 1:
+            raise YamlError(self.file, *_where(event), _complex_key(f"alias *{event.anchor}"))
 
 
 def _alias_size(event: Any, stack: list[_Open], sizes: dict[str, int], file: str) -> int:
