@@ -75,6 +75,11 @@ class Database(Queries):
     # Set by a leader (`database.lease`): every write transaction first checks, inside
     # itself, that the lease row still names this holder and epoch, or raises `Deposed`.
     fence: Fence | None = None
+    # PostgreSQL, set with the fence: a fenced write transaction left idle this long (its
+    # process frozen or cut off between two statements) is ended by the server. It holds
+    # the lease row's share lock, and a takeover would wait on it for as long as the
+    # freeze lasts.
+    idle_limit_ms: int | None = None
 
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Queries]:

@@ -72,6 +72,9 @@ class PostgresDatabase(_PgQueries, Database):
         async with self.pool.acquire() as conn, conn.transaction():
             tx = _PgQueries(conn)
             if self.fence is not None:
+                if self.idle_limit_ms:
+                    limit = int(self.idle_limit_ms)
+                    await tx.execute(f"SET LOCAL idle_in_transaction_session_timeout = {limit}")
                 await check_fence(tx, self.fence, " FOR SHARE")
             yield tx
 

@@ -122,6 +122,9 @@ class Leadership:
         self.deposed_reason = None
         self.leader_seen = self.identity
         self.db.fence = lease
+        # A write transaction frozen or cut off halfway holds the lease row's share lock:
+        # the server ends it after a TTL idle, so a takeover never waits longer than that.
+        self.db.idle_limit_ms = int(self.ttl * 1000)
         log.warning("leadership: this replica (%s) leads now, epoch %d", self.identity, lease.epoch)
 
     async def keep(self) -> None:

@@ -149,3 +149,38 @@ async def test_a_clean_stop_hands_over_at_once(pg_dsn: str) -> None:
 def test_a_margin_must_fit_in_the_ttl() -> None:
     with pytest.raises(ValueError, match="margin"):
         Leadership(object(), ttl=2.0, margin=2.0)  # type: ignore[arg-type]
+
+
+async def test_a_leader_frozen_inside_a_write_transaction_does_not_block_the_takeover(
+    pg_dsn: str,
+) -> None:
+    """A leader stopped (SIGSTOP, a VM pause) or cut off in the middle of a write
+    transaction holds the lease row's share lock (the fence check): the standby's takeover
+    would wait on it for as long as the freeze lasts. The server ends such a transaction
+    once it sat idle for the TTL, and the takeover goes through."""
+    async with replica(pg_dsn) as a_db, replica(pg_dsn) as b_db:
+        a = Leadership(a_db, identity="a", ttl=1.5, margin=0.4)
+        b = Leadership(b_db, identity="b", ttl=1.5, margin=0.4)
+        await a.setup()
+        assert await a.acquire(asyncio.Event())
+        frozen = asyncio.Event()
+
+        async def freeze_inside_a_write() -> None:
+            async with a_db.transaction() as tx:
+                await tx.execute("INSERT INTO work (n) VALUES (1)")
+                frozen.set()
+                await asyncio.sleep(3600)  # no renewal either: the process is stopped
+
+        stuck = asyncio.create_task(freeze_inside_a_write())
+        try:
+            await frozen.wait()
+            began = asyncio.get_running_loop().time()
+            assert await asyncio.wait_for(b.acquire(asyncio.Event()), 15)
+            assert b.epoch == 2
+            assert asyncio.get_running_loop().time() - began < 1.5 + 1.5 + 1.0
+        finally:
+            stuck.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await stuck
+        # what the frozen leader had begun to write never committed
+        assert await b_db.fetchval("SELECT COUNT(*) FROM work") == 0
