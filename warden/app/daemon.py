@@ -244,6 +244,22 @@ class Daemon:
                     log.warning("standing by: %s", exc)
                     if self.stopping:
                         return 0
+                except STORAGE_ERRORS as exc:
+                    # A leader that was frozen or cut off wakes to a connection the server
+                    # ended (its transaction sat idle past the TTL) or that the network
+                    # reset: its lease's trust ran out before that, so another replica may
+                    # lead by now. It is deposed in all but name: stand by, as a deposed
+                    # leader does. With its trust intact the error stops the daemon (exit 3).
+                    if leadership.solo or leadership.may_send():
+                        raise
+                    reason = (
+                        f"the database failed after this replica's lease ran out "
+                        f"({type(exc).__name__}: {exc})"
+                    )
+                    leadership.step_down(reason)
+                    log.warning("standing by: %s", reason)
+                    if self.stopping:
+                        return 0
         except FatalError as exc:
             log.error("stopping: %s", exc)
             return 1
