@@ -43,7 +43,7 @@ bench: bootstrap ## every figure in BENCHMARKS.md, several runs each (~30 min; t
 	@$(VENV)/python scripts/bench_rules.py
 	@$(VENV)/python scripts/bench_executor.py
 
-chaos: bootstrap ## the long fault scenarios: 100 kill -9, 1,000 reorgs, 20 % RPC faults, a lying node (real anvil); summary in .cache/chaos/summary.txt
+chaos: bootstrap ## the long fault scenarios: 100 kill -9, 1,000 reorgs, 20 % RPC faults, a lying node, 50 leader failovers on PostgreSQL (real anvil); summary in .cache/chaos/summary.txt
 	@$(VENV)/pytest -m chaos tests/chaos $(PYTEST_ARGS)
 	@WARDEN_CONFIG_EXAMPLES=20000 WARDEN_YAML_EXAMPLES=20000 WARDEN_API_FUZZ_EXAMPLES=200 \
 		WARDEN_RULES_EXAMPLES=20 $(VENV)/pytest tests/warden/app/test_config_fuzz.py \

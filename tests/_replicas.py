@@ -46,7 +46,7 @@ from tests._db import copy_to_sqlite, rows
 from tests._rpc_proxy import LoopbackServer
 from tests.chaos._daemon import RELAYER_KEY, RULES, Activity, World
 from tests.chaos._state import close_targets, relayer_txs
-from tests.chaos._verdict import judge
+from tests.chaos._verdict import CHECKED, judge
 from tests.chaos.conftest import ScenarioResult
 from tests.conftest import TOKEN, create_session, session_params
 from warden.devnet import free_port
@@ -120,10 +120,10 @@ class PgProxy:
 
     def url(self, dsn: str) -> str:
         parts = urlsplit(dsn)
-        netloc = parts.netloc.rsplit("@", 1)
+        user = parts.netloc.rsplit("@", 1)
         where = f"127.0.0.1:{self.port}"
-        netloc = f"{netloc[0]}@{where}" if len(netloc) == 2 else where
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        netloc = f"{user[0]}@{where}" if len(user) == 2 else where
+        return str(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)))
 
     def start(self) -> Self:
         loop = self._loop = asyncio.new_event_loop()
@@ -481,7 +481,8 @@ class Probe:
         chain.send(token.functions.mint(self.owner, 10**9 * TOKEN), w.roles.deployer)
 
     @contextlib.contextmanager
-    def _turn(self) -> Iterator[Chain]:
+    def turn(self) -> Iterator[Chain]:
+        """The chain, the workload held off (re-entrant: a turn may hold others)."""
         hold = self.activity.hold if self.activity is not None else contextlib.nullcontext()
         with hold:
             yield self.w.chain
@@ -489,19 +490,18 @@ class Probe:
                 wl = self.activity.workload
                 wl.clock = max(wl.clock, self.w.chain.now()) + 1
 
-    def make(self) -> str:
-        with self._turn() as chain:
+    def make(self, expiry: int | None = None) -> str:
+        with self.turn() as chain:
             self.salt += 1
-            params = session_params(
-                chain, self.w.stack, self.w.roles, policy="", expiry=chain.now() + 30 * DAY
-            )
+            expiry = chain.now() + 30 * DAY if expiry is None else expiry
+            params = session_params(chain, self.w.stack, self.w.roles, policy="", expiry=expiry)
             session = create_session(
                 chain, self.w.stack, self.owner, params, self.salt.to_bytes(32, "big")
             )
         return str(session.wallet.address)
 
     def trigger(self, wallet: str) -> None:
-        with self._turn() as chain:
+        with self.turn() as chain:
             contract = chain.at("SessionWallet", wallet)
             chain.send(contract.functions.withdraw(850 * TOKEN), self.owner)
 
@@ -544,6 +544,7 @@ async def verdict(
     """Settle, stop every replica (SIGTERM: exit 0 each), then the oracle on a copy of the
     database: equal to a fresh index, no intent or wallet with two mined transactions,
     nothing due left open, every relayer close confirmed, every intent final."""
+    result.checked = [*CHECKED, "no wallet closed or swept by two mined relayer transactions"]
     c.w.chain.mine(c.w.chain.now() + 1)  # chain time moves on: time rules get their tick
     try:
         result.figures["settled in"] = f"{settle(c, settle_timeout):.1f} s"

@@ -160,7 +160,7 @@ class Activity:
     steps: int = 0
     errors: list[str] = field(default_factory=list)
     # held around every step: a test that sends transactions of its own takes it too
-    hold: threading.Lock = field(default_factory=threading.Lock)
+    hold: threading.RLock = field(default_factory=threading.RLock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
