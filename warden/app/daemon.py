@@ -244,16 +244,18 @@ class Daemon:
                     log.warning("standing by: %s", exc)
                     if self.stopping:
                         return 0
-                except STORAGE_ERRORS as exc:
-                    # A leader that was frozen or cut off wakes to a connection the server
-                    # ended (its transaction sat idle past the TTL) or that the network
-                    # reset: its lease's trust ran out before that, so another replica may
-                    # lead by now. It is deposed in all but name: stand by, as a deposed
-                    # leader does. With its trust intact the error stops the daemon (exit 3).
+                except Exception as exc:
+                    # A replica whose lease's trust ran out is deposed in all but name:
+                    # another one may lead by now. What its last step raised comes of that:
+                    # a connection the server ended (its transaction sat idle past the TTL
+                    # while it was frozen) or the network reset, rows the new leader wrote
+                    # read halfway through its step (a session "created twice"). It stands
+                    # by, as a deposed leader does. With its trust intact, the error is its
+                    # own: a storage error stops the daemon (exit 3), anything else too.
                     if leadership.solo or leadership.may_send():
                         raise
                     reason = (
-                        f"the database failed after this replica's lease ran out "
+                        f"its last step failed after this replica's lease ran out "
                         f"({type(exc).__name__}: {exc})"
                     )
                     leadership.step_down(reason)
@@ -312,13 +314,33 @@ class Daemon:
             "one process on this database" if leadership.solo
             else f"leader at epoch {leadership.epoch}",
         )  # fmt: skip
+        if leadership.solo:
+            await self._loop(indexer, pipeline, executor, store, leadership)
+            return
+        # The loop runs beside the lease's renewal; a refused renewal ends the renewal task
+        # and cuts the step the loop is in short, as a crash would (every write is one
+        # transaction): a deposed leader would otherwise finish the step reading rows the
+        # new leader writes, an inconsistent view it must not act on (its writes would be
+        # refused anyway).
+        loop = asyncio.create_task(
+            self._loop(indexer, pipeline, executor, store, leadership), name="leader-loop"
+        )
         keeper = asyncio.create_task(leadership.keep(), name="lease")
         try:
-            await self._loop(indexer, pipeline, executor, store, leadership)
+            await asyncio.wait({loop, keeper}, return_when=asyncio.FIRST_COMPLETED)
+            if not loop.done():
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await loop
+                keeper.result()  # a bug in the renewal loop is raised here
+                leadership.check()  # stepped down: Deposed
+            loop.result()
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            for task in (loop, keeper):
+                task.cancel()
+            for task in (loop, keeper):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     async def _start_http(self) -> None:
         api = self.cfg.api
