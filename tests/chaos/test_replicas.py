@@ -47,6 +47,15 @@ def _other(c: Cluster, leader: Replica) -> Replica:
     return next(r for r in c.replicas if r is not leader)
 
 
+def _revive(c: Cluster, result: ScenarioResult, i: int, spare: Replica | None) -> None:
+    """A replica that died by itself (any but `spare`, the one just killed) is a
+    failure; the supervisor restarts it so the run goes on."""
+    for r in c.replicas:
+        if r is not spare and r.proc is not None and not r.alive():
+            result.fail(f"round {i}: {r.name} died by itself (exit {r.exit_code()}); see {r.log}")
+            r.start()
+
+
 def _storm(probe: Probe, n: int) -> list[str]:
     """`n` sessions of the probe's owner expiring together, then a block past it (the
     workload held off throughout, so none expires early)."""
@@ -96,11 +105,12 @@ async def run_failovers(
                 else:
                     assert leader.proxy is not None
                     leader.proxy.cut()
-                wait_until(
-                    lambda e=epoch: c.lease()[1] > e,  # type: ignore[misc]
-                    f"round {i}: a takeover",
-                    TAKEOVER_GUARD,
-                )
+
+                def taken_over(e: int = epoch, r: int = i, hit: Replica = leader) -> bool:
+                    _revive(c, result, r, spare=hit)  # a takeover needs someone alive
+                    return c.lease()[1] > e
+
+                wait_until(taken_over, f"round {i}: a takeover", TAKEOVER_GUARD)
                 takeovers.append(time.monotonic() - began)
                 if fault == "freeze":
                     leader.thaw()
@@ -115,10 +125,7 @@ async def run_failovers(
                         f"round {i}: {leader.name} back as a standby",
                         TAKEOVER_GUARD,
                     )
-                for r in c.replicas:
-                    if r.proc is not None and not r.alive() and r is not leader:
-                        result.fail(f"round {i}: {r.name} died by itself (exit {r.exit_code()})")
-                        r.start()
+                _revive(c, result, i, spare=None if leader.alive() else leader)
                 result.runs += 1
         finally:
             activity.stop()
