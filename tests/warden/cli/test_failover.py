@@ -8,7 +8,10 @@ sessions moving (the chaos workload) and due closes arriving (`Probe`):
   old leader steps down and sends nothing new;
 - the leader cut off from PostgreSQL (a TCP proxy that holds every byte, then resets):
   it stops sending before the standby takes over, which it does;
-- both replicas started at once: exactly one leads.
+- both replicas started at once: exactly one leads;
+- PostgreSQL restarted under them: the leader stops with exit 3 (a storage error, its
+  trust intact), the standby keeps trying; the supervisor (here, the test) restarts the
+  leader and one of the two leads again.
 
 Each ends with the oracle (tests/_replicas.verdict): nothing lost, nothing doubled, no
 wallet closed by two mined relayer transactions, state equal to a fresh index.
@@ -25,6 +28,7 @@ import pytest
 from hexbytes import HexBytes
 
 from tests._db import rows
+from tests._postgres import PostgresServer
 from tests._replicas import (
     MARGIN,
     TTL,
@@ -258,5 +262,46 @@ async def test_both_replicas_started_at_once_exactly_one_leads(
         assert [s["leadership"]["takeovers"] for s in statuses if s] in ([1, 0], [0, 1])
         assert c.lease()[:2] == (holder, 1)
         result = ScenarioResult("started at once")
+        await finish(c, activity, result)
+        print(result.line())
+
+
+async def test_postgres_restarted_the_leader_stops_with_exit_3_and_the_pair_resumes(
+    chain_world: World, tmp_path: Path, activities: list[Activity]
+) -> None:
+    w = chain_world
+    activity = Activity(workload(w, seed=15))
+    activities.append(activity)
+    with PostgresServer() as server, cluster(w, server.create_database("restarted"), tmp_path) as c:
+        a, b = c.add("a"), c.add("b")
+        a.start()
+        wait_until(lambda: leader_is(c, "a"), "a leads")
+        b.start()
+        wait_until(lambda: b.role() == "standby", "b stands by")
+        probe = Probe(w, activity)
+        activity.start()
+        closes_go_on(c)
+        busy_moment(c)
+        restarted = time.time()
+        server.restart()
+        wait_until(lambda: not a.alive(), "the leader stops", 30)
+        assert a.exit_code() == 3, a.exit_code()
+        assert a.said("the connection to the server failed", restarted) or a.said(
+            "the server is shutting down", restarted
+        ), a.lines()[-5:]
+        assert b.alive(), "the standby stopped too"
+        a.start()  # the supervisor
+        wait_until(lambda: c.leader() is not None, "a leader again", HANG_GUARD + 10)
+        wait_until(
+            lambda: sorted(str(r.role()) for r in (a, b)) == ["leader", "standby"],
+            "one leader, one standby",
+        )
+        wallet = probe.make()
+        probe.trigger(wallet)
+        leader = c.leader()
+        assert leader is not None
+        wait_until(lambda: closes_of(leader.node, wallet, restarted), "the leader closes", 30)
+        closes_go_on(c)
+        result = ScenarioResult("postgres restarted")
         await finish(c, activity, result)
         print(result.line())
