@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap run test test-fast contracts lint typecheck gas bench bench-indexer bench-rules bench-executor bench-latency bench-storm bench-memory chaos clean
+.PHONY: help bootstrap run test test-fast contracts lint typecheck gas bench bench-indexer bench-rules bench-executor bench-latency bench-storm bench-memory bench-takeover chaos clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,8 +42,9 @@ bench: bootstrap ## every figure in BENCHMARKS.md, several runs each (~30 min; t
 	@$(VENV)/python scripts/bench_memory.py
 	@$(VENV)/python scripts/bench_rules.py
 	@$(VENV)/python scripts/bench_executor.py
+	@$(VENV)/python scripts/bench_takeover.py
 
-chaos: bootstrap ## the long fault scenarios: 100 kill -9, 1,000 reorgs, 20 % RPC faults, a lying node (real anvil), 10,000 contract property sequences; summary in .cache/chaos/summary.txt
+chaos: bootstrap ## the long fault scenarios: 100 kill -9, 1,000 reorgs, 20 % RPC faults, a lying node, 50 leader failovers on PostgreSQL (real anvil), 10,000 contract property sequences; summary in .cache/chaos/summary.txt
 	@$(VENV)/pytest -m chaos tests/chaos $(PYTEST_ARGS)
 	@WARDEN_PROPERTY_EXAMPLES=10000 $(VENV)/pytest tests/contracts/test_wallet_properties.py \
 		$(PYTEST_ARGS)
@@ -69,6 +70,9 @@ bench-storm: bootstrap ## 100,000 sessions expiring in one block: time until all
 
 bench-memory: bootstrap ## daemon RSS with 100,000 and 1,000,000 tracked sessions
 	@$(VENV)/python scripts/bench_memory.py
+
+bench-takeover: bootstrap ## two replicas on PostgreSQL: kill -9 of the leader -> first close by the new one (20 takeovers)
+	@$(VENV)/python scripts/bench_takeover.py
 
 clean: ## remove the virtualenv, node_modules and caches
 	rm -rf .venv node_modules .bootstrap .pytest_cache .mypy_cache .ruff_cache .hypothesis .cache

@@ -56,8 +56,9 @@ class Fence(Protocol):
 
 async def check_fence(tx: Queries, fence: Fence, lock: str = "") -> None:
     """Inside a write transaction: the lease row still names this holder and epoch, or
-    `Deposed` (the transaction then rolls back). `lock`: PostgreSQL's FOR SHARE, so a
-    takeover's update of the row waits for this transaction to end."""
+    `Deposed` (the transaction then rolls back). `lock`: PostgreSQL's FOR SHARE, taken
+    as the transaction's last statement, so a takeover's update of the row waits for its
+    commit: no write of an epoch commits after the next epoch began."""
     row = await tx.fetchone(f"SELECT holder, epoch FROM leader WHERE id = 1{lock}")
     if row is None or (row[0], int(row[1])) != (fence.holder, fence.epoch):
         now = "nobody" if row is None else f"{row[0]} at epoch {row[1]}"
@@ -75,6 +76,10 @@ class Database(Queries):
     # Set by a leader (`database.lease`): every write transaction first checks, inside
     # itself, that the lease row still names this holder and epoch, or raises `Deposed`.
     fence: Fence | None = None
+    # PostgreSQL, set with the fence: a fenced write transaction left idle this long (its
+    # process frozen or cut off between two statements) is ended by the server: the rows
+    # it locked would hold up the next leader for as long as the freeze lasts.
+    idle_limit_ms: int | None = None
 
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Queries]:

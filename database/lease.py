@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from database.base import Database
 from database.errors import DatabaseError, Deposed
 
-__all__ = ["COMPONENT", "MIGRATIONS", "Deposed", "Lease", "current", "release", "renew",
-           "server_ms", "try_acquire"]  # fmt: skip
+__all__ = ["COMPONENT", "MIGRATIONS", "Deposed", "Lease", "current", "end_older", "release",
+           "renew", "server_ms", "try_acquire"]  # fmt: skip
 
 COMPONENT = "leadership"
 MIGRATIONS = [
@@ -83,6 +83,26 @@ async def renew(db: Database, lease: Lease, ttl_ms: int) -> Lease | None:
         (now, now + ttl_ms, lease.holder, lease.epoch),
     )
     return Lease(lease.holder, lease.epoch, now, now + ttl_ms) if changed == 1 else None
+
+
+async def end_older(db: Database, lease: Lease) -> int:
+    """PostgreSQL, just after a takeover: end every transaction still open under an older
+    epoch (a leader frozen or cut off in the middle of one). Its fence check would fail at
+    its commit anyway; ended now, the rows it locked do not hold up the new leader, even
+    when its server process is busy (blocked sending to a client that reads nothing) and
+    so never idle. Ending another session takes the same database role (or
+    pg_signal_backend). How many were ended."""
+    if db.dialect != "postgresql":
+        return 0
+    from database.postgres import FENCED, fenced_name
+
+    rows = await db.fetch(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+        "current_database() AND pid <> pg_backend_pid() AND application_name LIKE ? "
+        "AND application_name <> ?",
+        (f"{FENCED}%", fenced_name(lease.epoch)),
+    )
+    return sum(1 for r in rows if r[0])
 
 
 async def release(db: Database, lease: Lease) -> None:

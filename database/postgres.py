@@ -15,6 +15,12 @@ from database.base import Database, Ownership, Params, Queries, Row, check_fence
 from database.errors import DatabaseBusy
 from database.sql import numbered
 
+FENCED = "warden epoch "  # application_name of a fenced transaction: this, then the epoch
+
+
+def fenced_name(epoch: int) -> str:
+    return f"{FENCED}{epoch}"
+
 
 def _count(status: str) -> int:
     """Rows changed, from a command tag: "UPDATE 3", "DELETE 0", "INSERT 0 1"."""
@@ -69,11 +75,23 @@ class PostgresDatabase(_PgQueries, Database):
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Queries]:
+        """A fenced transaction (a leader's) is named after its epoch (`fenced_name`: a
+        new leader ends those of older epochs, `lease.end_older`), is ended by the server
+        once idle for `idle_limit_ms`, and checks the fence at its END, just before the
+        commit: the lease row's share lock is held for the commit alone, so a leader
+        frozen or cut off in the middle of a transaction never holds up a takeover."""
         async with self.pool.acquire() as conn, conn.transaction():
             tx = _PgQueries(conn)
             if self.fence is not None:
-                await check_fence(tx, self.fence, " FOR SHARE")
+                idle = str(int(self.idle_limit_ms or 0))
+                await tx.fetch(
+                    "SELECT set_config('application_name', ?, true), "
+                    "set_config('idle_in_transaction_session_timeout', ?, true)",
+                    (fenced_name(self.fence.epoch), idle),
+                )
             yield tx
+            if self.fence is not None:
+                await check_fence(tx, self.fence, " FOR SHARE")
 
     @contextlib.asynccontextmanager
     async def exclusive(self, name: str) -> AsyncIterator[Ownership]:

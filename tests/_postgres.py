@@ -409,6 +409,16 @@ class PostgresServer(_Admin):
         tail = "\n".join(text.splitlines()[-lines:])
         return f"; the last lines of {self.log_path}:\n{tail}"
 
+    def restart(self) -> None:
+        """Stop the server (fast shutdown: every client is disconnected) and start it again
+        on the same port with the same data: a PostgreSQL restart as its clients see it."""
+        if self.base_dir is None or self.port is None:
+            raise PostgresError("the PostgreSQL test server is not running")
+        self._halt()
+        error = self._start_once()
+        if error is not None:
+            raise PostgresError(error)
+
     # -- stop ---------------------------------------------------------------------
     def stop(self) -> None:
         """Stop the server (fast shutdown: clients are disconnected, nothing waits) and

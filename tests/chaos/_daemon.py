@@ -159,6 +159,8 @@ class Activity:
     burst_every: int = 30  # steps between long time jumps that make many sessions due at once
     steps: int = 0
     errors: list[str] = field(default_factory=list)
+    # held around every step: a test that sends transactions of its own takes it too
+    hold: threading.RLock = field(default_factory=threading.RLock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -174,18 +176,19 @@ class Activity:
     def _run(self) -> None:
         wl = self.workload
         while not self._stop.is_set():
-            try:
-                if self.steps and self.steps % self.burst_every == 0:
-                    wl.clock += wl.rng.choice((2 * 3_600, 13 * 3_600, 86_400))
-                    wl.chain.mine(wl.clock)  # expiry and idle come due for many at once
-                wl.step()
-                self.steps += 1
-            except Exception as exc:
-                self.errors.append(f"{type(exc).__name__}: {exc}"[:300])
-                if len(self.errors) < 3:
-                    traceback.print_exc()
-                # our clock may be behind a block a relayer transaction mined: catch up
-                wl.clock = max(wl.clock, wl.chain.now()) + 1
+            with self.hold:
+                try:
+                    if self.steps and self.steps % self.burst_every == 0:
+                        wl.clock += wl.rng.choice((2 * 3_600, 13 * 3_600, 86_400))
+                        wl.chain.mine(wl.clock)  # expiry and idle come due for many at once
+                    wl.step()
+                    self.steps += 1
+                except Exception as exc:
+                    self.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                    if len(self.errors) < 3:
+                        traceback.print_exc()
+                    # our clock may be behind a block a relayer transaction mined: catch up
+                    wl.clock = max(wl.clock, wl.chain.now()) + 1
             self._stop.wait(self.pause)
 
 

@@ -74,26 +74,34 @@ async def verdict(
     code = daemon.stop()
     if code != 0:
         result.fail(f"daemon exited {code} on SIGTERM after the run")
-    cp = checkpoint(daemon.db)
+    await judge(w, daemon.db, tmp, result, foreign=foreign)
+
+
+async def judge(
+    w: World, db: Path, tmp: Path, result: ScenarioResult, *, foreign: set[str]
+) -> None:
+    """The oracle on a stopped daemon's SQLite database `db` (or a copy of a PostgreSQL
+    one, tests/_db.copy_to_sqlite): every breach to `result.failures`."""
+    cp = checkpoint(db)
     if cp is None:
         result.fail("the daemon never committed a checkpoint")
         return
     fresh = tmp / "fresh.sqlite"
     await fresh_index(w.anvil.url, w.stack.factory.address, w.start_block, fresh, upto=cp.number)
-    for line in await compare(daemon.db, fresh):
+    for line in await compare(db, fresh):
         result.fail(f"state: {line}")
     txs = await relayer_txs(w.anvil.url, w.relayer, w.start_block)
-    for line in double_mined(daemon.db, txs, factory=w.stack.factory.address, foreign=foreign):
+    for line in double_mined(db, txs, factory=w.stack.factory.address, foreign=foreign):
         result.fail(f"double: {line}")
     for line in await missed_actions(fresh, [RULES], cp.timestamp):
         result.fail(f"missed: {line}")
-    closes = relayer_closes(daemon.db, fresh, w.relayer)
+    closes = relayer_closes(db, fresh, w.relayer)
     for wallet, state in sorted(closes.items()):
         if state != "confirmed":
             result.fail(f"relayer closed {wallet} but its intent is {state or 'missing'}")
-    for line in unfinished_intents(daemon.db):
+    for line in unfinished_intents(db):
         result.fail(f"unfinished: {line}")
-    counts = intent_counts(daemon.db)
+    counts = intent_counts(db)
     result.figures["intents"] = (
         f"{sum(counts.values())} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})"
     )

@@ -140,6 +140,20 @@ async def test_a_failing_migration_step_leaves_the_previous_version(backend: str
         assert await migrate(db, "test", STEPS) == 2  # the real second step still applies
 
 
+async def test_processes_migrating_one_new_database_at_once_all_succeed(backend: str) -> None:
+    """Replicas started together on a new database run the same migrations at the same
+    moment (two `CREATE TABLE` of one name race in PostgreSQL's catalogue): each waits
+    for the other's step and finds it done."""
+    dbs = [await open_database(backend) for _ in range(4)]
+    try:
+        assert await asyncio.gather(*(migrate(db, "test", STEPS) for db in dbs)) == [2] * 4
+        assert await schema_version(dbs[0], "test") == 2
+        assert await dbs[0].fetch("SELECT position, flag FROM items") == []
+    finally:
+        for db in dbs:
+            await db.close()
+
+
 async def test_a_snapshot_is_not_torn_by_a_concurrent_commit(backend: str) -> None:
     async with items(backend) as writer, opened(backend, read_only=True) as reader:
         await writer.execute("INSERT INTO items (position, amount) VALUES (1, '1')")

@@ -22,7 +22,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from database import Database, DatabaseBusy, Deposed, Ownership, open_database
 from executor import Executor, Outbox, Signer
 from indexer import Indexer, IndexerStore, Progress
 from indexer.failures import FailureStreak
-from rules import RulesHolder, RulesHost
+from rules import ReloadResult, RulesHolder, RulesHost
 from warden.app.api import LiveState, check_binding, create_app
 from warden.app.api.server import runner_options
 from warden.app.leadership import Leadership
@@ -212,6 +212,12 @@ class Daemon:
         leadership = Leadership(db, identity=lead.identity, ttl=lead.ttl, margin=lead.margin)
         await leadership.setup()
         self.live.leadership = leadership
+        # The rules are loaded once, at the start (bad files: not starting), and kept across
+        # terms: a standby that takes over runs the rules it loaded or last reloaded on
+        # SIGHUP, never files someone broke on disk since (that would stop the only replica
+        # left at the moment it is needed).
+        holder = RulesHolder(RulesHost(), list[str | Path](cfg.rules.files))
+        self.live.rules_version = holder.version
         await self._start_http()  # a standby serves the API too
         activity = (
             asyncio.create_task(self.activity.run(self.activity_stop), name="activity")
@@ -224,15 +230,36 @@ class Daemon:
                     if self.stopping:
                         log.info("standby stopped")
                         return 0
-                    self.intake_stop.clear()  # a SIGHUP woke the standby: nothing to reload
+                    self.intake_stop.clear()  # a SIGHUP woke the standby: reload its rules
+                    if self._hup:
+                        self._hup = False
+                        self._reload(holder.reload)
                     continue
                 try:
-                    await self._lead(db, client, store, outbox, leadership)
+                    await self._lead(db, client, store, outbox, leadership, holder)
                     log.info("intake stopped; in-flight work finished")
                     return 0
                 except Deposed as exc:
                     leadership.step_down(str(exc))
                     log.warning("standing by: %s", exc)
+                    if self.stopping:
+                        return 0
+                except Exception as exc:
+                    # A replica whose lease's trust ran out is deposed in all but name:
+                    # another one may lead by now. What its last step raised comes of that:
+                    # a connection the server ended (its transaction sat idle past the TTL
+                    # while it was frozen) or the network reset, rows the new leader wrote
+                    # read halfway through its step (a session "created twice"). It stands
+                    # by, as a deposed leader does. With its trust intact, the error is its
+                    # own: a storage error stops the daemon (exit 3), anything else too.
+                    if leadership.solo or leadership.may_send():
+                        raise
+                    reason = (
+                        f"its last step failed after this replica's lease ran out "
+                        f"({type(exc).__name__}: {exc})"
+                    )
+                    leadership.step_down(reason)
+                    log.warning("standing by: %s", reason)
                     if self.stopping:
                         return 0
         except FatalError as exc:
@@ -255,12 +282,12 @@ class Daemon:
         store: IndexerStore,
         outbox: Outbox,
         leadership: Leadership,
+        holder: RulesHolder,
     ) -> None:
         """Index, decide and send until a stop (returns) or a step-down (`Deposed`). Every
-        object is made anew for each term: a new leader starts from the database exactly
-        as a restarted single node does."""
+        object but the rules is made anew for each term: a new leader starts from the
+        database exactly as a restarted single node does."""
         cfg, target = self.cfg, self.target
-        holder = RulesHolder(RulesHost(), list[str | Path](cfg.rules.files))
         pipeline = RulesPipeline(holder, outbox, store, TokenDecimals(client, cfg.rules.decimals))
         await pipeline.start()
         indexer = Indexer(client, store, cfg.chain, factory=target.factory, progress=Progress())
@@ -287,13 +314,33 @@ class Daemon:
             "one process on this database" if leadership.solo
             else f"leader at epoch {leadership.epoch}",
         )  # fmt: skip
+        if leadership.solo:
+            await self._loop(indexer, pipeline, executor, store, leadership)
+            return
+        # The loop runs beside the lease's renewal; a refused renewal ends the renewal task
+        # and cuts the step the loop is in short, as a crash would (every write is one
+        # transaction): a deposed leader would otherwise finish the step reading rows the
+        # new leader writes, an inconsistent view it must not act on (its writes would be
+        # refused anyway).
+        loop = asyncio.create_task(
+            self._loop(indexer, pipeline, executor, store, leadership), name="leader-loop"
+        )
         keeper = asyncio.create_task(leadership.keep(), name="lease")
         try:
-            await self._loop(indexer, pipeline, executor, store, leadership)
+            await asyncio.wait({loop, keeper}, return_when=asyncio.FIRST_COMPLETED)
+            if not loop.done():
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await loop
+                keeper.result()  # a bug in the renewal loop is raised here
+                leadership.check()  # stepped down: Deposed
+            loop.result()
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            for task in (loop, keeper):
+                task.cancel()
+            for task in (loop, keeper):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     async def _start_http(self) -> None:
         api = self.cfg.api
@@ -335,7 +382,7 @@ class Daemon:
             if self._hup:
                 self._hup = False
                 self.intake_stop.clear()
-                self._reload(pipeline)
+                self._reload(pipeline.reload)
             timing.begin()
             fired = pipeline.fired
             progressed = await self._index(indexer, pipeline, timing)
@@ -392,11 +439,12 @@ class Daemon:
             timing.mark("index")
         return not indexer.idle
 
-    def _reload(self, pipeline: RulesPipeline) -> None:
-        # The holder turns any failure into problems; the guard below is for a bug in the
-        # pipeline's own swap, which must not end the daemon either.
+    def _reload(self, reload: Callable[[], ReloadResult]) -> None:
+        """SIGHUP: `reload` is the pipeline's (a leader) or the rules holder's (a standby).
+        The holder turns any failure into problems; the guard below is for a bug in the
+        pipeline's own swap, which must not end the daemon either."""
         try:
-            result = pipeline.reload()
+            result = reload()
         except Exception as exc:
             log.error("SIGHUP: reloading the rules failed (%s: %s); the old rules keep running",
                       type(exc).__name__, exc)  # fmt: skip

@@ -105,6 +105,16 @@ class Leadership:
                 lease = None
             if lease is not None:
                 self._lead(lease, asked)
+                try:
+                    ended = await leases.end_older(self.db, lease)
+                except Exception as exc:  # a role that may not: the idle limit ends them
+                    log.warning("leadership: cannot end the transactions of older epochs "
+                                "(%s); the server ends them once idle for the TTL",
+                                exc)  # fmt: skip
+                else:
+                    if ended:
+                        log.warning("leadership: ended %d transaction(s) still open under an "
+                                    "older epoch", ended)  # fmt: skip
                 return True
             with contextlib.suppress(Exception):
                 holder = (await leases.current(self.db)).holder
@@ -122,6 +132,9 @@ class Leadership:
         self.deposed_reason = None
         self.leader_seen = self.identity
         self.db.fence = lease
+        # A write transaction frozen or cut off halfway holds the rows it locked: the
+        # server ends it once idle for the TTL (and a new leader ends it at once).
+        self.db.idle_limit_ms = int(self.ttl * 1000)
         log.warning("leadership: this replica (%s) leads now, epoch %d", self.identity, lease.epoch)
 
     async def keep(self) -> None:

@@ -119,21 +119,35 @@ def _file_system(path: Path) -> str | None:
     return None
 
 
+_LOST = ("connection is closed", "connection was closed")  # asyncpg's InterfaceError
+
+
+def _server_cause(exc: BaseException) -> str | None:
+    """On PostgreSQL: a connection the server or the network ended (asyncpg's "connection
+    is closed", a socket reset, refused or timed out) is the server failing too."""
+    if isinstance(exc, asyncpg.InterfaceError) and any(t in str(exc) for t in _LOST):
+        return "the connection to the server failed"
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return "the connection to the server failed"
+    return None
+
+
 def storage_problem(exc: BaseException, path: str | Path) -> str | None:
     """One line naming the cause and the database (a file path, or a PostgreSQL URL shown
     without its password), or None when `exc` is not a storage failure (a bug keeps its
     traceback)."""
+    local = isinstance(path, Path)  # a SQLite file, not a server
     for link in _chain(exc):
-        cause = _cause(link)
+        cause = _cause(link) or (None if local else _server_cause(link))
         if cause is not None:
-            local = isinstance(path, Path)  # a SQLite file, not a server
             if local and cause in (
                 "cannot open the database file",
                 "disk I/O error",
                 "read-only database",
             ):
                 cause = _file_system(Path(path)) or cause
-            hint = _HINTS.get(cause, "check the disk and the file")
+            fallback = "check the disk and the file" if local else "check the server"
+            hint = _HINTS.get(cause, fallback)
             return (
                 f"the database {path} cannot be written: {cause} ({type(link).__name__}: "
                 f"{link}); {hint}, then restart: every committed batch is kept and the rest "

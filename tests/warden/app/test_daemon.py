@@ -15,13 +15,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from database import open_database
 from executor import ExecutorSettings, Signer
 from indexer import ChainSettings
 from tests._chain import Chain, CloseReason
 from tests.conftest import TOKEN, Roles, Session, Stack
 from tests.executor._support import RELAYER_KEY, table
 from warden.app.daemon import Daemon, Target
-from warden.app.settings import ApiConfig, RulesConfig, WardenConfig
+from warden.app.settings import ApiConfig, DatabaseUrl, RulesConfig, WardenConfig
+from warden.app.settings.models import LeadershipConfig
 from warden.devnet import Anvil, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -175,3 +177,64 @@ async def test_a_stop_while_the_api_starts_ends_cleanly(
     assert await asyncio.wait_for(daemon.run(), 60) == 0
     with pytest.raises(aiohttp.ClientConnectionError):  # nothing left listening
         await get(port, "/ready")
+
+
+async def test_a_leader_deposed_mid_step_stands_by_whatever_the_step_then_raises(
+    anvil: Anvil, stack: Stack, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL, a leader whose lease is taken over while a step runs reads, for the
+    rest of that step, rows the new leader writes: its indexer can find a session
+    "created twice" or sequence gaps. It must stand by, not crash: the step is cut short
+    at the step-down, and whatever a replica that lost its lease raises is a deposal."""
+    from indexer import Indexer
+    from indexer.projection import ProjectionError
+
+    taken = asyncio.Event()
+    real_advance = Indexer.advance
+
+    async def advance(self: Indexer) -> Any:
+        if taken.is_set():  # the new leader's rows, read by the deposed one
+            await asyncio.sleep(1.0)
+            raise ProjectionError("0xdead created twice (position 1)")
+        async for update in real_advance(self):
+            yield update
+
+    monkeypatch.setattr(Indexer, "advance", advance)
+    cfg, target = plan(anvil, stack, Path("unused"), anvil_block(anvil), free_port())
+    cfg = cfg.model_copy(
+        update={
+            "database": DatabaseUrl(pg_dsn),
+            "leadership": LeadershipConfig(identity="a", ttl=1.5, margin=0.4),
+        }
+    )
+    async with running((cfg, target)) as (daemon, task):
+
+        async def leads() -> bool:
+            lead = daemon.live.leadership
+            return lead is not None and lead.role == "leader" and lead.epoch == 1
+
+        await until(leads)
+        taken.set()
+        db = await open_database(pg_dsn)
+        try:  # another replica takes over
+            await db.execute(
+                "UPDATE leader SET holder = 'b', epoch = epoch + 1, expires_ms = ? WHERE id = 1",
+                (2**62,),
+            )
+        finally:
+            await db.close()
+
+        async def stands_by() -> bool:
+            lead = daemon.live.leadership
+            return task.done() or (lead is not None and lead.role == "standby")
+
+        await until(stands_by)
+        await asyncio.sleep(1.5)  # the step it was in has ended by now, one way or another
+        assert not task.done(), task.result()
+        assert daemon.live.leadership is not None
+        assert daemon.live.leadership.role == "standby"
+    assert task.result() == 0
+
+
+def anvil_block(anvil: Anvil) -> int:
+    return int(Chain(anvil).w3.eth.block_number) + 1

@@ -149,3 +149,74 @@ async def test_a_clean_stop_hands_over_at_once(pg_dsn: str) -> None:
 def test_a_margin_must_fit_in_the_ttl() -> None:
     with pytest.raises(ValueError, match="margin"):
         Leadership(object(), ttl=2.0, margin=2.0)  # type: ignore[arg-type]
+
+
+async def test_a_leader_frozen_inside_a_write_transaction_does_not_block_the_takeover(
+    pg_dsn: str,
+) -> None:
+    """A leader stopped (SIGSTOP, a VM pause) or cut off in the middle of a write
+    transaction holds the lease row's share lock (the fence check): the standby's takeover
+    would wait on it for as long as the freeze lasts. The server ends such a transaction
+    once it sat idle for the TTL, and the takeover goes through."""
+    async with replica(pg_dsn) as a_db, replica(pg_dsn) as b_db:
+        a = Leadership(a_db, identity="a", ttl=1.5, margin=0.4)
+        b = Leadership(b_db, identity="b", ttl=1.5, margin=0.4)
+        await a.setup()
+        assert await a.acquire(asyncio.Event())
+        frozen = asyncio.Event()
+
+        async def freeze_inside_a_write() -> None:
+            async with a_db.transaction() as tx:
+                await tx.execute("INSERT INTO work (n) VALUES (1)")
+                frozen.set()
+                await asyncio.sleep(3600)  # no renewal either: the process is stopped
+
+        stuck = asyncio.create_task(freeze_inside_a_write())
+        try:
+            await frozen.wait()
+            began = asyncio.get_running_loop().time()
+            assert await asyncio.wait_for(b.acquire(asyncio.Event()), 15)
+            assert b.epoch == 2
+            assert asyncio.get_running_loop().time() - began < 1.5 + 1.5 + 1.0
+        finally:
+            stuck.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await stuck
+        # what the frozen leader had begun to write never committed
+        assert await b_db.fetchval("SELECT COUNT(*) FROM work") == 0
+
+
+async def test_a_new_leader_ends_the_transactions_an_older_epoch_left_open(pg_dsn: str) -> None:
+    """A leader frozen while its server process is busy (blocked sending a large result to
+    a client that reads nothing: never idle, so the idle limit does not apply) keeps the
+    rows it locked. The lease row is not among them (the fence is checked at the commit),
+    so the takeover goes through, and the new leader ends that transaction at once: its
+    own writes to the same rows do not wait."""
+    async with replica(pg_dsn) as a_db, replica(pg_dsn) as b_db:
+        await a_db.execute("INSERT INTO work (n) VALUES (1)")
+        a = Leadership(a_db, identity="a", ttl=1.5, margin=0.4)
+        b = Leadership(b_db, identity="b", ttl=1.5, margin=0.4)
+        await a.setup()
+        assert await a.acquire(asyncio.Event())
+        locked = asyncio.Event()
+
+        async def busy_inside_a_write() -> None:
+            async with a_db.transaction() as tx:
+                await tx.execute("UPDATE work SET n = 2")
+                locked.set()
+                await tx.execute("SELECT pg_sleep(3600)")  # active, not idle, for an hour
+
+        stuck = asyncio.create_task(busy_inside_a_write())
+        try:
+            await locked.wait()
+            began = asyncio.get_running_loop().time()
+            assert await asyncio.wait_for(b.acquire(asyncio.Event()), 15)
+            await asyncio.wait_for(write(b_db, 3), 5)  # the same table: no wait on a's lock
+            async with b_db.transaction() as tx:
+                await tx.execute("UPDATE work SET n = 4 WHERE n = 1")  # the row a had locked
+            assert asyncio.get_running_loop().time() - began < 1.5 + 1.5 + 2.0
+        finally:
+            stuck.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await stuck
+        assert sorted(r[0] for r in await b_db.fetch("SELECT n FROM work")) == [3, 4]

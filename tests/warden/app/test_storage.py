@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from tests._chain import Chain
@@ -295,3 +296,22 @@ def test_a_failed_write_behind_a_failed_rollback_is_still_found(tmp_path: Path) 
 )
 def test_other_failures_are_not_storage_failures(exc: BaseException, tmp_path: Path) -> None:
     assert storage_problem(exc, tmp_path / "warden.sqlite") is None
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        asyncpg.InterfaceError("connection is closed"),
+        ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
+        ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed"),
+        TimeoutError(),
+    ],
+)
+def test_a_lost_postgresql_connection_is_a_storage_failure(exc: BaseException) -> None:
+    """On PostgreSQL a connection the server or the network ended stops the daemon with
+    exit 3 and a line saying so, not a traceback (on SQLite a socket error is no storage's)."""
+    url = "postgresql://warden@db.internal:5432/warden"
+    problem = storage_problem(exc, url)
+    assert problem is not None and "connection to the server failed" in problem
+    assert "check the server" in problem and url in problem
+    assert storage_problem(exc, Path("/x/warden.sqlite")) is None

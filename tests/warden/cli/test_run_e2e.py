@@ -2,7 +2,8 @@
 take-profit, sweep, expiry and idle cleanup each close their session on chain with the
 owner refunded; the API reports each with its reason; a kill -9 and restart mid-way
 changes nothing; SIGHUP with a broken rule file keeps the old rules; SIGTERM stops in
-order with exit 0; JSON logs never show the key."""
+order with exit 0; JSON logs never show the key. The main scenario runs on SQLite and on
+PostgreSQL (`database:` a URL to a fresh database of the suite's server)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests._chain import Chain, CloseReason
+from tests._db import rows
 from tests.conftest import TOKEN, Roles, Session, Stack
-from tests.executor._support import RELAYER_KEY, table
+from tests.executor._support import RELAYER_KEY
 from warden.devnet import DEVNET_KEYS, Anvil, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -28,7 +32,10 @@ DAY = 86_400
 DEVNET_OPERATOR_KEY = DEVNET_KEYS[1]  # what `make run` exports
 
 
-def write_config(tmp: Path, anvil: Anvil, stack: Stack, start: int, port: int) -> Path:
+def write_config(
+    tmp: Path, anvil: Anvil, stack: Stack, start: int, port: int, database: str | None = None
+) -> Path:
+    """`database`: a path or a postgresql:// URL (default: warden.sqlite beside it)."""
     rules = tmp / "rules"
     shutil.copytree(ROOT / "config/rules", rules)
     config = tmp / "warden.yaml"
@@ -42,7 +49,7 @@ chain:
   confirmations: 0
   poll_interval: 0.2
   retry_initial: 0.05
-database: {tmp / "warden.sqlite"}
+database: "{database or tmp / "warden.sqlite"}"
 rules:
   files: [{rules}]
 executor:
@@ -107,7 +114,16 @@ def reason_on_chain(session: Session) -> int:
     return int(log["args"]["reason"])
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """What `database:` holds: a SQLite path, or a fresh PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "warden.sqlite")
+    return str(request.getfixturevalue("pg_dsn"))
+
+
 def test_every_rule_closes_through_the_daemon_process_and_a_restart_changes_nothing(
+    database: str,
     anvil: Anvil,
     fresh_chain: Chain,
     stack: Stack,
@@ -117,7 +133,7 @@ def test_every_rule_closes_through_the_daemon_process_and_a_restart_changes_noth
 ) -> None:
     start = fresh_chain.w3.eth.block_number + 1
     port = free_port()
-    config = write_config(tmp_path, anvil, stack, start, port)
+    config = write_config(tmp_path, anvil, stack, start, port, database)
     log = tmp_path / "daemon.log"
     now = fresh_chain.now()
     loss, win, revoked = (make_session(policy="") for _ in range(3))
@@ -167,22 +183,22 @@ def test_every_rule_closes_through_the_daemon_process_and_a_restart_changes_noth
         (expiring, "expired", CloseReason.EXPIRED),
         (idle, "idle", CloseReason.IDLE),
     ]
-    db = tmp_path / "warden.sqlite"
+    db = database
     for session, reason, code_ in expected:
         assert reason_on_chain(session) == code_
-        rows = table(db, "SELECT reason, state FROM intents WHERE wallet = ?",
+        found = rows(db, "SELECT reason, state FROM intents WHERE wallet = ?",
                      session.wallet.address)  # fmt: skip
-        assert rows == [(reason, "confirmed")]  # one firing, one transaction, confirmed
+        assert found == [(reason, "confirmed")]  # one firing, one transaction, confirmed
     assert status["intents"]["confirmed"] == 5 and status["intents"]["pending"] == 0
     # Withdrew 850, paid 2,500 in, of which the sync took the inflow's 1 % fee (25);
     # refunds 150 + 3,475 + 3 x 1,000: every other token came back.
     assert fresh_chain.balance(stack.token, roles.owner) - owner_start == 4_975 * TOKEN
 
-    inspected = cli("inspect", loss.wallet.address, "--db", str(db))
+    inspected = cli("inspect", loss.wallet.address, "--db", db)
     assert inspected.returncode == 0, inspected.stderr
     assert "[closed · stop_loss]" in inspected.stdout
     assert "stop-loss: close (stop_loss) → confirmed" in inspected.stdout
-    (mined_hash,) = table(db, "SELECT mined_hash FROM jobs j JOIN intents i ON i.job_id = j.id "
+    (mined_hash,) = rows(db, "SELECT mined_hash FROM jobs j JOIN intents i ON i.job_id = j.id "
                               "WHERE i.wallet = ?", loss.wallet.address)[0]  # fmt: skip
     assert f"tx {mined_hash}" in inspected.stdout and "Withdrawn" in inspected.stdout
 
