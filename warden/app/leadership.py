@@ -163,8 +163,8 @@ class Leadership:
             self.trusted_until = asked + self.ttl - self.margin
 
     def step_down(self, reason: str) -> None:
-        if self.lease is None and self.solo:
-            return
+        if self.lease is None and (self.solo or self.deposed_reason is not None):
+            return  # nothing held, or stepped down already (said once)
         log.warning("leadership: stepping down (epoch %s): %s", self.epoch, reason)
         self.lease = None
         self.trusted_until = 0.0

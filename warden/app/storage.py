@@ -27,6 +27,7 @@ STORAGE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # its protocol state after a connection died mid-query
 )
 
 # SQLite primary result codes (the low byte of an extended code) that mean the storage,
@@ -127,6 +128,8 @@ def _server_cause(exc: BaseException) -> str | None:
     is closed", a socket reset, refused or timed out) is the server failing too."""
     if isinstance(exc, asyncpg.InterfaceError) and any(t in str(exc) for t in _LOST):
         return "the connection to the server failed"
+    if isinstance(exc, asyncpg.InternalClientError):  # "cannot switch to state 12; another
+        return "the connection to the server failed"  # operation is in progress", on a restart
     if isinstance(exc, ConnectionError | TimeoutError):
         return "the connection to the server failed"
     return None

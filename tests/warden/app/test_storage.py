@@ -302,6 +302,9 @@ def test_other_failures_are_not_storage_failures(exc: BaseException, tmp_path: P
     "exc",
     [
         asyncpg.InterfaceError("connection is closed"),
+        asyncpg.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        ),
         ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
         ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed"),
         TimeoutError(),
