@@ -65,7 +65,11 @@ def check_intent(
 ) -> Refusal | Obsolete | None:
     """What stops this intent before preflight, if anything; `now` is chain time."""
     if session is None:
-        return Refusal("known_wallet", f"{intent.wallet} is not a session the indexer knows", True)
+        # Its rule fired on an indexed session, so a reorg took the creation away since:
+        # obsolete, not failed, so that a new branch creating it again and crossing at the
+        # same position opens the intent again (`Outbox.record`); a failed one would stay
+        # failed and the close would never be sent (seen in the 1,000-round reorg chaos).
+        return Obsolete(f"{intent.wallet} is no longer an indexed session (a reorg removed it)")
     if session.status == "closed":
         how = f"{session.close_reason} by {session.closed_by}"
         return Obsolete(f"session already closed ({how})")

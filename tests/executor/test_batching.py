@@ -311,3 +311,30 @@ async def test_unreached_members_are_sent_again_and_not_counted(rig: Rig) -> Non
     assert table(rig.db_path, "SELECT SUM(mined_without_effect) FROM intents") == [(0,)]
     assert [kind for kind, _ in rig.sent()] == ["batch", "batch", "close"]
     assert rig.alerts("no_effect") == []
+
+
+async def test_an_intent_whose_session_a_reorg_removed_is_obsolete_and_can_open_again(
+    tmp_path: Path,
+) -> None:
+    """The rule fired on an indexed session; a reorg then took its creation away (the
+    index no longer knows the wallet). Obsolete, not failed: when the new branch creates
+    the session again and the rule fires at the same position, the same intent is pending
+    again and its close is sent (a failed one would stay failed: the 1,000-round reorg
+    chaos left one so)."""
+    rig = Rig(tmp_path)
+    async with rig.running():
+        key = await rig.intend(WALLETS[0])
+        del rig.store.sessions_by_wallet[WALLETS[0]]  # the reorg removed the creation
+        await rig.step()
+        (row,) = table(rig.db_path, "SELECT state, detail FROM intents WHERE key = ?", key)
+        assert row[0] == "obsolete" and "no longer an indexed session" in row[1]
+        # the new branch creates it again; the rule fires at the same position
+        again = await rig.intend(WALLETS[0])
+        assert again == key
+        assert table(rig.db_path, "SELECT state FROM intents WHERE key = ?", key) == [
+            ("pending",)
+        ]
+        await rig.settle()
+        assert table(rig.db_path, "SELECT state FROM intents WHERE key = ?", key) == [
+            ("confirmed",)
+        ]
