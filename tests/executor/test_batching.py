@@ -331,9 +331,7 @@ async def test_an_intent_whose_session_a_reorg_removed_is_obsolete_and_can_open_
         # the new branch creates it again; the rule fires at the same position
         again = await rig.intend(WALLETS[0])
         assert again == key
-        assert table(rig.db_path, "SELECT state FROM intents WHERE key = ?", key) == [
-            ("pending",)
-        ]
+        assert table(rig.db_path, "SELECT state FROM intents WHERE key = ?", key) == [("pending",)]
         await rig.settle()
         assert table(rig.db_path, "SELECT state FROM intents WHERE key = ?", key) == [
             ("confirmed",)
