@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,16 +110,14 @@ def decode_revert(data: str | bytes | None, *, cut: bool = False) -> Revert:
     return Revert(spec.name, args, selector, data=hex_data)
 
 
-def batch_failures(
-    receipt_logs: Sequence[Mapping[str, Any]], factory_address: str
-) -> dict[str, Revert]:
-    """The members a `closeBatch` receipt reports as not closed: checksummed wallet → the
-    wallet's revert. Only `BatchCloseFailed` logs emitted by `factory_address` count.
-    Logs may be raw JSON-RPC (hex strings) or web3's (bytes). A wallet listed twice in
-    one batch keeps its first failure."""
+def _factory_events(
+    receipt_logs: Sequence[Mapping[str, Any]], factory_address: str, name: str
+) -> Iterator[dict[str, Any]]:
+    """The decoded arguments of each `name` log `factory_address` emitted, in log order.
+    Logs may be raw JSON-RPC (hex strings) or web3's (bytes); a log that is not hex or
+    does not decode is the node's fault (`BadResponse`)."""
     factory = factory_address.lower()
-    spec = next(s for s in event_specs().values() if s.name == "BatchCloseFailed")
-    failures: dict[str, Revert] = {}
+    spec = next(s for s in event_specs().values() if s.name == name)
     for log in receipt_logs:
         if str(log.get("address", "")).lower() != factory:
             continue
@@ -130,9 +128,19 @@ def batch_failures(
         if data is None or any(t is None for t in topics):
             raise BadResponse(f"receipt log {log.get('logIndex')} is not hex: {log!r:.200}")
         try:
-            args = spec.decode([t for t in topics if t is not None], data)
+            yield spec.decode([t for t in topics if t is not None], data)
         except MalformedLog as exc:
             raise BadResponse(f"receipt log {log.get('logIndex')}: {exc}") from exc
+
+
+def batch_failures(
+    receipt_logs: Sequence[Mapping[str, Any]], factory_address: str
+) -> dict[str, Revert]:
+    """The members a `closeBatch` receipt reports as not closed: checksummed wallet → the
+    wallet's revert. Only `BatchCloseFailed` logs emitted by `factory_address` count. A
+    wallet listed twice in one batch keeps its first failure."""
+    failures: dict[str, Revert] = {}
+    for args in _factory_events(receipt_logs, factory_address, "BatchCloseFailed"):
         failures.setdefault(args["wallet"], decode_revert(args["reason"], cut=True))
     return failures
 
@@ -140,21 +148,7 @@ def batch_failures(
 def batch_unreached(receipt_logs: Sequence[Mapping[str, Any]], factory_address: str) -> list[str]:
     """The members a `closeBatch` receipt reports it did not try (`BatchIncomplete`: it
     stopped to keep its reserve), checksummed, in batch order; [] when it reached all."""
-    factory = factory_address.lower()
-    spec = next(s for s in event_specs().values() if s.name == "BatchIncomplete")
-    for log in receipt_logs:
-        if str(log.get("address", "")).lower() != factory:
-            continue
-        topics = [_bytes(t) for t in log.get("topics") or ()]
-        if not topics or topics[0] != spec.topic:
-            continue
-        data = _bytes(log.get("data"))
-        if data is None or any(t is None for t in topics):
-            raise BadResponse(f"receipt log {log.get('logIndex')} is not hex: {log!r:.200}")
-        try:
-            args = spec.decode([t for t in topics if t is not None], data)
-        except MalformedLog as exc:
-            raise BadResponse(f"receipt log {log.get('logIndex')}: {exc}") from exc
+    for args in _factory_events(receipt_logs, factory_address, "BatchIncomplete"):
         return [to_checksum_address(w) for w in args["unreached"]]
     return []
 

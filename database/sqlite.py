@@ -135,6 +135,12 @@ class SqliteDatabase(_SqliteQueries, Database):
         await self.conn.close()
 
 
+def as_database(db: Database | aiosqlite.Connection) -> Database:
+    """A store's database: a bare SQLite connection (the one the daemon's stores share,
+    or a test's) wrapped as one, anything else as it is."""
+    return SqliteDatabase(db, "") if isinstance(db, aiosqlite.Connection) else db
+
+
 def _create_private(name: str) -> None:
     """Create the database file 0600 before SQLite does (SQLite would honour the umask,
     typically 0644). SQLite gives its -wal and -shm files the database file's mode, so

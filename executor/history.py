@@ -21,7 +21,7 @@ import aiosqlite
 
 from chain import block_of
 from database import Database
-from executor.schema import as_database
+from database.sqlite import as_database
 from indexer.reads import Page, page_of
 
 _TABLES = ("intents", "jobs", "transactions", "refusals")

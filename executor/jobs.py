@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import aiosqlite
 
 from database import Database, Queries
+from database.sqlite import as_database
 from executor.errors import OutboxError
-from executor.schema import BATCH_MEMBER, REVERTED, as_database
+from executor.schema import BATCH_MEMBER, REVERTED
 from executor.spending import isolate_in
 
 # The relayer's next nonce: never lowered for the same relayer (a job written for an

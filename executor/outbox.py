@@ -15,6 +15,7 @@ from typing import Any
 import aiosqlite
 
 from database import Database, migrate
+from database.sqlite import as_database
 from executor.errors import OutboxError
 from executor.intents import (
     INTENT_COLUMNS,
@@ -35,7 +36,6 @@ from executor.schema import (
     ORPHANED,
     REVERTED,
     STATES,
-    as_database,
     sqlite_connection,
 )
 from executor.spending import MinedNonce, Parked, SpendLedger

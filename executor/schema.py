@@ -155,12 +155,6 @@ MIGRATIONS: list[Step] = [
 ]
 
 
-def as_database(db: Database | aiosqlite.Connection) -> Database:
-    """The seam over `db`: a bare SQLite connection is the one the daemon shares with the
-    indexer's store (wrapped, it keeps its single connection and its transactions)."""
-    return SqliteDatabase(db, "") if isinstance(db, aiosqlite.Connection) else db
-
-
 def sqlite_connection(db: Database) -> aiosqlite.Connection:
     """The SQLite connection underneath, for callers not on the seam yet."""
     if not isinstance(db, SqliteDatabase):

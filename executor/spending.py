@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from database import Database, Queries
-from executor.schema import as_database
+from database.sqlite import as_database
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from database import Database, SchemaTooNew
 from database import migrate as _migrate
 from database import schema_version as _schema_version
 from database.migrations import Step
-from database.sqlite import SqliteDatabase
+from database.sqlite import SqliteDatabase, as_database
 
 __all__ = ["SchemaTooNew", "migrate", "open_database", "schema_version"]
 
@@ -26,16 +26,12 @@ async def open_database(path: str | Path) -> aiosqlite.Connection:
     return (await SqliteDatabase.open(path)).conn
 
 
-def _database(db: Database | aiosqlite.Connection) -> Database:
-    return SqliteDatabase(db, "") if isinstance(db, aiosqlite.Connection) else db
-
-
 async def schema_version(db: Database | aiosqlite.Connection, component: str) -> int:
-    return await _schema_version(_database(db), component)
+    return await _schema_version(as_database(db), component)
 
 
 async def migrate(
     db: Database | aiosqlite.Connection, component: str, steps: Sequence[Step]
 ) -> int:
     """Bring `component`'s tables to version len(steps); returns the version reached."""
-    return await _migrate(_database(db), component, steps)
+    return await _migrate(as_database(db), component, steps)

@@ -24,7 +24,7 @@ import orjson
 
 from contracts import SESSION_STATUSES
 from database import Database
-from database.sqlite import SqliteDatabase
+from database.sqlite import SqliteDatabase, as_database
 from indexer.projection import Event, Session
 from indexer.schema import SESSION_FIELDS, int_fields, session_from_row
 
@@ -99,7 +99,7 @@ class SessionReads:
     intent: nothing here writes)."""
 
     def __init__(self, db: Database | aiosqlite.Connection) -> None:
-        self.database = SqliteDatabase(db, "") if isinstance(db, aiosqlite.Connection) else db
+        self.database = as_database(db)
         self._ints = int_fields()
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:

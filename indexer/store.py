@@ -23,7 +23,7 @@ import orjson
 
 from chain.abi import position
 from database import Database, Queries, migrate
-from database.sqlite import SqliteDatabase
+from database.sqlite import SqliteDatabase, as_database
 from indexer.projection import Event, Session, replay
 from indexer.schema import (
     COMPONENT,
@@ -104,7 +104,7 @@ class IndexerStore:
 
     def __init__(self, db: Database | aiosqlite.Connection) -> None:
         # A bare SQLite connection is the one the daemon shares with the outbox.
-        self.database = SqliteDatabase(db, "") if isinstance(db, aiosqlite.Connection) else db
+        self.database = as_database(db)
         self._ints = int_fields()
 
     @property
