@@ -41,7 +41,7 @@ from warden.app.leadership import Leadership
 from warden.app.pipeline import RulesPipeline
 from warden.app.settings import WardenConfig, where
 from warden.app.settings import target as database_target
-from warden.app.storage import STORAGE_ERRORS, STORAGE_EXIT, storage_problem
+from warden.app.storage import STORAGE_ERRORS, STORAGE_EXIT, server_gone, storage_problem
 
 log = logging.getLogger("warden.daemon")
 
@@ -250,14 +250,26 @@ class Daemon:
                     # a connection the server ended (its transaction sat idle past the TTL
                     # while it was frozen) or the network reset, rows the new leader wrote
                     # read halfway through its step (a session "created twice"). It stands
-                    # by, as a deposed leader does. With its trust intact, the error is its
-                    # own: a storage error stops the daemon (exit 3), anything else too.
-                    if leadership.solo or leadership.may_send():
+                    # by, as a deposed leader does. So does a leader whose server went away
+                    # (a PostgreSQL restart or failover): nothing it did is half committed,
+                    # and it tries the lease again once the server answers. With its trust
+                    # intact, any other error is its own: a storage error stops the daemon
+                    # (exit 3), anything else too.
+                    if leadership.solo:
                         raise
-                    reason = (
-                        f"its last step failed after this replica's lease ran out "
-                        f"({type(exc).__name__}: {exc})"
-                    )
+                    gone = server_gone(exc)
+                    if gone is not None:
+                        reason = (
+                            f"PostgreSQL is unreachable: {gone} ({type(exc).__name__}: "
+                            f"{exc}); leading again once it answers"
+                        )
+                    elif leadership.may_send():
+                        raise
+                    else:
+                        reason = (
+                            f"its last step failed after this replica's lease ran out "
+                            f"({type(exc).__name__}: {exc})"
+                        )
                     leadership.step_down(reason)
                     log.warning("standing by: %s", reason)
                     if self.stopping:
