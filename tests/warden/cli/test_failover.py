@@ -291,8 +291,10 @@ async def test_postgres_restarted_the_pair_rides_it_out_and_one_leads_again(
         # the leader's next step or renewal meets the restart: it does not stop (a step
         # stands it by; a failed renewal only shortens its trust until the next one)
         wait_until(
-            lambda: a.said("PostgreSQL is unreachable", restarted)
-            or a.said("renewing the lease failed", restarted),
+            lambda: (
+                a.said("PostgreSQL is unreachable", restarted)
+                or a.said("renewing the lease failed", restarted)
+            ),
             "the leader meets the restart",
             60,
         )

@@ -72,9 +72,13 @@ async def ready(ctx: Context, path: None, q: NoQuery) -> Reply:
     live = ctx.live
     lead = live.leadership
     if lead is not None and lead.role == "standby":
-        # A standby serves reads from the shared database the leader keeps current.
-        leader = lead.leader_seen or "nobody yet"
-        return Reply(m.Ready(ready=True, reason=f"standby: {leader} leads"))
+        # A standby serves reads from the shared database the leader keeps current; with
+        # no other replica leading (a first start, all but this one down), nothing keeps
+        # it current: not ready until one leads (this one, within a third of the TTL).
+        leader = lead.leader_seen
+        if leader and leader != lead.identity:
+            return Reply(m.Ready(ready=True, reason=f"standby: {leader} leads"))
+        return Reply(m.Ready(ready=False, reason="standby: no other replica leads yet"), status=503)
     down = live.over_budget()
     if down is not None:
         return Reply(m.Ready(ready=False, reason=f"node failing: {down}"), status=503)
