@@ -33,7 +33,7 @@ class RangeSizing:
     initial: int = 10
     minimum: int = 1
     maximum: int = 50_000
-    target_logs: int = 5_000  # aim each range at about this many logs: small enough to
+    target_logs: int = 10_000  # aim each range at about this many logs: small enough to
     # pipeline fetching with processing and bound memory, large enough to keep round trips few
 
 

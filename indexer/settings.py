@@ -30,7 +30,7 @@ class ChainSettings(Section):
     # blocks. About `concurrency` x `log_target` logs are in memory at once.
     log_range: Int = 10
     max_log_range: Int = 50_000
-    log_target: Int = 5_000
+    log_target: Int = 10_000
     # a block's logs that contradict its header's logsBloom are asked for again this many
     # times, after log_check_backoff seconds (doubling), on the next endpoint each time
     log_check_retries: Int = Field(default=3, ge=0, le=20)
