@@ -34,6 +34,7 @@ from database import Database, DatabaseBusy, Deposed, Ownership, open_database
 from executor import Executor, Outbox, Signer
 from indexer import Indexer, IndexerStore, Progress
 from indexer.failures import FailureStreak
+from notify import EventLog
 from rules import ReloadResult, RulesHolder, RulesHost
 from warden.app.api import LiveState, check_binding, create_app
 from warden.app.api.server import runner_options
@@ -179,7 +180,11 @@ class Daemon:
             )
             async with hold as ownership:
                 self._ownership = ownership
-                store = IndexerStore(db)
+                # The notification log is written inside the indexer's transactions (and
+                # the outbox's): an event is logged exactly when its cause is committed.
+                events = EventLog(db)
+                await events.setup()
+                store = IndexerStore(db, hooks=events)
                 await store.setup()
                 outbox = Outbox(db)
                 await outbox.setup()
@@ -397,7 +402,10 @@ class Daemon:
                 self._reload(pipeline.reload)
             timing.begin()
             fired = pipeline.fired
+            logged = self._logged(store)
             progressed = await self._index(indexer, pipeline, timing)
+            if self._logged(store) != logged:
+                self.live.events.notify()  # committed: wake /stream readers now
             if progressed:
                 checkpoint = await store.checkpoint()
             now = checkpoint.timestamp if checkpoint else 0
@@ -427,6 +435,11 @@ class Daemon:
             if not progressed and not self.stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.intake_stop.wait(), self.cfg.chain.poll_interval)
+
+    @staticmethod
+    def _logged(store: IndexerStore) -> int:
+        """Notification events this process has logged so far."""
+        return store.hooks.appended if isinstance(store.hooks, EventLog) else 0
 
     async def _index(self, indexer: Indexer, pipeline: RulesPipeline, timing: StepTiming) -> bool:
         """One indexer round, each commit's update handed to the rules before the next

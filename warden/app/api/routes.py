@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from executor.history import IntentFilter
 from indexer.reads import Page, SessionFilter
+from notify import EventFilter
 from warden.app.api import models as m
 from warden.app.api.errors import NotFound
 from warden.app.api.live import LiveState
@@ -25,10 +26,12 @@ from warden.app.api.params import (
     OwnerSessionsQuery,
     Params,
     SessionsQuery,
+    StreamQuery,
     WalletPath,
     encode_cursor,
 )
 from warden.app.api.reader import ApiReader
+from warden.app.api.stream import EventStream
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class Context:
 
 @dataclass(frozen=True)
 class Reply:
-    body: BaseModel | dict[str, Any] | str  # a str is Prometheus text
+    body: BaseModel | dict[str, Any] | str | EventStream  # a str is Prometheus text
     status: int = 200
 
 
@@ -58,6 +61,7 @@ class Route:
     path_params: type[Params] | None = None
     public: bool = False  # answered without the bearer token
     errors: tuple[int, ...] = ()  # besides 400, 401, 405 and 500, which any route may answer
+    stream: bool = False  # answers server-sent events (text/event-stream), not one body
 
 
 def _cursor(page: Page[Any], scope: str) -> str | None:
@@ -165,6 +169,10 @@ async def metrics(ctx: Context, path: None, q: NoQuery) -> Reply:
     return Reply(ctx.metrics.render(figures))
 
 
+async def stream(ctx: Context, path: None, q: StreamQuery) -> Reply:
+    return Reply(EventStream(q.after, EventFilter(kinds=q.kinds or (), wallet=q.wallet), q.follow))
+
+
 async def openapi(ctx: Context, path: None, q: NoQuery) -> Reply:
     return Reply(ctx.openapi)
 
@@ -191,6 +199,9 @@ def build_routes() -> tuple[Route, ...]:
               query=IntentsQuery),
         Route("/stats", stats, "Totals over all sessions: volume, fees, hit rates, "
               "average duration", m.Stats),
+        Route("/stream", stream, "Notification events as server-sent events (id: cursor, "
+              "event: kind, data: JSON), resumable with Last-Event-ID", None,
+              query=StreamQuery, errors=(503,), stream=True),
         Route("/metrics", metrics, "Prometheus text exposition", None),
         Route("/openapi.json", openapi, "This OpenAPI 3.1 document", m.OpenApiDocument),
     )  # fmt: skip
