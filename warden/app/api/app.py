@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from database import Database, open_database
 from database.sqlite import SqliteDatabase
+from warden.app.api.cache import ResponseCache
 from warden.app.api.errors import ApiError, BadRequest, InsecureBinding, NotFound, Unauthorized
 from warden.app.api.live import LiveState
 from warden.app.api.metrics import CONTENT_TYPE, Metrics
@@ -39,6 +40,7 @@ log = logging.getLogger("warden.api")
 CONTEXT = web.AppKey("context", Context)
 ROUTES = web.AppKey("routes", tuple)
 STREAMS = web.AppKey("streams", Streams)
+CACHE = web.AppKey("cache", ResponseCache)
 
 Source = str | Path | aiosqlite.Connection
 
@@ -120,7 +122,17 @@ def _view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
         )
         query = parse_query(split_query(request.rel_url.raw_query_string), route.query)
         ctx = request.app[CONTEXT]
+        version = await ctx.reader.db.data_version() if route.cached else None
+        key = str(request.rel_url)
+        if version is not None:
+            kept = request.app[CACHE].get(key, version)
+            if kept is not None:
+                return web.Response(body=kept, content_type="application/json")
         reply = await route.handler(ctx, path, query)
+        if version is not None and reply.status == 200 and isinstance(reply.body, BaseModel):
+            body = reply.body.model_dump_json().encode()
+            request.app[CACHE].put(key, version, body)
+            return web.Response(body=body, content_type="application/json")
         if isinstance(reply.body, EventStream):
             return await request.app[STREAMS].serve(
                 request, ctx.reader.events, ctx.live.events, reply.body
@@ -170,6 +182,7 @@ def create_app(
     app = web.Application(middlewares=middlewares, client_max_size=1024)
     app[ROUTES] = routes
     app[STREAMS] = Streams(streams)
+    app[CACHE] = ResponseCache()
     # Open event streams end at the start of shutdown, before the runner waits for the
     # handlers in flight (they would otherwise hold it for its whole shutdown timeout).
     app.on_shutdown.append(app[STREAMS].shutdown)
