@@ -28,6 +28,9 @@ from warden.app.api.live import LiveState
 from warden.app.api.metrics import CONTENT_TYPE, Metrics
 from warden.app.api.openapi import build_openapi
 from warden.app.api.params import parse_path, parse_query, split_query
+from warden.app.api.prepare import Prepare, prepare_routes
+from warden.app.api.prepare_chain import Preparation
+from warden.app.api.prepare_models import MAX_BODY, parse_body
 from warden.app.api.reader import ApiReader
 from warden.app.api.routes import Context, Route, build_routes
 from warden.app.api.server import DEFAULT_LIMITS, HttpLimits, runner_options
@@ -116,7 +119,12 @@ def _view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
         path = (
             None if route.path_params is None else parse_path(request.match_info, route.path_params)
         )
-        query = parse_query(split_query(request.rel_url.raw_query_string), route.query)
+        query: Any = parse_query(split_query(request.rel_url.raw_query_string), route.query)
+        if route.body is not None:
+            if request.content_type != "application/json":
+                raise BadRequest(f"send the body as JSON with Content-Type: application/json, "
+                                 f"not {request.content_type or 'none'}")  # fmt: skip
+            query = parse_body(await request.read(), route.body)
         reply = await route.handler(request.app[CONTEXT], path, query)
         if isinstance(reply.body, str):
             return web.Response(
@@ -145,32 +153,45 @@ async def _open_read_only(db: Source) -> tuple[Database, bool]:
     return await open_database(db, read_only=True), True
 
 
-def create_app(db: Source, live: LiveState, *, token: str | None = None) -> web.Application:
+def create_app(
+    db: Source, live: LiveState, *, token: str | None = None, prepare: Preparation | None = None
+) -> web.Application:
     """The API over `db` (a SQLite file path, a postgresql:// URL, or an open SQLite
     connection) and the daemon's `live` state. With `token`, every route but /health
-    needs it."""
-    routes = build_routes()
+    needs it. With `prepare`, the `POST /prepare/...` routes too, asking its node."""
+    routes = build_routes() + (prepare_routes() if prepare is not None else ())
     public = frozenset({r.path for r in routes if r.public})
     middlewares = [_errors] if not token else [_errors, _auth(token, public)]
-    # Nothing reads a body (a GET with one is refused before the handler): any body
-    # aiohttp would buffer is capped at one small read.
-    app = web.Application(middlewares=middlewares, client_max_size=1024)
+    # Only the /prepare routes read a body (a GET with one is refused before the
+    # handler): any other body aiohttp would buffer is capped at one small read.
+    limit = MAX_BODY if prepare is not None else 1024
+    app = web.Application(middlewares=middlewares, client_max_size=limit)
     app[ROUTES] = routes
     document = build_openapi(routes, version=API_VERSION, secured=bool(token))
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         conn, own = await _open_read_only(db)
         reader = ApiReader(conn)
-        app[CONTEXT] = Context(reader, live, Metrics(live), document)
+        # the node client of the /prepare routes: opened after the database, closed first
+        client = prepare.client() if prepare is not None else None
+        node = Prepare(prepare, client) if prepare is not None and client is not None else None
+        app[CONTEXT] = Context(reader, live, Metrics(live), document, node)
         try:
             yield
         finally:
-            if own:
-                await conn.close()
+            try:
+                if client is not None:
+                    await client.close()
+            finally:
+                if own:
+                    await conn.close()
 
     app.cleanup_ctx.append(database)
     for route in routes:
-        app.router.add_get(route.path, _view(route), allow_head=True)  # HEAD: no body
+        if route.method == "POST":
+            app.router.add_post(route.path, _view(route))
+        else:
+            app.router.add_get(route.path, _view(route), allow_head=True)  # HEAD: no body
     return app
 
 

@@ -37,6 +37,7 @@ class Context:
     live: LiveState
     metrics: Metrics
     openapi: dict[str, Any]  # the document of these routes, served as /openapi.json
+    prepare: Any = None  # prepare.Prepare: the node the /prepare routes ask; None: no routes
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Reply:
     status: int = 200
 
 
+# (context, path parameters, query parameters, or for a POST route its body)
 Handler = Callable[[Context, Any, Any], Awaitable[Reply]]
 
 
@@ -58,6 +60,8 @@ class Route:
     path_params: type[Params] | None = None
     public: bool = False  # answered without the bearer token
     errors: tuple[int, ...] = ()  # besides 400, 401, 405 and 500, which any route may answer
+    method: str = "GET"  # GET (with HEAD) or POST
+    body: type[BaseModel] | None = None  # a POST route's request body, handed to the handler
 
 
 def _cursor(page: Page[Any], scope: str) -> str | None:
