@@ -15,6 +15,7 @@ Nothing is signed or sent here.
 from __future__ import annotations
 
 import asyncio
+import json
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -255,7 +256,7 @@ def _prepared(
     fee: int | None,
     salt: str | None = None,
 ) -> Reply:
-    summary = " Then: ".join(tx.description for tx in txs)
+    summary = ". Then: ".join(tx.description for tx in txs)
     return Reply(
         Prepared(
             action=action,
@@ -392,7 +393,7 @@ async def create(ctx: Context, path: None, body: CreateRequest) -> Reply:
             f"budget {shown(body.budget, meta, token)}, stop-loss "
             f"{shown(body.stop_loss, meta, token) if body.stop_loss else 'none'}, take-profit "
             f"{shown(body.take_profit, meta, token) if body.take_profit else 'none'}, policy "
-            f"{body.policy!r}, targets {targets}"
+            f"{json.dumps(body.policy, ensure_ascii=False)}, targets {targets}"
         )
         steps = [Step("create", f, data, text)]
         allowance = loose_uint(answers[6])
