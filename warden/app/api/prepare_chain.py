@@ -12,6 +12,7 @@ such an answer is `None`, never an error.
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from eth_abi.abi import encode
 from eth_utils.crypto import keccak
 
 from chain import ChainClient, RetryPolicy, Transport, checksum
-from chain.errors import BadResponse, CallReverted
+from chain.errors import BadResponse, CallReverted, ProviderError, RpcRejected
 from executor import ExecutorSettings
 from executor.fees import Fees, fetch_fees
 
@@ -166,14 +167,28 @@ class Node:
         except (LookupError, TypeError, BadResponse):
             raise BadResponse(f"eth_simulateV1 answered {answer!r:.120}") from None
 
+    async def token_calls(self, token: str, calls: Sequence[bytes]) -> list[Answer]:
+        """`eth_call`s to a token, each asked alone and once: a token that burns its gas
+        or fails in its own way makes some nodes answer a JSON-RPC error that reads as
+        transient (anvil: -32603 "InvalidFEOpcode"), which must neither be retried nor
+        take the other answers with it. Such an error comes back in its place; a node
+        that does not answer at all is still raised."""
+
+        async def one(data: bytes) -> Answer:
+            tx = {"to": token, "data": "0x" + data.hex(), "gas": hex(CALL_GAS)}
+            try:
+                (answer,) = await self.client.batch_at(
+                    self.client.endpoint, [("eth_call", [tx, "latest"])]
+                )
+            except (CallReverted, ProviderError, RpcRejected) as exc:
+                return exc
+            raw = _hex(answer)
+            return BadResponse(f"eth_call answered {answer!r:.80}") if raw is None else raw
+
+        return list(await asyncio.gather(*(one(data) for data in calls)))
+
     async def fees(self, settings: ExecutorSettings) -> Fees:
         return await fetch_fees(self.client, settings)
-
-    async def token_meta(self, token: str) -> TokenMeta:
-        decimals, symbol = await self.calls(
-            [(token, selector("decimals()")), (token, selector("symbol()"))]
-        )
-        return TokenMeta(symbol=read_symbol(symbol), decimals=read_decimals(decimals))
 
 
 # --------------------------------------------------------------------- decoding

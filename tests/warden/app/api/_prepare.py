@@ -114,7 +114,9 @@ def send_prepared(chain: Chain, txs: Sequence[Mapping[str, Any]], key: str) -> l
     return receipts
 
 
-async def indexed_session(api: PrepareApi, chain: Chain, db: Path, factory: str, wallet: str) -> Any:
+async def indexed_session(
+    api: PrepareApi, chain: Chain, db: Path, factory: str, wallet: str
+) -> Any:
     """Run the real indexer over the chain into `db`, then the session as the API shows it."""
     await index_to_head(chain.anvil.url, db, config(factory))
     status, body = await api.get(f"/sessions/{wallet}")
