@@ -66,13 +66,19 @@ def check_post(document: dict[str, Any], path: str, status: int, body: Any) -> N
 
 @contextlib.asynccontextmanager
 async def serve_prepare(
-    db: Path, chain: Chain, factory: str, *, token: str | None = None, **settings: Any
+    db: Path,
+    chain: Chain,
+    factory: str,
+    *,
+    token: str | None = None,
+    rpc: str | None = None,
+    **settings: Any,
 ) -> AsyncIterator[PrepareApi]:
-    """The API with its prepare routes on anvil (the database indexed first, so it
-    exists), on 127.0.0.1."""
+    """The API with its prepare routes asking anvil (or `rpc`), on 127.0.0.1; the
+    database indexed from anvil first, so it exists."""
     if not db.exists():
         await index_to_head(chain.anvil.url, db, config(factory))
-    prep = Preparation((chain.anvil.url,), factory, CHAIN_ID, **settings)
+    prep = Preparation((rpc or chain.anvil.url,), factory, CHAIN_ID, **settings)
     app = create_app(db, LiveState(), token=token, prepare=prep)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
