@@ -92,7 +92,7 @@ async def serve_prepare(
 
 
 def key_of(chain: Chain, who: str) -> str:
-    return DEVNET_KEYS[chain.accounts.index(who)]
+    return DEVNET_KEYS[[str(a) for a in chain.accounts].index(who)]
 
 
 def send_prepared(chain: Chain, txs: Sequence[Mapping[str, Any]], key: str) -> list[Any]:

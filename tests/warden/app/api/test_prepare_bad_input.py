@@ -161,7 +161,7 @@ def wallet_body(w: World, r: Roles, **extra: Any) -> dict[str, Any]:
     return {"owner": r.owner, "wallet": w.open, **extra}
 
 
-WALLET_PATHS = {
+WALLET_PATHS: dict[str, dict[str, Any]] = {
     "top-up": {"amount": str(TOKEN), "max_fee_bps": FEE_BPS},
     "withdraw": {"amount": str(TOKEN)},
     "extend": {"expiry": 2**63},
