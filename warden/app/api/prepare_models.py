@@ -202,8 +202,8 @@ class CreateRequest(Request):
     deposit: AmountIn = Field(description="base units moved in; the fee is on top")
     expiry: Expiry = Field(description="when the operator's rights end, in chain time")
     budget: AmountIn = Field(description="the most the operator may spend")
-    stop_loss: AmountIn = Field(0, description="0: none")
-    take_profit: AmountIn = Field(0, description="0: none")
+    stop_loss: AmountIn = Field("0", validate_default=True, description="0: none")
+    take_profit: AmountIn = Field("0", validate_default=True, description="0: none")
     policy: Policy = Field("", description="a name for the off-chain rules")
     targets: Targets = Field(default_factory=list, description="contracts the operator may call")
     max_fee_bps: FeeBps
