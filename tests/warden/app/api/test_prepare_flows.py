@@ -181,3 +181,40 @@ async def test_withdraw_counts_the_fee_an_unrecorded_inflow_pays_first(
         send_prepared(fresh_chain, answer["transactions"], key_of(fresh_chain, roles.owner))
         session = await indexed_session(api, fresh_chain, db, factory, w)
     assert session["balance"] == "0" and session["withdrawn"] == str(available)
+
+
+async def test_an_answer_is_the_owners_consent_not_a_promise_a_race_can_break(
+    fresh_chain: Chain, stack: Stack, roles: Roles, tmp_path: Path,
+    make_session: Callable[..., Session],
+) -> None:  # fmt: skip
+    """Between the answer and the signature the chain moves: a fee raised is refused by
+    the consent the prepared top-up carries (nothing but the approval happens), a balance
+    spent elsewhere makes the prepared withdraw revert; preparing again says why."""
+    s = make_session()
+    w = s.wallet.address
+    db, factory = tmp_path / "w.sqlite", stack.factory.address
+    key = key_of(fresh_chain, roles.owner)
+    me = {"owner": roles.owner, "wallet": w}
+    async with serve_prepare(db, fresh_chain, factory) as api:
+        top_up = await api.ok("/prepare/top-up", {**me, "amount": str(TOKEN), "max_fee_bps": 100})
+        withdraw = await api.ok("/prepare/withdraw", {**me, "amount": str(1_000 * TOKEN)})
+        fresh_chain.send(stack.factory.functions.setFee(200), roles.deployer)
+        before = stack.token.functions.balanceOf(roles.owner).call()
+        approve, deposit = send_prepared(fresh_chain, top_up["transactions"], key, succeed=False)
+        assert (approve["status"], deposit["status"]) == ("0x1", "0x0")
+        assert stack.token.functions.balanceOf(roles.owner).call() == before
+        status, error = await api.post(
+            "/prepare/top-up", {**me, "amount": str(TOKEN), "max_fee_bps": 100}
+        )
+        assert status == 400 and "consent to at least 200" in error["error"]["message"]
+
+        fresh_chain.send(s.wallet.functions.withdraw(TOKEN), roles.owner)  # elsewhere
+        # the prepared nonce is taken now: re-sign with the next one, as a wallet would
+        late = [{**withdraw["transactions"][0],
+                 "nonce": fresh_chain.w3.eth.get_transaction_count(roles.owner)}]  # fmt: skip
+        (receipt,) = send_prepared(fresh_chain, late, key, succeed=False)
+        assert receipt["status"] == "0x0"
+        session = await indexed_session(api, fresh_chain, db, factory, w)
+        assert session["balance"] == str(999 * TOKEN) and session["status"] == "active"
+        status, error = await api.post("/prepare/withdraw", {**me, "amount": str(1_000 * TOKEN)})
+        assert status == 409 and "can pay out 999 WTT" in error["error"]["message"], error
