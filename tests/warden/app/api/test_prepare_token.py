@@ -6,6 +6,7 @@ itself is a 409 naming its revert, never a 500."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from web3.contract import Contract
 
 from chain.errors import CallReverted
 from tests._chain import Chain
-from tests.conftest import FEE_BPS, Roles, Stack
+from tests.conftest import FEE_BPS, Roles, Session, Stack
 from tests.warden.app.api._prepare import key_of, send_prepared, serve_prepare
 from warden.app.api.prepare_chain import read_decimals, read_symbol
 
@@ -135,3 +136,30 @@ def test_metadata_decoding(
         assert read_decimals(answer) is None  # far above 77
     else:
         assert read_decimals(answer) == decimals
+
+
+async def test_a_hostile_session_token_makes_the_wallet_routes_409_not_5xx(
+    fresh_chain: Chain, stack: Stack, roles: Roles, hostile_token: Contract, tmp_path: Path,
+    make_session: Callable[..., Session],
+) -> None:  # fmt: skip
+    """The token turns hostile after the session opened: every way out that moves it is
+    refused with the token's own revert (or its gas burn), named, in a 409."""
+    s = make_session(token=hostile_token.address)
+    me = {"owner": roles.owner, "wallet": s.wallet.address}
+    requests = {
+        "top-up": {**me, "amount": "10", "max_fee_bps": FEE_BPS},
+        "withdraw": {**me, "amount": "10"},
+        "close": me,
+    }
+    async with serve_prepare(tmp_path / "w.sqlite", fresh_chain, stack.factory.address) as api:
+        for mode, param in ((1, 0), (2, 0), (3, 100_000), (5, 0)):
+            hostile_token.functions.setMode(mode, param).transact({"from": roles.deployer})
+            hostile_token.functions.setBlocked(roles.owner, mode == 5).transact(
+                {"from": roles.deployer}
+            )
+            for path, body in requests.items():
+                status, answer = await api.post(f"/prepare/{path}", body)
+                assert status == 409, (mode, path, answer)
+                assert "would revert with" in answer["error"]["message"], (mode, path, answer)
+            # revoke and extend move no tokens: still prepared
+            assert (await api.post("/prepare/revoke", me))[0] == 200
