@@ -40,6 +40,10 @@ ESTIMATE_MARGIN_PERCENT = 20
 # is after the refund (at most a fifth back, EIP-3529), and a call keeps 1/64 of the gas
 # back; 5/4 * 64/63 undoes both, then the same margin.
 REFUND_NUMERATOR, REFUND_DENOMINATOR = 5 * 64, 4 * 63
+# Bounds on what a node may claim: no block holds a billion gas, no account has sent
+# 2**64 transactions (EIP-2681); beyond them the answer is a lie, not a figure to pass on.
+MAX_GAS = 10**9
+MAX_NONCE = 2**64 - 1
 
 
 def selector(signature: str) -> bytes:
@@ -130,7 +134,10 @@ class Node:
         ])  # fmt: skip
         if not isinstance(block, dict):
             raise BadResponse(f"eth_getBlockByNumber(latest) answered {block!r:.80}")
-        return _quantity(block.get("timestamp"), "block timestamp"), _quantity(nonce, "nonce")
+        count = _quantity(nonce, "nonce")
+        if count > MAX_NONCE:
+            raise BadResponse(f"the node's nonce for {owner} is {count}, beyond 2**64-1")
+        return _quantity(block.get("timestamp"), "block timestamp"), count
 
     async def code(self, address: str) -> bytes:
         raw = _hex(await self.client.call("eth_getCode", address, "latest"))
@@ -141,7 +148,7 @@ class Node:
     async def estimate(self, sender: str, to: str, data: bytes) -> int:
         """`eth_estimateGas`; a revert raises `CallReverted` (its `data` the reason)."""
         tx = {"from": sender, "to": to, "data": "0x" + data.hex(), "value": "0x0"}
-        return _quantity(await self.client.call("eth_estimateGas", tx), "eth_estimateGas")
+        return _gas(await self.client.call("eth_estimateGas", tx), "eth_estimateGas")
 
     async def simulate(self, sender: str, steps: Sequence[tuple[str, bytes]]) -> list[Simulated]:
         """`eth_simulateV1` of `steps` in order, in one block, from `sender`: each one's
@@ -161,7 +168,7 @@ class Node:
                 if _hex(data) is None:
                     raise TypeError
                 out.append(
-                    Simulated(_quantity(result["gasUsed"], "gasUsed"), data if failed else None)
+                    Simulated(_gas(result["gasUsed"], "gasUsed"), data if failed else None)
                 )
             return out
         except (LookupError, TypeError, BadResponse):
@@ -210,6 +217,13 @@ def _quantity(value: object, what: str) -> int:
         return int(value, 16)
     except ValueError:
         raise BadResponse(f"the node's {what} is {value!r:.80}, not a hex quantity") from None
+
+
+def _gas(value: object, what: str) -> int:
+    gas = _quantity(value, what)
+    if gas > MAX_GAS:
+        raise BadResponse(f"the node's {what} is {gas} gas, more than any block holds")
+    return gas
 
 
 def word(answer: Answer, what: str) -> int:

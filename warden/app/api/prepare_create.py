@@ -8,6 +8,7 @@ import asyncio
 import json
 import secrets
 
+from contracts import UINT256_MAX
 from warden.app.api.errors import BadParameter, Conflict
 from warden.app.api.prepare_chain import (
     CREATE,
@@ -130,6 +131,8 @@ async def create(ctx: Context, path: None, body: CreateRequest) -> Reply:
             )
         fee = fee_of(body.deposit, bps)
         need = body.deposit + fee
+        if need > UINT256_MAX:
+            raise BadParameter("/deposit", "the deposit plus its fee is above 2**256-1")
         balance = loose_uint(reads[0])
         if balance is not None and balance < need:
             raise Conflict(
@@ -158,7 +161,7 @@ async def create(ctx: Context, path: None, body: CreateRequest) -> Reply:
             f"budget {shown(body.budget, meta, token)}, stop-loss "
             f"{shown(body.stop_loss, meta, token) if body.stop_loss else 'none'}, take-profit "
             f"{shown(body.take_profit, meta, token) if body.take_profit else 'none'}, policy "
-            f"{json.dumps(body.policy, ensure_ascii=False)}, targets {targets}"
+            f"{json.dumps(body.policy)}, targets {targets}"
         )
         steps = [Step("create", f, data, text)]
         allowance = loose_uint(reads[1])

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from contracts import CLOSE_REASONS
+from contracts import CLOSE_REASONS, UINT256_MAX
 from warden.app.api.errors import BadParameter, Conflict
 from warden.app.api.prepare_chain import (
     Node,
@@ -164,6 +164,8 @@ async def top_up(ctx: Context, path: None, body: TopUpRequest) -> Reply:
             )
         fee = fee_of(body.amount, w.fee_bps)
         need = body.amount + fee
+        if need > UINT256_MAX:
+            raise BadParameter("/amount", "the amount plus its fee is above 2**256-1")
         if w.owner_balance is not None and w.owner_balance < need:
             raise Conflict(
                 f"the owner holds {shown(w.owner_balance, w.meta, w.token)}; the "

@@ -105,6 +105,8 @@ BAD_AMOUNTS = [
 CREATE_CASES: list[tuple[str, Edit, int, str, str]] = [
     *[(f"deposit {v!r}", put("deposit", v), 400, "/deposit", words) for v, words in BAD_AMOUNTS],
     ("deposit 0", put("deposit", "0"), 400, "/deposit", "above 0"),
+    ("deposit and fee overflow", put("deposit", str(2**256 - 1)), 400, "/deposit",
+     "plus its fee is above 2**256-1"),
     ("budget malformed", put("budget", "5 ether"), 400, "/budget", "not a decimal"),
     ("stop_loss malformed", put("stop_loss", -1), 400, "/stop_loss", "JSON numbers"),
     ("take_profit malformed", put("take_profit", "1e3"), 400, "/take_profit", "exponent"),
@@ -188,6 +190,8 @@ WALLET_CASES: list[tuple[str, str, Edit, int, str, str]] = [
     *[(p, f"amount {v!r}", put("amount", v), 400, "/amount", words)
       for p in ("top-up", "withdraw") for v, words in BAD_AMOUNTS],
     ("top-up", "amount 0", put("amount", "0"), 400, "/amount", "above 0"),
+    ("top-up", "amount and fee overflow", put("amount", str(2**256 - 1)), 400, "/amount",
+     "plus its fee is above 2**256-1"),
     ("top-up", "fee consent too low", put("max_fee_bps", 0), 400, "/max_fee_bps",
      f"charges {FEE_BPS} bps"),
     ("top-up", "fee consent missing", drop("max_fee_bps"), 400, "/max_fee_bps", "required"),

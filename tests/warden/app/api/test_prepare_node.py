@@ -157,3 +157,42 @@ async def test_prepare_routes_need_the_token(
         raw = orjson.dumps(bodies["withdraw"])
         got, answer = await api.post("/prepare/withdraw", raw, headers={"Authorization": ""})
         assert got == 401
+
+
+LIES: list[tuple[str, str, Any, str]] = [
+    ("a billion-and-one gas", "eth_estimateGas", hex(10**9 + 1), "more than any block holds"),
+    ("a nonce beyond 2**64-1", "eth_getTransactionCount", hex(2**64), "beyond 2**64-1"),
+    ("a timestamp that is no quantity", "eth_getBlockByNumber", {"timestamp": "soon"},
+     "not a hex quantity"),
+    ("fees that are no list", "eth_feeHistory", {"baseFeePerGas": "0x1"}, "baseFeePerGas"),
+    ("code that is no hex", "eth_getCode", "0xzz", "not hex"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "method", "lie", "words"), LIES, ids=[c[0] for c in LIES])
+async def test_a_node_that_lies_about_one_figure_is_a_502(
+    fresh_chain: Chain, stack: Stack, roles: Roles, tmp_path: Path,
+    case: str, method: str, lie: Any, words: str,
+) -> None:  # fmt: skip
+    """Anvil answers everything but `method`, which answers `lie`."""
+    real = HttpTransport(30)
+
+    async def lying(request: Request) -> Response:
+        calls = request.calls()
+        if not any(c["method"] == method for c in calls):
+            return await real.post(request)
+        answers = orjson.loads((await real.post(request)).body)
+        for item in answers if isinstance(answers, list) else [answers]:
+            if next(c for c in calls if c["id"] == item["id"])["method"] == method:
+                item["result"] = lie
+        return Response(200, orjson.dumps(answers))
+
+    body = _bodies(fresh_chain, stack, roles, "")["create"]
+    try:
+        async with serve_prepare(tmp_path / "w.sqlite", fresh_chain, stack.factory.address,
+                                 transport=MockTransport(lying)) as api:  # fmt: skip
+            status, answer = await api.post("/prepare/create", body)
+    finally:
+        await real.close()
+    assert status == 502 and answer["error"]["code"] == "node_error", (case, answer)
+    assert words in answer["error"]["message"], (case, answer)
