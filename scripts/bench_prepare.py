@@ -30,6 +30,7 @@ import aiohttp  # noqa: E402
 from _report import header, spread  # noqa: E402
 from aiohttp import web  # noqa: E402
 from web3 import Web3  # noqa: E402
+from web3.logs import DISCARD  # noqa: E402
 
 from chain import ChainClient  # noqa: E402
 from contracts import load_artifact  # noqa: E402
@@ -61,7 +62,9 @@ def _session(w3: Web3, dep: Any, owner: str) -> str:
     )
     tx = factory.functions.createSession(params, bytes(32)).transact({"from": owner})
     receipt = w3.eth.wait_for_transaction_receipt(tx)
-    wallet: str = factory.events.SessionCreated().process_receipt(receipt)[0]["args"]["wallet"]
+    wallet: str = factory.events.SessionCreated().process_receipt(receipt, errors=DISCARD)[0][
+        "args"
+    ]["wallet"]
     token.functions.approve(dep.factory, 0).transact({"from": owner})  # create: approval step
     return wallet
 
