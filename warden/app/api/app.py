@@ -8,6 +8,7 @@ PostgreSQL, through the `database` seam).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import ipaddress
@@ -30,7 +31,7 @@ from warden.app.api.openapi import build_openapi
 from warden.app.api.params import parse_path, parse_query, split_query
 from warden.app.api.prepare import Prepare, prepare_routes
 from warden.app.api.prepare_chain import Preparation
-from warden.app.api.prepare_models import MAX_BODY, parse_body
+from warden.app.api.prepare_models import BODY_SECONDS, MAX_BODY, parse_body
 from warden.app.api.reader import ApiReader
 from warden.app.api.routes import Context, Route, build_routes
 from warden.app.api.server import DEFAULT_LIMITS, HttpLimits, runner_options
@@ -114,6 +115,16 @@ def _auth(token: str, public: frozenset[str]) -> Any:
     return auth
 
 
+async def _read_body(request: web.Request) -> bytes:
+    """The body, in at most `BODY_SECONDS`: a client trickling it (slowloris, past the
+    request-head timeout) holds a handler no longer."""
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            return await request.read()
+    except TimeoutError:
+        raise BadRequest(f"the body did not arrive within {BODY_SECONDS:g} s") from None
+
+
 def _view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def view(request: web.Request) -> web.StreamResponse:
         path = (
@@ -124,7 +135,7 @@ def _view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             if request.content_type != "application/json":
                 raise BadRequest(f"send the body as JSON with Content-Type: application/json, "
                                  f"not {request.content_type or 'none'}")  # fmt: skip
-            query = parse_body(await request.read(), route.body)
+            query = parse_body(await _read_body(request), route.body)
         reply = await route.handler(request.app[CONTEXT], path, query)
         if isinstance(reply.body, str):
             return web.Response(
@@ -174,7 +185,9 @@ def create_app(
         reader = ApiReader(conn)
         # the node client of the /prepare routes: opened after the database, closed first
         client = prepare.client() if prepare is not None else None
-        node = Prepare(prepare, client) if prepare is not None and client is not None else None
+        node = None
+        if prepare is not None and client is not None:
+            node = Prepare(prepare, client, asyncio.Semaphore(prepare.max_concurrent))
         app[CONTEXT] = Context(reader, live, Metrics(live), document, node)
         try:
             yield

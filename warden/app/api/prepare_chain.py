@@ -79,6 +79,7 @@ class Preparation:
     retry: RetryPolicy = API_RETRY
     timeout: float = 10.0  # seconds per node request
     deadline: float = 20.0  # seconds for all of one prepare request's node questions
+    max_concurrent: int = 8  # prepare requests asking the node at once; more wait (deadline)
     transport: Transport | None = None  # tests: a MockTransport
 
     def client(self) -> ChainClient:
@@ -167,9 +168,7 @@ class Node:
                 data = result.get("returnData") or "0x"
                 if _hex(data) is None:
                     raise TypeError
-                out.append(
-                    Simulated(_gas(result["gasUsed"], "gasUsed"), data if failed else None)
-                )
+                out.append(Simulated(_gas(result["gasUsed"], "gasUsed"), data if failed else None))
             return out
         except (LookupError, TypeError, BadResponse):
             raise BadResponse(f"eth_simulateV1 answered {answer!r:.120}") from None

@@ -37,6 +37,7 @@ MAX_FEE_BPS = 1_000  # SessionWalletFactory.MAX_FEE_BPS: the factory never charg
 MAX_TARGETS = 16  # SessionWalletFactory.MAX_TARGETS
 MAX_POLICY_BYTES = 32  # SessionWalletFactory.MAX_POLICY_BYTES
 MAX_BODY = 16 * 1024  # bytes: a creation with 16 targets is under 2 KiB
+BODY_SECONDS = 10.0  # a body must arrive within this, once its head has
 
 _DIGITS = re.compile(r"0|[1-9][0-9]*")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")

@@ -33,11 +33,13 @@ MIN_LEAD = 60
 
 @dataclass(frozen=True)
 class Prepare:
-    """What the handlers reach through `Context.prepare`: the settings and the client
-    the app opened for them."""
+    """What the handlers reach through `Context.prepare`: the settings, the client the
+    app opened for them, and the slots that bound how many requests ask the node at once
+    (a flood of prepare requests must not become a flood of node calls)."""
 
     settings: Preparation
     client: ChainClient
+    slots: asyncio.Semaphore
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,19 @@ class Step:
 @contextlib.asynccontextmanager
 async def asking(ctx: Context) -> AsyncIterator[tuple[Node, Preparation]]:
     """The node for one request, its failures answered 502/503 (never a 500), and all of
-    its questions bounded by the settings' deadline."""
+    its questions, with the wait for a slot, bounded by the settings' deadline."""
     prep: Prepare = ctx.prepare
+    deadline = asyncio.get_running_loop().time() + prep.settings.deadline
     try:
-        async with asyncio.timeout(prep.settings.deadline):
+        async with asyncio.timeout_at(deadline):
+            await prep.slots.acquire()
+    except TimeoutError:
+        raise NodeUnavailable(
+            f"busy: {prep.settings.max_concurrent} prepare requests were asking the node for "
+            f"all of {prep.settings.deadline:g} s: retry later"
+        ) from None
+    try:
+        async with asyncio.timeout_at(deadline):
             yield Node(prep.client), prep.settings
     except TimeoutError:
         raise NodeUnavailable(
@@ -69,6 +80,8 @@ async def asking(ctx: Context) -> AsyncIterator[tuple[Node, Preparation]]:
         raise NodeUnavailable(f"the node is unavailable ({exc}): retry later") from None
     except ChainError as exc:
         raise NodeFailed(f"the node refused a question: {exc}") from None
+    finally:
+        prep.slots.release()
 
 
 # ------------------------------------------------------------------ reverts

@@ -196,3 +196,57 @@ async def test_a_node_that_lies_about_one_figure_is_a_502(
         await real.close()
     assert status == 502 and answer["error"]["code"] == "node_error", (case, answer)
     assert words in answer["error"]["message"], (case, answer)
+
+
+async def test_concurrent_prepare_requests_are_bounded_by_max_concurrent(
+    fresh_chain: Chain, stack: Stack, roles: Roles, tmp_path: Path
+) -> None:
+    """A flood of prepare requests does not become a flood of node calls: with one slot,
+    the node sees at most one request's own fan-out at a time (its reads asked together),
+    and every request is still answered; with eight, it sees several requests at once."""
+    real = HttpTransport(30)
+    in_flight = peak = 0
+
+    async def slow(request: Request) -> Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await asyncio.sleep(0.05)
+            return await real.post(request)
+        finally:
+            in_flight -= 1
+
+    body = _bodies(fresh_chain, stack, roles, "")["create"]
+    peaks = {}
+    db = tmp_path / "w.sqlite"
+    try:
+        for slots in (1, 8):
+            peak = 0
+            async with serve_prepare(db, fresh_chain, stack.factory.address, max_concurrent=slots,
+                                     transport=MockTransport(slow)) as api:  # fmt: skip
+                answers = await asyncio.gather(
+                    *(api.post("/prepare/create", body) for _ in range(6))
+                )
+            assert [status for status, _ in answers] == [200] * 6, answers
+            peaks[slots] = peak
+    finally:
+        await real.close()
+    fan_out = 6  # one request's reads asked together: a views batch, 4 token reads, facts
+    assert peaks[1] <= fan_out < peaks[8], peaks
+
+
+async def test_a_body_trickled_in_is_cut_off(
+    chain: Chain, stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("warden.app.api.app.BODY_SECONDS", 0.5)
+    async with serve_prepare(tmp_path / "w.sqlite", chain, stack.factory.address) as api:
+        reader, writer = await asyncio.open_connection(api.server.host, api.server.port)
+        writer.write(b"POST /prepare/close HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: 100\r\n\r\n{\"owner\"")  # fmt: skip
+        await writer.drain()
+        started = time.monotonic()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert time.monotonic() - started < 20
