@@ -50,8 +50,10 @@ chaos: bootstrap ## the long fault scenarios: 100 kill -9, 1,000 reorgs, 20 % RP
 	@WARDEN_PROPERTY_EXAMPLES=10000 $(VENV)/pytest tests/contracts/test_wallet_properties.py \
 		$(PYTEST_ARGS)
 	@WARDEN_CONFIG_EXAMPLES=20000 WARDEN_YAML_EXAMPLES=20000 WARDEN_API_FUZZ_EXAMPLES=200 \
+		WARDEN_PREPARE_EXAMPLES=2000 \
 		WARDEN_RULES_EXAMPLES=20 $(VENV)/pytest tests/warden/app/test_config_fuzz.py \
 		tests/yamlsource tests/warden/app/api/test_fuzz.py tests/rules/test_fuzz_loader.py \
+		tests/warden/app/api/test_prepare_fuzz.py tests/warden/app/api/test_prepare_properties.py \
 		$(PYTEST_ARGS)
 
 bench-indexer: bootstrap ## backfill benchmark on a cached seeded chain (see BENCHMARKS.md)
