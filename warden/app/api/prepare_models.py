@@ -38,6 +38,7 @@ MAX_TARGETS = 16  # SessionWalletFactory.MAX_TARGETS
 MAX_POLICY_BYTES = 32  # SessionWalletFactory.MAX_POLICY_BYTES
 MAX_BODY = 16 * 1024  # bytes: a creation with 16 targets is under 2 KiB
 BODY_SECONDS = 10.0  # a body must arrive within this, once its head has
+MAX_DEPTH = 8  # nesting of a body; ours nest 2 deep (an object holding `targets`)
 
 _DIGITS = re.compile(r"0|[1-9][0-9]*")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -288,6 +289,30 @@ def pointer(loc: tuple[int | str, ...]) -> str:
     return "/" + "/".join(_escape(str(part)) for part in loc) if loc else ""
 
 
+def depth_of(text: str) -> int:
+    """How deep arrays and objects nest in `text` (strings skipped): checked before the
+    parser, which recurses once per level: 16 KiB of "[" is past Python's recursion limit
+    (a RecursionError), and past the C stack where that limit is raised."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def parse_body(raw: bytes, model: type[M]) -> M:
     """`raw` as `model`; a 400 naming the first bad field by its JSON pointer."""
     try:
@@ -296,10 +321,14 @@ def parse_body(raw: bytes, model: type[M]) -> M:
         raise BadRequest("the body is not UTF-8: send JSON") from None
     if not text.strip():
         raise BadRequest(f"empty body: send a JSON object with {', '.join(model.model_fields)}")
+    if depth_of(text) > MAX_DEPTH:
+        raise BadRequest(f"the body nests deeper than {MAX_DEPTH} levels: send a flat JSON object")
     try:
         value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except ValueError as exc:  # JSONDecodeError, and an integer of over 4300 digits
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:  # cannot happen below MAX_DEPTH; never a 500 if it did
+        raise BadRequest("the body nests too deeply: send a flat JSON object") from None
     if not isinstance(value, dict):
         raise BadRequest(f"the body must be a JSON object, not {type(value).__name__}")
     try:

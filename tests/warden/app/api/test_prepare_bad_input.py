@@ -6,6 +6,7 @@ Nothing is prepared from a half-understood request."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -13,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests._chain import Chain
 from tests.conftest import FEE_BPS, TOKEN, Roles, Stack, create_session, session_params
 from tests.indexer._support import config, index_to_head
 from tests.warden.app.api._prepare import PrepareApi, serve_prepare
+from warden.app.api.prepare_models import depth_of
 
 MIXED_BAD_CHECKSUM = "0x70997970c51812dc3A010C7d01b50e0d17dc79C8"  # owner, one letter lowered
 
@@ -252,6 +256,10 @@ RAW_CASES = [
     (b'{"owner": Infinity}', "not JSON"),
     (b"\xff\xfe{}", "not UTF-8"),
     (b'{"amount": 1' + b"0" * 5000 + b"}", "not valid JSON"),  # an int of 5,001 digits
+    (b"[" * 15_000, "nests deeper than 8"),
+    (b'{"a":' * 3_000, "nests deeper than 8"),
+    (b'{"owner": {"a": [' + b"[" * 5_000 + b"]" * 5_000 + b"]}}", "nests deeper than 8"),
+    (b'{"policy": "' + b"[" * 9_000 + b'"', "not valid JSON"),  # brackets in a string
 ]
 
 
@@ -263,6 +271,18 @@ async def test_malformed_bodies_are_a_400_bad_request(
         status, answer = await api.post(path, raw)
         assert status == 400 and answer["error"]["code"] == "bad_request", (path, answer)
         assert words in answer["error"]["message"], answer
+
+
+async def test_a_chunked_body_over_16_kib_is_a_413(api: PrepareApi) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(40):
+            yield b" " * 1024
+
+    url = api.server.make_url("/prepare/create")
+    headers = {"Content-Type": "application/json", **api.headers}
+    async with api.http.post(url, data=chunks(), headers=headers) as r:
+        assert r.status == 413, await r.text()
+        assert (await r.json())["error"]["status"] == 413
 
 
 async def test_a_repeated_key_is_refused_naming_it(
@@ -313,3 +333,27 @@ async def test_a_fee_raised_above_the_consent_is_refused(
         body = {**create_body(w, stack, roles), "max_fee_bps": 250}
         answer = (await api.post("/prepare/create", body))[1]
     assert answer["fee"] == str(10 * TOKEN * 250 // 10_000), answer
+
+
+def _nesting(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max((_nesting(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((_nesting(v) for v in value.values()), default=0)
+    return 0
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab,:'),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(alphabet='[]{}"\\a'), inner, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@given(JSON)
+def test_the_depth_check_counts_nesting_and_skips_strings(value: Any) -> None:
+    assert depth_of(json.dumps(value)) == _nesting(value)
+    assert depth_of(json.dumps(value, ensure_ascii=False, indent=1)) == _nesting(value)
