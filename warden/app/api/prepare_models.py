@@ -58,6 +58,8 @@ def _amount(value: object) -> int:
             )
         raise ValueError(f"expected a decimal string of base units, e.g. {_EXAMPLE}")
     if _DIGITS.fullmatch(value):
+        if len(value) > 78:  # int() of over 4,300 digits would refuse in its own words
+            raise ValueError("above 2**256-1, the largest uint256")
         amount = int(value)
         if amount > UINT256_MAX:
             raise ValueError("above 2**256-1, the largest uint256")
