@@ -49,7 +49,6 @@ _OWNER_CLOSE = CLOSE_REASONS.index("owner")
 class Wallet:
     address: str
     owner: str
-    closed: bool
     revoked: bool
     token: str
     expiry: int
@@ -111,7 +110,6 @@ async def _wallet(node: Node, prep: Preparation, body: WalletRequest, verb: str)
     return Wallet(
         address=w,
         owner=owner,
-        closed=False,
         revoked=flag(answers[2], "revoked()"),
         token=token,
         expiry=word(answers[4], "expiry()"),
@@ -136,7 +134,7 @@ def _available(w: Wallet) -> int | None:
     return w.balance - fee_of(w.balance - w.recorded, min(w.fee_bps, w.max_fee_bps))
 
 
-async def _one_step(
+async def _act(
     ctx: Context,
     body: WalletRequest,
     verb: str,
@@ -185,7 +183,7 @@ async def top_up(ctx: Context, path: None, body: TopUpRequest) -> Reply:
             steps.insert(0, approve(w.token, w.address, need, w.meta, "the wallet"))
         return steps
 
-    return await _one_step(
+    return await _act(
         ctx, body, "top it up", "top_up", "/amount", build, lambda w: fee_of(body.amount, w.fee_bps)
     )
 
@@ -207,7 +205,7 @@ async def withdraw(ctx: Context, path: None, body: WithdrawRequest) -> Reply:
         )
         return [Step("withdraw", w.address, data, text)]
 
-    return await _one_step(ctx, body, "withdraw", "withdraw", "/amount", build)
+    return await _act(ctx, body, "withdraw", "withdraw", "/amount", build)
 
 
 async def extend(ctx: Context, path: None, body: ExtendRequest) -> Reply:
@@ -219,7 +217,7 @@ async def extend(ctx: Context, path: None, body: ExtendRequest) -> Reply:
         text = f"Extend session {w.address} from {when(w.expiry)} to {when(body.expiry)}"
         return [Step("extend", w.address, data, text)]
 
-    return await _one_step(ctx, body, "extend it", "extend", None, build)
+    return await _act(ctx, body, "extend it", "extend", None, build)
 
 
 async def revoke(ctx: Context, path: None, body: WalletRequest) -> Reply:
@@ -235,7 +233,7 @@ async def revoke(ctx: Context, path: None, body: WalletRequest) -> Reply:
         )
         return [Step("revoke", w.address, selector("revoke()"), text)]
 
-    return await _one_step(ctx, body, "revoke it", "revoke", None, build)
+    return await _act(ctx, body, "revoke it", "revoke", None, build)
 
 
 async def close(ctx: Context, path: None, body: WalletRequest) -> Reply:
@@ -245,4 +243,4 @@ async def close(ctx: Context, path: None, body: WalletRequest) -> Reply:
         text = f"Close session {w.address} and refund {balance} to {w.owner}, without a fee"
         return [Step("close", w.address, data, text)]
 
-    return await _one_step(ctx, body, "close it", "close", None, build)
+    return await _act(ctx, body, "close it", "close", None, build)
