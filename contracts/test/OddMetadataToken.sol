@@ -11,9 +11,14 @@ import {ERC20} from "@openzeppelin/contracts/token/ERC20/ERC20.sol";
 /// ("U\u202eSDC"); 6 a string of 5,000 zero bytes; 7 a string that is not UTF-8;
 /// 8 a string offset beyond the data; 9 a bytes32 ("MKR"-era tokens: "OLD", or 255 for
 /// decimals); 10 a string with a control character ("OD\nD").
+/// With `strictApprove`, `approve` refuses to change a non-zero allowance to another
+/// non-zero one (USDT's rule): an owner must approve 0 first.
 contract OddMetadataToken is ERC20 {
+    error ApproveFromNonZero(uint256 current);
+
     uint8 public decimalsMode;
     uint8 public symbolMode;
+    bool public strictApprove;
 
     constructor() ERC20("Odd Metadata", "ODD") {}
 
@@ -24,6 +29,16 @@ contract OddMetadataToken is ERC20 {
     function setModes(uint8 decimalsMode_, uint8 symbolMode_) external {
         decimalsMode = decimalsMode_;
         symbolMode = symbolMode_;
+    }
+
+    function setStrictApprove(bool on) external {
+        strictApprove = on;
+    }
+
+    function approve(address spender, uint256 value) public override returns (bool) {
+        uint256 current = allowance(msg.sender, spender);
+        if (strictApprove && value != 0 && current != 0) revert ApproveFromNonZero(current);
+        return super.approve(spender, value);
     }
 
     function decimals() public view override returns (uint8) {

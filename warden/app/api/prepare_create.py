@@ -34,6 +34,7 @@ from warden.app.api.prepare_steps import (
     shown,
     transactions,
     when,
+    with_reset,
 )
 from warden.app.api.routes import Context, Reply
 
@@ -167,5 +168,6 @@ async def create(ctx: Context, path: None, body: CreateRequest) -> Reply:
         allowance = loose_uint(reads[1])
         if allowance is None or allowance < need:
             steps.insert(0, approve(token, f, need, meta, "the factory"))
+        steps = await with_reset(node, owner, allowance, steps)
         txs = await transactions(node, prep, owner, nonce, steps, "/deposit")
     return prepared("create", prep, owner, wallet, token, meta, txs, fee, salt)

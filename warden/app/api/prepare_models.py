@@ -226,7 +226,9 @@ class TokenInfo(Body):
 class PreparedTransaction(Body):
     """One unsigned EIP-1559 transaction: sign it with the owner's key as it is."""
 
-    step: str = Field(description="approve, create, deposit, withdraw, extend, revoke, close")
+    step: str = Field(
+        description="reset_approval, approve, create, deposit, withdraw, extend, revoke, close"
+    )
     description: str
     type: Literal["0x2"]
     chain_id: int

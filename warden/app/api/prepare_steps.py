@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from chain import ChainClient, decode_revert
+from chain import ChainClient, checksum, decode_revert
 from chain.errors import BadResponse, CallReverted, ChainError, RetryableError, RpcRejected
 from chain.units import token_units
 from warden.app.api.errors import BadParameter, Conflict, NodeFailed, NodeUnavailable
@@ -224,6 +224,28 @@ def approve(token: str, spender: str, amount: int, meta: TokenMeta, who: str) ->
     data = call_data("approve(address,uint256)", ["address", "uint256"], [spender, amount])
     text = f"Approve {who} {spender} to take {shown(amount, meta, token)}"
     return Step("approve", token, data, text)
+
+
+async def with_reset(
+    node: Node, owner: str, allowance: int | None, steps: list[Step]
+) -> list[Step]:
+    """`steps`, with the approval reset to 0 first when the token needs it: some tokens
+    (USDT) refuse to change a non-zero allowance to another non-zero one. Asked only when
+    a partial allowance stands, by estimating the approval as it is."""
+    first = steps[0]
+    if first.name != "approve" or not allowance:
+        return steps
+    try:
+        await node.estimate(owner, first.to, first.data)
+    except CallReverted:
+        spender = checksum(first.data[16:36])
+        data = call_data("approve(address,uint256)", ["address", "uint256"], [spender, 0])
+        text = (
+            f"Reset the approval of {spender} to 0 first (this token refuses to change a "
+            "non-zero approval to another)"
+        )
+        return [Step("reset_approval", first.to, data, text), *steps]
+    return steps
 
 
 def prepared(

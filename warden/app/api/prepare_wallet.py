@@ -39,6 +39,7 @@ from warden.app.api.prepare_steps import (
     shown,
     transactions,
     when,
+    with_reset,
 )
 from warden.app.api.routes import Context, Reply
 
@@ -145,7 +146,7 @@ async def _act(
 ) -> Reply:
     async with asking(ctx) as (node, prep):
         w = await _wallet(node, prep, body, verb)
-        steps = build(w)
+        steps = await with_reset(node, w.owner, w.allowance, build(w))
         txs = await transactions(node, prep, w.owner, w.nonce, steps, amount_field)
     return prepared(action, prep, w.owner, w.address, w.token, w.meta, txs, fee(w))
 

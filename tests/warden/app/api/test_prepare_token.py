@@ -163,3 +163,41 @@ async def test_a_hostile_session_token_makes_the_wallet_routes_409_not_5xx(
                 assert "would revert with" in answer["error"]["message"], (mode, path, answer)
             # revoke and extend move no tokens: still prepared
             assert (await api.post("/prepare/revoke", me))[0] == 200
+
+
+async def test_a_token_that_refuses_to_change_a_nonzero_approval_gets_a_reset_first(
+    fresh_chain: Chain, stack: Stack, roles: Roles, odd: Contract, tmp_path: Path
+) -> None:
+    """USDT's rule: approve(x) over a non-zero allowance reverts. A partial allowance
+    standing, the answer resets it to 0 first, for the creation and for a top-up; a token
+    without the rule gets no reset."""
+    key = key_of(fresh_chain, roles.owner)
+    factory = stack.factory.address
+    body = {
+        "owner": roles.owner, "operator": roles.operator, "token": odd.address,
+        "deposit": "1000000", "expiry": fresh_chain.now() + 3600, "budget": "1",
+        "max_fee_bps": FEE_BPS,
+    }  # fmt: skip
+    fresh_chain.send(odd.functions.approve(factory, 5), roles.owner)  # partial, standing
+    async with serve_prepare(tmp_path / "w.sqlite", fresh_chain, factory) as api:
+        answer = await api.ok("/prepare/create", body)
+        assert [t["step"] for t in answer["transactions"]] == ["approve", "create"]
+        fresh_chain.send(odd.functions.setStrictApprove(True), roles.deployer)
+        answer = await api.ok("/prepare/create", body)
+        steps = [t["step"] for t in answer["transactions"]]
+        assert steps == ["reset_approval", "approve", "create"], steps
+        assert "Reset the approval of" in answer["summary"]
+        nonces = [t["nonce"] for t in answer["transactions"]]
+        assert nonces == [nonces[0], nonces[0] + 1, nonces[0] + 2]
+        send_prepared(fresh_chain, answer["transactions"], key)
+        wallet = answer["wallet"]
+        assert odd.functions.balanceOf(wallet).call() == 1_000_000
+
+        fresh_chain.send(odd.functions.approve(wallet, 0), roles.owner)
+        fresh_chain.send(odd.functions.approve(wallet, 3), roles.owner)
+        top_up = {"owner": roles.owner, "wallet": wallet, "amount": "500", "max_fee_bps": FEE_BPS}
+        answer = await api.ok("/prepare/top-up", top_up)
+        steps = [t["step"] for t in answer["transactions"]]
+        assert steps == ["reset_approval", "approve", "deposit"], steps
+        send_prepared(fresh_chain, answer["transactions"], key)
+    assert odd.functions.balanceOf(wallet).call() == 1_000_500
