@@ -40,6 +40,7 @@ class Context:
     live: LiveState
     metrics: Metrics
     openapi: dict[str, Any]  # the document of these routes, served as /openapi.json
+    prepare: Any = None  # prepare.Prepare: the node the /prepare routes ask; None: no routes
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Reply:
     status: int = 200
 
 
+# (context, path parameters, query parameters, or for a POST route its body)
 Handler = Callable[[Context, Any, Any], Awaitable[Reply]]
 
 
@@ -64,6 +66,8 @@ class Route:
     stream: bool = False  # answers server-sent events (text/event-stream), not one body
     # answered from the database alone (no live figures): kept until the database changes
     cached: bool = False
+    method: str = "GET"  # GET (with HEAD) or POST
+    body: type[BaseModel] | None = None  # a POST route's request body, handed to the handler
 
 
 def _cursor(page: Page[Any], scope: str) -> str | None:
