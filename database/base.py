@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -107,6 +107,13 @@ class Database(Queries):
         """One consistent read view for the statements this task runs inside: a commit by
         a writer in between cannot tear them (a page and its look-ahead row, a session and
         its intents, one /metrics scrape)."""
+
+    @abc.abstractmethod
+    def stream(self, sql: str, params: Params = (), size: int = 1000) -> AsyncIterator[list[Row]]:
+        """The rows of one query in chunks of up to `size`, read through a cursor: memory
+        stays at one chunk whatever the table's size (exports). Run it inside `snapshot()`
+        when other statements must see the same state; on PostgreSQL it opens a read-only
+        transaction of its own otherwise."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...
