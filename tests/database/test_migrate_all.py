@@ -23,7 +23,9 @@ B = ["CREATE TABLE b_rows (k TEXT PRIMARY KEY)", "CREATE INDEX b_by_k ON b_rows 
 RAISES = "INSERT INTO no_such_table VALUES (1)"  # fails on both servers
 
 
-async def shape(db: Database) -> tuple[dict[str, int], list[str], list[str], list[tuple[object, ...]]]:
+async def shape(
+    db: Database,
+) -> tuple[dict[str, int], list[str], list[str], list[tuple[object, ...]]]:
     return (
         await versions(db),
         await db.columns("a_rows"),

@@ -114,16 +114,12 @@ def glob_escape(text: str) -> str:
 # -- SQLite ---------------------------------------------------------------------------
 
 
-async def backup_sqlite(
-    source: Path, target: Path, *, progress: Progress | None = None
-) -> Backup:
+async def backup_sqlite(source: Path, target: Path, *, progress: Progress | None = None) -> Backup:
     """A checked consistent copy of `source` at `target` (see `database.copy_sqlite`)."""
     try:
         check = await asyncio.to_thread(copy_sqlite, source, target, progress=progress)
     except ValueError as exc:
-        raise BackupRefused(
-            f"refusing to write the backup over {exc}: name another file"
-        ) from None
+        raise BackupRefused(f"refusing to write the backup over {exc}: name another file") from None
     return Backup(check.path, check.size, check.versions)
 
 

@@ -126,9 +126,7 @@ async def upgrade(
             await check_identity(db, Identity(chain_id, factory))
         log.info("the schema needs migrating (%s): backing up first", describe_moves(moved))
         try:
-            backup = await before_migration(
-                source, where, current, keep=keep, directory=directory
-            )
+            backup = await before_migration(source, where, current, keep=keep, directory=directory)
         except (OSError, sqlite3.Error, BackupError) as exc:
             folder = directory or "the database's directory"
             raise BackupFailed(
