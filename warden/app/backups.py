@@ -18,6 +18,8 @@ Errors, by what the caller should do:
     ├── BackupRefused        the request itself is wrong (a target that is the live
     │                        database, a restore file of another chain or a newer
     │                        schema): fix the arguments
+    ├── BackupWriteFailed    the disk under the backup is full or read-only: free space
+    │                        there, or write it elsewhere
     └── ToolMissing          PostgreSQL without pg_dump / pg_restore here: run the
                              printed command where they are
     database.NotABackup    the file is not a usable backup (not SQLite, truncated, corrupt)
@@ -45,6 +47,7 @@ from urllib.parse import urlsplit, urlunsplit
 from database import FileCheck, check_sqlite, copy_sqlite, redact_database_url
 from database.backup import Progress, same_file
 from database.sqlite import hold_file
+from warden.app.storage import file_problem
 
 log = logging.getLogger("warden.backups")
 
@@ -57,6 +60,10 @@ class BackupError(RuntimeError):
 
 class BackupRefused(BackupError):
     """The request is wrong as given: fix the arguments."""
+
+
+class BackupWriteFailed(BackupError):
+    """The disk under the backup failed (full, read-only): free space or write elsewhere."""
 
 
 class ToolMissing(BackupError):
@@ -120,6 +127,13 @@ async def backup_sqlite(source: Path, target: Path, *, progress: Progress | None
         check = await asyncio.to_thread(copy_sqlite, source, target, progress=progress)
     except ValueError as exc:
         raise BackupRefused(f"refusing to write the backup over {exc}: name another file") from None
+    except (OSError, sqlite3.Error) as exc:
+        problem = file_problem(exc, target)
+        if problem is None:
+            raise
+        raise BackupWriteFailed(
+            f"the backup {target} could not be written: {problem}; nothing was left under that name"
+        ) from exc
     return Backup(check.path, check.size, check.versions)
 
 
@@ -152,6 +166,12 @@ def check_target(target: Path, where: str | Path, *, force: bool) -> None:
     parent = target.parent
     if not parent.is_dir():
         raise BackupRefused(f"the directory {parent} does not exist: create it first")
+    with contextlib.suppress(OSError):
+        if os.statvfs(parent).f_flag & os.ST_RDONLY:
+            raise BackupRefused(
+                f"the directory {parent} is on a read-only file system: choose another --to, "
+                "or remount it read-write"
+            )
     if not os.access(parent, os.W_OK | os.X_OK):
         raise BackupRefused(
             f"the directory {parent} is not writable by this user: choose another --to or "

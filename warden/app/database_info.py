@@ -41,22 +41,22 @@ class DatabaseInfo:
     def lines(self) -> list[str]:
         known = ", ".join(f"{c} {v}" for c, v in self.versions.items()) or "none (empty)"
         out = [
-            f"database    {self.where} ({self.dialect})",
-            f"schema      {known}"
+            f"database      {self.where} ({self.dialect})",
+            f"schema        {known}"
             + (f" — {self.to_migrate}" if self.to_migrate else " — up to date"),
-            f"chain       {self.identity or 'not recorded yet (no daemon has started on it)'}",
+            f"chain         {self.identity or 'not recorded yet (no daemon has started on it)'}",
         ]
         if self.checkpoint is not None:
             cp = self.checkpoint
             when = datetime.datetime.fromtimestamp(cp["timestamp"], datetime.UTC)
-            out.append(f"checkpoint  block {cp['number']} {cp['hash']} "
+            out.append(f"checkpoint    block {cp['number']} {cp['hash']} "
                        f"({when:%Y-%m-%d %H:%M:%S} UTC)")  # fmt: skip
         else:
-            out.append("checkpoint  none (nothing indexed yet)")
+            out.append("checkpoint    none (nothing indexed yet)")
         if self.size is not None:
-            out.append(f"size        {self.size:,} bytes")
+            out.append(f"size          {self.size:,} bytes")
         for table, n in self.counts.items():
-            out.append(f"{table:<12}{n:,} rows")
+            out.append(f"{table:<14}{n:,} rows")
         return out
 
 

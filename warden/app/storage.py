@@ -135,6 +135,19 @@ def _server_cause(exc: BaseException) -> str | None:
     return None
 
 
+def file_problem(exc: BaseException, path: Path) -> str | None:
+    """For a file Warden writes that is not the database (a backup, an export): "CAUSE —
+    FIX" when `exc` is the disk failing under `path` (full, read-only, I/O), else None."""
+    for link in _chain(exc):
+        cause = _cause(link)
+        if cause is not None:
+            if cause in ("cannot open the database file", "disk I/O error", "read-only database",
+                         "permission denied"):  # fmt: skip
+                cause = _file_system(path) or cause
+            return f"{cause} — {_HINTS.get(cause, 'check the disk and the path')}"
+    return None
+
+
 def storage_problem(exc: BaseException, path: str | Path) -> str | None:
     """One line naming the cause and the database (a file path, or a PostgreSQL URL shown
     without its password), or None when `exc` is not a storage failure (a bug keeps its

@@ -38,6 +38,7 @@ from database import (
 from warden.app.backups import (
     BackupError,
     BackupRefused,
+    BackupWriteFailed,
     ToolMissing,
     backup_sqlite,
     check_target,
@@ -178,6 +179,9 @@ def run_db_command(args: argparse.Namespace) -> int:
     except DatabaseBusy as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return ExitCode.RUNTIME_FAILURE
+    except BackupWriteFailed as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return ExitCode.STORAGE
     except (ToolMissing, BackupError, DatabaseError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return ExitCode.RUNTIME_FAILURE
