@@ -22,6 +22,7 @@ CHAIN_ID = 31337
 U256_MAX = 2**256 - 1
 OWNERS = [to_checksum_address(f"0x{i:040x}") for i in (0xA1, 0xB2, 0xC3)]
 STATUSES = ("active", "revoked", "closed")
+TARGETS = orjson.dumps([OWNERS[2]]).decode()
 
 
 async def create(path: Path, *, chain_id: int = CHAIN_ID, factory: str = FACTORY) -> None:
@@ -41,7 +42,7 @@ def session_row(i: int) -> tuple[Any, ...]:
     big = U256_MAX - i  # amounts beyond 2^53 and 2^64: exact or visibly wrong
     values: dict[str, Any] = {
         "wallet": wallet(i), "owner": OWNERS[i % len(OWNERS)], "operator": OWNERS[0],
-        "token": OWNERS[1], "policy": f"policy-{i % 5}", "targets": orjson.dumps([OWNERS[2]]).decode(),
+        "token": OWNERS[1], "policy": f"policy-{i % 5}", "targets": TARGETS,
         "salt": f"0x{i:064x}", "fee": str(i), "initial_deposit": str(big), "deposit": str(big),
         "withdrawn": "0", "balance": str(big), "spent": str(2**64 + i), "budget": str(U256_MAX),
         "stop_loss": "0", "take_profit": str(2**53 + 1), "expiry": str(2**40), "status":

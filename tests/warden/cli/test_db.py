@@ -74,8 +74,13 @@ def test_a_backup_never_overwrites_the_live_database(
     live: Path, which: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = table(live, "SELECT * FROM sessions")
-    to = {"itself": live, "wal": Path(f"{live}-wal"), "symlink": live.parent / "link.sqlite",
-          "hardlink": live.parent / "hard.sqlite", "relative": Path("./warden.sqlite")}[which]  # fmt: skip
+    to = {
+        "itself": live,
+        "wal": Path(f"{live}-wal"),
+        "symlink": live.parent / "link.sqlite",
+        "hardlink": live.parent / "hard.sqlite",
+        "relative": Path("./warden.sqlite"),
+    }[which]
     if which == "symlink":
         to.symlink_to(live)
     if which == "hardlink":
@@ -272,7 +277,7 @@ def _plain_sqlite(src: Path, dst: Path) -> None:
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
-        (lambda s, d: d.write_bytes(b"PK\x03\x04 a zip file, not a database"), "not a SQLite database"),
+        (lambda s, d: d.write_bytes(b"PK\x03\x04 a zip file"), "not a SQLite database"),
         (lambda s, d: d.write_bytes(b""), "it is empty"),
         (lambda s, d: d.write_bytes(b"SQLite format 3\x00" + b"\x10"), "not even a SQLite header"),
         (_truncated, "is truncated"),
@@ -329,8 +334,9 @@ def test_restore_checks_the_configs_chain(
     assert not (tmp_path / "new.sqlite").exists()
 
 
-def test_postgres_restore_prints_the_command(pg_dsn: str, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_postgres_restore_prints_the_command(
+    pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _, err = db_cli(capsys, "restore", str(tmp_path / "b.dump"), "--db", pg_dsn)
     assert code == ExitCode.RUNTIME_FAILURE
     assert "pg_restore --clean --if-exists" in err and "stop every replica" in err
