@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Any
 
 import asyncpg
@@ -146,7 +146,7 @@ class PostgresDatabase(_PgQueries, Database):
 
     async def stream(
         self, sql: str, params: Params = (), size: int = 1000
-    ) -> AsyncIterator[list[Row]]:
+    ) -> AsyncGenerator[list[Row], None]:
         pinned = self._pinned.get()
         if pinned is not None:  # inside a snapshot: its transaction holds the cursor
             cur = await pinned.cursor(numbered(sql), *params)

@@ -7,7 +7,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
 import aiosqlite
@@ -119,7 +119,7 @@ class SqliteDatabase(_SqliteQueries, Database):
 
     async def stream(
         self, sql: str, params: Params = (), size: int = 1000
-    ) -> AsyncIterator[list[Row]]:
+    ) -> AsyncGenerator[list[Row], None]:
         async with self.conn.execute(sql, params) as cur:
             while rows := await cur.fetchmany(size):
                 yield [tuple(r) for r in rows]

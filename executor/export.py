@@ -10,7 +10,8 @@ bytes (`raw`) are left out (the hash names it on chain).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,34 +71,35 @@ def intent_query(sel: IntentSelection) -> tuple[str, tuple[Any, ...]]:
 
 async def intent_chunks(
     db: Database, sel: IntentSelection, size: int = 500
-) -> AsyncIterator[list[IntentRecord]]:
+) -> AsyncGenerator[list[IntentRecord], None]:
     """Intents with their jobs and transactions, `size` intents at a time. Run inside
     `db.snapshot()` so the three tables are read as of one moment."""
     sql, params = intent_query(sel)
     jobs_sql = ", ".join(f"j.{c}" for c in JOB_COLUMNS)
     tx_sql = ", ".join(TRANSACTION_COLUMNS)
-    async for rows in db.stream(sql, params, size):
-        records = {int(r[0]): IntentRecord(r) for r in rows}
-        marks = ", ".join("?" for _ in records)
-        carried = await db.fetch(
-            f"SELECT ji.intent_id, {jobs_sql} FROM job_intents ji JOIN jobs j ON j.id = "
-            f"ji.job_id WHERE ji.intent_id IN ({marks}) ORDER BY ji.intent_id, j.id",
-            tuple(records),
-        )
-        job_ids: set[int] = set()
-        for row in carried:
-            records[int(row[0])].jobs.append(row[1:])
-            job_ids.add(int(row[1]))
-        signed: dict[int, list[tuple[Any, ...]]] = {}
-        if job_ids:
-            ids = sorted(job_ids)
-            found = await db.fetch(
-                f"SELECT {tx_sql} FROM transactions WHERE job_id IN "
-                f"({', '.join('?' for _ in ids)}) ORDER BY job_id, created_ms, rowid",
-                tuple(ids),
+    async with contextlib.aclosing(db.stream(sql, params, size)) as chunks:
+        async for rows in chunks:
+            records = {int(r[0]): IntentRecord(r) for r in rows}
+            marks = ", ".join("?" for _ in records)
+            carried = await db.fetch(
+                f"SELECT ji.intent_id, {jobs_sql} FROM job_intents ji JOIN jobs j ON j.id = "
+                f"ji.job_id WHERE ji.intent_id IN ({marks}) ORDER BY ji.intent_id, j.id",
+                tuple(records),
             )
-            for tx in found:
-                signed.setdefault(int(tx[1]), []).append(tx)
-        for record in records.values():
-            record.transactions = {int(j[0]): signed.get(int(j[0]), []) for j in record.jobs}
-        yield list(records.values())
+            job_ids: set[int] = set()
+            for row in carried:
+                records[int(row[0])].jobs.append(row[1:])
+                job_ids.add(int(row[1]))
+            signed: dict[int, list[tuple[Any, ...]]] = {}
+            if job_ids:
+                ids = sorted(job_ids)
+                found = await db.fetch(
+                    f"SELECT {tx_sql} FROM transactions WHERE job_id IN "
+                    f"({', '.join('?' for _ in ids)}) ORDER BY job_id, created_ms, rowid",
+                    tuple(ids),
+                )
+                for tx in found:
+                    signed.setdefault(int(tx[1]), []).append(tx)
+            for record in records.values():
+                record.transactions = {int(j[0]): signed.get(int(j[0]), []) for j in record.jobs}
+            yield list(records.values())

@@ -17,10 +17,11 @@ docs/operations.md ("Exports"):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -42,8 +43,10 @@ from indexer.export import JSON_COLUMNS, SessionSelection, event_query, session_
 KINDS = ("sessions", "events", "intents")
 FORMATS = ("ndjson", "csv")
 CHUNK = 1000
+# The intent's own `job_id` (its latest job) is `latest_job_id` in CSV: `job_id` there is
+# the id of the job the row describes.
 CSV_INTENT_COLUMNS = (
-    *INTENT_COLUMNS,
+    *("latest_job_id" if c == "job_id" else c for c in INTENT_COLUMNS),
     *(f"job_{c}" for c in JOB_COLUMNS),
     *(f"tx_{c}" for c in TRANSACTION_COLUMNS if c != "job_id"),
 )
@@ -99,27 +102,32 @@ async def export(
         if kind == "intents":
             wallets = wallets_of(SessionSelection(owner=filters.owner))
             isel = IntentSelection(filters.status, filters.from_block, filters.to_block, wallets)
-            chunks: AsyncIterator[Sequence[Any]] = intent_chunks(db, isel)
+            chunks: AsyncGenerator[Sequence[Any], None] = intent_chunks(db, isel)
             names: Sequence[str] = INTENT_COLUMNS
         else:
             query = session_query(sel) if kind == "sessions" else event_query(sel)
             chunks = db.stream(query.sql, query.params, CHUNK)
             names = query.columns
-        if fmt == "csv":
-            text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+        # CSV goes through a text layer over `out`, detached at the end whatever happens:
+        # dropped attached, it would close `out` (standard output) with it.
+        text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+        try:
             writer = csv.writer(text, lineterminator="\n")
-            writer.writerow(columns(kind, fmt))
-        async for chunk in chunks:
             if fmt == "csv":
-                writer.writerows(_csv_rows(kind, chunk))
-            else:
-                out.write(b"".join(_ndjson_lines(kind, names, chunk)))
-            written += len(chunk)
-            if progress is not None:
-                progress(written)
-        if fmt == "csv":
-            text.flush()
-            text.detach()  # `out` stays open: its owner closes it
+                writer.writerow(columns(kind, fmt))
+            async with contextlib.aclosing(chunks) as rows:  # its cursor closed on any exit
+                async for chunk in rows:
+                    if fmt == "csv":
+                        writer.writerows(_csv_rows(kind, chunk))
+                    else:
+                        out.write(b"".join(_ndjson_lines(kind, names, chunk)))
+                    written += len(chunk)
+                    if progress is not None:
+                        progress(written)
+        finally:
+            with contextlib.suppress(ValueError, OSError):
+                text.flush()
+            text.detach()
     return written
 
 

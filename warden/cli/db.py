@@ -365,18 +365,27 @@ def _output(path: str, force: bool) -> Iterator[IO[bytes]]:
         sys.stdout.buffer.flush()
         return
     out = Path(path)
-    with contextlib.suppress(OSError):
+    try:
         mode = out.stat().st_mode
-        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # /dev/stdout, a FIFO
-            with out.open("wb") as f:
-                yield f
-            return
+    except OSError:
+        mode = 0
+    if mode and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # /dev/stdout, a FIFO
+        with out.open("wb") as f:
+            yield f
+        return
     if out.is_dir():
         raise Refused(f"--out {out} is a directory: name a file in it")
     if out.exists() and not force:
         raise Refused(f"--out {out} exists: name a new file, or pass --force to replace it")
     if not out.parent.is_dir():
         raise Refused(f"--out {out}: the directory {out.parent} does not exist — create it")
+    with contextlib.suppress(OSError):
+        read_only = bool(os.statvfs(out.parent).f_flag & os.ST_RDONLY)
+        if read_only:
+            raise Refused(
+                f"--out {out}: the directory {out.parent} is on a read-only file system — "
+                "choose another --out"
+            )
     if not os.access(out.parent, os.W_OK | os.X_OK):
         raise Refused(
             f"--out {out}: the directory {out.parent} is not writable by this user "
