@@ -54,6 +54,7 @@ from warden.app.schema import Identity, known_versions, mismatch, plan
 from warden.app.settings import ConfigError, load_config, target, where
 from warden.cli.exit_codes import ExitCode
 
+_USED = [("database",), ("backups",), ("chain", "chain_id"), ("chain", "factory")]
 _EPILOG = "Name the database with --config (the daemon's config file) or --db."
 
 
@@ -225,7 +226,8 @@ def _target(args: argparse.Namespace) -> Target:
         if is_postgres_url(text):
             return Target(text, redact_database_url(text))
         return Target(Path(text), Path(text))
-    cfg = load_config(args.config, os.environ)
+    # Only what `warden db` uses: a backup needs no relayer key, nor its password.
+    cfg = load_config(args.config, os.environ, only=_USED)
     identity = None
     if not cfg.is_devnet and cfg.chain.chain_id is not None and cfg.chain.factory is not None:
         identity = Identity(cfg.chain.chain_id, cfg.chain.factory)
