@@ -9,6 +9,7 @@ import os
 import sqlite3
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from pathlib import Path
+from typing import cast
 
 import aiosqlite
 
@@ -122,7 +123,10 @@ class SqliteDatabase(_SqliteQueries, Database):
     ) -> AsyncGenerator[list[Row], None]:
         async with self.conn.execute(sql, params) as cur:
             while rows := await cur.fetchmany(size):
-                yield [tuple(r) for r in rows]
+                if self.conn.row_factory is None:  # plain tuples already: no copy
+                    yield cast("list[Row]", rows)
+                else:
+                    yield [tuple(r) for r in rows]
 
     async def close(self) -> None:
         await self.conn.close()

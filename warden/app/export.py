@@ -17,6 +17,7 @@ docs/operations.md ("Exports"):
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import io
@@ -42,7 +43,7 @@ from indexer.export import JSON_COLUMNS, SessionSelection, event_query, session_
 
 KINDS = ("sessions", "events", "intents")
 FORMATS = ("ndjson", "csv")
-CHUNK = 1000
+CHUNK = 2000  # rows read per cursor step: ~2 MB of sessions, few thread hops
 # The intent's own `job_id` (its latest job) is `latest_job_id` in CSV: `job_id` there is
 # the id of the job the row describes.
 CSV_INTENT_COLUMNS = (
@@ -115,8 +116,12 @@ async def export(
             writer = csv.writer(text, lineterminator="\n")
             if fmt == "csv":
                 writer.writerow(columns(kind, fmt))
-            async with contextlib.aclosing(chunks) as rows:  # its cursor closed on any exit
-                async for chunk in rows:
+            # on any exit: the read ahead settled first, then the cursor closed
+            async with (
+                contextlib.aclosing(chunks) as rows,
+                contextlib.aclosing(_read_ahead(rows)) as ahead,
+            ):
+                async for chunk in ahead:
                     if fmt == "csv":
                         writer.writerows(_csv_rows(kind, chunk))
                     else:
@@ -129,6 +134,23 @@ async def export(
                 text.flush()
             text.detach()
     return written
+
+
+async def _read_ahead(
+    chunks: AsyncGenerator[Sequence[Any], None],
+) -> AsyncGenerator[Sequence[Any], None]:
+    """`chunks`, the next one read (in the driver's thread) while this one is written:
+    two chunks in memory at most."""
+    pending = asyncio.ensure_future(anext(chunks, None))
+    try:
+        while (chunk := await pending) is not None:
+            pending = asyncio.ensure_future(anext(chunks, None))
+            yield chunk
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending
 
 
 def _plain(row: Sequence[Any], names: Sequence[str]) -> dict[str, Any]:
