@@ -367,3 +367,63 @@ def test_info_on_an_older_schema_says_what_the_next_start_migrates(
     conn.close()
     code, out, _ = db_cli(capsys, "info", "--db", str(live))
     assert code == 0 and "the next start migrates warden 0 → 1" in out
+
+
+def test_a_restore_onto_a_new_machine_needs_no_database_there(
+    live: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    backup = tmp_path / "b.sqlite"
+    assert db_cli(capsys, "backup", "--db", str(live), "--to", str(backup))[0] == 0
+    fresh = tmp_path / "new" / "warden.sqlite"
+    fresh.parent.mkdir()
+    code, out, err = db_cli(capsys, "restore", str(backup), "--db", str(fresh))
+    assert code == ExitCode.OK, err
+    assert "is kept as" not in out  # nothing was replaced
+    assert table(fresh, "SELECT COUNT(*) FROM sessions") == [(300,)]
+    assert os.stat(fresh).st_mode & 0o777 == 0o600
+
+
+def test_an_older_backup_is_restored_and_migrated_by_the_next_start(
+    live: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = tmp_path / "old.sqlite"
+    old.write_bytes(live.read_bytes())
+    with sqlite3.connect(old) as conn:  # as a Warden before the chain identity left it
+        conn.execute("DELETE FROM schema_versions WHERE component = 'warden'")
+        conn.execute("DROP TABLE chain_identity")
+    conn.close()
+    code, _, err = db_cli(capsys, "restore", str(old), "--db", str(live))
+    assert code == ExitCode.OK, err
+    code, out, _ = db_cli(capsys, "info", "--db", str(live))
+    assert "the next start migrates warden 0 → 1" in out
+
+
+def test_a_symlink_to_the_live_database_is_not_a_backup_of_it(
+    live: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    link = tmp_path / "looks-like-a-backup.sqlite"
+    link.symlink_to(live)
+    code, _, err = db_cli(capsys, "restore", str(link), "--db", str(live))
+    assert code == ExitCode.CONFIG and "is the live database itself" in err
+
+
+def test_a_config_needs_no_relayer_key_for_a_backup(
+    live: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`warden db` reads only `database:`, `backups:` and the chain's id and factory: a
+    cron job backing up needs neither the keystore's password nor the API token."""
+    monkeypatch.delenv("UNSET_KEY_FOR_TEST", raising=False)
+    body = (
+        f'chain:\n  rpc: ["${{UNSET_RPC_FOR_TEST}}"]\n  chain_id: {CHAIN_ID}\n'
+        f'  factory: "{FACTORY}"\ndatabase: {live}\nexecutor:\n'
+        '  raw_key: "${UNSET_KEY_FOR_TEST}"\napi:\n  host: 0.0.0.0\n'
+    )
+    config = tmp_path / "w.yaml"
+    config.write_text(body + "backups:\n  keep: 2\n")
+    code, out, err = db_cli(capsys, "backup", "--config", str(config), "--quiet")
+    assert code == ExitCode.OK, err
+    config.write_text(body + "backups:\n  keep: 0\n")  # what it uses is still checked
+    code, _, err = db_cli(capsys, "backup", "--config", str(config))
+    assert code == ExitCode.CONFIG
+    assert f"{config}:11: backups.keep: 0 — keep 1 to 1,000" in err
+    assert "raw_key" not in err and "api.token" not in err
