@@ -39,6 +39,7 @@ import shlex
 import shutil
 import sqlite3
 import subprocess
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,7 +195,9 @@ async def before_migration(
     folder = automatic_directory(where, directory)
     if isinstance(where, Path):
         target = folder / backup_name(where.name, "pre-migration", current, ".sqlite")
-        backup = await backup_sqlite(where, target)
+        backup = await backup_sqlite(
+            where, target, progress=_LogProgress("backup before migrating")
+        )
     else:
         target = folder / backup_name(_database_name(where), "pre-migration", current, ".dump")
         try:
@@ -205,6 +208,21 @@ async def before_migration(
     log.info("backup before migrating: %s (%s bytes)", backup.path, f"{backup.size:,}")
     rotate(folder, _database_name(where), "pre-migration", keep)
     return backup
+
+
+class _LogProgress:
+    """Progress of a long copy as INFO lines, at most one every 5 s."""
+
+    def __init__(self, what: str, every: float = 5.0) -> None:
+        self.what, self.every = what, every
+        self.last = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= self.every and total:
+            self.last = now
+            log.info("%s: %d%% (%s of %s MiB)", self.what, 100 * done // total,
+                     f"{done / 2**20:,.0f}", f"{total / 2**20:,.0f}")  # fmt: skip
 
 
 # -- PostgreSQL -----------------------------------------------------------------------

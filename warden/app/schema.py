@@ -19,13 +19,25 @@ and factory this daemon serves.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from database import Database, DatabaseError, Plan, migrate_all, pending, versions
+from database import (
+    Database,
+    DatabaseError,
+    FileCheck,
+    NotABackup,
+    Plan,
+    SchemaTooNew,
+    check_sqlite,
+    migrate_all,
+    pending,
+    versions,
+)
 from database.lease import COMPONENT as LEADERSHIP
 from database.lease import MIGRATIONS as LEADERSHIP_MIGRATIONS
 from database.migrations import Step
@@ -57,6 +69,11 @@ class WrongDatabase(DatabaseError):
 
 class BackupFailed(DatabaseError):
     """The backup a migration needs could not be written: nothing was migrated."""
+
+
+class NotRestorable(NotABackup):
+    """A sound backup this database must not be replaced by: a newer schema, or another
+    chain's or factory's."""
 
 
 class MigrationFailed(DatabaseError):
@@ -195,3 +212,46 @@ async def record_identity(db: Database, served: Identity) -> None:
         "ON CONFLICT (id) DO NOTHING",
         (served.chain_id, served.factory, time.time_ns() // 1_000_000),
     )
+
+
+def file_identity(path: Path) -> Identity | None:
+    """The chain identity a SQLite file records (None: none recorded yet)."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    try:
+        row = conn.execute("SELECT chain_id, factory FROM chain_identity WHERE id = 1").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    finally:
+        conn.close()
+    return None if row is None else Identity(int(row[0]), str(row[1]))
+
+
+def restorable(file: Path, live: Path, served: Identity | None) -> FileCheck:
+    """What a restore checks before it touches anything: `file` is a sound backup
+    (`database.check_sqlite`), of no schema newer than this Warden's (an older one is
+    migrated by the next start), and of the chain and factory `served` (the config's) or,
+    without one, of the database it replaces. `NotABackup` / `NotRestorable` otherwise."""
+    check = check_sqlite(file)
+    strange = sorted(set(check.versions) - set(known_versions()))
+    if strange:
+        raise NotRestorable(
+            f"{file} holds schema components this Warden does not know "
+            f"({', '.join(strange)}): it was written by a newer Warden — restore it with "
+            "that version"
+        )
+    try:
+        pending(check.versions, plan("postgresql"))
+    except SchemaTooNew as exc:
+        raise NotRestorable(f"{file}: {exc} — restore it with the Warden that wrote it") from None
+    theirs = file_identity(file)
+    ours = served
+    if ours is None and live.is_file():
+        with contextlib.suppress(sqlite3.Error):
+            ours = file_identity(live)
+    why = mismatch(theirs, ours) if theirs is not None and ours is not None else None
+    if why is not None:
+        raise NotRestorable(
+            f"{file} is not a backup of this deployment: {why} — restore a backup of this "
+            "chain and factory, or point --db/--config elsewhere"
+        )
+    return check

@@ -32,7 +32,6 @@ from database import (
     SchemaTooNew,
     is_postgres_url,
     open_database,
-    pending,
     redact_database_url,
 )
 from warden.app.backups import (
@@ -50,7 +49,7 @@ from warden.app.backups import (
 )
 from warden.app.database_info import describe
 from warden.app.export import FORMATS, KINDS, Filters, RateReporter, export, filter_problems
-from warden.app.schema import Identity, known_versions, mismatch, plan
+from warden.app.schema import Identity, restorable
 from warden.app.settings import ConfigError, load_config, target, where
 from warden.cli.exit_codes import ExitCode
 
@@ -293,17 +292,6 @@ async def _backup(args: argparse.Namespace, goal: Target) -> int:
 # -- restore ----------------------------------------------------------------------------
 
 
-def _file_identity(path: Path) -> Identity | None:
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
-    try:
-        row = conn.execute("SELECT chain_id, factory FROM chain_identity WHERE id = 1").fetchone()
-    except sqlite3.OperationalError:
-        return None
-    finally:
-        conn.close()
-    return None if row is None else Identity(int(row[0]), str(row[1]))
-
-
 async def _restore(args: argparse.Namespace, goal: Target) -> int:
     file: Path = args.file
     if not isinstance(goal.shown, Path):
@@ -314,33 +302,7 @@ async def _restore(args: argparse.Namespace, goal: Target) -> int:
             ExitCode.RUNTIME_FAILURE,
         )
     live = goal.shown
-    from database import check_sqlite
-
-    check = await asyncio.to_thread(check_sqlite, file)
-    known = known_versions("sqlite")
-    strange = sorted(set(check.versions) - set(known) - {"leadership"})
-    if strange:
-        raise Refused(
-            f"{file} holds schema components this Warden does not know "
-            f"({', '.join(strange)}): it was written by a newer Warden — restore it "
-            "with that version"
-        )
-    try:
-        pending(check.versions, plan("sqlite"))
-    except SchemaTooNew as exc:
-        raise Refused(f"{file}: {exc} — restore it with the Warden that wrote it") from None
-    theirs = await asyncio.to_thread(_file_identity, file)
-    ours = goal.identity
-    if ours is None and live.exists():
-        with contextlib.suppress(sqlite3.Error):
-            ours = await asyncio.to_thread(_file_identity, live)
-    if theirs is not None and ours is not None:
-        why = mismatch(theirs, ours)
-        if why is not None:
-            raise Refused(
-                f"{file} is not a backup of this deployment: {why} — restore a backup "
-                "of this chain and factory, or point --db/--config elsewhere"
-            )
+    check = await asyncio.to_thread(restorable, file, live, goal.identity)
     restored = await restore_sqlite(
         file, live, keep=goal.keep, directory=goal.directory, progress=_progress(args, "restore")
     )

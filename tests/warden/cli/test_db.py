@@ -18,6 +18,7 @@ import pytest
 
 from database import check_sqlite
 from database.sqlite import hold_file
+from tests._postgres import find_install
 from tests._sessions import CHAIN_ID, FACTORY, build, create, fill
 from tests.warden.app.test_storage import mount, mounted
 from warden.cli import main
@@ -421,9 +422,43 @@ def test_a_config_needs_no_relayer_key_for_a_backup(
     config = tmp_path / "w.yaml"
     config.write_text(body + "backups:\n  keep: 2\n")
     code, out, err = db_cli(capsys, "backup", "--config", str(config), "--quiet")
-    assert code == ExitCode.OK, err
+    assert code == ExitCode.OK and "backup written: " in out, err
     config.write_text(body + "backups:\n  keep: 0\n")  # what it uses is still checked
     code, _, err = db_cli(capsys, "backup", "--config", str(config))
     assert code == ExitCode.CONFIG
     assert f"{config}:11: backups.keep: 0 — keep 1 to 1,000" in err
     assert "raw_key" not in err and "api.token" not in err
+
+
+def test_postgres_backup_runs_pg_dump_or_prints_the_command(
+    pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asyncio.run(create_pg(pg_dsn))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    to = tmp_path / "w.dump"
+    code, _, err = db_cli(capsys, "backup", "--db", pg_dsn, "--to", str(to))
+    assert code == ExitCode.RUNTIME_FAILURE
+    assert "pg_dump is not on PATH" in err and "pg_dump --format=custom --no-owner" in err
+    assert not to.exists()
+    monkeypatch.setenv("PATH", str(find_install() / "bin"))
+    code, out, err = db_cli(capsys, "backup", "--db", pg_dsn, "--to", str(to))
+    assert code == ExitCode.OK, err
+    assert to.read_bytes()[:5] == b"PGDMP" and "pg_restore --clean" in out
+    assert [p.name for p in tmp_path.iterdir()] == ["w.dump"]
+    listed = subprocess.run([str(find_install() / "bin" / "pg_restore"), "--list", str(to)],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    assert "TABLE public chain_identity" in listed.stdout
+    code, out, _ = db_cli(capsys, "info", "--db", pg_dsn)
+    assert code == 0 and "(postgresql)" in out and f"chain {CHAIN_ID}, factory {FACTORY}" in out
+    assert "leadership 1" in out and "up to date" in out
+
+
+async def create_pg(dsn: str) -> None:
+    from database import open_database
+    from warden.app.schema import upgrade
+
+    db = await open_database(dsn)
+    try:
+        await upgrade(db, dsn, "pg", keep=3, directory=None, chain_id=CHAIN_ID, factory=FACTORY)
+    finally:
+        await db.close()
