@@ -34,6 +34,7 @@ from database import (
     open_database,
     redact_database_url,
 )
+from database.backup import live_files, same_file
 from warden.app.backups import (
     BackupError,
     BackupRefused,
@@ -378,6 +379,8 @@ async def _export(args: argparse.Namespace, goal: Target) -> int:
         raise Refused("; ".join(problems))
     if isinstance(goal.shown, Path):
         _sqlite_file(goal, "export")
+        if args.out != "-" and any(same_file(Path(args.out), f) for f in live_files(goal.shown)):
+            raise Refused(f"--out {args.out} is the database's own file: name another file")
     db = await open_database(goal.source, read_only=True)
     try:
         for table in ("sessions", "events") if args.what != "intents" else ("intents", "jobs"):

@@ -168,6 +168,12 @@ def test_unusable_targets(
         code, _, err = export(capsysbinary, "sessions", "--db", str(live), *args)
         assert code == ExitCode.CONFIG and expected in err, err
     assert existing.read_text() == "mine"
+    before = live.read_bytes()
+    for own in (live, Path(f"{live}-wal"), live.parent / "." / live.name):
+        code, _, err = export(capsysbinary, "sessions", "--db", str(live), "--out", str(own),
+                              "--force")  # fmt: skip
+        assert code == ExitCode.CONFIG and "is the database's own file" in err, err
+    assert live.read_bytes() == before
     code, _, err = export(capsysbinary, "sessions", "--db", str(live), "--out", "/dev/full")
     assert code == ExitCode.STORAGE and "No space left on device" in err and "free space" in err
     code, _, _ = export(capsysbinary, "sessions", "--db", str(live), "--out", str(existing),
