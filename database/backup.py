@@ -75,7 +75,14 @@ def copy_sqlite(source: Path, target: Path, *, progress: Progress | None = None)
     partial.unlink(missing_ok=True)
     try:
         _copy(source, partial, progress)
-        check = check_sqlite(partial)
+        try:
+            check = check_sqlite(partial)
+        except NotABackup as exc:  # a faithful copy of what the source holds
+            why = str(exc).replace(str(partial), "the copy")
+            raise NotABackup(
+                f"{source} is damaged: {why}; nothing was written under {target}. Restore "
+                "a backup, or copy the file aside as it is"
+            ) from None
         os.replace(partial, target)
         _fsync_directory(target.parent)
     except BaseException:

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from database import FileCheck, check_sqlite, copy_sqlite, redact_database_url
+from database import FileCheck, NotABackup, check_sqlite, copy_sqlite, redact_database_url
 from database.backup import Progress, same_file
 from database.sqlite import hold_file
 from warden.app.storage import file_problem
@@ -53,6 +53,7 @@ from warden.app.storage import file_problem
 log = logging.getLogger("warden.backups")
 
 AUTOMATIC = ("pre-migration", "pre-restore")
+_SOURCE_DAMAGED = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB: the copied database, not the disk
 
 
 class BackupError(RuntimeError):
@@ -129,7 +130,8 @@ async def backup_sqlite(source: Path, target: Path, *, progress: Progress | None
     except ValueError as exc:
         raise BackupRefused(f"refusing to write the backup over {exc}: name another file") from None
     except (OSError, sqlite3.Error) as exc:
-        problem = file_problem(exc, target)
+        code = getattr(exc, "sqlite_errorcode", 0) or 0
+        problem = None if code & 0xFF in _SOURCE_DAMAGED else file_problem(exc, target)
         if problem is None:
             raise
         raise BackupWriteFailed(
@@ -325,16 +327,37 @@ async def restore_sqlite(
     folder = automatic_directory(live, directory)
     with hold_file(live, "warden db restore"):
         replaced: Backup | None = None
+        damaged = False
         if live.exists() and live.stat().st_size > 0:
             current = await asyncio.to_thread(check_sqlite_versions, live)
             target = folder / backup_name(live.name, "pre-restore", current, ".sqlite")
-            replaced = await backup_sqlite(live, target, progress=progress)
+            try:
+                replaced = await backup_sqlite(live, target, progress=progress)
+            except (NotABackup, sqlite3.DatabaseError) as exc:
+                # The database being replaced is damaged (often why it is restored): keep
+                # its files as they are, byte for byte, rather than refuse the restore.
+                damaged = True
+                log.warning("the database being replaced is damaged (%s): kept as it is", exc)
+                raw = target.with_name(target.name.removesuffix(".sqlite") + "-damaged.sqlite")
+                replaced = await asyncio.to_thread(_raw_copy, live, raw)
             rotate(folder, live.name, "pre-restore", keep)
         staged = live.with_name(f"{live.name}.restoring")
         staged.unlink(missing_ok=True)
         await asyncio.to_thread(copy_sqlite, file, staged, progress=progress)
-        await asyncio.to_thread(_swap, staged, live)
+        await asyncio.to_thread(_swap, staged, live, damaged)
     return Restored(check, replaced)
+
+
+def _raw_copy(live: Path, target: Path) -> Backup:
+    """The damaged database's files copied as they are (its -wal beside the copy)."""
+    for suffix in ("", "-wal"):
+        source = Path(f"{live}{suffix}")
+        if source.exists():
+            partial = target.with_name(f".{target.name}{suffix}.partial-{os.getpid()}")
+            shutil.copyfile(source, partial)
+            os.chmod(partial, 0o600)
+            os.replace(partial, Path(f"{target}{suffix}"))
+    return Backup(target, target.stat().st_size, {})
 
 
 def check_sqlite_versions(path: Path) -> dict[str, int]:
@@ -342,19 +365,19 @@ def check_sqlite_versions(path: Path) -> dict[str, int]:
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
     try:
         rows = conn.execute("SELECT component, version FROM schema_versions").fetchall()
-    except sqlite3.OperationalError:
+    except sqlite3.DatabaseError:  # no versions yet, or not readable (damaged)
         return {}
     finally:
         conn.close()
     return {str(c): int(v) for c, v in rows}
 
 
-def _swap(staged: Path, live: Path) -> None:
+def _swap(staged: Path, live: Path, damaged: bool = False) -> None:
     """Replace `live` by `staged`. The old database's WAL is folded into it first and its
     journal mode set to DELETE (which removes the -wal): a -wal left beside the new file
     would be read as part of it. A crash at any point leaves either the old database
     whole or the new one in place."""
-    if live.exists():
+    if live.exists() and not damaged:  # a damaged one's -wal was kept with its copy
         conn = sqlite3.connect(live, timeout=30, isolation_level=None)
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

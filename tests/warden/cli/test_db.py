@@ -462,3 +462,36 @@ async def create_pg(dsn: str) -> None:
         await upgrade(db, dsn, "pg", keep=3, directory=None, chain_id=CHAIN_ID, factory=FACTORY)
     finally:
         await db.close()
+
+
+@pytest.mark.parametrize("damage", [_corrupt, lambda s, d: d.write_bytes(b"garbage" * 100)])
+def test_a_damaged_database_is_restored_over_and_kept_as_it_was(
+    live: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: object
+) -> None:
+    """A restore is often the answer to a broken database: the broken one is kept byte for
+    byte (it cannot be copied through SQLite), and the restore goes on."""
+    backup = tmp_path / "b.sqlite"
+    assert db_cli(capsys, "backup", "--db", str(live), "--to", str(backup))[0] == 0
+    broken = tmp_path / "broken"
+    assert callable(damage)
+    damage(live, broken)
+    broken.replace(live)
+    wreck = live.read_bytes()
+    code, out, err = db_cli(capsys, "restore", str(backup), "--db", str(live))
+    assert code == ExitCode.OK, err
+    kept = Path(out.split("is kept as ", 1)[1].split("\n", 1)[0])
+    assert kept.name.endswith("-damaged.sqlite") and kept.read_bytes() == wreck
+    assert check_sqlite(live).versions["executor"] == 3
+    assert table(live, "SELECT COUNT(*) FROM sessions") == [(300,)]
+
+
+def test_backing_up_a_damaged_database_says_so(
+    live: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.sqlite"
+    _corrupt(live, broken)
+    code, _, err = db_cli(capsys, "backup", "--db", str(broken), "--to", str(tmp_path / "b.sqlite"))
+    assert code == ExitCode.CONFIG, err
+    assert f"{broken} is damaged" in err and "Restore a backup" in err
+    assert not (tmp_path / "b.sqlite").exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
