@@ -255,3 +255,45 @@ def test_warden_run_backs_up_before_migrating_and_says_where(
     assert any("warden 0 → 1" in m for m in lines)
     shutil.rmtree(tmp_path / "rules", ignore_errors=True)
     assert json.dumps(lines)  # every line was JSON
+
+
+def test_warden_run_with_a_migration_failing_midway_changes_nothing_then_starts_once_fixed(
+    tmp_path: Path, anvil: Anvil, stack: Stack, roles: Roles
+) -> None:
+    """A real failure of a real step: an older database (executor schema 2, no chain
+    identity) where someone created a table the executor's step 3 creates. The start
+    backs up, the step fails, every step of that start rolls back (executor 2 → 3 and
+    warden 0 → 1), the daemon exits 2 naming the backup; once the stray table is gone, the
+    next start migrates and runs."""
+    live = tmp_path / "warden.sqlite"
+    older = [(c, s[:2] if c == "executor" else s) for c, s in plan("sqlite") if c != IDENTITY]
+    asyncio.run(start(live, older, chain_id=None, factory=None))
+    fill(live, 50, intents=4)
+    conn = sqlite3.connect(live)
+    with conn:
+        conn.execute("CREATE TABLE isolated_wallets (note TEXT)")  # in the way of step 3
+    conn.close()
+    before = dump(live)
+    config = write_config(tmp_path, live, anvil.url, stack, roles, 1, free_port())
+    run = Run(config, tmp_path / "log.jsonl")
+    assert run.proc.wait(timeout=180) == 2
+    errors = [r["message"] for r in run.records() if r.get("level") == "error"]
+    (backup,) = backups(tmp_path)
+    assert any(
+        "migrating the database" in m and "Nothing was changed" in m and str(backup) in m
+        for m in errors
+    ), errors
+    assert "Traceback" not in (tmp_path / "log.jsonl").read_text()
+    assert dump(live) == before  # the executor at 2, no identity table, the stray table
+    assert backup.name.endswith("-executor2-indexer1.sqlite") and dump(backup) == before
+    conn = sqlite3.connect(live)
+    with conn:
+        conn.execute("DROP TABLE isolated_wallets")  # the fix
+    conn.close()
+    run = Run(config, tmp_path / "log.jsonl")
+    try:
+        wait_for(lambda: any("warden running" in r.get("message", "") for r in run.records()),
+                 "the fixed start", timeout=180)  # fmt: skip
+    finally:
+        assert run.stop() == 0
+    assert check_sqlite(live).versions == {"indexer": 1, "executor": 3, "warden": 1}
