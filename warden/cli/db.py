@@ -186,6 +186,10 @@ def run_db_command(args: argparse.Namespace) -> int:
     except (ToolMissing, BackupError, DatabaseError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return ExitCode.RUNTIME_FAILURE
+    except BrokenPipeError:  # `warden db export … | head`: the reader had enough
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit's flush does not fail again
+        return ExitCode.OK
     except (OSError, sqlite3.Error) as exc:
         print(f"{name}: {_storage(exc)}", file=sys.stderr)
         return ExitCode.STORAGE

@@ -9,6 +9,8 @@ import csv
 import io
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +239,16 @@ def test_a_missing_database_is_named(
     assert code == ExitCode.CONFIG and "there is no database at" in err
     assert not (tmp_path / "none.sqlite").exists()
     assert os.listdir(tmp_path) == []
+
+
+def test_a_reader_that_stops_early_is_not_an_error(tmp_path: Path) -> None:
+    """`warden db export … | head -1`: the pipe closes early; no traceback, exit 0."""
+    live = build(tmp_path / "w.sqlite", 20_000)
+    shell = (
+        f"{sys.executable} -m warden db export sessions --db {live} --quiet | head -1; "
+        'echo "status ${PIPESTATUS[0]}"'
+    )
+    out = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120)
+    first, status = out.stdout.splitlines()
+    assert json.loads(first)["wallet"] == wallet(0)
+    assert status == "status 0" and out.stderr == "", out.stderr
