@@ -4,8 +4,9 @@ and factory this daemon serves.
 
     report = await upgrade(db, cfg, chain_id=31337, factory="0x…")
 
-- `plan(dialect)`: each package's numbered migrations, in the order they are applied
-  (the leadership lease only on PostgreSQL, where replicas share the database).
+- `plan(dialect)`: each package's numbered migrations (indexer, executor, notify, the
+  chain identity), in the order they are applied (the leadership lease only on
+  PostgreSQL, where replicas share the database).
 - A start that would apply steps to a database that already holds data first writes a
   backup (`warden.app.backups.before_migration`: next to the database, or in
   `backups.directory`, the last `backups.keep` kept) and says where it is. The steps then
@@ -45,6 +46,8 @@ from executor.schema import COMPONENT as EXECUTOR
 from executor.schema import MIGRATIONS as EXECUTOR_MIGRATIONS
 from indexer.schema import COMPONENT as INDEXER
 from indexer.schema import MIGRATIONS as INDEXER_MIGRATIONS
+from notify.schema import COMPONENT as NOTIFY
+from notify.schema import MIGRATIONS as NOTIFY_MIGRATIONS
 from warden.app.backups import Backup, BackupError, before_migration
 from warden.app.storage import storage_problem
 
@@ -101,6 +104,7 @@ def plan(dialect: str) -> Plan:
     out: list[tuple[str, list[Step]]] = [
         (INDEXER, list(INDEXER_MIGRATIONS)),
         (EXECUTOR, list(EXECUTOR_MIGRATIONS)),
+        (NOTIFY, list(NOTIFY_MIGRATIONS)),
         (IDENTITY, list(IDENTITY_MIGRATIONS)),
     ]
     if dialect == "postgresql":

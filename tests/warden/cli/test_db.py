@@ -60,9 +60,9 @@ def test_a_backup_is_a_checked_copy_named_with_time_and_versions(
     written = Path(out.split("backup written: ", 1)[1].split(" (", 1)[0])
     assert written.parent == live.parent
     assert written.name.startswith("warden.sqlite.backup-")
-    assert written.name.endswith("-executor3-indexer1-warden1.sqlite")
+    assert written.name.endswith("-executor3-indexer1-notify1-warden1.sqlite")
     assert "integrity ok" in out and "backup: 100%" in err
-    assert check_sqlite(written).versions == {"indexer": 1, "executor": 3, "warden": 1}
+    assert check_sqlite(written).versions == {"indexer": 1, "executor": 3, "notify": 1, "warden": 1}
     assert os.stat(written).st_mode & 0o777 == 0o600  # it holds the outbox
     for t in ("sessions", "events", "intents", "jobs", "transactions"):
         sql = f"SELECT * FROM {t} ORDER BY 1"
@@ -351,7 +351,7 @@ def test_info_shows_versions_counts_checkpoint_and_chain(
 ) -> None:
     code, out, err = db_cli(capsys, "info", "--db", str(live))
     assert code == ExitCode.OK, err
-    assert "executor 3, indexer 1, warden 1 — up to date" in out
+    assert "executor 3, indexer 1, notify 1, warden 1 — up to date" in out
     assert f"chain {CHAIN_ID}, factory {FACTORY}" in out
     assert "checkpoint    block 130" in out
     assert "sessions      300 rows" in out and "transactions  10 rows" in out
