@@ -103,20 +103,24 @@ async def test_restore_after_sends_the_backup_does_not_know(tmp_path: Path) -> N
         resent = [t for t in after if t.hash not in {b.hash for b in before}]
         assert resent == [], [(t.hash, close_targets(t, w.stack.factory.address)) for t in resent]
         # nothing lost: every intent the backup knew is here, final; each decided after
-        # the backup is here too (its crossing re-evaluated as the index re-synced), or its
-        # close, by the relayer, is in the index (the re-sync found the session closed, so
-        # nothing fired again: the decision's record is gone, its effect is not)
+        # the backup is here too (its crossing re-evaluated as the index re-synced), or the
+        # re-sync found its session closed, so nothing fired again: by our close when the
+        # original confirmed it (the decision's record is gone, its effect is not), by
+        # another's when the original gave it up
         now = intents(daemon.db)
         assert set(intents(backup)) <= set(now)
         assert unfinished_intents(daemon.db) == []
         with read_only(daemon.db) as conn:
             closed_by = dict(conn.execute("SELECT wallet, closed_by FROM sessions").fetchall())
+        was = intents(original)
         for key in after_backup:
             wallet = key.split(":", 1)[0]
             if key in now:
                 assert now[key] in ("confirmed", "obsolete"), (key, now[key])
-            else:
+            elif was[key] == "confirmed":  # our close: on chain and indexed as ours
                 assert str(closed_by[wallet]).lower() == w.relayer.lower(), key
+            else:  # it ended without our close (the owner closed first): closed anyway
+                assert was[key] in ("obsolete", "failed") and closed_by[wallet], (key, was[key])
         # the same indexed state as the original's, and as a fresh index
         assert await compare(daemon.db, original) == []
         cp = checkpoint(daemon.db)

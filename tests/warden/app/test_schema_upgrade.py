@@ -133,7 +133,7 @@ def test_a_new_database_needs_no_backup(tmp_path: Path) -> None:
     live = tmp_path / "warden.sqlite"
     report = asyncio.run(start(live))
     assert report.backup is None
-    assert set(report.moved) == {"indexer", "executor", IDENTITY}
+    assert set(report.moved) == {"indexer", "executor", "notify", IDENTITY}
     assert backups(tmp_path) == []
 
 
