@@ -6,6 +6,10 @@ store intents) before the next commit; evaluate the sessions whose time came; le
 executor track, confirm and submit; publish live figures for the API; then wait for the
 next poll unless there is more to do.
 
+Before anything else touches the database, a start backs it up when a migration is due,
+migrates it in one transaction and checks it belongs to the chain and factory served
+(`warden.app.schema.upgrade`).
+
 Shutdown (SIGTERM/SIGINT) runs in a known order: stop HTTP, stop intake (the loop ends
 after its current step, so in-flight work finishes and every write is committed), stop
 the activity generator, checkpoint the WAL (SQLite), release the database, close it, stop
@@ -30,7 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from chain import ChainClient, FatalError, RetryableError
-from database import Database, DatabaseBusy, Deposed, Ownership, open_database
+from database import Database, DatabaseBusy, DatabaseError, Deposed, Ownership, open_database
 from executor import Executor, Outbox, Signer
 from indexer import Indexer, IndexerStore, Progress
 from indexer.failures import FailureStreak
@@ -40,6 +44,7 @@ from warden.app.api import LiveState, Preparation, check_binding, create_app
 from warden.app.api.server import runner_options
 from warden.app.leadership import Leadership
 from warden.app.pipeline import RulesPipeline
+from warden.app.schema import upgrade
 from warden.app.settings import WardenConfig, where
 from warden.app.settings import target as database_target
 from warden.app.storage import STORAGE_ERRORS, STORAGE_EXIT, server_gone, storage_problem
@@ -48,6 +53,7 @@ log = logging.getLogger("warden.daemon")
 
 DECIMALS = "0x313ce567"  # decimals()
 FORCED_EXIT = 130
+CONFIG_EXIT = 2  # warden.cli.exit_codes.ExitCode.CONFIG: the database is not this one's
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,9 @@ class Daemon:
         except DatabaseBusy as exc:
             log.error("stopping: %s", exc)
             return STORAGE_EXIT
+        except DatabaseError as exc:  # a newer schema, another chain's, a failed migration
+            log.error("not starting: %s", exc)
+            return CONFIG_EXIT
         except STORAGE_ERRORS as exc:
             # HTTP, intake and the activity are stopped and the database closed by now
             problem = storage_problem(exc, where(self.cfg.database))
@@ -180,6 +189,13 @@ class Daemon:
             )
             async with hold as ownership:
                 self._ownership = ownership
+                # Before any store touches it: back up if a migration is due, migrate in
+                # one transaction, check the database is this chain's and factory's.
+                await upgrade(
+                    db, database_target(cfg.database), where(cfg.database),
+                    keep=cfg.backups.keep, directory=cfg.backups.directory,
+                    chain_id=self.target.chain_id, factory=self.target.factory,
+                )  # fmt: skip
                 # The notification log is written inside the indexer's transactions (and
                 # the outbox's): an event is logged exactly when its cause is committed.
                 events = EventLog(db)

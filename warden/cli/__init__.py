@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from warden.cli.config import add_config_parser, run_config_command
+from warden.cli.db import add_db_parser, run_db_command
 from warden.cli.devnet import add_devnet_parser, run_devnet_command
 from warden.cli.exit_codes import ExitCode
 from warden.cli.index import add_index_parser, run_index_command
@@ -34,6 +35,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_rules_parser(sub)
     add_config_parser(sub)
     add_inspect_parsers(sub)
+    add_db_parser(sub)
     return parser
 
 
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_devnet_command(args)
     if args.command == "index":
         return run_index_command(args)
+    if args.command == "db":
+        return run_db_command(args)
     if args.command == "rules":
         return run_rules_command(args)
     parser.print_help()

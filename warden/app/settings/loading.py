@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +28,21 @@ from warden.app.settings.secrets import Outside, Where, dotted, leaks, mask, sub
 from warden.app.settings.yaml_reader import kind, line_of, read_yaml
 
 _LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_SECTIONS = ("chain", "rules", "executor", "api", "logging", "devnet")
+_SECTIONS = ("chain", "rules", "executor", "api", "logging", "backups", "devnet")
 
 
 def load_config(
-    path: str | Path, environ: Mapping[str, str], *, devnet: bool = False
+    path: str | Path,
+    environ: Mapping[str, str],
+    *,
+    devnet: bool = False,
+    only: Collection[tuple[str, ...]] | None = None,
 ) -> WardenConfig:
     """The validated config in `path` with the `WARDEN_*__*` overrides of `environ`;
     `ConfigError` with every problem otherwise. `devnet` leaves `chain.rpc` out (`warden
-    run --devnet`), so what depends on the chain is decided for a devnet."""
+    run --devnet`), so what depends on the chain is decided for a devnet. `only`: the key
+    paths a command uses (`warden db`: the database and backups, not the relayer's key);
+    problems elsewhere are not its concern, and the keys concerned take their defaults."""
     file = Path(path)
     base = file.resolve().parent
     try:
@@ -87,6 +93,8 @@ def load_config(
         for where, message in cross_checks(cfg, environ):
             if not any(where[: len(f)] == f or f[: len(where)] == where for f in broken):
                 report(where, message)
+    if only is not None:
+        reported = [(w, m) for w, m in reported if any(w[: len(p)] == p for p in only)]
     if reported or cfg is None:
         everywhere = outside.every_value()
         out = [

@@ -62,6 +62,14 @@ class LeadershipConfig(Section):
     margin: Seconds = 1.5  # the leader stops sending this long before its lease could expire
 
 
+class BackupsConfig(Section):
+    """Backups Warden takes by itself: before a migration and before a restore replaces
+    the database (docs/operations.md). `warden db backup` writes where it is told."""
+
+    keep: Int = 3  # the newest automatic backups kept; older ones are removed
+    directory: ConfigPath | None = None  # None: next to the SQLite database
+
+
 class DevnetConfig(Section):
     block_time: Seconds = 1.0
     activity: Bool = True
@@ -76,6 +84,7 @@ class WardenConfig(Section):
     api: ApiConfig = ApiConfig()
     logging: LoggingConfig = LoggingConfig()
     leadership: LeadershipConfig = LeadershipConfig()
+    backups: BackupsConfig = BackupsConfig()
     devnet: DevnetConfig = DevnetConfig()
 
     # dotted key -> where its value came from ("$NAME" or "file PATH"), for describe()
