@@ -25,6 +25,7 @@ from database import Database, Queries, migrate
 from indexer import Batch
 from notify.catalogue import NotifyEvent, matches_kind
 from notify.derive import retraction, session_events
+from notify.outbox import Route, route
 from notify.schema import COMPONENT, MIGRATIONS
 
 _COLUMNS = "event_id, kind, severity, wallet, owner, policy, position, at_ms, body"
@@ -53,8 +54,15 @@ class LoggedEvent:
 class EventLog:
     """Appends events inside a caller's transaction; `StoreHooks` for the indexer."""
 
-    def __init__(self, db: Database, *, clock_ms: Callable[[], int] = _wall_ms) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        routes: Sequence[Route] = (),
+        clock_ms: Callable[[], int] = _wall_ms,
+    ) -> None:
         self.db = db
+        self.routes = tuple(routes)  # the channels, by which the deliveries are owed
         self.clock_ms = clock_ms
         self.appended = 0  # rows written by this process (for tests and metrics)
         # called after the caller's transaction commits, e.g. to wake /stream readers;
@@ -86,11 +94,13 @@ class EventLog:
 
     # -- writes ----------------------------------------------------------------------
     async def append(self, tx: Queries, events: Sequence[NotifyEvent]) -> None:
-        """Log `events` in the caller's transaction `tx`, in order."""
+        """Log `events` in the caller's transaction `tx`, in order, with the deliveries
+        they are owed."""
         if not events:
             return
         events = await self._renamed(tx, events)
         await tx.executemany(_INSERT, [_row(e) for e in events])
+        await route(tx, self.routes, events, self.clock_ms())
         self.appended += len(events)
 
     async def append_now(self, events: Sequence[NotifyEvent]) -> None:

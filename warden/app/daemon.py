@@ -34,7 +34,7 @@ from database import Database, DatabaseBusy, Deposed, Ownership, open_database
 from executor import Executor, Outbox, Signer
 from indexer import Indexer, IndexerStore, Progress
 from indexer.failures import FailureStreak
-from notify import EventLog
+from notify import Deliverer, DeliveryStats, EventLog, HttpPoster, Route
 from rules import ReloadResult, RulesHolder, RulesHost
 from warden.app.api import LiveState, check_binding, create_app
 from warden.app.api.server import runner_options
@@ -114,6 +114,8 @@ class Daemon:
         self._ownership = Ownership()  # the database's hold (`Database.exclusive`)
         self._stopper: asyncio.Task[None] | None = None
         self.rules_failures = FailureStreak()  # the rules' own node calls (token decimals)
+        self.deliverer: Deliverer | None = None  # the leader's notification delivery
+        self.delivery_stats = DeliveryStats()
 
     # -- lifecycle -------------------------------------------------------------------
     async def run(self) -> int:
@@ -182,7 +184,8 @@ class Daemon:
                 self._ownership = ownership
                 # The notification log is written inside the indexer's transactions (and
                 # the outbox's): an event is logged exactly when its cause is committed.
-                events = EventLog(db)
+                routes = [Route(c.name, c) for c in cfg.notify.channels]
+                events = EventLog(db, routes=routes)
                 await events.setup()
                 store = IndexerStore(db, hooks=events)
                 await store.setup()
@@ -319,9 +322,45 @@ class Daemon:
             "one process on this database" if leadership.solo
             else f"leader at epoch {leadership.epoch}",
         )  # fmt: skip
-        if leadership.solo:
-            await self._loop(indexer, pipeline, executor, store, leadership)
+        async with self._delivering(db):
+            if leadership.solo:
+                await self._loop(indexer, pipeline, executor, store, leadership)
+                return
+            await self._lead_replica(indexer, pipeline, executor, store, leadership)
+
+    @contextlib.asynccontextmanager
+    async def _delivering(self, db: Database) -> AsyncIterator[None]:
+        """The notification delivery task for this term, on a connection of its own
+        (fenced like the loop's: a deposed leader's delivery writes are refused), ended
+        with the term. No channels: nothing runs."""
+        if not self.cfg.notify.channels:
+            yield
             return
+        own = await open_database(database_target(self.cfg.database))
+        own.fence, own.idle_limit_ms = db.fence, db.idle_limit_ms
+        stop = asyncio.Event()
+        async with HttpPoster() as poster:
+            self.deliverer = Deliverer(own, self.cfg.notify, poster, stats=self.delivery_stats)
+            self.live.notify = self.delivery_stats
+            task = asyncio.create_task(self.deliverer.run(stop), name="notify")
+            try:
+                yield
+            finally:
+                stop.set()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                self.deliverer = None
+                await own.close()
+
+    async def _lead_replica(
+        self,
+        indexer: Indexer,
+        pipeline: RulesPipeline,
+        executor: Executor,
+        store: IndexerStore,
+        leadership: Leadership,
+    ) -> None:
         # The loop runs beside the lease's renewal; a refused renewal ends the renewal task
         # and cuts the step the loop is in short, as a crash would (every write is one
         # transaction): a deposed leader would otherwise finish the step reading rows the
@@ -393,7 +432,7 @@ class Daemon:
             logged = self._logged(store)
             progressed = await self._index(indexer, pipeline, timing)
             if self._logged(store) != logged:
-                self.live.events.notify()  # committed: wake /stream readers now
+                self._woken()
             if progressed:
                 checkpoint = await store.checkpoint()
             now = checkpoint.timestamp if checkpoint else 0
@@ -423,6 +462,12 @@ class Daemon:
             if not progressed and not self.stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.intake_stop.wait(), self.cfg.chain.poll_interval)
+
+    def _woken(self) -> None:
+        """Notification events were committed: wake /stream readers and delivery now."""
+        self.live.events.notify()
+        if self.deliverer is not None:
+            self.deliverer.wake()
 
     @staticmethod
     def _logged(store: IndexerStore) -> int:

@@ -1,0 +1,84 @@
+"""A real HTTP receiver for delivery tests (an aiohttp server on 127.0.0.1) whose
+behaviour each test scripts, and an independent implementation of the signature check
+a webhook consumer would write (from docs/notify.md, not from `notify.signing`)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+
+def verify(secret: bytes, headers: dict[str, str], body: bytes, now: float, window: int) -> bool:
+    """The consumer's check: v1=hex(HMAC-SHA256(secret, timestamp + "." + body)), the
+    timestamp within `window` seconds of `now`."""
+    stamp = headers.get("X-Warden-Timestamp", "")
+    given = headers.get("X-Warden-Signature", "")
+    if not stamp.isdigit() or abs(now - int(stamp)) > window:
+        return False
+    expected = "v1=" + hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+@dataclass
+class Received:
+    body: dict[str, Any]
+    raw: bytes
+    headers: dict[str, str]
+    status: int
+    at: float
+
+
+Behaviour = Callable[["Receiver", web.Request, dict[str, Any]], Awaitable[int]]
+
+
+async def accept(receiver: Receiver, request: web.Request, body: dict[str, Any]) -> int:
+    return 200
+
+
+@dataclass
+class Receiver:
+    behaviour: Behaviour = accept
+    requests: list[Received] = field(default_factory=list)
+    server: TestServer | None = None
+    attempts: dict[str, int] = field(default_factory=dict)  # event id -> requests seen
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return str(self.server.make_url("/hook?token=url-secret-token-123"))
+
+    def accepted(self) -> list[Received]:
+        return [r for r in self.requests if 200 <= r.status < 300]
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        body = orjson.loads(raw)
+        event_id = request.headers.get("X-Warden-Event-Id", "")
+        self.attempts[event_id] = self.attempts.get(event_id, 0) + 1
+        try:
+            status = await self.behaviour(self, request, body)
+        except asyncio.CancelledError:  # the client gave up (its timeout)
+            self.requests.append(Received(body, raw, dict(request.headers), 0, time.time()))
+            raise
+        self.requests.append(Received(body, raw, dict(request.headers), status, time.time()))
+        return web.Response(status=status, text="nope" if status >= 300 else "ok")
+
+    async def start(self, port: int | None = None) -> Receiver:
+        app = web.Application()
+        app.router.add_post("/hook", self._handle)
+        self.server = TestServer(app, host="127.0.0.1", port=port)
+        await self.server.start_server()
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.close()
