@@ -17,7 +17,7 @@ from notify.delivery import Deliverer, DeliveryStats, attempt, backoff, encode
 from notify.derive import event_id, retraction, session_events
 from notify.log import EventFilter, EventLog, EventReads, LoggedEvent
 from notify.outbox import STATES, Deliveries, DeliveryRow, Route
-from notify.settings import CHANNEL_TYPES, NotifySettings
+from notify.settings import CHANNEL_TYPES, NotifySettings, WebhookChannel
 from notify.signing import REPLAY_WINDOW, signature
 from notify.transport import HttpPoster, MockPoster, Outcome, Poster
 
@@ -44,6 +44,7 @@ __all__ = [
     "Poster",
     "Route",
     "Severity",
+    "WebhookChannel",
     "attempt",
     "backoff",
     "encode",

@@ -34,9 +34,17 @@ def _get(data: Mapping[str, Any], key: str) -> str:
     return "?" if value is None else str(value)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
 def summary(body: Mapping[str, Any]) -> str:
     """One line saying what happened, e.g. `session 0x8464…18bC closed (stop_loss),
-    refund 1128750000000000000000`."""
+    refund 1128750000000000000000` (a line break in a policy name or a message is a
+    space: one event, one line)."""
+    return _CONTROL.sub(" ", _summary(body))
+
+
+def _summary(body: Mapping[str, Any]) -> str:
     kind = str(body.get("kind", "?"))
     data: Mapping[str, Any] = body.get("data") or {}
     session: Mapping[str, Any] = body.get("session") or {}

@@ -129,6 +129,7 @@ PUBLIC: dict[str, list[str]] = {
         "Route",
         "STATES",
         "Severity",
+        "WebhookChannel",
         "attempt",
         "backoff",
         "encode",
