@@ -103,20 +103,23 @@ class Deliveries:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        # The delivery task's attempts finish concurrently; a SQLite connection is one
-        # transaction at a time, so this object's writes take turns.
-        self._writing = asyncio.Lock()
+        # The delivery task's attempts finish concurrently on one connection: a SQLite
+        # connection is one transaction at a time, and a write begun while one of its own
+        # reads is still stepping cannot wait for the lock (its snapshot would be stale:
+        # "database is locked" at once). So this object's statements take turns.
+        self._turn = asyncio.Lock()
 
     async def due(self, channel: str, now_ms: int, busy: set[str], limit: int) -> list[Due]:
         """Pending deliveries of `channel` that may go now, oldest first: due, and the
         first pending one of their session that is not already in flight (`busy`: the
         sessions in flight; "" stands for events of no session)."""
-        rows = await self.db.fetch(
-            "SELECT d.id, d.event_row, d.wallet, d.attempts, d.next_ms, e.body "
-            "FROM notify_deliveries d JOIN notify_events e ON e.id = d.event_row "
-            "WHERE d.channel = ? AND d.state = 'pending' ORDER BY d.event_row LIMIT ?",
-            (channel, limit * 4 + 64),
-        )
+        async with self._turn:
+            rows = await self.db.fetch(
+                "SELECT d.id, d.event_row, d.wallet, d.attempts, d.next_ms, e.body "
+                "FROM notify_deliveries d JOIN notify_events e ON e.id = d.event_row "
+                "WHERE d.channel = ? AND d.state = 'pending' ORDER BY d.event_row LIMIT ?",
+                (channel, limit * 4 + 64),
+            )
         blocked = set(busy)
         out: list[Due] = []
         for delivery, event_row, wallet, attempts, next_ms, body in rows:
@@ -134,14 +137,16 @@ class Deliveries:
         return out
 
     async def next_due_ms(self, channel: str) -> int | None:
-        value = await self.db.fetchval(
-            "SELECT MIN(next_ms) FROM notify_deliveries WHERE channel = ? AND state = 'pending'",
-            (channel,),
-        )
+        async with self._turn:
+            value = await self.db.fetchval(
+                "SELECT MIN(next_ms) FROM notify_deliveries WHERE channel = ? "
+                "AND state = 'pending'",
+                (channel,),
+            )
         return None if value is None else int(value)
 
     async def delivered(self, delivery: int, attempts: int, now_ms: int) -> None:
-        async with self._writing, self.db.transaction() as tx:
+        async with self._turn, self.db.transaction() as tx:
             await tx.execute(
                 "UPDATE notify_deliveries SET state = 'delivered', attempts = ?, "
                 "last_error = NULL, updated_ms = ?, delivered_ms = ? "
@@ -153,7 +158,7 @@ class Deliveries:
         self, delivery: int, attempts: int, error: str, now_ms: int, retry_at_ms: int | None
     ) -> None:
         """A failed attempt: pending again at `retry_at_ms`, or dead when None."""
-        async with self._writing, self.db.transaction() as tx:
+        async with self._turn, self.db.transaction() as tx:
             await tx.execute(
                 "UPDATE notify_deliveries SET state = ?, attempts = ?, last_error = ?, "
                 "next_ms = ?, updated_ms = ? WHERE id = ? AND state = 'pending'",
@@ -178,7 +183,7 @@ class Deliveries:
         if ids:
             sql += f" AND id IN ({', '.join('?' for _ in ids)})"
             params.extend(ids)
-        async with self._writing, self.db.transaction() as tx:
+        async with self._turn, self.db.transaction() as tx:
             return await tx.execute(sql, params)
 
     async def counts(self) -> dict[tuple[str, str], int]:

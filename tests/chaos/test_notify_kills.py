@@ -19,10 +19,8 @@ import asyncio
 import os
 import random
 import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,7 @@ from aiohttp import web
 from notify.derive import event_id
 from tests.chaos._daemon import Activity, Daemon, workload, world, write_config
 from tests.chaos.conftest import ScenarioResult
-from tests.notify._receiver import Receiver, verify
+from tests.notify._receiver import Receiver, receiver_thread, verify
 from warden.devnet import free_port
 
 SECRET = "chaos-notify-signing-secret-0123456789"
@@ -50,30 +48,6 @@ async def moody(receiver: Receiver, request: web.Request, body: dict[str, Any]) 
     rng = random.Random(f"{body['id']}:{receiver.attempts[body['id']]}")
     await asyncio.sleep(rng.uniform(0.0, 0.15))
     return 500 if rng.random() < 0.15 else 200
-
-
-@contextmanager
-def receiver_thread() -> Iterator[Receiver]:
-    receiver = Receiver(moody)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    stop = asyncio.Event()
-
-    async def main() -> None:
-        await receiver.start()
-        started.set()
-        await stop.wait()
-        await receiver.stop()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    try:
-        assert started.wait(60)
-        yield receiver
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(30)
-        loop.close()
 
 
 def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -111,7 +85,7 @@ async def run(tmp: Path, kills: int, seed: int) -> ScenarioResult:
         "every delivery delivered",
     ]  # fmt: skip
     rng = random.Random(seed)
-    with world() as w, receiver_thread() as receiver:
+    with world() as w, receiver_thread(moody) as receiver:
         config = write_config(tmp, w.anvil.url, w, port=free_port())
         config.write_text(
             config.read_text()

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,3 +84,28 @@ class Receiver:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.close()
+
+
+@contextmanager
+def receiver_thread(behaviour: Behaviour = accept) -> Iterator[Receiver]:
+    """A receiver on an event loop of its own in a thread (for tests that block)."""
+    receiver = Receiver(behaviour)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        await receiver.start()
+        started.set()
+        await stop.wait()
+        await receiver.stop()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    try:
+        assert started.wait(60)
+        yield receiver
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        loop.close()

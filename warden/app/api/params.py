@@ -38,6 +38,7 @@ from chain import event_specs
 from contracts import POLICY_REASONS, SESSION_STATUSES, SWEEP_REASON
 from executor import STATES
 from notify import CATEGORIES, KINDS, known_pattern
+from notify import STATES as DELIVERY_STATES
 from rules.model import ACTIONS
 from warden.app.api.errors import BadParameter
 
@@ -241,6 +242,18 @@ class StreamQuery(Params):
     follow: Annotated[bool, Parsed(_follow, {"type": "string", "enum": ["false", "true"]})] = Field(
         True, description="false: send the events logged now, then end the response"
     )
+
+
+class NotificationsQuery(Params):
+    state: Annotated[str, _one_of(DELIVERY_STATES)] | None = Field(
+        None, description="delivery state"
+    )
+    channel: Text | None = Field(None, description="channel name (notify.channels[].name)")
+    kind: Annotated[str, _one_of(tuple(KINDS))] | None = Field(None, description="event kind")
+    cursor: Annotated[int, _cursor("notifications")] | None = Field(
+        None, description="`next_cursor` of the previous page"
+    )
+    limit: Limit = Field(DEFAULT_LIMIT, description="page size")
 
 
 P = TypeVar("P", bound=Params)
