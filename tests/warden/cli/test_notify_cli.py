@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from database import open_database
 from notify import Deliveries, EventLog, NotifyEvent, NotifySettings, Route, Severity
 from tests.notify._receiver import receiver_thread, verify
