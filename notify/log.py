@@ -103,6 +103,26 @@ class EventLog:
         await route(tx, self.routes, events, self.clock_ms())
         self.appended += len(events)
 
+    async def cursor(self, name: str) -> int:
+        """How far the relay `name` has logged (0 before its first)."""
+        value = await self.db.fetchval(
+            "SELECT position FROM notify_cursors WHERE name = ?", (name,)
+        )
+        return int(value) if value is not None else 0
+
+    async def append_relayed(self, events: Sequence[NotifyEvent], name: str, position: int) -> None:
+        """Log `events` and move the relay `name` to `position` in one transaction: a
+        crash re-derives the same events (same ids: logged once) from the old cursor."""
+        async with self.db.transaction() as tx:
+            await self.append(tx, events)
+            await tx.execute(
+                "INSERT INTO notify_cursors (name, position) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                (name, position),
+            )
+        if events:
+            self.woken()
+
     async def append_now(self, events: Sequence[NotifyEvent]) -> None:
         """Log `events` in a transaction of their own (alerts: no stored change caused
         them)."""

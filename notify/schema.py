@@ -62,4 +62,12 @@ MIGRATIONS: list[Step] = [
     CREATE INDEX notify_deliveries_by_state ON notify_deliveries (channel, state, event_row);
     CREATE INDEX notify_deliveries_by_event ON notify_deliveries (event_row)
     """,
+    # 3: how far the relay of another package's write-ahead records (intent transitions)
+    # has logged events, moved in the transaction that logs them
+    """
+    CREATE TABLE notify_cursors (
+        name     TEXT PRIMARY KEY,
+        position INTEGER NOT NULL
+    )
+    """,
 ]

@@ -172,6 +172,8 @@ PUBLIC: dict[str, list[str]] = {
         "ExecutorSettings",
         "Fees",
         "FiredIntent",
+        "IntentChange",
+        "IntentChanges",
         "IntentRow",
         "Job",
         "ORPHANED",

@@ -82,7 +82,7 @@ async def run(tmp: Path, kills: int, seed: int) -> ScenarioResult:
     result.checked = [
         "every lifecycle event logged and accepted by the receiver",
         "duplicates carry the same id and body", "signatures verified independently",
-        "every delivery delivered",
+        "every delivery delivered", "every intent's fired and confirmed events logged",
     ]  # fmt: skip
     rng = random.Random(seed)
     with world() as w, receiver_thread(moody) as receiver:
@@ -160,6 +160,16 @@ def check(db: Path, receiver: Receiver, result: ScenarioResult) -> None:
         result.fail(f"{stuck} deliveries not delivered")
     if not logged:
         result.fail("no event was logged: the scenario exercised nothing")
+    # intents: every intent fired, every confirmed one confirmed, whatever the kills hit
+    for state, kind in (("%", "intent.fired"), ("confirmed", "intent.confirmed")):
+        keys = {r[0] for r in rows(db, f"SELECT key FROM intents WHERE state LIKE '{state}'")}
+        told = {i.split(":", 1)[1].rsplit(":", 1)[0] for i, k in logged.items() if k == kind}
+        if keys - told:
+            result.fail(f"{len(keys - told)} intents without {kind}, e.g. {min(keys - told)}")
+    kinds: dict[str, int] = {}
+    for k in logged.values():
+        kinds[k] = kinds.get(k, 0) + 1
+    result.figures["events"] = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
 
 
 async def test_kill9_during_delivery_loses_nothing(

@@ -31,15 +31,17 @@ from aiohttp import web
 
 from chain import ChainClient, FatalError, RetryableError
 from database import Database, DatabaseBusy, Deposed, Ownership, open_database
-from executor import Executor, Outbox, Signer
+from executor import Executor, IntentChanges, Outbox, Signer
 from indexer import Indexer, IndexerStore, Progress
 from indexer.failures import FailureStreak
 from notify import Deliverer, DeliveryStats, EventLog, HttpPoster, Route
 from rules import ReloadResult, RulesHolder, RulesHost
+from warden.app.alerts import AlertEvents
 from warden.app.api import LiveState, check_binding, create_app
 from warden.app.api.server import runner_options
 from warden.app.leadership import Leadership
 from warden.app.pipeline import RulesPipeline
+from warden.app.relay import IntentRelay
 from warden.app.settings import WardenConfig, where
 from warden.app.settings import target as database_target
 from warden.app.storage import STORAGE_ERRORS, STORAGE_EXIT, storage_problem
@@ -115,6 +117,8 @@ class Daemon:
         self._stopper: asyncio.Task[None] | None = None
         self.rules_failures = FailureStreak()  # the rules' own node calls (token decimals)
         self.deliverer: Deliverer | None = None  # the leader's notification delivery
+        self.relay: IntentRelay | None = None  # intent transitions → notification events
+        self.alerts: AlertEvents | None = None  # this term's alerts → notification events
         self.delivery_stats = DeliveryStats()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -305,6 +309,12 @@ class Daemon:
             relayer=target.relayer, may_send=leadership.may_send,
         )  # fmt: skip
         await executor.start()
+        if isinstance(store.hooks, EventLog):
+            self.relay = IntentRelay(IntentChanges(db), store.hooks, store)
+            self.alerts = AlertEvents(store.hooks, cfg.notify.lag_alert_blocks)
+            if not leadership.solo:  # replicas: this one leads now
+                taken = {"leader": leadership.identity, "epoch": leadership.epoch}
+                self.alerts.once("alert.leadership_changed", taken)
         self.live.relayer_address = executor.relayer
         self.live.rules_version = pipeline.version
         self.live.rpc = client.stats
@@ -456,12 +466,27 @@ class Daemon:
                     log.warning("executor step failed, retrying next round: %s", exc)
                     executor_due = True
             timing.mark("executor")
+            if self.relay is not None and await self.relay.step():
+                self._woken()
+            if self.alerts is not None:
+                self.alerts.executor(executor.alerts.drain())
+                self.alerts.lag(indexer.head, checkpoint.number if checkpoint else None)
+                if await self.alerts.flush():
+                    self._woken()
             self._publish(indexer, executor, pipeline, checkpoint.number if checkpoint else None)
             if report is not None and report.busy:
                 log.info("executor: %s (%s)", _summary(report), timing)
             if not progressed and not self.stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.intake_stop.wait(), self.cfg.chain.poll_interval)
+
+    def _reload_alert(self, ok: bool, detail: str, version: str | None = None) -> None:
+        """alert.rules_reload_failed raised by a refused reload, cleared by the next good
+        one (logged with the loop's next step)."""
+        if self.alerts is not None:
+            self.alerts.condition(
+                "alert.rules_reload_failed", not ok, {"detail": detail, "version": version}
+            )
 
     def _woken(self) -> None:
         """Notification events were committed: wake /stream readers and delivery now."""
@@ -507,9 +532,11 @@ class Daemon:
             log.error("SIGHUP: reloading the rules failed (%s: %s); the old rules keep running",
                       type(exc).__name__, exc)  # fmt: skip
             self.live.rules_reload_failures += 1
+            self._reload_alert(False, f"{type(exc).__name__}: {exc}")
             return
         if not result.ok:
             self.live.rules_reload_failures = result.failures
+            self._reload_alert(False, f"{len(result.problems)} problem(s)", result.version)
             log.error(
                 "SIGHUP: rule files have %d problem(s); the old rules (%s) keep running",
                 len(result.problems), result.version,
@@ -517,6 +544,7 @@ class Daemon:
             for problem in result.problems:  # one line each: FILE:LINE:COLUMN: what and fix
                 log.error("rules: %s", problem)
             return
+        self._reload_alert(True, "reloaded", result.version)
         for warning in result.warnings:
             log.warning("rules: %s", warning)
         if result.changed:
