@@ -84,3 +84,17 @@ def intent_event(
         at_ms=at_ms, data=data, wallet=move.wallet, owner=owner, policy=policy,
         position=position,
     )  # fmt: skip
+
+
+def rule_event(
+    key: str, wallet: str, owner: str, policy: str, rule: str, message: str,
+    position: int, at_ms: int,
+) -> NotifyEvent:  # fmt: skip
+    """An `action: notify` rule fired (`key`: its crossing, as an intent's), with its
+    message already filled. Its position is the snapshot's: a reorg that removes the
+    block that made it fire retracts it."""
+    return NotifyEvent(
+        id=f"rule.notify:{key}", kind="rule.notify", severity=KINDS["rule.notify"].severity,
+        at_ms=at_ms, data={"rule": rule, "message": message}, wallet=wallet, owner=owner,
+        policy=policy, position=position,
+    )  # fmt: skip

@@ -300,7 +300,10 @@ class Daemon:
         object but the rules is made anew for each term: a new leader starts from the
         database exactly as a restarted single node does."""
         cfg, target = self.cfg, self.target
-        pipeline = RulesPipeline(holder, outbox, store, TokenDecimals(client, cfg.rules.decimals))
+        pipeline = RulesPipeline(
+            holder, outbox, store, TokenDecimals(client, cfg.rules.decimals),
+            events=store.hooks if isinstance(store.hooks, EventLog) else None,
+        )  # fmt: skip
         await pipeline.start()
         indexer = Indexer(client, store, cfg.chain, factory=target.factory, progress=Progress())
         executor = Executor(
