@@ -128,7 +128,9 @@ notify:
             else:
                 result.fail("the daemon did not deliver everything within 300 s")
         finally:
-            daemon.stop()
+            code = daemon.stop()
+        if code != 0:  # SIGTERM with the delivery task running: an orderly stop
+            result.fail(f"the daemon's SIGTERM exit was {code}, not 0; see {daemon.log}")
         check(daemon.db, receiver, result)
         result.figures["kills with deliveries owed"] = str(busy)
         result.figures["requests"] = str(len(receiver.requests))

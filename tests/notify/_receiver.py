@@ -72,11 +72,12 @@ class Receiver:
             self.requests.append(Received(body, raw, dict(request.headers), 0, time.time()))
             raise
         self.requests.append(Received(body, raw, dict(request.headers), status, time.time()))
-        return web.Response(status=status, text="nope" if status >= 300 else "ok")
+        headers = {"Location": "/elsewhere"} if 300 <= status < 400 else {}
+        return web.Response(status=status, text="nope" if status >= 300 else "ok", headers=headers)
 
     async def start(self, port: int | None = None) -> Receiver:
         app = web.Application()
-        app.router.add_post("/hook", self._handle)
+        app.router.add_post("/{path:.*}", self._handle)  # /hook, and wherever else
         self.server = TestServer(app, host="127.0.0.1", port=port)
         await self.server.start_server()
         return self

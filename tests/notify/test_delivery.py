@@ -295,3 +295,27 @@ async def test_no_secret_in_any_log_line(backend: str, caplog: pytest.LogCapture
     assert "dead-lettered after 2 attempts" in text and "HTTP 503" in text
     for secret in (SECRET, "url-secret-token-123", "/hook"):
         assert secret not in text
+
+
+async def test_redirects_are_not_followed_and_huge_answers_are_cut(backend: str) -> None:
+    """A 3xx is a failed attempt (the body is never sent where a Location points), and
+    an answer's body is read only in its first bytes, quoted printable."""
+
+    async def hostile(receiver: Receiver, request: web.Request, body: dict[str, Any]) -> int:
+        return 200 if request.path == "/elsewhere" else 307
+
+    receiver = await Receiver(hostile).start()
+    try:
+        cfg = settings(receiver.url, attempts=2)
+        async with outbox(backend, cfg) as (db, log):
+            await log.append_now([make(1, WALLETS[0])])
+            async with delivering(db, cfg):
+                await until(lambda: _dead(db, 1))
+            (dead,) = await Deliveries(db).page(0, 10, state="dead")
+        assert dead.last_error is not None and dead.last_error.startswith("HTTP 307")
+        assert len(dead.last_error) < 300
+        assert [r.headers.get("X-Warden-Event-Id") for r in receiver.requests] == [
+            "session.topped_up:1:0xabcdef12"
+        ] * 2
+    finally:
+        await receiver.stop()
