@@ -37,6 +37,7 @@ class Received:
     headers: dict[str, str]
     status: int
     at: float
+    path: str = "/hook"
 
 
 Behaviour = Callable[["Receiver", web.Request, dict[str, Any]], Awaitable[int]]
@@ -69,9 +70,13 @@ class Receiver:
         try:
             status = await self.behaviour(self, request, body)
         except asyncio.CancelledError:  # the client gave up (its timeout)
-            self.requests.append(Received(body, raw, dict(request.headers), 0, time.time()))
+            self.requests.append(
+                Received(body, raw, dict(request.headers), 0, time.time(), request.path)
+            )
             raise
-        self.requests.append(Received(body, raw, dict(request.headers), status, time.time()))
+        self.requests.append(
+            Received(body, raw, dict(request.headers), status, time.time(), request.path)
+        )
         headers = {"Location": "/elsewhere"} if 300 <= status < 400 else {}
         return web.Response(status=status, text="nope" if status >= 300 else "ok", headers=headers)
 
