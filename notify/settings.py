@@ -173,6 +173,7 @@ class DeliverySettings(Section):
 class NotifySettings(Section):
     console_url: str = "http://127.0.0.1:8080"  # where message links point (console / API)
     lag_alert_blocks: Int = 50  # alert.indexing_lag while the index is further behind
+    unmined_alert_blocks: Int = 20  # alert.tx_unmined once a sent job waits this long
     delivery: DeliverySettings = DeliverySettings()
     channels: list[Channel] = Field(default_factory=list)
 

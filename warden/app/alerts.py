@@ -1,17 +1,19 @@
 """Operator alerts as notification events: the executor's alerts (relayer balance, the
 circuit breaker, an inconsistent node, a resend loop broken) and the daemon's own
-conditions (indexing lag, a refused rules reload, leadership taken), each `raised` when
-it begins and `cleared` when it ends (one-off alerts — a loop broken, leadership taken —
-are raised only). Logged in a transaction of their own after the step that saw them:
-nothing stored caused them, so nothing is retracted."""
+conditions (indexing lag, a transaction unmined for N blocks, a refused rules reload,
+leadership taken), each `raised` when it begins and `cleared` when it ends (one-off
+alerts — a loop broken, leadership taken — are raised only). Logged in a transaction of
+their own after the step that saw them: nothing stored caused them, so nothing is
+retracted."""
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from executor import Job
 from executor.alerts import (
     GAS_BUDGET,
     ISOLATED,
@@ -73,6 +75,25 @@ class AlertEvents:
         lag = max(0, head - indexed)
         self.condition("alert.indexing_lag", lag > self.lag_blocks,
                        {"lag_blocks": lag, "threshold": self.lag_blocks})  # fmt: skip
+
+    def unmined(
+        self, head: int | None, live: Sequence[Job], sent_block: Mapping[str, int],
+        threshold: int,
+    ) -> None:  # fmt: skip
+        """alert.tx_unmined while a live job's first send is `threshold` or more blocks
+        behind the head (replacements do not restart its age: the nonce is what waits)."""
+        if head is None:
+            return
+        ages = []
+        for job in live:
+            sent = [sent_block[a.hash] for a in job.attempts if a.hash in sent_block]
+            if sent and job.attempts:
+                ages.append((head - min(sent), job.latest.hash))
+        stuck = [age for age in ages if age[0] >= threshold]
+        oldest = max(stuck) if stuck else max(ages, default=(0, None))
+        self.condition("alert.tx_unmined", bool(stuck),
+                       {"tx_hash": oldest[1], "blocks": oldest[0], "stuck": len(stuck),
+                        "threshold": threshold})  # fmt: skip
 
     def once(self, kind: str, data: Mapping[str, Any]) -> None:
         self.pending.append(alert(kind, True, data))

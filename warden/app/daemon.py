@@ -31,7 +31,7 @@ from aiohttp import web
 
 from chain import ChainClient, FatalError, RetryableError
 from database import Database, DatabaseBusy, Deposed, Ownership, open_database
-from executor import Executor, IntentChanges, Outbox, Signer
+from executor import Executor, IntentChanges, Job, Outbox, Signer
 from indexer import Indexer, IndexerStore, Progress
 from indexer.failures import FailureStreak
 from notify import Deliverer, DeliveryStats, EventLog, HttpPoster, Route
@@ -474,6 +474,11 @@ class Daemon:
             if self.alerts is not None:
                 self.alerts.executor(executor.alerts.drain())
                 self.alerts.lag(indexer.head, checkpoint.number if checkpoint else None)
+                if executor_due or progressed:  # only blocks move a job's age
+                    self.alerts.unmined(
+                        indexer.head, await outbox_jobs(executor), executor.sender.sent_block,
+                        self.cfg.notify.unmined_alert_blocks,
+                    )  # fmt: skip
                 if await self.alerts.flush():
                     self._woken()
             self._publish(indexer, executor, pipeline, checkpoint.number if checkpoint else None)
@@ -599,6 +604,11 @@ class StepTiming:
         total = (time.perf_counter() - self.started) * 1000
         parts = ", ".join(f"{k} {v * 1000:.1f}" for k, v in self.phases.items())
         return f"step {total:.1f} ms: {parts}"
+
+
+async def outbox_jobs(executor: Executor) -> list[Job]:
+    """The executor's live jobs (sent, not mined), for the unmined alert."""
+    return list(await executor.outbox.jobs("live"))
 
 
 def _summary(report: Any) -> str:

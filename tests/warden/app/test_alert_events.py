@@ -54,3 +54,31 @@ async def test_alerts_raise_clear_and_reach_their_channel(tmp_path: Path) -> Non
     critical = [d.kind for d in owed]
     assert critical == ["alert.relayer_balance_low", "alert.circuit_breaker",
                         "alert.relayer_balance_low", "alert.resend_loop"]  # fmt: skip
+
+
+def test_a_job_unmined_for_n_blocks_raises_and_clears() -> None:
+    from executor.jobs import Attempt, Job
+
+    class Log:
+        pass
+
+    alerts = AlertEvents(Log(), lag_blocks=50)  # type: ignore[arg-type]
+
+    def job(*hashes: str) -> Job:
+        attempts = tuple(Attempt(h, 7, 1, 1, "0x", "sent", 0) for h in hashes)
+        return Job(1, 7, "close", "0x", "0x", 90_000, "live", None, None, 0, attempts)
+
+    sent = {"0xa": 100, "0xb": 103}  # the replacement 0xb was sent later
+    for head in (110, 119):
+        alerts.unmined(head, [job("0xa", "0xb")], sent, threshold=20)
+    assert alerts.pending == []
+    alerts.unmined(120, [job("0xa", "0xb")], sent, threshold=20)  # 20 blocks since 0xa
+    alerts.unmined(125, [job("0xa", "0xb")], sent, threshold=20)  # still: raised once
+    alerts.unmined(126, [], sent, threshold=20)  # mined: cleared
+    got = [(e.kind, dict(e.data)) for e in alerts.pending]
+    assert got == [
+        ("alert.tx_unmined", {"state": "raised", "tx_hash": "0xb", "blocks": 20, "stuck": 1,
+                              "threshold": 20}),
+        ("alert.tx_unmined", {"state": "cleared", "tx_hash": None, "blocks": 0, "stuck": 0,
+                              "threshold": 20}),
+    ]  # fmt: skip
