@@ -14,6 +14,9 @@ from notify.intents import intent_event
 
 NAME = "intents"
 BATCH = 1000
+# Batches per loop step: a storm's hundreds of thousands of transitions are logged a few
+# thousand at a time between the loop's other work, never holding up a close.
+MAX_BATCHES = 3
 
 
 class IntentRelay:
@@ -23,9 +26,10 @@ class IntentRelay:
         self.store = store
 
     async def step(self) -> int:
-        """Log the events of every transition after the cursor; how many were logged."""
+        """Log the events of the transitions after the cursor (at most `MAX_BATCHES`
+        batches: the rest at the next step); how many were logged."""
         logged = 0
-        while True:
+        for _ in range(MAX_BATCHES):
             cursor = await self.log.cursor(NAME)
             moves = await self.changes.after(cursor, BATCH)
             if not moves:
@@ -41,4 +45,5 @@ class IntentRelay:
             await self.log.append_relayed(events, NAME, moves[-1].id)
             logged += len(events)
             if len(moves) < BATCH:
-                return logged
+                break
+        return logged
