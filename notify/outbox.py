@@ -13,7 +13,7 @@ each other; different sessions go out concurrently.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,27 +65,32 @@ class DeliveryRow:
 
 _ROUTE = (
     "INSERT INTO notify_deliveries (event_row, channel, wallet, state, attempts, next_ms, "
-    "created_ms, updated_ms) SELECT id, ?, wallet, 'pending', 0, ?, ?, ? FROM notify_events "
-    "WHERE event_id = ? ON CONFLICT (channel, event_row) DO NOTHING"
+    "created_ms, updated_ms) VALUES (?, ?, ?, 'pending', 0, ?, ?, ?) "
+    "ON CONFLICT (channel, event_row) DO NOTHING"
 )
 
 
 async def route(
-    tx: Queries, routes: Sequence[Route], events: Sequence[NotifyEvent], now_ms: int
+    tx: Queries,
+    routes: Sequence[Route],
+    events: Sequence[NotifyEvent],
+    ids: Mapping[str, int],
+    now_ms: int,
 ) -> None:
-    """Owe each event to every channel that admits it (inside the logging transaction).
-    A retraction goes to the channels its original went to, whatever their filters say:
-    whoever heard of an event hears that it was undone."""
+    """Owe each event just logged (`ids`: event id -> its row) to every channel that
+    admits it (inside the logging transaction). A retraction goes to the channels its
+    original went to, whatever their filters say: whoever heard of an event hears that
+    it was undone."""
     rows = [
-        (r.channel, now_ms, now_ms, now_ms, e.id)
+        (ids[e.id], r.channel, e.wallet, now_ms, now_ms, now_ms)
         for e in events
-        if e.kind != "event.retracted"
+        if e.kind != "event.retracted" and e.id in ids
         for r in routes
         if r.admits(e)
     ]
     if rows:
         await tx.executemany(_ROUTE, rows)
-    retracted = [e for e in events if e.kind == "event.retracted"]
+    retracted = [e for e in events if e.kind == "event.retracted" and e.id in ids]
     if retracted and routes:
         await tx.executemany(
             "INSERT INTO notify_deliveries (event_row, channel, wallet, state, attempts, "
