@@ -39,7 +39,7 @@ from contracts import POLICY_REASONS, SESSION_STATUSES, SWEEP_REASON
 from executor import STATES
 from notify import CATEGORIES, KINDS, known_pattern
 from notify import STATES as DELIVERY_STATES
-from rules.model import ACTIONS
+from rules.model import TERMINAL_ACTIONS
 from warden.app.api.errors import BadParameter
 
 DEFAULT_LIMIT = 100
@@ -49,7 +49,8 @@ _CURSOR_KEY = re.compile(r"0|[1-9][0-9]{0,18}")
 _SQLITE_MAX = 2**63 - 1
 
 INTENT_STATES: tuple[str, ...] = STATES
-INTENT_ACTIONS: tuple[str, ...] = ACTIONS
+# `notify` firings are never intents (they are rule.notify events): not an intent's action
+INTENT_ACTIONS: tuple[str, ...] = tuple(sorted(TERMINAL_ACTIONS))
 INTENT_REASONS = (*POLICY_REASONS, SWEEP_REASON)  # rules never close as owner
 EVENT_NAMES = tuple(sorted({spec.name for spec in event_specs().values()}))
 
