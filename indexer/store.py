@@ -18,7 +18,7 @@ is durable exactly when the commit or rollback is, without the indexer importing
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -186,6 +186,25 @@ class IndexerStore:
             params = (status,)
         rows = await self.database.fetch(sql + " ORDER BY created_position", params)
         return [session_from_row(r) for r in rows]
+
+    async def sessions_pages(self, status: str, page: int = 2_000) -> AsyncIterator[list[Session]]:
+        """Every session in `status`, `page` at a time in creation order (keyset paging
+        on `sessions_by_status`): a start-up over a million sessions holds one page, not
+        the list."""
+        sql = (
+            f"SELECT {', '.join(SESSION_FIELDS)} FROM sessions WHERE status = ? "
+            "AND created_position > ? ORDER BY created_position LIMIT ?"
+        )
+        after = -1
+        while True:
+            rows = await self.database.fetch(sql, (status, after, page))
+            if not rows:
+                return
+            sessions = [session_from_row(r) for r in rows]
+            after = sessions[-1].created_position
+            yield sessions
+            if len(rows) < page:
+                return
 
     async def events(
         self, wallet: str | None = None, after: int = -1, *, on: Queries | None = None

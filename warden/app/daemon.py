@@ -37,14 +37,14 @@ from indexer.failures import FailureStreak
 from notify import Deliverer, DeliveryStats, EventLog, HttpPoster, Route
 from rules import ReloadResult, RulesHolder, RulesHost
 from warden.app.alerts import AlertEvents
-from warden.app.api import LiveState, check_binding, create_app
+from warden.app.api import LiveState, Preparation, check_binding, create_app
 from warden.app.api.server import runner_options
 from warden.app.leadership import Leadership
 from warden.app.pipeline import RulesPipeline
 from warden.app.relay import IntentRelay
 from warden.app.settings import WardenConfig, where
 from warden.app.settings import target as database_target
-from warden.app.storage import STORAGE_ERRORS, STORAGE_EXIT, storage_problem
+from warden.app.storage import STORAGE_ERRORS, STORAGE_EXIT, server_gone, storage_problem
 
 log = logging.getLogger("warden.daemon")
 
@@ -262,14 +262,26 @@ class Daemon:
                     # a connection the server ended (its transaction sat idle past the TTL
                     # while it was frozen) or the network reset, rows the new leader wrote
                     # read halfway through its step (a session "created twice"). It stands
-                    # by, as a deposed leader does. With its trust intact, the error is its
-                    # own: a storage error stops the daemon (exit 3), anything else too.
-                    if leadership.solo or leadership.may_send():
+                    # by, as a deposed leader does. So does a leader whose server went away
+                    # (a PostgreSQL restart or failover): nothing it did is half committed,
+                    # and it tries the lease again once the server answers. With its trust
+                    # intact, any other error is its own: a storage error stops the daemon
+                    # (exit 3), anything else too.
+                    if leadership.solo:
                         raise
-                    reason = (
-                        f"its last step failed after this replica's lease ran out "
-                        f"({type(exc).__name__}: {exc})"
-                    )
+                    gone = server_gone(exc)
+                    if gone is not None:
+                        reason = (
+                            f"PostgreSQL is unreachable: {gone} ({type(exc).__name__}: "
+                            f"{exc}); leading again once it answers"
+                        )
+                    elif leadership.may_send():
+                        raise
+                    else:
+                        reason = (
+                            f"its last step failed after this replica's lease ran out "
+                            f"({type(exc).__name__}: {exc})"
+                        )
                     leadership.step_down(reason)
                     log.warning("standing by: %s", reason)
                     if self.stopping:
@@ -407,10 +419,18 @@ class Daemon:
         check_binding(api.host, token)
         async with self._http_lock:
             if not self.stopping and self._stopper is None:
-                runner = web.AppRunner(
-                    create_app(database_target(self.cfg.database), self.live, token=token),
-                    **runner_options(),
+                # the prepare routes ask the node through a client of their own (short
+                # retries: a request has a caller waiting), opened and closed by the app
+                prepare = None
+                if api.prepare:
+                    prepare = Preparation(
+                        self.target.rpc, self.target.factory, self.target.chain_id,
+                        fees=self.cfg.executor,
+                    )  # fmt: skip
+                app = create_app(
+                    database_target(self.cfg.database), self.live, token=token, prepare=prepare
                 )
+                runner = web.AppRunner(app, **runner_options())
                 self._http = runner
                 await runner.setup()
                 await web.TCPSite(runner, api.host, api.port).start()

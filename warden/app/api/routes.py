@@ -41,6 +41,7 @@ class Context:
     live: LiveState
     metrics: Metrics
     openapi: dict[str, Any]  # the document of these routes, served as /openapi.json
+    prepare: Any = None  # prepare.Prepare: the node the /prepare routes ask; None: no routes
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Reply:
     status: int = 200
 
 
+# (context, path parameters, query parameters, or for a POST route its body)
 Handler = Callable[[Context, Any, Any], Awaitable[Reply]]
 
 
@@ -63,6 +65,10 @@ class Route:
     public: bool = False  # answered without the bearer token
     errors: tuple[int, ...] = ()  # besides 400, 401, 405 and 500, which any route may answer
     stream: bool = False  # answers server-sent events (text/event-stream), not one body
+    # answered from the database alone (no live figures): kept until the database changes
+    cached: bool = False
+    method: str = "GET"  # GET (with HEAD) or POST
+    body: type[BaseModel] | None = None  # a POST route's request body, handed to the handler
 
 
 def _cursor(page: Page[Any], scope: str) -> str | None:
@@ -77,9 +83,13 @@ async def ready(ctx: Context, path: None, q: NoQuery) -> Reply:
     live = ctx.live
     lead = live.leadership
     if lead is not None and lead.role == "standby":
-        # A standby serves reads from the shared database the leader keeps current.
-        leader = lead.leader_seen or "nobody yet"
-        return Reply(m.Ready(ready=True, reason=f"standby: {leader} leads"))
+        # A standby serves reads from the shared database the leader keeps current; with
+        # no other replica leading (a first start, all but this one down), nothing keeps
+        # it current: not ready until one leads (this one, within a third of the TTL).
+        leader = lead.leader_seen
+        if leader and leader != lead.identity:
+            return Reply(m.Ready(ready=True, reason=f"standby: {leader} leads"))
+        return Reply(m.Ready(ready=False, reason="standby: no other replica leads yet"), status=503)
     down = live.over_budget()
     if down is not None:
         return Reply(m.Ready(ready=False, reason=f"node failing: {down}"), status=503)
@@ -90,11 +100,9 @@ async def ready(ctx: Context, path: None, q: NoQuery) -> Reply:
 
 
 async def status(ctx: Context, path: None, q: NoQuery) -> Reply:
-    live, reader = ctx.live, ctx.reader
-    async with reader.snapshot():
-        stored = await reader.sessions.checkpoint()
-        intents = await reader.intent_counts()
-        sessions = await reader.sessions.status_counts()
+    live = ctx.live
+    figures = await ctx.reader.status_figures()
+    stored, intents, sessions = figures.checkpoint, figures.intents, figures.sessions
     indexed = live.indexed_block if live.indexed_block is not None else stored
     lag = None if live.head is None or indexed is None else max(0, live.head - indexed)
     return Reply(m.Status(
@@ -202,22 +210,24 @@ def build_routes() -> tuple[Route, ...]:
         Route("/status", status, "Chain head, indexed and safe block, lag, relayer, rules "
               "version, intents by state", m.Status),
         Route("/sessions", sessions, "Sessions in creation order, filtered", m.SessionPage,
-              query=SessionsQuery),
+              query=SessionsQuery, cached=True),
         Route("/sessions/{wallet}", session, "One session with its intents (rule firings), "
               "their jobs, transactions and guard refusals", m.SessionDetail,
-              path_params=WalletPath, errors=(404,)),
+              path_params=WalletPath, errors=(404,), cached=True),
         Route("/sessions/{wallet}/events", session_events, "A session's events in chain "
-              "order", m.EventPage, query=EventsQuery, path_params=WalletPath, errors=(404,)),
+              "order", m.EventPage, query=EventsQuery, path_params=WalletPath, errors=(404,),
+              cached=True),
         Route("/owners/{address}/sessions", owner_sessions, "One owner's sessions in "
               "creation order", m.SessionPage, query=OwnerSessionsQuery,
-              path_params=OwnerPath),
+              path_params=OwnerPath, cached=True),
         Route("/intents", intents, "Intents in creation order, filtered", m.IntentPage,
-              query=IntentsQuery),
+              query=IntentsQuery, cached=True),
         Route("/notifications", notifications, "Notification deliveries (one per event and "
               "channel) in order, filtered: pending, delivered or dead (re-drive: `warden "
-              "notify redrive`)", m.NotificationPage, query=NotificationsQuery),
+              "notify redrive`)", m.NotificationPage, query=NotificationsQuery,
+              cached=True),
         Route("/stats", stats, "Totals over all sessions: volume, fees, hit rates, "
-              "average duration", m.Stats),
+              "average duration", m.Stats, cached=True),
         Route("/stream", stream, "Notification events as server-sent events (id: cursor, "
               "event: kind, data: JSON), resumable with Last-Event-ID", None,
               query=StreamQuery, errors=(503,), stream=True),
