@@ -24,6 +24,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 
@@ -83,6 +84,7 @@ async def run(tmp: Path, kills: int, seed: int) -> ScenarioResult:
         "every lifecycle event logged and accepted by the receiver",
         "duplicates carry the same id and body", "signatures verified independently",
         "every delivery delivered", "every intent's fired and confirmed events logged",
+        "no alert condition left raised",
     ]  # fmt: skip
     rng = random.Random(seed)
     with world() as w, receiver_thread(moody) as receiver:
@@ -168,6 +170,18 @@ def check(db: Path, receiver: Receiver, result: ScenarioResult) -> None:
         told = {i.split(":", 1)[1].rsplit(":", 1)[0] for i, k in logged.items() if k == kind}
         if keys - told:
             result.fail(f"{len(keys - told)} intents without {kind}, e.g. {min(keys - told)}")
+    # the daemon's own alert conditions: none left raised once everything settled, even
+    # when the process that raised one was killed
+    last: dict[str, str] = {}
+    alerts = rows(
+        db, "SELECT kind, body FROM notify_events WHERE kind IN "
+        "('alert.indexing_lag', 'alert.tx_unmined') ORDER BY id",
+    )  # fmt: skip
+    for kind, body in alerts:
+        last[kind] = orjson.loads(body)["data"]["state"]
+    for kind, state in last.items():
+        if state != "cleared":
+            result.fail(f"{kind} left {state} after the run settled")
     kinds: dict[str, int] = {}
     for k in logged.values():
         kinds[k] = kinds.get(k, 0) + 1

@@ -13,6 +13,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from executor import Job
 from executor.alerts import (
     GAS_BUDGET,
@@ -31,6 +33,8 @@ EXECUTOR_KINDS = {
     NO_EFFECT: "alert.resend_loop",
     ISOLATED: "alert.resend_loop",
 }
+# the daemon's own conditions (raised and cleared here, so restored across a restart)
+CONDITIONS = ("alert.indexing_lag", "alert.tx_unmined", "alert.rules_reload_failed")
 _SEQ = itertools.count(1)
 
 
@@ -53,6 +57,23 @@ class AlertEvents:
         self.lag_blocks = lag_blocks
         self.active: set[str] = set()  # conditions raised and not cleared
         self.pending: list[NotifyEvent] = []
+
+    async def restore(self) -> None:
+        """The daemon's own conditions left raised by the previous process (killed, or
+        stopped while they held): active again, so the first step that finds the
+        condition over clears them instead of leaving them raised for good."""
+        rows = await self.log.db.fetch(
+            "SELECT kind, body FROM notify_events WHERE kind IN (?, ?, ?) ORDER BY id DESC "
+            "LIMIT 1000",
+            CONDITIONS,
+        )
+        seen: set[str] = set()
+        for kind, body in rows:
+            if kind in seen:
+                continue
+            seen.add(kind)
+            if orjson.loads(body).get("data", {}).get("state") == "raised":
+                self.active.add(kind)
 
     def executor(self, changes: list[AlertChange]) -> None:
         for c in changes:

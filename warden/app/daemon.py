@@ -327,6 +327,7 @@ class Daemon:
         if isinstance(store.hooks, EventLog):
             self.relay = IntentRelay(IntentChanges(db), store.hooks, store)
             self.alerts = AlertEvents(store.hooks, cfg.notify.lag_alert_blocks)
+            await self.alerts.restore()  # what a killed predecessor left raised
             if not leadership.solo:  # replicas: this one leads now
                 taken = {"leader": leadership.identity, "epoch": leadership.epoch}
                 self.alerts.once("alert.leadership_changed", taken)

@@ -82,3 +82,29 @@ def test_a_job_unmined_for_n_blocks_raises_and_clears() -> None:
         ("alert.tx_unmined", {"state": "cleared", "tx_hash": None, "blocks": 0, "stuck": 0,
                               "threshold": 20}),
     ]  # fmt: skip
+
+
+async def test_a_condition_left_raised_by_a_killed_process_is_cleared_after_restart(
+    tmp_path: Path,
+) -> None:
+    db = await open_database(tmp_path / "w.sqlite")
+    try:
+        log = EventLog(db)
+        await log.setup()
+        before = AlertEvents(log, lag_blocks=50)
+        before.lag(head=1_000, indexed=800)  # raised, then the process is killed
+        before.condition("alert.rules_reload_failed", True, {"detail": "x"})
+        before.condition("alert.rules_reload_failed", False, {"detail": "ok"})
+        await before.flush()
+        after = AlertEvents(log, lag_blocks=50)  # the restarted daemon's
+        await after.restore()
+        after.lag(head=1_000, indexed=1_000)  # caught up: the lag clears
+        after.condition("alert.rules_reload_failed", False, {"detail": "ok"})  # stays quiet
+        await after.flush()
+        events = (await EventReads(db).after(0, 100))[0]
+    finally:
+        await db.close()
+    assert [(e.kind, e.body["data"]["state"]) for e in events] == [
+        ("alert.indexing_lag", "raised"), ("alert.rules_reload_failed", "raised"),
+        ("alert.rules_reload_failed", "cleared"), ("alert.indexing_lag", "cleared"),
+    ]  # fmt: skip
