@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from chain.urls import url_secrets
 from executor.settings import ExecutorSettings
+from notify.settings import CHANNEL_MODELS, CHANNEL_TYPES
 from warden.app.settings import overrides
 from warden.app.settings.checks import cross_checks
 from warden.app.settings.errors import ConfigError
@@ -28,7 +29,7 @@ from warden.app.settings.secrets import Outside, Where, dotted, leaks, mask, sub
 from warden.app.settings.yaml_reader import kind, line_of, read_yaml
 
 _LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_SECTIONS = ("chain", "rules", "executor", "api", "logging", "backups", "devnet")
+_SECTIONS = ("chain", "rules", "executor", "api", "logging", "backups", "devnet", "notify")
 
 
 def load_config(
@@ -147,6 +148,13 @@ def _hide_secrets(data: Any, outside: Outside) -> None:
         value = node.get(key) if isinstance(node, dict) else None
         if isinstance(value, str):
             outside.hide((section, key), value)
+    notify = data.get("notify") if isinstance(data, dict) else None
+    channels = notify.get("channels") if isinstance(notify, dict) else None
+    for i, channel in enumerate(channels if isinstance(channels, list) else []):
+        for key in ("secret", "url"):
+            value = channel.get(key) if isinstance(channel, dict) else None
+            if isinstance(value, str):
+                outside.hide(("notify", "channels", i, key), value)
     chain = data.get("chain") if isinstance(data, dict) else None
     rpc = chain.get("rpc") if isinstance(chain, dict) else None
     for i, url in enumerate(rpc if isinstance(rpc, list) else []):
@@ -182,8 +190,15 @@ def _remove(data: Any, where: Where) -> None:
 
 def _explain(err: Any, sources: Mapping[str, str]) -> tuple[Where, str]:
     """A pydantic error as (key path, message with its fix)."""
-    loc = tuple(err["loc"])
+    loc = _channel_loc(tuple(err["loc"]))
     kind_ = err["type"]
+    if kind_ == "union_tag_invalid":
+        return (*loc, "type"), (
+            f"unknown channel type {err['ctx'].get('tag')!r}: write one of "
+            f"{', '.join(CHANNEL_TYPES)} (docs/notify.md)"
+        )
+    if kind_ == "union_tag_not_found":
+        return loc, f"a channel needs `type`: one of {', '.join(CHANNEL_TYPES)}"
     if kind_ == "extra_forbidden":
         parent, key = loc[:-1], str(loc[-1])
         names = _field_names(parent)
@@ -199,13 +214,26 @@ def _explain(err: Any, sources: Mapping[str, str]) -> tuple[Where, str]:
     if kind_ == "literal_error":
         return loc, f"{message} — use one of them"
     if kind_.startswith(("int_", "float_", "bool_", "string_")):
-        secret = dotted(loc) in sources or any(p in ("raw_key", "token") for p in map(str, loc))
+        secret = dotted(loc) in sources or any(
+            p in ("raw_key", "token", "secret", "url") for p in map(str, loc)
+        )
         shown = "" if secret else f", got {err['input']!r}"
         return loc, f"{message}{shown}"
     return loc, message
 
 
+def _channel_loc(loc: Where) -> Where:
+    """pydantic names a channel's fields under its type's tag
+    (`notify.channels[0].webhook.url`): the file has no such level."""
+    if len(loc) >= 4 and loc[:2] == ("notify", "channels") and loc[3] in CHANNEL_TYPES:
+        return (*loc[:3], *loc[4:])
+    return loc
+
+
 def _field_names(loc: Where) -> list[str]:
+    if len(loc) == 3 and loc[:2] == ("notify", "channels"):  # any channel type's keys
+        keys = {k for m in CHANNEL_MODELS for k in m.model_fields}
+        return sorted(keys | {"secret_file"})
     model: Any = WardenConfig
     for part in loc:
         field = model.model_fields.get(part) if isinstance(part, str) else None

@@ -23,6 +23,7 @@ from executor import Signer, SignerError, load_password
 from executor.settings import ExecutorSettings
 from executor.signer import DEVNET_CHAIN_IDS
 from indexer.settings import ChainSettings
+from notify.settings import NotifySettings
 from warden.app.settings.database import DatabaseTarget
 from warden.app.settings.describe import describe
 from warden.app.settings.errors import ConfigError
@@ -86,6 +87,7 @@ class WardenConfig(Section):
     leadership: LeadershipConfig = LeadershipConfig()
     backups: BackupsConfig = BackupsConfig()
     devnet: DevnetConfig = DevnetConfig()
+    notify: NotifySettings = NotifySettings()
 
     # dotted key -> where its value came from ("$NAME" or "file PATH"), for describe()
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
