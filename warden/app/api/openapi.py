@@ -160,7 +160,8 @@ def _operation(route: Route, *, secured: bool, head: bool = False) -> dict[str, 
         op["parameters"].append({
             "name": "Last-Event-ID", "in": "header", "required": False,
             "description": "the `id:` of the last event received: resume after it",
-            "schema": {"type": "string", "pattern": "^(0|[1-9][0-9]{0,18})$"},
+            # 18 digits: all below 2**63, which the server's own check draws exactly
+            "schema": {"type": "string", "pattern": "^(0|[1-9][0-9]{0,17})$"},
         })  # fmt: skip
     if route.body is not None:
         op["requestBody"] = {

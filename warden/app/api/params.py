@@ -233,7 +233,9 @@ Kinds = Annotated[tuple[str, ...], Parsed(_kinds, {
 
 class StreamQuery(Params):
     after: Annotated[int, Parsed(_stream_cursor, {
-        "type": "string", "pattern": "^(0|[1-9][0-9]{0,18})$",
+        # 18 digits at most in the document: every one of them is below 2**63 (a 19-digit
+        # cursor up to 2**63 - 1 is taken too, but a pattern cannot draw that line)
+        "type": "string", "pattern": "^(0|[1-9][0-9]{0,17})$",
     })] | None = Field(None, description="start after this cursor (0: the whole log); "
                        "Last-Event-ID wins over it; absent: new events only")  # fmt: skip
     kinds: Kinds | None = Field(
