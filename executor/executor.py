@@ -152,9 +152,7 @@ class Executor:
         try:
             if not self.dry_run:
                 await self.gate.check_budget()
-                fault = await self.gate.check_node()
-                if fault is None:
-                    fault = await self.tracker.track(report)
+                fault = await self.tracker.track(report)  # the gate's node check included
                 if fault is not None:
                     # What such a node says of our nonces is not to be built on: resync
                     # once it is consistent again.

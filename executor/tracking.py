@@ -76,28 +76,67 @@ class Tracker:
         self.monotonic: Callable[[], float] = time.monotonic  # tests step time themselves
 
     async def track(self, report: StepReport) -> str | None:
-        """Follow every live or mined job; returns why the node is inconsistent, if a
-        receipt it served is gone while its block is not (then nothing is changed)."""
+        """Follow every live or mined job; returns why the node is inconsistent, if it is
+        (then nothing is changed): the gate's count check (`SendGate.judge`), or a receipt
+        it served that is gone while its block is not.
+
+        The step's independent questions go in one JSON-RPC batch: the gate's, the mined
+        count (before the receipts: see below), the pending count, the head, the receipts of
+        the live jobs' transactions, and the block of every mined job. A mined job's
+        receipt is not asked again while the block it was mined in is still on the node's
+        chain with the same hash: what a receipt says cannot change while its block does
+        not (a block's hash commits to its transactions and their receipts). Only the
+        jobs whose block changed or went (a reorg) have their receipts asked again."""
+        last = await self.outbox.last_mined(self.sender.relayer)
         jobs = await self.outbox.jobs("live") + await self.outbox.jobs("mined")
-        if not jobs:
+        if last is None and not jobs:
             return None
-        mined_count = await self.sender.nonces.mined_count()  # before the receipts: see below
-        # Below this count the node holds a transaction of ours for every nonce; a live
-        # job at or above it has none there (a reorg took it, or the node dropped it).
-        held = (
-            await self.sender.nonces.pending_count() if any(j.state == "live" for j in jobs) else 0
-        )
-        head = int(await self.client.call("eth_blockNumber"), 16)
-        hashes = [a.hash for job in jobs for a in job.attempts]
-        answers = await self.client.batch_each([("eth_getTransactionReceipt", [h]) for h in hashes])
-        receipts = {h: r for h, r in zip(hashes, answers, strict=True) if isinstance(r, dict)}
-        receipts = await self._canonical(receipts)
+        live = [j for j in jobs if j.state == "live"]
         mined = [j for j in jobs if j.state == "mined"]
-        vanished = [j for j in mined if all(a.hash not in receipts for a in j.attempts)]
+        relayer = self.sender.relayer
+        requests: list[tuple[str, list[Any]]] = []
+        if last is not None:
+            requests += self.gate.node_questions(last)
+        if not jobs:
+            return self.gate.judge(last, await self.client.batch_each(requests)) if last else None
+        requests.append(("eth_getTransactionCount", [relayer, "latest"]))
+        if live:
+            requests.append(("eth_getTransactionCount", [relayer, "pending"]))
+        requests.append(("eth_blockNumber", []))
+        hashes = [a.hash for job in live for a in job.attempts]
+        requests += [("eth_getTransactionReceipt", [h]) for h in hashes]
+        numbers = sorted({j.mined_block for j in mined if j.mined_block is not None})
+        requests += [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
+        answers = iter(await self.client.batch_each(requests))
+        if last is not None:
+            fault = self.gate.judge(last, [next(answers), next(answers)])
+            if fault is not None:
+                return fault
+        # Below the mined count the node holds a transaction of ours for every nonce; a
+        # live job at or above the pending count has none there (a reorg took it, or the
+        # node dropped it).
+        mined_count = _quantity(next(answers))
+        held = _quantity(next(answers)) if live else 0
+        head = _quantity(next(answers))
+        found = [next(answers) for _ in hashes]
+        blocks = dict(zip(numbers, [next(answers) for _ in numbers], strict=True))
+        receipts = {h: r for h, r in zip(hashes, found, strict=True) if isinstance(r, dict)}
+        unsure = [j for j in mined if not _still_there(j, blocks.get(j.mined_block or -1))]
+        if unsure:
+            again = [a.hash for job in unsure for a in job.attempts]
+            answered = await self.client.batch_each(
+                [("eth_getTransactionReceipt", [h]) for h in again]
+            )
+            receipts.update(
+                {h: r for h, r in zip(again, answered, strict=True) if isinstance(r, dict)}
+            )
+        receipts = await self._canonical(receipts)
+        vanished = [j for j in unsure if all(a.hash not in receipts for a in j.attempts)]
         forgot = await self._forgotten(vanished)
         if forgot is not None:
             return forgot
-        for job in jobs:
+        again_ids = {j.id for j in unsure}
+        for job in (j for j in jobs if j.state == "live" or j.id in again_ids):
             receipt = next((receipts[a.hash] for a in job.attempts if a.hash in receipts), None)
             if job.state == "mined":
                 moved = receipt is not None and receipt["transactionHash"].lower() != job.mined_hash
@@ -394,3 +433,19 @@ class Tracker:
         if isinstance(answer, Exception):
             raise answer
         return None
+
+
+def _quantity(answer: Any) -> int:
+    if isinstance(answer, Exception):
+        raise answer
+    return int(answer, 16)
+
+
+def _still_there(job: Job, block: Any) -> bool:
+    """Whether the block the job was mined in is still on the node's chain, by its hash
+    (a job recorded without one, or a block the node does not answer, is asked again)."""
+    return (
+        job.mined_block_hash is not None
+        and isinstance(block, dict)
+        and block.get("hash") == job.mined_block_hash
+    )
