@@ -1,8 +1,12 @@
 """An expiry storm's sending, on the in-process node: no transaction above the node's block
 gas limit, many batches in flight at consecutive nonces (and a crash between the
-write-ahead and the send in the middle of them), and a mined job's receipt asked once."""
+write-ahead and the send in the middle of them), and a mined job's receipt asked once
+(also counted through a recording proxy in front of a real anvil)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from eth_utils.address import to_checksum_address
@@ -10,9 +14,14 @@ from eth_utils.address import to_checksum_address
 from chain import calls
 from executor.batching import BATCH_MEMBER_GAS
 from executor.capacity import IN_FLIGHT_BLOCKS, intake, room
+from tests._chain import Chain
+from tests._rpc_proxy import FaultyProxy
+from tests.conftest import Session, Stack
 from tests.executor._fake_node import FakeNode
+from tests.executor._support import rig as support_rig
 from tests.executor.test_batching import FACTORY, Rig
 from tests.executor.test_batching import rig as rig
+from warden.devnet import Anvil
 
 STORM: list[str] = [to_checksum_address(f"0x{0x1000 + i:040x}") for i in range(60)]
 
@@ -215,3 +224,31 @@ async def test_a_mined_jobs_receipt_is_asked_once_until_a_reorg_takes_its_block(
         await rig.step()
         assert {(await rig.state(k))[0] for k in keys} == {"confirmed"}
     assert len(rig.node.mined(rig.executor.relayer)) == 1  # the batch, mined again once
+
+
+async def test_on_anvil_a_mined_batchs_receipt_is_fetched_once(
+    anvil: Anvil,
+    fresh_chain: Chain,
+    stack: Stack,
+    make_session: Callable[..., Session],
+    tmp_path: Path,
+) -> None:
+    """Counted by a recording proxy in front of a real anvil: while the indexer has not
+    seen the batch's block, steps go on asking for the block, not for the receipt."""
+    start = fresh_chain.w3.eth.block_number + 1
+    wallets = [make_session().wallet.address for _ in range(4)]
+    with FaultyProxy(anvil.url) as proxy:
+        async with support_rig(proxy.url, tmp_path / "w.db", stack.factory.address, start,
+                               max_batch_size=4) as r:  # fmt: skip
+            await r.index()
+            keys = [await r.intend(w, "idle") for w in wallets]
+            assert (await r.step()).jobs == 1  # automine: mined as it is sent
+            assert (await r.step(index=False)).mined == 1
+            receipts = proxy.stats()["forwarded"]["eth_getTransactionReceipt"]
+            for _ in range(3):
+                anvil.rpc("evm_mine")
+                await r.step(index=False)
+                assert {(await r.state(k))[0] for k in keys} == {"mined"}
+            assert proxy.stats()["forwarded"]["eth_getTransactionReceipt"] == receipts
+            await r.step()
+            assert {(await r.state(k))[0] for k in keys} == {"confirmed"}
