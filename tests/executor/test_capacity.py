@@ -139,7 +139,7 @@ async def test_many_batches_in_flight_at_consecutive_nonces(rig: Rig) -> None:
     rig.settings = {"max_batch_size": 256, "replace_after_blocks": 50}
     async with rig.running():
         await storm(rig)
-        await rig.step()  # the first step does not know the block's limit yet: read now
+        await rig.step()  # sized by the block gas limit read at start
         in_flight = len(rig.node.pool)
         assert in_flight >= 2  # several batches wait in the pool at once
         gas = sum(tx.gas for tx in rig.node.pool.values())
