@@ -142,7 +142,9 @@ class SendGate:
 
     def node_questions(self, last: MinedNonce) -> list[tuple[str, list[Any]]]:
         """The count check's questions, count first: a reorg between the two answers makes
-        the block's hash differ, never a false alarm. `judge` reads their answers."""
+        the block's hash differ, never a false alarm. `judge` reads their answers; the
+        tracker asks them first in its batch and reuses the count (the relayer's mined
+        transactions at `latest`, slow on a loaded anvil: asked once a step)."""
         return [
             ("eth_getTransactionCount", [self.relayer, "latest"]),
             ("eth_getBlockByNumber", [hex(last.block), False]),

@@ -99,7 +99,8 @@ class Tracker:
             requests += self.gate.node_questions(last)
         if not jobs:
             return self.gate.judge(last, await self.client.batch_each(requests)) if last else None
-        requests.append(("eth_getTransactionCount", [relayer, "latest"]))
+        if last is None:  # else the gate's first question is this count: asked once
+            requests.append(("eth_getTransactionCount", [relayer, "latest"]))
         if live:
             requests.append(("eth_getTransactionCount", [relayer, "pending"]))
         requests.append(("eth_blockNumber", []))
@@ -109,13 +110,16 @@ class Tracker:
         requests += [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
         answers = iter(await self.client.batch_each(requests))
         if last is not None:
-            fault = self.gate.judge(last, [next(answers), next(answers)])
+            count, block = next(answers), next(answers)
+            fault = self.gate.judge(last, [count, block])
             if fault is not None:
                 return fault
+        else:
+            count = next(answers)
         # Below the mined count the node holds a transaction of ours for every nonce; a
         # live job at or above the pending count has none there (a reorg took it, or the
         # node dropped it).
-        mined_count = _quantity(next(answers))
+        mined_count = _quantity(count)
         held = _quantity(next(answers)) if live else 0
         head = _quantity(next(answers))
         found = [next(answers) for _ in hashes]

@@ -264,6 +264,7 @@ class Daemon:
         database: Path,
         batch: int,
         profile: Path | None = None,
+        rpc_timeout: float = 30.0,
     ) -> None:
         self.log_path = work / "daemon.log"
         config = work / "warden.yaml"
@@ -276,6 +277,7 @@ chain:
   start_block: {meta.start_block}
   confirmations: 0
   poll_interval: 0.2
+  timeout: {rpc_timeout}
 database: {database}
 rules:
   files: [{ROOT / "config" / "rules"}]
@@ -360,9 +362,11 @@ def build_database(meta: ChainMeta, path: Path, batch: int) -> tuple[float, floa
     (seconds from process start to every session evaluated, of which the evaluation)."""
     with loaded_anvil(meta) as node, tempfile.TemporaryDirectory() as tmp:
         set_clock(node.url, meta)
-        daemon = Daemon(meta, node.url, Path(tmp), path, batch)
+        # The backfill proves dense blocks' logs with eth_getBlockReceipts (5,000
+        # creations a block): on a loaded machine anvil takes longer than the default 30 s.
+        daemon = Daemon(meta, node.url, Path(tmp), path, batch, rpc_timeout=600.0)
         try:
-            line = daemon.wait_for(f"evaluated all {meta.sessions} open sessions", 1_200)
+            line = daemon.wait_for(f"evaluated all {meta.sessions} open sessions", 3_600)
         finally:
             if daemon.stop() != 0:
                 raise SystemExit("the daemon did not stop cleanly after the backfill")
