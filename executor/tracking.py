@@ -39,6 +39,7 @@ from executor.outbox import (
     Job,
     Outbox,
 )
+from executor.receipts import canonical, forgotten, quantity, still_there
 from executor.sending import Sender
 from executor.settings import ExecutorSettings
 from indexer import IndexerStore
@@ -119,13 +120,13 @@ class Tracker:
         # Below the mined count the node holds a transaction of ours for every nonce; a
         # live job at or above the pending count has none there (a reorg took it, or the
         # node dropped it).
-        mined_count = _quantity(count)
-        held = _quantity(next(answers)) if live else 0
-        head = _quantity(next(answers))
+        mined_count = quantity(count)
+        held = quantity(next(answers)) if live else 0
+        head = quantity(next(answers))
         found = [next(answers) for _ in hashes]
         blocks = dict(zip(numbers, [next(answers) for _ in numbers], strict=True))
         receipts = {h: r for h, r in zip(hashes, found, strict=True) if isinstance(r, dict)}
-        unsure = [j for j in mined if not _still_there(j, blocks.get(j.mined_block or -1))]
+        unsure = [j for j in mined if not still_there(j, blocks.get(j.mined_block or -1))]
         if unsure:
             again = [a.hash for job in unsure for a in job.attempts]
             answered = await self.client.batch_each(
@@ -134,9 +135,9 @@ class Tracker:
             receipts.update(
                 {h: r for h, r in zip(again, answered, strict=True) if isinstance(r, dict)}
             )
-        receipts = await self._canonical(receipts)
+        receipts = await canonical(self.client, receipts)
         vanished = [j for j in unsure if all(a.hash not in receipts for a in j.attempts)]
-        forgot = await self._forgotten(vanished)
+        forgot = await forgotten(self.client, vanished)
         if forgot is not None:
             return forgot
         again_ids = {j.id for j in unsure}
@@ -177,41 +178,6 @@ class Tracker:
                 lost = job.nonce is not None and job.nonce >= held
                 await self._nudge(job, head, report, lost=lost)
         return None
-
-    async def _forgotten(self, vanished: list[Job]) -> str | None:
-        """Why the node is inconsistent, if one of these mined jobs lost its receipt while
-        the block it was mined in is still on the node's chain (a reorg replaces the
-        block: that is not forgetting)."""
-        known = [j for j in vanished if j.mined_block is not None and j.mined_block_hash]
-        if not known:
-            return None
-        answers = await self.client.batch_each(
-            [("eth_getBlockByNumber", [hex(j.mined_block or 0), False]) for j in known]
-        )
-        for job, block in zip(known, answers, strict=True):
-            if isinstance(block, dict) and block.get("hash") == job.mined_block_hash:
-                return (
-                    f"the receipt of {job.mined_hash} (job {job.id}, nonce {job.nonce}) is "
-                    f"gone, but its block {job.mined_block} ({job.mined_block_hash}) is still "
-                    "on the node's chain"
-                )
-        return None
-
-    async def _canonical(self, receipts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """Only receipts whose block is on the node's chain now: right after a reorg a node
-        may still serve a receipt from a replaced block."""
-        numbers = sorted({r["blockNumber"] for r in receipts.values()})
-        if not numbers:
-            return receipts
-        answers = await self.client.batch_each(
-            [("eth_getBlockByNumber", [n, False]) for n in numbers]
-        )
-        canonical = {
-            n: a["hash"] for n, a in zip(numbers, answers, strict=True) if isinstance(a, dict)
-        }
-        return {
-            h: r for h, r in receipts.items() if canonical.get(r["blockNumber"]) == r["blockHash"]
-        }
 
     async def _mined(self, job: Job, receipt: dict[str, Any], report: StepReport) -> None:
         tx_hash = str(receipt["transactionHash"]).lower()
@@ -437,19 +403,3 @@ class Tracker:
         if isinstance(answer, Exception):
             raise answer
         return None
-
-
-def _quantity(answer: Any) -> int:
-    if isinstance(answer, Exception):
-        raise answer
-    return int(answer, 16)
-
-
-def _still_there(job: Job, block: Any) -> bool:
-    """Whether the block the job was mined in is still on the node's chain, by its hash
-    (a job recorded without one, or a block the node does not answer, is asked again)."""
-    return (
-        job.mined_block_hash is not None
-        and isinstance(block, dict)
-        and block.get("hash") == job.mined_block_hash
-    )
