@@ -26,9 +26,11 @@ from executor.fees import Fees, fee_history_call, market_fees
 from executor.settings import ExecutorSettings
 
 IN_FLIGHT_BLOCKS = 3
-# The most intents one step takes up, whatever the room: the guards, the simulation and
-# the write-ahead of a step grow with it (64 full batches of 256).
-MAX_INTENTS_PER_STEP = 16_384
+# The most intents one step takes up, whatever the room (20 full batches of 256): the
+# guards, the simulation and the write-ahead of a step grow with it, and nothing of a
+# step is sent before all of it is written, so a larger step sends its first transaction
+# later (a step that submitted is followed by another at once, which fills the room).
+MAX_INTENTS_PER_STEP = 5_120
 # What the room is divided by to size a step's intake: a batch member's allowance and
 # reserve (`executor.batching.BATCH_MEMBER_GAS`, `chain.calls.RESERVE_PER_MEMBER`).
 GAS_PER_INTENT = 60_600
