@@ -118,6 +118,22 @@ def batch_gas(call: Call, members: int, allowance: int) -> int:
     return intrinsic + members * allowance + kept
 
 
+# Calldata of closeBatch at its most expensive (every byte that can be nonzero is): the
+# selector and five head words, then per member an address word (12 zero bytes) and a
+# reason word (31 zero bytes). EIP-2028: 16 gas per nonzero byte, 4 per zero byte.
+_WORST_HEAD = 16 * (4 + 5 * 32)
+_WORST_MEMBER = 16 * 20 + 4 * 12 + 16 * 1 + 4 * 31
+
+
+def max_batch_members(gas_limit: int, stipend: int, allowance: int) -> int:
+    """The most members a `closeBatch` with this stipend and allowance may hold for its
+    `batch_gas` to stay within `gas_limit` (a block's gas limit), whatever its wallets'
+    bytes; at most `MAX_BATCH`, 0 when not even one fits."""
+    fixed = 21_000 + _WORST_HEAD + stipend + stipend // 63 + BATCH_RESERVE
+    per_member = _WORST_MEMBER + allowance + RESERVE_PER_MEMBER
+    return max(0, min(MAX_BATCH, (gas_limit - fixed) // per_member))
+
+
 def simulation(relayer: str, call: Call, gas: int) -> dict[str, Any]:
     """`eth_simulateV1` parameters: `call` from the relayer at gas limit `gas`, one block."""
     tx = {"from": relayer, "to": call.to, "data": call.data, "gas": hex(gas)}

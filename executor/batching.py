@@ -153,11 +153,16 @@ def group(
     max_size: int,
     member_gas: int,
     allowance: int,
+    block_gas_limit: int | None = None,
 ) -> list[Group]:
-    """Batches of at most `max_size` of the batchable intents, then every other alone."""
+    """Batches of at most `max_size` of the batchable intents, then every other alone.
+    With `block_gas_limit` (the node's), no batch's gas limit exceeds it: a transaction
+    larger than a block is refused by the node, or never mined."""
     together = [i for i, s in ready if batchable(i, s)]
     alone = [i for i, s in ready if not batchable(i, s)]
     groups: list[Group] = []
+    if block_gas_limit is not None:
+        max_size = min(max_size, calls.max_batch_members(block_gas_limit, member_gas, allowance))
     if len(together) >= 2 and max_size > 1:
         for start in range(0, len(together), max_size):
             chunk = together[start : start + max_size]
@@ -166,7 +171,10 @@ def group(
                 continue
             members = [(i.wallet, i.action, i.reason) for i in chunk]
             call = calls.batch(factory, members, member_gas=member_gas)
-            groups.append(Group(call, chunk, calls.batch_gas(call, len(chunk), allowance)))
+            gas = calls.batch_gas(call, len(chunk), allowance)
+            if block_gas_limit is not None and gas > block_gas_limit:  # pragma: no cover
+                raise AssertionError(f"a batch of {len(chunk)} needs {gas} gas, above the block")
+            groups.append(Group(call, chunk, gas))
     else:
         alone.extend(together)
     groups.extend(Group(calls.single(i.wallet, i.action, i.reason), [i], None) for i in alone)
@@ -238,6 +246,7 @@ class Batcher:
         self.member_allowance = BATCH_MEMBER_GAS
         self.batchable = Batchable(frozenset(), None)  # this step's (`prepare`)
         self.simulate = True  # until the node says it has no eth_simulateV1
+        self.block_gas_limit: int | None = None  # the node's, read each step (`Submitter`)
 
     async def prepare(self, ready: Sequence[tuple[IntentRow, Session]]) -> None:
         """This step's rule of what may share a batch; the registry is asked only when a
@@ -257,6 +266,7 @@ class Batcher:
         return group(
             ready, self.batchable, factory=self.factory, max_size=self.settings.max_batch_size,
             member_gas=self.settings.batch_member_gas, allowance=self.member_allowance,
+            block_gas_limit=self.block_gas_limit,
         )  # fmt: skip
 
     async def verify(

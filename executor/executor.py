@@ -20,6 +20,7 @@ already be out there instead of signing something new. `hook(point)` is called a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -130,7 +131,11 @@ class Executor:
         return self.sender.last_balance
 
     async def start(self) -> None:
-        """Sync the nonce; say who we are. Call once before the first step."""
+        """Sync the nonce; say who we are; learn the node's block gas limit (so that the
+        first burst is sized by it). Call once before the first step."""
+        block = await self.sender.client.get_block("latest")
+        with contextlib.suppress(LookupError, TypeError, ValueError):  # asked each send too
+            self.submitter.block_gas_limit = int(str((block or {})["gasLimit"]), 16) or None
         if self.dry_run:
             log.warning("executor in dry-run: nothing is signed or sent (relayer %s)", self.relayer)
             return
@@ -152,9 +157,7 @@ class Executor:
         try:
             if not self.dry_run:
                 await self.gate.check_budget()
-                fault = await self.gate.check_node()
-                if fault is None:
-                    fault = await self.tracker.track(report)
+                fault = await self.tracker.track(report)  # the gate's node check included
                 if fault is not None:
                     # What such a node says of our nonces is not to be built on: resync
                     # once it is consistent again.

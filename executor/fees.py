@@ -108,12 +108,20 @@ def within_cap(fees: Fees, settings: ExecutorSettings) -> Fees:
     return Fees(cap, min(fees.max_priority_fee_per_gas, cap))
 
 
+def fee_history_call(
+    settings: ExecutorSettings, history_blocks: int = HISTORY_BLOCKS
+) -> tuple[str, list[Any]]:
+    """The `eth_feeHistory` request `market_fees` reads (for a caller that batches it with
+    its other questions)."""
+    return ("eth_feeHistory", [hex(history_blocks), "latest", [settings.tip_percentile]])
+
+
 async def fetch_fees(
     client: ChainClient, settings: ExecutorSettings, *, history_blocks: int = HISTORY_BLOCKS
 ) -> Fees:
     """Market fees from one `eth_feeHistory` call; a malformed answer is retried by the
     client like any other bad response."""
-    call = ("eth_feeHistory", [hex(history_blocks), "latest", [settings.tip_percentile]])
+    call = fee_history_call(settings, history_blocks)
     (history,) = await client.batch([call], validate=lambda answers: _check(answers, settings))
     return market_fees(history, settings)
 

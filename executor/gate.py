@@ -30,14 +30,16 @@ consistent again.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from chain import ChainClient
 from executor.alerts import GAS_BUDGET, NODE_INCONSISTENT, Alert, Alerts
 from executor.guards import Refusal
 from executor.outbox import Outbox
 from executor.settings import ExecutorSettings
+from executor.spending import MinedNonce
 
 HOUR_MS = 3_600_000
 
@@ -131,18 +133,26 @@ class SendGate:
     # -- the node ----------------------------------------------------------------------
     async def check_node(self) -> str | None:
         """Why the node is inconsistent with a receipt it gave us, if it is (the count
-        check; see the module)."""
+        check; see the module). The tracker asks the same questions in its own first
+        batch (`node_questions`, `judge`); this is the check on its own."""
         last = await self.outbox.last_mined(self.relayer)
         if last is None:
             return None
-        # One batch, count first: a reorg between the two answers makes the block's hash
-        # differ, never a false alarm.
-        count, block = await self.client.batch_each(
-            [
-                ("eth_getTransactionCount", [self.relayer, "latest"]),
-                ("eth_getBlockByNumber", [hex(last.block), False]),
-            ]
-        )
+        return self.judge(last, await self.client.batch_each(self.node_questions(last)))
+
+    def node_questions(self, last: MinedNonce) -> list[tuple[str, list[Any]]]:
+        """The count check's questions, count first: a reorg between the two answers makes
+        the block's hash differ, never a false alarm. `judge` reads their answers; the
+        tracker asks them first in its batch and reuses the count (the relayer's mined
+        transactions at `latest`, slow on a loaded anvil: asked once a step)."""
+        return [
+            ("eth_getTransactionCount", [self.relayer, "latest"]),
+            ("eth_getBlockByNumber", [hex(last.block), False]),
+        ]
+
+    def judge(self, last: MinedNonce, answers: Sequence[Any]) -> str | None:
+        """Why the node is inconsistent, from the answers to `node_questions(last)`."""
+        count, block = answers
         for answer in (count, block):
             if isinstance(answer, Exception):
                 raise answer

@@ -80,6 +80,7 @@ class Outbox:
         spends = SpendLedger(self.database)
         self.jobs_since = spends.jobs_since
         self.gas_in_window = spends.gas_in_window
+        self.gas_in_flight = spends.gas_in_flight
         self.last_mined = spends.last_mined
         self.parked = spends.parked
         self.unpark = spends.unpark

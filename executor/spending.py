@@ -61,10 +61,14 @@ class SpendLedger:
             "AND mined_hash IS NOT NULL",
             (since_ms,),
         )
+        return int(spent or 0), await self.gas_in_flight()
+
+    async def gas_in_flight(self) -> int:
+        """The gas limits of the jobs in flight (live, with a nonce)."""
         flight = await self.database.fetchval(
             "SELECT COALESCE(SUM(gas), 0) FROM jobs WHERE state = 'live' AND nonce IS NOT NULL"
         )
-        return int(spent or 0), int(flight or 0)
+        return int(flight or 0)
 
     async def last_mined(self, sender: str) -> MinedNonce | None:
         row = await self.database.fetchone(

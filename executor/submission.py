@@ -3,9 +3,10 @@
 Pending intents pass the guards (`executor.guards`), then a preflight (`eth_call` with the
 decoded revert deciding obsolete or failed) and a gas estimate, or, for a factory batch,
 one `eth_simulateV1` that proves every member at once. What may share a batch, and a
-batch's gas, is `executor.batching`'s. Each resulting job gets its nonce, is signed, and
-*the job with its signed transaction is written to the outbox* before anything is sent;
-the sends of a step go out in one JSON-RPC batch in nonce order.
+batch's gas, is `executor.batching`'s; how much a step may put in flight, and the block
+gas limit no transaction exceeds, `executor.capacity`'s. Each resulting job gets its
+nonce, is signed, and *the job with its signed transaction is written to the outbox*
+before anything is sent; the sends of a step go out in one JSON-RPC batch in nonce order.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from chain import CallReverted, ChainClient, calls
 from chain.reverts import decode_revert
 from executor.alerts import CLOSE_FAILED, Alerts
 from executor.batching import Batcher, Group
-from executor.fees import Fees, fetch_fees
+from executor.capacity import Market, intake, read_market, room
 from executor.gate import SendGate
 from executor.guards import (
     Obsolete,
@@ -38,10 +39,6 @@ if TYPE_CHECKING:
     from executor.executor import StepReport
 
 log = logging.getLogger("warden.executor")
-
-# 20 full batches of 256: a burst goes out in steps of about one block's worth, so what a
-# step sends is mined before `replace_after_blocks` would bump it.
-MAX_INTENTS_PER_STEP = 5_120
 
 
 class Submitter:
@@ -72,10 +69,17 @@ class Submitter:
             dry_run=dry_run, alerts=alerts, clock_ms=sender.now_ms,
         )  # fmt: skip
         self._latencies: list[float] = []  # seconds from intent stored to its first send
+        self.block_gas_limit: int | None = None  # the node's, as last read
 
     async def submit(self, now: int, report: StepReport) -> None:
         await self._unpark(report)
-        pending = await self.outbox.intents("pending", limit=MAX_INTENTS_PER_STEP)
+        # As much as the room in flight holds (as of the last block gas limit read): a
+        # burst goes out as a pipeline of consecutive nonces over the next steps.
+        in_flight = 0 if self.dry_run else await self.outbox.gas_in_flight()
+        limit = intake(self.block_gas_limit, in_flight)
+        if limit == 0:
+            return
+        pending = await self.outbox.intents("pending", limit=limit)
         if not pending:
             return
         # One transaction in flight per session: a second intent for it (another rule that
@@ -113,14 +117,14 @@ class Submitter:
         if not self.dry_run and self.gate.breaker_open:
             await self._refuse([i for i, _ in ready], self.gate.refusal(), report)
             return
-        market = await fetch_fees(self.client, self.settings)
-        refusal = fee_refusal(market.max_fee_per_gas, self.settings.max_fee_per_gas)
-        if refusal is None and not self.dry_run:
-            balance = int(
-                await self.client.call("eth_getBalance", self.sender.relayer, "latest"), 16
-            )
-            self.sender.last_balance = balance
-            refusal = balance_refusal(balance, self.sender.relayer, settings)
+        market = await read_market(
+            self.client, settings, self.sender.relayer, balance=not self.dry_run
+        )
+        self.block_gas_limit = self.batcher.block_gas_limit = market.block_gas_limit
+        refusal = fee_refusal(market.fees.max_fee_per_gas, self.settings.max_fee_per_gas)
+        if refusal is None and market.balance is not None:
+            self.sender.last_balance = market.balance
+            refusal = balance_refusal(market.balance, self.sender.relayer, settings)
             self.sender.alert_balance(refusal)
         if refusal is not None:
             await self._refuse([i for i, _ in ready], refusal, report)
@@ -129,7 +133,7 @@ class Submitter:
         await batcher.prepare(ready)
         verified, ready = await batcher.verify(ready)
         ready = await self._preflight(ready, now, report)
-        await self._send_jobs(verified + batcher.group(ready), market, report)
+        await self._send_jobs(verified + batcher.group(ready), market, in_flight, report)
 
     async def _preflight(
         self, ready: list[tuple[IntentRow, Session]], now: int, report: StepReport
@@ -177,11 +181,16 @@ class Submitter:
             setattr(report, state, getattr(report, state) + 1)
         return passed
 
-    async def _send_jobs(self, groups: list[Group], fees: Fees, report: StepReport) -> None:
-        """Sign, store and send each group; a single close is estimated, and sent only
-        within `single_close_gas_cap`."""
+    async def _send_jobs(
+        self, groups: list[Group], market: Market, in_flight: int, report: StepReport
+    ) -> None:
+        """Sign, store and send each group while the room in flight lasts (the rest stays
+        pending); a single close is estimated, and sent only within `single_close_gas_cap`
+        and the block gas limit."""
         if not groups:
             return
+        fees = market.fees
+        left = room(market.block_gas_limit, in_flight)
         unknown = [g.call for g in groups if g.gas is None]
         answers = iter(
             await self.client.batch_each(
@@ -191,7 +200,7 @@ class Submitter:
             else []
         )
         known = {i.wallet for g in groups for i in g.members}
-        head = int(await self.client.call("eth_blockNumber"), 16)
+        head = market.head
         if not self.dry_run and not self.sender.nonces.synced:
             await self.sender.sync()
         stored: list[tuple[int, str, str, list[IntentRow]]] = []
@@ -208,8 +217,13 @@ class Submitter:
                     continue
                 if isinstance(estimate, Exception):
                     raise estimate
-                gas = await self._capped(int(estimate, 16), call.kind, members, report)
+                gas = await self._capped(
+                    int(estimate, 16), call.kind, members, market.block_gas_limit, report
+                )
             if gas is None:
+                continue
+            if gas > left and (stored or in_flight > 0):
+                # The pipeline is full: these wait, pending, for a step with room.
                 continue
             problem = calls.check_call(
                 call.to, call.data, factory=self.factory, relayer=self.sender.relayer,
@@ -247,21 +261,30 @@ class Submitter:
             report.jobs += 1
             report.submitted += len(members)
             stored.append((job_id, signed.hash, signed.raw, members))
+            left -= gas
         await self._send_stored(stored, head)
 
     async def _capped(
-        self, estimate: int, kind: str, members: list[IntentRow], report: StepReport
+        self,
+        estimate: int,
+        kind: str,
+        members: list[IntentRow],
+        block_gas_limit: int,
+        report: StepReport,
     ) -> int | None:
         """The gas limit of a single close: the estimate and its margin, never above
-        `single_close_gas_cap`; None when the estimate alone is above it (the intent has
-        failed: a close that needs that much is not one Warden sends)."""
-        cap = self.settings.single_close_gas_cap
+        `single_close_gas_cap` nor the block gas limit; None when the estimate alone is
+        above either (the intent has failed: a close that needs that much is not one
+        Warden sends, or not one the chain's blocks can hold)."""
+        cap = min(self.settings.single_close_gas_cap, block_gas_limit)
         if estimate <= cap:
             return min(estimate * (100 + self.settings.gas_margin_percent) // 100, cap)
-        reason = (
-            f"eth_estimateGas says its {kind} needs {estimate} gas, above "
-            f"single_close_gas_cap {cap}: not sent"
+        limit = (
+            f"single_close_gas_cap {cap}"
+            if cap == self.settings.single_close_gas_cap
+            else f"the node's block gas limit {cap}"
         )
+        reason = f"eth_estimateGas says its {kind} needs {estimate} gas, above {limit}: not sent"
         await self._refuse(members, Refusal("gas_cap", reason, True), report)
         for m in members:
             self.alerts.raise_(CLOSE_FAILED, f"intent {m.key} ({m.wallet}) failed: {reason}")

@@ -39,6 +39,7 @@ from executor.outbox import (
     Job,
     Outbox,
 )
+from executor.receipts import canonical, forgotten, quantity, still_there
 from executor.sending import Sender
 from executor.settings import ExecutorSettings
 from indexer import IndexerStore
@@ -76,28 +77,71 @@ class Tracker:
         self.monotonic: Callable[[], float] = time.monotonic  # tests step time themselves
 
     async def track(self, report: StepReport) -> str | None:
-        """Follow every live or mined job; returns why the node is inconsistent, if a
-        receipt it served is gone while its block is not (then nothing is changed)."""
+        """Follow every live or mined job; returns why the node is inconsistent, if it is
+        (then nothing is changed): the gate's count check (`SendGate.judge`), or a receipt
+        it served that is gone while its block is not.
+
+        The step's independent questions go in one JSON-RPC batch: the gate's, the mined
+        count (before the receipts: see below), the pending count, the head, the receipts of
+        the live jobs' transactions, and the block of every mined job. A mined job's
+        receipt is not asked again while the block it was mined in is still on the node's
+        chain with the same hash: what a receipt says cannot change while its block does
+        not (a block's hash commits to its transactions and their receipts). Only the
+        jobs whose block changed or went (a reorg) have their receipts asked again."""
+        last = await self.outbox.last_mined(self.sender.relayer)
         jobs = await self.outbox.jobs("live") + await self.outbox.jobs("mined")
-        if not jobs:
+        if last is None and not jobs:
             return None
-        mined_count = await self.sender.nonces.mined_count()  # before the receipts: see below
-        # Below this count the node holds a transaction of ours for every nonce; a live
-        # job at or above it has none there (a reorg took it, or the node dropped it).
-        held = (
-            await self.sender.nonces.pending_count() if any(j.state == "live" for j in jobs) else 0
-        )
-        head = int(await self.client.call("eth_blockNumber"), 16)
-        hashes = [a.hash for job in jobs for a in job.attempts]
-        answers = await self.client.batch_each([("eth_getTransactionReceipt", [h]) for h in hashes])
-        receipts = {h: r for h, r in zip(hashes, answers, strict=True) if isinstance(r, dict)}
-        receipts = await self._canonical(receipts)
+        live = [j for j in jobs if j.state == "live"]
         mined = [j for j in jobs if j.state == "mined"]
-        vanished = [j for j in mined if all(a.hash not in receipts for a in j.attempts)]
-        forgot = await self._forgotten(vanished)
+        relayer = self.sender.relayer
+        requests: list[tuple[str, list[Any]]] = []
+        if last is not None:
+            requests += self.gate.node_questions(last)
+        if not jobs:
+            return self.gate.judge(last, await self.client.batch_each(requests)) if last else None
+        if last is None:  # else the gate's first question is this count: asked once
+            requests.append(("eth_getTransactionCount", [relayer, "latest"]))
+        if live:
+            requests.append(("eth_getTransactionCount", [relayer, "pending"]))
+        requests.append(("eth_blockNumber", []))
+        hashes = [a.hash for job in live for a in job.attempts]
+        requests += [("eth_getTransactionReceipt", [h]) for h in hashes]
+        numbers = sorted({j.mined_block for j in mined if j.mined_block is not None})
+        requests += [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
+        answers = iter(await self.client.batch_each(requests))
+        if last is not None:
+            count, block = next(answers), next(answers)
+            fault = self.gate.judge(last, [count, block])
+            if fault is not None:
+                return fault
+        else:
+            count = next(answers)
+        # Below the mined count the node holds a transaction of ours for every nonce; a
+        # live job at or above the pending count has none there (a reorg took it, or the
+        # node dropped it).
+        mined_count = quantity(count)
+        held = quantity(next(answers)) if live else 0
+        head = quantity(next(answers))
+        found = [next(answers) for _ in hashes]
+        blocks = dict(zip(numbers, [next(answers) for _ in numbers], strict=True))
+        receipts = {h: r for h, r in zip(hashes, found, strict=True) if isinstance(r, dict)}
+        unsure = [j for j in mined if not still_there(j, blocks.get(j.mined_block or -1))]
+        if unsure:
+            again = [a.hash for job in unsure for a in job.attempts]
+            answered = await self.client.batch_each(
+                [("eth_getTransactionReceipt", [h]) for h in again]
+            )
+            receipts.update(
+                {h: r for h, r in zip(again, answered, strict=True) if isinstance(r, dict)}
+            )
+        receipts = await canonical(self.client, receipts)
+        vanished = [j for j in unsure if all(a.hash not in receipts for a in j.attempts)]
+        forgot = await forgotten(self.client, vanished)
         if forgot is not None:
             return forgot
-        for job in jobs:
+        again_ids = {j.id for j in unsure}
+        for job in (j for j in jobs if j.state == "live" or j.id in again_ids):
             receipt = next((receipts[a.hash] for a in job.attempts if a.hash in receipts), None)
             if job.state == "mined":
                 moved = receipt is not None and receipt["transactionHash"].lower() != job.mined_hash
@@ -134,41 +178,6 @@ class Tracker:
                 lost = job.nonce is not None and job.nonce >= held
                 await self._nudge(job, head, report, lost=lost)
         return None
-
-    async def _forgotten(self, vanished: list[Job]) -> str | None:
-        """Why the node is inconsistent, if one of these mined jobs lost its receipt while
-        the block it was mined in is still on the node's chain (a reorg replaces the
-        block: that is not forgetting)."""
-        known = [j for j in vanished if j.mined_block is not None and j.mined_block_hash]
-        if not known:
-            return None
-        answers = await self.client.batch_each(
-            [("eth_getBlockByNumber", [hex(j.mined_block or 0), False]) for j in known]
-        )
-        for job, block in zip(known, answers, strict=True):
-            if isinstance(block, dict) and block.get("hash") == job.mined_block_hash:
-                return (
-                    f"the receipt of {job.mined_hash} (job {job.id}, nonce {job.nonce}) is "
-                    f"gone, but its block {job.mined_block} ({job.mined_block_hash}) is still "
-                    "on the node's chain"
-                )
-        return None
-
-    async def _canonical(self, receipts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        """Only receipts whose block is on the node's chain now: right after a reorg a node
-        may still serve a receipt from a replaced block."""
-        numbers = sorted({r["blockNumber"] for r in receipts.values()})
-        if not numbers:
-            return receipts
-        answers = await self.client.batch_each(
-            [("eth_getBlockByNumber", [n, False]) for n in numbers]
-        )
-        canonical = {
-            n: a["hash"] for n, a in zip(numbers, answers, strict=True) if isinstance(a, dict)
-        }
-        return {
-            h: r for h, r in receipts.items() if canonical.get(r["blockNumber"]) == r["blockHash"]
-        }
 
     async def _mined(self, job: Job, receipt: dict[str, Any], report: StepReport) -> None:
         tx_hash = str(receipt["transactionHash"]).lower()

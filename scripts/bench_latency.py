@@ -279,7 +279,7 @@ class Daemon:
             stdout=subprocess.DEVNULL, stderr=self.log.open("ab"), env=env, cwd=self.config.parent,
         )  # fmt: skip
 
-    def wait_ready(self, timeout: float = 180.0) -> float:
+    def wait_ready(self, timeout: float = 600.0) -> float:
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             assert self.proc is not None

@@ -9,6 +9,10 @@ takes blocks away, and the test says when the indexer catches up (`FakeStore.syn
 A node that forgets: `forgotten` receipts are not served though their block stays, and
 `nonce_lag` lowers the mined count it answers.
 
+Each block holds what fits its `gas_limit` as anvil fills one (what the block used so
+far plus the next transaction's gas limit), a transaction asking more than a block is
+refused, and `requests` records every call (`asked` counts them).
+
 What it does not model: execution (a call to an address in `reverts` reverts with that
 data; every other mined transaction succeeds, unless its target is `failing`, and one
 with calldata emits `Closed` from its target, as a single close does, unless the target
@@ -28,6 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_account import Account
@@ -130,6 +135,9 @@ class FakeNode:
     estimates: dict[str, int] = field(default_factory=dict)  # lowercase target -> gas
     simulates: bool = False  # answers eth_simulateV1
     registry_asked: int = 0  # isTrustedToken questions answered
+    requests: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)  # every call
+    unanswered_blocks: int = 0  # the next this many questions for a past block get null
+    gas_limit: int = GAS_LIMIT  # of every block: what a block holds, what a tx may ask
     _forks: int = 0
 
     def __post_init__(self) -> None:
@@ -155,10 +163,16 @@ class FakeNode:
         for _ in range(count):
             parent = self.head
             included: list[Tx] = []
+            used = 0  # a transaction fits while what the block used plus its limit does
             for sender in dict.fromkeys(s for s, _ in self.pool):
                 nonce = self.mined_count(sender)
-                while (tx := self.pool.get((sender, nonce))) and tx.max_fee >= self.base_fee:
+                while (
+                    (tx := self.pool.get((sender, nonce)))
+                    and tx.max_fee >= self.base_fee
+                    and used + tx.gas <= self.gas_limit
+                ):
                     included.append(self.pool.pop((sender, nonce)))
+                    used += min(tx.gas, self.gas_estimate)
                     nonce += 1
             number = parent.number + 1
             self.blocks.append(
@@ -203,7 +217,14 @@ class FakeNode:
         return nonce
 
     # -- JSON-RPC ------------------------------------------------------------------------
+    def asked(self, method: str, *params: Any) -> int:
+        """How many times `method` was called (with parameters starting with `params`)."""
+        return sum(m == method and p[: len(params)] == params for m, p in self.requests)
+
     def handle(self, request: Request) -> Response:
+        body = orjson.loads(request.body)
+        for item in body if isinstance(body, list) else [body]:
+            self.requests.append((item["method"], tuple(item.get("params") or ())))
         methods: dict[str, Callable[[list[Any]], Any]] = {
             "eth_chainId": lambda _: hex(CHAIN_ID),
             "eth_blockNumber": lambda _: hex(self.head.number),
@@ -271,6 +292,9 @@ class FakeNode:
         number = self.head.number if tag == "latest" else int(tag, 16)
         if number > self.head.number:
             return None
+        if tag != "latest" and self.unanswered_blocks > 0:
+            self.unanswered_blocks -= 1
+            return None
         block = self.blocks[number]
         return {
             "number": hex(block.number),
@@ -279,7 +303,7 @@ class FakeNode:
             "timestamp": hex(block.timestamp),
             "baseFeePerGas": hex(block.base_fee),
             "gasUsed": hex(sum(min(tx.gas, self.gas_estimate) for tx in block.txs)),
-            "gasLimit": hex(GAS_LIMIT),
+            "gasLimit": hex(self.gas_limit),
             "transactions": [tx.hash for tx in block.txs],
         }
 
@@ -323,6 +347,8 @@ class FakeNode:
             tx.max_fee < pooled.max_fee * 110 // 100 or tx.tip < pooled.tip * 110 // 100
         ):
             raise RpcFault(-32000, "replacement transaction underpriced")
+        if tx.gas > self.gas_limit:
+            raise RpcFault(-32000, "exceeds block gas limit")
         if tx.gas * tx.max_fee > self.balances.get(tx.sender, self.balance):
             raise RpcFault(-32000, "insufficient funds for gas * price + value")
         self.pool[(tx.sender, tx.nonce)] = tx

@@ -370,9 +370,12 @@ def test_the_budget_setting_is_checked_with_its_line(tmp_path: Path) -> None:
 # -- a node that forgets -----------------------------------------------------------------
 
 
-async def test_a_node_that_drops_a_receipt_it_served_pauses_sending(
+async def test_a_node_that_drops_a_receipt_it_served_changes_nothing(
     rig: Rig, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A mined job's receipt is not asked again while its block stands (its hash commits
+    to the receipt), so a node that drops it afterwards is never believed: the job stays
+    mined, nothing is requeued or sent again, and the other intents go on."""
     async with rig.running() as ex:
         first = await rig.intend(WALLETS[0])
         await rig.step()
@@ -381,31 +384,50 @@ async def test_a_node_that_drops_a_receipt_it_served_pauses_sending(
         await rig.step(index=False)  # mined; the indexer has not seen it yet
         assert (await rig.state(first))[0] == "mined"
         rig.node.forgotten.add(tx.hash)  # the block stays, the receipt is gone
+        asked = rig.node.asked("eth_getTransactionReceipt", tx.hash)
         second = await rig.intend(WALLETS[1])
-        before = table(rig.db_path, "SELECT id, state, mined_hash FROM jobs")
-        for _ in range(3):
+        report = await rig.step(index=False)
+        assert report.jobs == 1 and report.reopened == 0
+        for _ in range(2):
             rig.node.mine()
-            report = await rig.step(index=False)
-            assert report == StepReport()
-        assert ex.protection().node_fault is not None and "still on the node's chain" in (
-            ex.protection().node_fault or ""
-        )
-        assert len(alert_lines(caplog, "node_inconsistent")) == 1
-        # The outbox as it was: the job still mined, nothing requeued, nothing sent.
-        assert table(rig.db_path, "SELECT id, state, mined_hash FROM jobs") == before
+            await rig.step(index=False)
+        assert rig.node.asked("eth_getTransactionReceipt", tx.hash) == asked
+        assert ex.protection().node_fault is None
+        assert alert_lines(caplog, "node_inconsistent") == []
         assert (await rig.state(first))[0] == "mined"
-        assert (await rig.state(second))[0] == "pending"
-        assert len(rig.node.accepted) == 1
-        rig.node.forgotten.clear()  # consistent again
-        report = await rig.step()
-        assert ex.protection().node_fault is None and report.jobs == 1
-        rig.node.mine()
         await rig.step()
     assert [(await rig.state(k))[0] for k in (first, second)] == ["confirmed", "confirmed"]
     assert [t.to for t in rig.node.mined(rig.executor.relayer)] == [
         WALLETS[0].lower(),
         WALLETS[1].lower(),
     ]
+
+
+async def test_a_receipt_gone_with_a_block_that_answers_again_pauses_sending(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The node does not answer a mined job's block (so its receipt is asked again), the
+    receipt is gone, and then the block is there with the same hash: a node that forgot."""
+    async with rig.running() as ex:
+        first = await rig.intend(WALLETS[0])
+        await rig.step()
+        (tx,) = rig.node.pool.values()
+        mined_in = rig.node.mine()
+        await rig.step(index=False)
+        assert (await rig.state(first))[0] == "mined"
+        rig.node.forgotten.add(tx.hash)
+        rig.node.unanswered_blocks = 2  # the gate's and the tracker's questions get null
+        before = table(rig.db_path, "SELECT id, state, mined_hash FROM jobs")
+        report = await rig.step(index=False)
+        assert report == StepReport()
+        fault = ex.protection().node_fault
+        assert fault is not None and f"its block {mined_in.number}" in fault
+        assert len(alert_lines(caplog, "node_inconsistent")) == 1
+        assert table(rig.db_path, "SELECT id, state, mined_hash FROM jobs") == before
+        rig.node.forgotten.clear()
+        await rig.step()
+        assert ex.protection().node_fault is None
+    assert (await rig.state(first))[0] == "confirmed"
 
 
 async def test_a_node_whose_nonce_falls_below_what_it_mined_pauses_sending(
