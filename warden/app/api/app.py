@@ -31,6 +31,7 @@ from warden.app.api.params import parse_path, parse_query, split_query
 from warden.app.api.reader import ApiReader
 from warden.app.api.routes import Context, Route, build_routes
 from warden.app.api.server import DEFAULT_LIMITS, HttpLimits, runner_options
+from warden.app.console import add_console, console_paths
 
 API_VERSION = "1.0.0"
 log = logging.getLogger("warden.api")
@@ -150,12 +151,16 @@ def create_app(db: Source, live: LiveState, *, token: str | None = None) -> web.
     connection) and the daemon's `live` state. With `token`, every route but /health
     needs it."""
     routes = build_routes()
-    public = frozenset({r.path for r in routes if r.public})
+    # The console's page and files hold no data (the page reads the API with the token
+    # the operator types in), so they load without one. They are not API routes: not
+    # in the route table nor the OpenAPI document.
+    public = frozenset({r.path for r in routes if r.public} | console_paths())
     middlewares = [_errors] if not token else [_errors, _auth(token, public)]
     # Nothing reads a body (a GET with one is refused before the handler): any body
     # aiohttp would buffer is capped at one small read.
     app = web.Application(middlewares=middlewares, client_max_size=1024)
     app[ROUTES] = routes
+    add_console(app)
     document = build_openapi(routes, version=API_VERSION, secured=bool(token))
 
     async def database(app: web.Application) -> AsyncIterator[None]:

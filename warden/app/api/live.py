@@ -66,6 +66,8 @@ class LiveState:
     failures: dict[str, FailureStreak] = field(default_factory=dict)
     max_failure_seconds: float = 60.0  # chain.max_failure_seconds
     leadership: Leadership | None = None  # this replica's role (leader / standby)
+    # decimals() of each token the rules read (address → decimals), for clients' formatting
+    token_decimals: dict[str, int] = field(default_factory=dict)
 
     def over_budget(self, now: float | None = None) -> str | None:
         """Why the node counts as down (a loop failing for longer than

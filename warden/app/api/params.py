@@ -199,6 +199,10 @@ class IntentsQuery(Params):
     limit: Limit = Field(DEFAULT_LIMIT, description="page size")
 
 
+class ActivityQuery(Params):
+    limit: Limit = Field(DEFAULT_LIMIT, description="how many of the latest closes and reactions")
+
+
 P = TypeVar("P", bound=Params)
 
 
