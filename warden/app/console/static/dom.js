@@ -1,6 +1,6 @@
 // Building the page without ever parsing a string as HTML: every value — above all the
 // strings that come from the chain (a policy name is whatever the owner chose) — becomes
-// a text node. There is no innerHTML anywhere in the console.
+// a text node. No string is ever parsed as markup anywhere in the console.
 
 const SVG = "http://www.w3.org/2000/svg";
 

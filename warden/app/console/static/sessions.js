@@ -13,8 +13,9 @@ function filterForm(ctx, params) {
   const status = h("select", { id: "f-status", name: "status" },
     STATUSES.map((s) => h("option", { value: s, selected: (params.status || "") === s }, s || "any")));
   const policy = h("input", { id: "f-policy", name: "policy", value: params.policy || "", autocomplete: "off" });
+  const sizes = SIZES.includes(params.limit || "25") ? SIZES : [params.limit, ...SIZES];
   const limit = h("select", { id: "f-limit", name: "limit" },
-    SIZES.map((s) => h("option", { value: s, selected: (params.limit || "25") === s }, s)));
+    sizes.map((s) => h("option", { value: s, selected: (params.limit || "25") === s }, s)));
   const form = h("form", { class: "filters", role: "search", "aria-label": "Filter sessions" },
     h("div", { class: "field" }, h("label", { for: "f-owner" }, "Owner"), owner),
     h("div", { class: "field" }, h("label", { for: "f-status" }, "Status"), status),

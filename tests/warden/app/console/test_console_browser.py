@@ -1,0 +1,239 @@
+"""The console in a real headless Chromium against a real `warden run` on anvil: it
+loads behind the token (a wrong one refused), shows health and sessions, follows a
+stop-loss fired on chain live (no reload) down to its transaction, filters and pages,
+is reachable from the keyboard, shows an owner's hostile policy name as text, formats
+uint256 amounts exactly, and fits a phone's width."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.conftest import TOKEN as UNIT
+from tests.warden.app.console.conftest import TOKEN, Console, sign_in
+from tests.warden.cli.test_run_e2e import wait_for
+
+pytestmark = pytest.mark.browser
+
+
+def signed_in(page: Page, console: Console, hash_: str = "#/") -> None:
+    sign_in(page, console)
+    expect(page.locator("#login")).to_be_hidden()
+    page.goto(f"{console.url}/{hash_}")
+    expect(page.locator("#main h1")).to_be_visible()
+
+
+def test_a_wrong_token_is_refused_and_the_right_one_opens_the_console(
+    page: Page, console: Console
+) -> None:
+    page.goto(console.url + "/")
+    expect(page.get_by_label("API token")).to_be_visible()
+    expect(page.locator("#main")).to_be_hidden()  # nothing shown without the token
+    for wrong in ("wrong", TOKEN + "x", TOKEN[:-1]):
+        page.get_by_label("API token").fill(wrong)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("alert")).to_have_text("The daemon refused this token.")
+        assert page.evaluate("sessionStorage.length") == 0
+    page.get_by_label("API token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('warden.token')") == TOKEN
+    assert TOKEN not in page.url
+    # a reload keeps the tab signed in; signing out forgets the token
+    page.reload()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API token")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_a_token_that_stops_working_sends_the_operator_back_to_sign_in(
+    page: Page, console: Console
+) -> None:
+    signed_in(page, console)
+    page.evaluate("sessionStorage.setItem('warden.token', 'revoked')")
+    page.goto(f"{console.url}/#/sessions")
+    expect(page.get_by_label("API token")).to_be_visible()
+    expect(page.locator("#login-error")).to_contain_text("refused")
+
+
+def test_overview_shows_health_at_a_glance(page: Page, console: Console) -> None:
+    signed_in(page, console)
+    status = console.api("/status")
+    tiles = page.locator(".tiles .tile")
+    expect(tiles.filter(has_text="Caught up")).to_contain_text("yes")
+    expect(tiles.filter(has_text="Rules version")).to_contain_text(status["rules_version"])
+    relayer = status["relayer"]["address"]
+    expect(tiles.filter(has_text="Relayer").first.locator("[title]")).to_have_attribute(
+        "title", relayer
+    )
+    # the balance is unknown until the executor first needs it: a dash, never a zero
+    expect(tiles.filter(has_text="Relayer balance")).to_have_text(
+        re.compile(r"Relayer balance(—|[0-9][0-9,]*(\.[0-9]+)? ETH)$")
+    )
+    wait_for(lambda: console.api("/status")["protection"] is not None, "the executor's figures")
+    expect(tiles.filter(has_text="Circuit breaker")).to_contain_text("closed")  # live
+    shown = page.locator(".tile", has_text="Chain head").locator("dd").inner_text()
+    head = int(shown.replace(",", ""))
+    assert head >= status["chain_head"] - 5
+
+
+def test_sessions_appear_with_exact_amounts(page: Page, console: Console) -> None:
+    odd = 1_234 * UNIT + 5  # 1,234.000000000000000005: beyond a double's precision
+    s = console.session(deposit=odd, policy="exact-amounts")
+    console.indexed(s.wallet.address)
+    signed_in(page, console, "#/sessions?policy=exact-amounts")
+    row = page.locator("tbody tr", has=page.locator(f'a[title="{s.wallet.address}"]'))
+    expect(row).to_contain_text("1,234.000000000000000005")
+    expect(row).to_contain_text("active")
+
+
+def test_a_stop_loss_fired_on_chain_shows_up_live_with_its_transaction(
+    page: Page, console: Console
+) -> None:
+    s = console.session(policy="")  # the generic stop-loss rule: at or below 200 tokens
+    wallet = s.wallet.address
+    console.indexed(wallet)
+    signed_in(page, console, f"#/session/{wallet}")
+    expect(page.locator("#main")).to_contain_text("No rule has fired for this session.")
+    page.evaluate("window.__notReloaded = true")
+    console.chain.send(s.wallet.functions.withdraw(850 * UNIT), console.roles.owner)
+
+    firing = page.locator("li.intent")
+    expect(firing).to_contain_text("stop-loss → close", timeout=120_000)
+    expect(firing.locator(".badge").first).to_have_text("confirmed", timeout=120_000)
+    detail = console.api(f"/sessions/{wallet}")
+    (intent,) = detail["intents"]
+    mined = intent["job"]["mined_hash"]
+    (log,) = s.wallet.events.Closed().get_logs(from_block=s.receipt["blockNumber"])
+    assert mined == "0x" + bytes(log["transactionHash"]).hex().removeprefix("0x")
+    expect(firing.locator(".tx-hash").first).to_have_text(intent["transactions"][0]["hash"])
+    expect(firing.locator(".tx-mined")).to_have_text(mined)
+    expect(page.locator(".pairs").first).to_contain_text("stop loss")
+    expect(page.locator("#main")).to_contain_text("Closed · block")  # the timeline grew
+    assert page.evaluate("window.__notReloaded") is True  # the same page, updated in place
+
+
+def test_filters_narrow_the_table_and_a_bad_owner_names_the_parameter(
+    page: Page, console: Console
+) -> None:
+    mine = console.session(console.roles.owner2, policy="filter-me")
+    other = console.session(policy="filter-me")
+    console.indexed(mine.wallet.address)
+    console.indexed(other.wallet.address)
+    signed_in(page, console, "#/sessions")
+    page.get_by_label("Policy").fill("filter-me")
+    page.get_by_label("Owner").fill(console.roles.owner2.lower())  # any case
+    page.get_by_role("button", name="Apply").click()
+    rows = page.locator("tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator("a")).to_have_attribute("title", mine.wallet.address)
+    assert "owner=" in page.url and TOKEN not in page.url
+    page.get_by_label("Status").select_option("closed")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("td.empty")).to_have_text("No session matches.")
+    page.get_by_label("Owner").fill("0x1234")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.get_by_role("alert")).to_contain_text("parameter: owner")
+
+
+def test_paging_walks_every_session_once_and_back(page: Page, console: Console) -> None:
+    made = [console.session(policy="paging").wallet.address for _ in range(5)]
+    for wallet in made:
+        console.indexed(wallet)
+    signed_in(page, console, "#/sessions?policy=paging&limit=2")
+    seen: list[str] = []
+    pages: list[list[str]] = []
+    while True:
+        links = page.locator("tbody tr a")
+        expect(links.first).to_be_visible()
+        wallets = [str(a.get_attribute("title")) for a in links.all()]
+        pages.append(wallets)
+        seen += wallets
+        expect(page.locator(".page-no")).to_contain_text(f"Page {len(pages)}")
+        nxt = page.get_by_role("button", name="Next page →")
+        if nxt.is_disabled():
+            break
+        nxt.click()
+        expect(page.locator(".page-no")).to_contain_text(f"Page {len(pages) + 1}")
+    assert seen == made and [len(p) for p in pages] == [2, 2, 1]
+    page.get_by_role("button", name="← Previous page").click()
+    expect(page.locator(".page-no")).to_contain_text("Page 2")
+    assert [a.get_attribute("title") for a in page.locator("tbody tr a").all()] == pages[1]
+
+
+def test_keyboard_reaches_the_controls(page: Page, console: Console) -> None:
+    s = console.session(policy="keyboard")
+    console.indexed(s.wallet.address)
+    page.goto(console.url + "/")
+    expect(page.get_by_label("API token")).to_be_focused()  # the sign-in form takes focus
+    page.keyboard.type(TOKEN)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    page.goto(f"{console.url}/#/sessions?policy=keyboard")
+    page.reload()
+    expect(page.locator("tbody tr")).to_have_count(1)
+    page.keyboard.press("Tab")  # the skip link first
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    reached: list[str] = []
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate(
+            "(() => { const e = document.activeElement;"
+            " return e.id || e.getAttribute('aria-label') || e.textContent.trim(); })()"
+        ))  # fmt: skip
+        if reached[-1].startswith("0x"):
+            break
+    for control in ("Sessions", "f-owner", "f-status", "f-policy", "Apply", "Clear"):
+        assert control in reached, reached
+    page.keyboard.press("Enter")  # the focused session link opens the session
+    expect(page.get_by_role("heading", name=re.compile("Session 0x"))).to_be_visible()
+    assert page.url.endswith(f"#/session/{s.wallet.address}")
+
+
+def test_an_owners_hostile_policy_name_is_shown_as_text(page: Page, console: Console) -> None:
+    # the contract takes up to 32 bytes of policy name, whatever they are
+    names = ["<img src=x onerror=__pwned=1>", "<script>__pwned=2</script>", "<b>&amp;</b>\u202e"]
+    sessions = [console.session(policy=name) for name in names]
+    for s in sessions:
+        console.indexed(s.wallet.address)
+    signed_in(page, console)
+    for name, s in zip(names, sessions, strict=True):
+        page.goto(f"{console.url}/#/session/{s.wallet.address}")
+        expect(page.locator(".pairs .policy")).to_have_text(name)
+        expect(page.locator(".timeline dd", has_text=name[:6]).first).to_have_text(name)
+    page.goto(f"{console.url}/#/sessions?policy={quote(names[0])}")
+    expect(page.locator("td .policy")).to_have_text(names[0])
+    page.goto(f"{console.url}/#/sessions")
+    expect(page.locator("td .policy", has_text="<b>")).to_have_text(names[2])
+    assert page.locator("#main img, #main script, #main b").count() == 0
+    assert page.evaluate("window.__pwned") is None
+
+
+def test_the_console_fits_a_phone(page: Page, console: Console) -> None:
+    s = console.session(policy="phone")
+    console.indexed(s.wallet.address)
+    signed_in(page, console)
+    page.set_viewport_size({"width": 390, "height": 844})
+    for hash_ in ("#/", "#/sessions", f"#/session/{s.wallet.address}", "#/intents"):
+        page.goto(f"{console.url}/{hash_}")
+        expect(page.locator("#main h1")).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (hash_, width)
+
+
+def test_uint256_amounts_are_formatted_exactly(page: Page, console: Console) -> None:
+    page.goto(console.url + "/")
+    units = page.evaluate(
+        "async () => { const f = await import('/console/format.js');"
+        " return [f.units((2n ** 256n - 1n).toString(), 18), f.units('5', 18), f.units('0', 6),"
+        " f.units('1000000', 6), f.units('123', 0)]; }"
+    )
+    assert units == [
+        "115,792,089,237,316,195,423,570,985,008,687,907,853,269,984,665,640,564,039,457.584007913129639935",
+        "0.000000000000000005", "0", "1", "123",
+    ]  # fmt: skip
