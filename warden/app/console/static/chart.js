@@ -9,14 +9,15 @@ const COLORS = {
   stop_loss: "#c62828", take_profit: "#2e7d32", expired: "#b26a00", idle: "#616161",
   swept: "#1565c0", owner: "#6a1b9a", revoked: "#00838f",
 };
+const WIDTHS = [5e3, 15e3, 60e3, 300e3, 900e3, 3600e3, 6 * 3600e3, 86400e3, 7 * 86400e3];
 const SPARE = ["#ad1457", "#4e342e", "#283593", "#558b2f"];
 
 export function colorOf(reason, order) {
   return COLORS[reason] || SPARE[order.indexOf(reason) % SPARE.length];
 }
 
-function hhmm(ms) {
-  return new Date(ms).toISOString().slice(11, 16);
+function hhmm(ms, seconds = false) {
+  return new Date(ms).toISOString().slice(11, seconds ? 19 : 16);
 }
 
 function frame(title, desc, yMax, yLabel, x0, x1) {
@@ -30,8 +31,8 @@ function frame(title, desc, yMax, yLabel, x0, x1) {
     svg("line", { x1: PAD.l, y1: PAD.t, x2: PAD.l, y2: y(0), class: "axis" }),
     svg("text", { x: PAD.l - 4, y: PAD.t + 8, class: "tick", "text-anchor": "end" }, yLabel(yMax)),
     svg("text", { x: PAD.l - 4, y: y(0), class: "tick", "text-anchor": "end" }, "0"),
-    svg("text", { x: PAD.l, y: H - 8, class: "tick" }, `${hhmm(x0)} UTC`),
-    svg("text", { x: W - PAD.r, y: H - 8, class: "tick", "text-anchor": "end" }, `${hhmm(x1)} UTC`));
+    svg("text", { x: PAD.l, y: H - 8, class: "tick" }, `${hhmm(x0, x1 - x0 < 3600e3)} UTC`),
+    svg("text", { x: W - PAD.r, y: H - 8, class: "tick", "text-anchor": "end" }, `${hhmm(x1, x1 - x0 < 3600e3)} UTC`));
   return { s, y };
 }
 
@@ -45,20 +46,23 @@ function niceMax(v) {
 export function closesChart(closes) {
   if (!closes.length) return h("p", { class: "muted" }, "No session has closed yet.");
   const reasons = [...new Set(closes.map((c) => c.reason))].sort();
-  // 24 equal buckets ending at the latest close, over at least 24 minutes: a few closes
-  // close together are narrow bars, not one bar across the chart.
-  const n = 24;
-  const t1 = closes[closes.length - 1].closed_at * 1000 + 1;
-  const span = Math.max(t1 - closes[0].closed_at * 1000, n * 60000);
-  const t0 = t1 - span;
+  // Buckets of a round width (5 s … 1 day), the smallest that fits the whole span in at
+  // most 24 of them, ending at the latest close.
+  const first = closes[0].closed_at * 1000, last = closes[closes.length - 1].closed_at * 1000;
+  const width = WIDTHS.find((w) => (last - first) / w < 24) || WIDTHS[WIDTHS.length - 1];
+  const t1 = (Math.floor(last / width) + 1) * width;
+  const n = Math.min(24, Math.max(6, Math.ceil((t1 - first) / width)));
+  const t0 = t1 - n * width;
   const buckets = Array.from({ length: n }, () => ({}));
   for (const c of closes) {
-    const i = Math.min(n - 1, Math.floor(((c.closed_at * 1000 - t0) / span) * n));
+    const i = Math.floor((c.closed_at * 1000 - t0) / width);
+    if (i < 0) continue; // older than the window shown
     buckets[i][c.reason] = (buckets[i][c.reason] || 0) + 1;
   }
   const top = niceMax(Math.max(...buckets.map((b) => Object.values(b).reduce((a, x) => a + x, 0))));
   const totals = reasons.map((r) => [r, closes.filter((c) => c.reason === r).length]);
-  const desc = `${closes.length} closes from ${hhmm(t0)} to ${hhmm(t1)} UTC: ${totals.map(([r, k]) => `${words(r)} ${k}`).join(", ")}`;
+  const per = width < 60e3 ? `${width / 1e3} s` : width < 3600e3 ? `${width / 60e3} min` : width < 86400e3 ? `${width / 3600e3} h` : `${width / 86400e3} d`;
+  const desc = `${closes.length} closes, one bar per ${per}, from ${hhmm(t0)} to ${hhmm(t1)} UTC: ${totals.map(([r, k]) => `${words(r)} ${k}`).join(", ")}`;
   const { s, y } = frame("Closes by reason over time", desc, top, String, t0, t1);
   const bw = (W - PAD.l - PAD.r) / n;
   buckets.forEach((b, i) => {
@@ -74,7 +78,7 @@ export function closesChart(closes) {
   const legend = h("ul", { class: "legend" }, totals.map(([r, k]) =>
     h("li", {}, svg("svg", { viewBox: "0 0 10 10", width: "10", height: "10", "aria-hidden": "true" }, svg("rect", { width: "10", height: "10", fill: colorOf(r, reasons) })),
       ` ${words(r)} `, h("span", { class: "count" }, String(k)))));
-  return h("figure", { class: "chart-box" }, s, h("figcaption", {}, legend));
+  return h("figure", { class: "chart-box" }, s, h("figcaption", {}, legend, `One bar per ${per}.`));
 }
 
 export function latencyChart(reactions) {

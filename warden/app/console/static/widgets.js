@@ -29,7 +29,7 @@ export function amount(raw, decimals) {
 export function table({ caption, columns, rows, empty }) {
   const head = h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c.class }, c.label)));
   const body = rows.length
-    ? rows.map((row) => h("tr", {}, columns.map((c) => h("td", { class: c.class, "data-label": c.label }, c.cell(row)))))
+    ? rows.map((row) => h("tr", {}, columns.map((c) => h("td", { class: c.class, "data-label": c.label }, h("span", { class: "cell" }, c.cell(row))))))
     : [h("tr", {}, h("td", { colspan: columns.length, class: "empty" }, empty || "Nothing here."))];
   return h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": caption },
     h("table", {}, h("caption", {}, caption), h("thead", {}, head), h("tbody", {}, body)));
