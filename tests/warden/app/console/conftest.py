@@ -35,8 +35,8 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+@pytest.fixture(scope="module")  # Playwright's sync API runs its own event loop: the
+def browser() -> Iterator[Browser]:  # module's end closes it before any async test runs
     path = chromium_path()
     if path is None:
         pytest.skip(CHROMIUM_MISSING)

@@ -37,6 +37,9 @@ def test_a_wrong_token_is_refused_and_the_right_one_opens_the_console(
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("alert")).to_have_text("The daemon refused this token.")
         assert page.evaluate("sessionStorage.length") == 0
+    page.get_by_label("API token").fill("токен")  # no header can carry it: said so, not sent
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("characters an HTTP header cannot carry")
     page.get_by_label("API token").fill(TOKEN)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
@@ -115,6 +118,14 @@ def test_a_stop_loss_fired_on_chain_shows_up_live_with_its_transaction(
     expect(page.locator(".pairs").first).to_contain_text("stop loss")
     expect(page.locator("#main")).to_contain_text("Closed · block")  # the timeline grew
     assert page.evaluate("window.__notReloaded") is True  # the same page, updated in place
+
+
+def test_a_bad_or_unknown_wallet_is_said_plainly(page: Page, console: Console) -> None:
+    signed_in(page, console, "#/session/0xnot-an-address")
+    expect(page.get_by_role("alert")).to_contain_text("(parameter: wallet)")
+    unknown = "0x" + "ab" * 20
+    page.goto(f"{console.url}/#/session/{unknown}")
+    expect(page.get_by_role("alert")).to_have_text(f"No session {unknown} is indexed (yet).")
 
 
 def test_filters_narrow_the_table_and_a_bad_owner_names_the_parameter(

@@ -135,6 +135,11 @@ loginForm.addEventListener("submit", async (e) => {
     loginError.textContent = "Type the API token (api.token in the daemon's configuration).";
     return;
   }
+  if (!/^[\x20-\x7e]+$/.test(value)) {
+    // fetch() would refuse such a header before anything is sent
+    loginError.textContent = "The token has characters an HTTP header cannot carry (only printable ASCII); check what was pasted.";
+    return;
+  }
   loginError.textContent = "Checking…";
   try {
     const status = await get("/status", null, { token: value });
