@@ -18,6 +18,7 @@ Stops the daemon (SIGTERM, which also stops its anvil) whatever happens.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -77,10 +78,8 @@ def wait_for_activity(port: int, reasons: int, timeout: float) -> dict[str, int]
     closed: dict[str, int] = {}
     shown: dict[str, int] = {}
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(OSError):  # not answering yet
             closed = get(port, "/stats")["closed_by_reason"]
-        except OSError:
-            pass
         if closed != shown:
             print(f"closed so far: {closed}", flush=True)
             shown = dict(closed)
