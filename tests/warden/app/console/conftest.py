@@ -8,10 +8,12 @@ their own (unique salts) and look for those, so their order does not matter.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
 import shutil
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from playwright.sync_api import Browser, Page, sync_playwright  # a dev dependency
 
 from tests._chain import Chain
 from tests.conftest import Roles, Session, Stack, create_session, session_params
 from tests.warden.cli.test_run_e2e import ROOT, Proc, wait_for
+from warden.app.api import LiveState, create_app
 from warden.devnet import Anvil, free_port
 
 TOKEN = "console-" + "t0k3n-for-tests"
@@ -172,3 +176,30 @@ def sign_in(page: Page, console: Console, token: str = TOKEN) -> None:
 
 
 Opener = Callable[[str], None]
+
+
+@pytest.fixture(scope="module")
+def open_console(console: Console, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The API app without a token over the daemon's database (read-only), served from a
+    thread of its own: what a loopback daemon without `api.token` serves. Its URL."""
+    database = console.log.parent / "warden.sqlite"
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    runner = web.AppRunner(create_app(database, LiveState()))
+
+    async def start() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        started.set()
+
+    thread = threading.Thread(target=lambda: (loop.run_until_complete(start()), loop.run_forever()))
+    thread.start()
+    assert started.wait(30), "the open API did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()

@@ -327,3 +327,14 @@ def test_text_meets_wcag_aa_contrast_on_every_view(page: Page, console: Console)
         " p.style.color = '#aaaaaa'; document.body.append(p); }"
     )
     assert page.evaluate(CONTRAST) == ["faint: 2.17"]  # on the page background
+
+
+def test_without_a_token_the_console_opens_directly(page: Page, console: Console,
+                                                    open_console: str) -> None:  # fmt: skip
+    s = console.session(policy="open-console")
+    console.indexed(s.wallet.address)
+    page.goto(f"{open_console}/#/sessions?policy=open-console")
+    expect(page.locator(f'tbody a[title="{s.wallet.address}"]')).to_be_visible()
+    expect(page.locator("#login")).to_be_hidden()
+    expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+    assert page.evaluate("sessionStorage.length") == 0
