@@ -178,28 +178,50 @@ def sign_in(page: Page, console: Console, token: str = TOKEN) -> None:
 Opener = Callable[[str], None]
 
 
-@pytest.fixture(scope="module")
-def open_console(console: Console, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The API app without a token over the daemon's database (read-only), served from a
-    thread of its own: what a loopback daemon without `api.token` serves. Its URL."""
-    database = console.log.parent / "warden.sqlite"
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    runner = web.AppRunner(create_app(database, LiveState()))
+class ThreadServer:
+    """The API app without a token over a database (read-only), served on 127.0.0.1 from
+    a thread of its own: what a loopback daemon without `api.token` serves. It can be
+    stopped and started again on the same port (a daemon restarting)."""
 
-    async def start() -> None:
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        started.set()
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.runner: web.AppRunner | None = None
 
-    thread = threading.Thread(target=lambda: (loop.run_until_complete(start()), loop.run_forever()))
-    thread.start()
-    assert started.wait(30), "the open API did not start"
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def start(self) -> None:
+        async def start() -> web.AppRunner:
+            runner = web.AppRunner(create_app(self.database, LiveState()))
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            return runner
+
+        self.runner = self._run(start())
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            self._run(self.runner.cleanup())
+            self.runner = None
+
+    def close(self) -> None:
+        self.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
+        self.loop.close()
+
+
+@pytest.fixture
+def open_console(console: Console) -> Iterator[ThreadServer]:
+    """A tokenless API over the module daemon's database."""
+    server = ThreadServer(console.log.parent / "warden.sqlite")
+    server.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server
     finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
-        loop.close()
+        server.close()

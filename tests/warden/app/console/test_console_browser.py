@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import TOKEN as UNIT
-from tests.warden.app.console.conftest import TOKEN, Console, sign_in
+from tests.warden.app.console.conftest import TOKEN, Console, ThreadServer, sign_in
 from tests.warden.cli.test_run_e2e import wait_for
 
 pytestmark = pytest.mark.browser
@@ -329,12 +329,31 @@ def test_text_meets_wcag_aa_contrast_on_every_view(page: Page, console: Console)
     assert page.evaluate(CONTRAST) == ["faint: 2.17"]  # on the page background
 
 
-def test_without_a_token_the_console_opens_directly(page: Page, console: Console,
-                                                    open_console: str) -> None:  # fmt: skip
+def test_without_a_token_the_console_opens_directly(
+    page: Page, console: Console, open_console: ThreadServer
+) -> None:
     s = console.session(policy="open-console")
     console.indexed(s.wallet.address)
-    page.goto(f"{open_console}/#/sessions?policy=open-console")
+    page.goto(f"{open_console.url}/#/sessions?policy=open-console")
     expect(page.locator(f'tbody a[title="{s.wallet.address}"]')).to_be_visible()
     expect(page.locator("#login")).to_be_hidden()
     expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
     assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_a_daemon_that_goes_away_is_shown_offline_and_followed_again_when_back(
+    page: Page, console: Console, open_console: ThreadServer
+) -> None:
+    page.goto(f"{open_console.url}/#/sessions?policy=comes-back")
+    expect(page.locator("td.empty")).to_have_text("No session matches.")
+    live = page.locator("#live")
+    expect(live).to_have_text(re.compile("^Live: "))
+    page.evaluate("window.__notReloaded = true")
+    open_console.stop()
+    expect(live).to_have_text(re.compile("^Offline: the daemon cannot be reached"))
+    s = console.session(policy="comes-back")  # happens while the console is cut off
+    console.indexed(s.wallet.address)
+    open_console.start()
+    expect(live).to_have_text(re.compile("^Live: "))
+    expect(page.locator(f'tbody a[title="{s.wallet.address}"]')).to_be_visible()
+    assert page.evaluate("window.__notReloaded") is True

@@ -32,12 +32,23 @@ export function url(path, params) {
   return qs ? `${path}?${qs}` : path;
 }
 
+// A daemon that accepts the connection and never answers (stopped, overloaded) must not
+// leave the console waiting forever: every read gives up after this long.
+const TIMEOUT_MS = 15000;
+
 export async function get(path, params, options = {}) {
-  const response = await fetch(url(path, params), {
-    headers: headers(options.token),
-    cache: "no-store",
-    signal: options.signal,
-  });
+  const limit = AbortSignal.timeout(options.timeout || TIMEOUT_MS);
+  let response;
+  try {
+    response = await fetch(url(path, params), {
+      headers: headers(options.token),
+      cache: "no-store",
+      signal: options.signal ? AbortSignal.any([options.signal, limit]) : limit,
+    });
+  } catch (err) {
+    if (err && err.name === "TimeoutError") throw new Error(`no answer to ${path} within ${TIMEOUT_MS / 1000} s`);
+    throw new Error(`the daemon cannot be reached (${path})`);
+  }
   let body = null;
   if ((response.headers.get("Content-Type") || "").startsWith("application/json")) {
     body = await response.json();

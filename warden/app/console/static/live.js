@@ -9,6 +9,9 @@ import { get, headers, ApiError } from "./api.js";
 
 const POLL_MS = 2000;
 const POLL_STREAMING_MS = 5000;
+// The server sends a keepalive comment after 15 s of silence: a stream quiet for longer
+// than this is dead (a frozen daemon, a dropped connection nobody closed).
+const STREAM_SILENCE_MS = 45000;
 
 function signature(status) {
   return JSON.stringify([status.indexed_block, status.sessions, status.intents]);
@@ -85,10 +88,17 @@ export class Live {
     this.streaming = true;
     this.setMode("stream");
     this.onChange({ source: "stream-open" }); // anything missed while disconnected
+    let heard = Date.now();
+    this.onBytes = () => { heard = Date.now(); };
+    const watchdog = setInterval(() => {
+      if (Date.now() - heard > STREAM_SILENCE_MS) this.abort.abort();
+    }, 5000);
     try {
       await this.read(response.body);
     } catch {
-      // connection lost: reconnect below
+      // connection lost or given up on: reconnect below
+    } finally {
+      clearInterval(watchdog);
     }
     this.streaming = false;
     if (!this.stopped) this.setMode("polling", "stream lost, reconnecting");
@@ -108,6 +118,7 @@ export class Live {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) return;
+      this.onBytes();
       buffer += value;
       const lines = buffer.split(/\r\n|\r|\n/);
       buffer = lines.pop();
