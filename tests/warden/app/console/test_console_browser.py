@@ -10,7 +10,7 @@ import re
 from urllib.parse import quote
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.conftest import TOKEN as UNIT
 from tests.warden.app.console.conftest import TOKEN, Console, ThreadServer, sign_in
@@ -357,3 +357,39 @@ def test_a_daemon_that_goes_away_is_shown_offline_and_followed_again_when_back(
     expect(live).to_have_text(re.compile("^Live: "))
     expect(page.locator(f'tbody a[title="{s.wallet.address}"]')).to_be_visible()
     assert page.evaluate("window.__notReloaded") is True
+
+
+def test_breaker_alerts_and_a_standby_role_are_shown(page: Page, console: Console) -> None:
+    """States a devnet cannot be put in on demand (an open circuit breaker, paused
+    sending, a standby replica on PostgreSQL) in the daemon's real /status, altered in
+    flight; an alert's message (which quotes node answers) stays text."""
+    signed_in(page, console)
+    hostile = "<img src=x onerror=__pwned=1>node said so"
+
+    def altered(route: Route) -> None:
+        body = route.fetch().json()
+        body["protection"] = {
+            "circuit_breaker_open": True, "gas_budget_per_hour": 1_000_000,
+            "gas_in_window": 1_200_000, "gas_spent_total": 5_000_000,
+            "sending_paused": "the node contradicts itself",
+            "alerts": [
+                {"kind": "gas_budget", "message": "over budget", "at_ms": 1_700_000_000_000},
+                {"kind": "node_inconsistent", "message": hostile, "at_ms": 1_700_000_001_000},
+            ],
+        }  # fmt: skip
+        body["leadership"] = {"role": "standby", "epoch": None, "identity": "b",
+                              "leader": "replica-a", "takeovers": 0, "shared": True}  # fmt: skip
+        route.fulfill(json=body)
+
+    page.route(re.compile(r"/status$"), altered)
+    page.goto(f"{console.url}/#/")
+    tiles = page.locator(".tiles .tile")
+    expect(tiles.filter(has_text="Circuit breaker")).to_contain_text("open: sending stopped")
+    expect(tiles.filter(has_text="Sending paused")).to_contain_text("the node contradicts itself")
+    expect(tiles.filter(has_text="Role")).to_contain_text("standby")
+    expect(tiles.filter(has_text="Leader")).to_contain_text("replica-a")
+    expect(tiles.filter(has_text="Gas in last hour")).to_contain_text("1,200,000 of 1,000,000")
+    alerts = page.locator(".alerts li")
+    expect(alerts).to_have_count(2)
+    expect(alerts.first).to_contain_text(hostile)  # newest first, as text
+    assert page.locator("#main img").count() == 0 and page.evaluate("window.__pwned") is None
