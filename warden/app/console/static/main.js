@@ -17,8 +17,12 @@ const tokenInput = document.getElementById("token");
 const logout = document.getElementById("logout");
 const liveLabel = document.getElementById("live");
 
+const FEED_SIZE = 30;
+
 const ctx = {
   status: null,
+  mode: "connecting",
+  feed: [], // the event stream's latest events, newest first (since the page opened)
   decimals(tokenAddress) {
     const known = this.status && this.status.token_decimals ? this.status.token_decimals : {};
     return tokenAddress in known ? known[tokenAddress] : null;
@@ -81,6 +85,8 @@ async function refresh() {
 }
 
 function showMode(mode, detail) {
+  ctx.mode = mode;
+  if (current && current.mode) current.mode(mode);
   const text = {
     stream: "Live: event stream",
     polling: "Live: polling every 2 s",
@@ -98,7 +104,15 @@ function startLive() {
       ctx.status = status;
       if (current && current.status) current.status(status);
     },
-    onChange: () => refresh(),
+    onChange: (change) => {
+      if (change.source === "stream" && change.data && typeof change.data === "object") {
+        const key = change.data.cursor || change.data.id;
+        if (!ctx.feed.some((e) => (e.cursor || e.id) === key)) {
+          ctx.feed = [change.data, ...ctx.feed].slice(0, FEED_SIZE);
+        }
+      }
+      refresh();
+    },
     onMode: showMode,
     onAuth: () => signOut("The daemon refused the token; sign in again."),
   });

@@ -3,7 +3,7 @@
 import { h } from "./dom.js";
 import { get } from "./api.js";
 import { ether, integer, wallTime, words, duration } from "./format.js";
-import { addr, badge, errorBox, update } from "./widgets.js";
+import { addr, badge, errorBox, sessionLink, update } from "./widgets.js";
 import { closesChart, latencyChart } from "./chart.js";
 
 function tile(label, value, tone) {
@@ -44,19 +44,48 @@ function counts(title, byKey, link) {
     h("li", {}, h("a", { class: "chip", href: link(k) }, `${words(k)} `, h("span", { class: "count" }, String(n)))))));
 }
 
+// One line per stream event: when, its kind and severity, the session, what it says.
+function feedItem(e) {
+  const data = e.data && typeof e.data === "object" ? e.data : {};
+  const said = ["reason", "rule", "message", "detail", "state"]
+    .filter((k) => data[k] !== undefined && data[k] !== null)
+    .map((k) => `${k}: ${data[k]}`).join(" · ");
+  return h("li", { class: `feed-item severity-${String(e.severity || "info").replace(/[^a-z]/g, "")}` },
+    h("span", { class: "muted" }, wallTime(e.at_ms).slice(11)), " ",
+    badge(e.kind || "event", "kind"), " ",
+    e.session && e.session.wallet ? sessionLink(e.session.wallet) : null,
+    said ? h("span", { class: "said" }, ` ${said}`) : null);
+}
+
+function feed(ctx) {
+  if (ctx.mode !== "stream") {
+    return h("p", { class: "muted" }, ctx.mode === "polling"
+      ? "This daemon has no event stream (/stream): the views update by polling /status, and there is no event feed."
+      : "Waiting for the event stream…");
+  }
+  if (!ctx.feed.length) return h("p", { class: "muted" }, "No event since this page opened; new ones appear here as they happen.");
+  return h("ol", { class: "feed plain" }, ctx.feed.map(feedItem));
+}
+
 export function mount(root, ctx) {
   const healthBox = h("div", {});
   const countsBox = h("div", { class: "counts" });
   const closesBox = h("div", {});
   const latencyBox = h("div", {});
   const statsBox = h("div", {});
+  const feedBox = h("div", { "aria-live": "off" });
   root.append(
     h("h1", {}, "Overview"),
     h("section", { class: "card", "aria-labelledby": "h-title" }, h("h2", { id: "h-title" }, "Health"), healthBox),
     h("section", { class: "card", "aria-labelledby": "c-title" }, h("h2", { id: "c-title" }, "Sessions and intents"), countsBox, statsBox),
     h("div", { class: "charts" },
       h("section", { class: "card", "aria-labelledby": "ch1" }, h("h2", { id: "ch1" }, "Closes by reason"), closesBox),
-      h("section", { class: "card", "aria-labelledby": "ch2" }, h("h2", { id: "ch2" }, "Reaction latency"), latencyBox)));
+      h("section", { class: "card", "aria-labelledby": "ch2" }, h("h2", { id: "ch2" }, "Reaction latency"), latencyBox)),
+    h("section", { class: "card", "aria-labelledby": "ev-title" }, h("h2", { id: "ev-title" }, "Latest events"), feedBox));
+
+  function showFeed() {
+    update(feedBox, { mode: ctx.mode, feed: ctx.feed }, () => feed(ctx));
+  }
 
   function showStatus(s) {
     if (!s) return;
@@ -69,6 +98,7 @@ export function mount(root, ctx) {
 
   async function load() {
     showStatus(ctx.status);
+    showFeed();
     try {
       const [activity, stats] = await Promise.all([get("/activity", { limit: 500 }), get("/stats")]);
       update(closesBox, activity.closes, closesChart);
@@ -85,5 +115,5 @@ export function mount(root, ctx) {
   }
 
   load();
-  return { refresh: load, status: showStatus };
+  return { refresh: load, status: showStatus, mode: showFeed };
 }
