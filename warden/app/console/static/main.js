@@ -25,10 +25,10 @@ const ctx = {
   feed: [], // the event stream's latest events, newest first (since the page opened)
   decimals(tokenAddress) {
     const known = this.status && this.status.token_decimals ? this.status.token_decimals : {};
-    return tokenAddress in known ? known[tokenAddress] : null;
+    return Object.hasOwn(known, tokenAddress) ? known[tokenAddress] : null;
   },
   navigate(hash) {
-    if (location.hash === hash) render(); else location.hash = hash;
+    if (location.hash === hash) render(true); else location.hash = hash;
   },
   failed(err) {
     if (err instanceof ApiError && err.status === 401) signOut("The daemon refused the token; sign in again.");
@@ -45,14 +45,23 @@ function parseHash() {
   const [path, qs] = hash.split("?");
   const params = Object.fromEntries(new URLSearchParams(qs || ""));
   const parts = path.split("/").filter(Boolean);
-  if (parts[0] === "session" && parts[1]) return { view: session, name: "sessions", params: { wallet: decodeURIComponent(parts[1]) } };
+  if (parts[0] === "session" && parts[1]) {
+    let wallet = parts[1];
+    try {
+      wallet = decodeURIComponent(wallet);
+    } catch {
+      // a malformed escape: the API names the bad wallet
+    }
+    return { view: session, name: "sessions", params: { wallet } };
+  }
   if (parts[0] === "sessions") return { view: sessions, name: "sessions", params };
   if (parts[0] === "intents") return { view: intents, name: "intents", params };
   return { view: overview, name: "overview", params };
 }
 
-function render() {
-  if (!location.hash.startsWith("#/") && location.hash !== "" && location.hash !== "#") return; // #main
+// `moved`: the operator navigated (focus goes to the new view's heading, so a screen
+// reader announces it and Tab continues from there).
+function render(moved = false) {
   const { view, name, params } = parseHash();
   for (const a of document.querySelectorAll("nav a")) {
     if (a.dataset.view === name) a.setAttribute("aria-current", "page");
@@ -62,7 +71,7 @@ function render() {
   replace(main, root);
   current = view.mount(root, ctx, params);
   const heading = root.querySelector("h1");
-  if (heading && document.activeElement !== document.body && !root.contains(document.activeElement)) {
+  if (heading && moved) {
     heading.setAttribute("tabindex", "-1");
     heading.focus({ preventScroll: true });
   }
@@ -170,7 +179,11 @@ loginForm.addEventListener("submit", async (e) => {
 });
 
 logout.addEventListener("click", () => signOut("Signed out."));
-window.addEventListener("hashchange", render);
+window.addEventListener("hashchange", () => {
+  if (location.hash === "#main") return; // the skip link: the browser moves focus itself
+  if (!loginSection.hidden) return; // signed out: nothing to show until signed in
+  render(true);
+});
 
 async function boot() {
   try {
