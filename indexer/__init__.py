@@ -12,10 +12,11 @@ from indexer.projection import Event, Session, apply, replay
 from indexer.reads import SessionReads
 from indexer.reorg import NewBlock
 from indexer.settings import ChainSettings
-from indexer.store import BlockRef, ClosingEvent, IndexerStore
+from indexer.store import Batch, BlockRef, ClosingEvent, IndexerStore, StoreHooks
 from indexer.updates import Block, Finalized, Reorg, Update
 
 __all__ = [
+    "Batch",
     "Block",
     "BlockRef",
     "ChainSettings",
@@ -31,6 +32,7 @@ __all__ = [
     "Reorg",
     "Session",
     "SessionReads",
+    "StoreHooks",
     "Update",
     "apply",
     "audit_balances",

@@ -26,11 +26,15 @@ from indexer.store import BlockRef
 
 @dataclass(frozen=True)
 class RangeSizing:
-    initial: int = 2_000
+    """Ranges sized by the logs they bring: what bounds memory is the logs in flight
+    (an answer is parsed whole), not the blocks. `initial` is small because the first
+    answer is the first sight of the chain's density."""
+
+    initial: int = 10
     minimum: int = 1
     maximum: int = 50_000
-    target_logs: int = 5_000  # aim each range at about this many logs: small enough to
-    # pipeline fetching with processing, large enough to keep round trips few
+    target_logs: int = 10_000  # aim each range at about this many logs: small enough to
+    # pipeline fetching with processing and bound memory, large enough to keep round trips few
 
 
 def header_ref(raw: dict[str, Any]) -> BlockRef:
@@ -93,15 +97,22 @@ class Fetcher:
             first, _ = await self.range_logs(lo, mid)
             second, end = await self.range_logs(mid + 1, hi)
             return first + second, end
-        self.size = self._next_size(hi - lo + 1, len(logs))
+        blocks, count = hi - lo + 1, len(logs)
+        tail = _tail(logs, hi, max(1, blocks // 4))
+        if tail * 4 > count:  # the range's end is denser than its average: size by it
+            blocks, count = max(1, blocks // 4), tail
+        self.size = self._next_size(hi - lo + 1, blocks, count)
         self.ranges.append((lo, hi))
         return logs, end
 
-    def _next_size(self, blocks: int, logs: int) -> int:
-        """Grow after a success, but toward `target_logs` per range, not past it."""
-        dense = blocks * self.sizing.target_logs // logs if logs else blocks * 2
-        grown = max(self.size, blocks * 2) if logs <= self.sizing.target_logs else dense
-        return max(self.sizing.minimum, min(self.sizing.maximum, grown, max(dense, 1)))
+    def _next_size(self, span: int, blocks: int, logs: int) -> int:
+        """After a range of `span` blocks: at most double it, and at most the blocks that
+        bring `target_logs` at the density seen (`logs` over the last `blocks`)."""
+        dense = blocks * self.sizing.target_logs // logs if logs else span * 2
+        grown = (
+            max(self.size, span * 2) if logs * span <= self.sizing.target_logs * blocks else dense
+        )
+        return max(self.sizing.minimum, min(self.sizing.maximum, grown, span * 2, max(dense, 1)))
 
     async def _range_once(self, lo: int, hi: int) -> tuple[list[dict[str, Any]], BlockRef]:
         where = f"logs {lo}-{hi}"
@@ -184,6 +195,19 @@ class Fetcher:
         for entry in logs:
             if entry["blockHash"] != block.hash:
                 raise BadResponse(f"{where}: log from another branch")
+
+
+def _tail(logs: list[dict[str, Any]], hi: int, blocks: int) -> int:
+    """How many of `logs` (in block order, as nodes answer) lie in the last `blocks`
+    blocks up to `hi`: the density where the next range starts. Reads from the end, so
+    only those logs are looked at."""
+    first = hi - blocks + 1
+    count = 0
+    for entry in reversed(logs):
+        if int(entry["blockNumber"], 16) < first:
+            break
+        count += 1
+    return count
 
 
 def _all_present(numbers: list[int]) -> Any:

@@ -53,8 +53,8 @@ class Indexer:
     """Indexes the sessions of `factory` (checksummed) as `settings` say: from
     `start_block` (the factory's deployment: nothing before it matters) up to the head
     minus `confirmations`, keeping `reorg_window` recent headers to find a common
-    ancestor, with `concurrency` backfill ranges of `log_range` to `max_log_range`
-    blocks in flight."""
+    ancestor, with `concurrency` backfill ranges in flight, each sized toward `log_target`
+    logs (from `log_range` blocks first, up to `max_log_range`)."""
 
     def __init__(
         self,
@@ -79,6 +79,7 @@ class Indexer:
         sizing = RangeSizing(
             initial=min(settings.log_range, settings.max_log_range),
             maximum=settings.max_log_range,
+            target_logs=settings.log_target,
         )
         self.fetcher = Fetcher(client, topics_filter(), sizing)
         self.verifier = LogVerifier(

@@ -24,8 +24,13 @@ class ChainSettings(Section):
     reorg_window: Int = 64
     poll_interval: Seconds = 1.0
     concurrency: Int = 4
-    log_range: Int = 2_000
+    # Backfill ranges are sized by the logs they bring, not by blocks: the first one is
+    # small (a chain's density is unknown until a range answers), then each grows toward
+    # `log_target` logs and shrinks after a denser answer, between 1 and `max_log_range`
+    # blocks. About `concurrency` x `log_target` logs are in memory at once.
+    log_range: Int = 10
     max_log_range: Int = 50_000
+    log_target: Int = 10_000
     # a block's logs that contradict its header's logsBloom are asked for again this many
     # times, after log_check_backoff seconds (doubling), on the next endpoint each time
     log_check_retries: Int = Field(default=3, ge=0, le=20)

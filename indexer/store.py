@@ -10,13 +10,17 @@ is one `DELETE … WHERE position >= first position after the ancestor` per tabl
 
 A batch of blocks is committed with its events, projection and checkpoint in one
 transaction; a process killed at any point leaves the previous batch intact.
+
+`StoreHooks` lets a package above write its own rows inside those same transactions
+(the notification log: `notify.EventLog`), so what it derives from a commit or a rollback
+is durable exactly when the commit or rollback is, without the indexer importing upward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 import orjson
@@ -99,13 +103,27 @@ class ClosingEvent:
     by: str
 
 
+class StoreHooks(Protocol):
+    """Called inside the indexer's write transactions, as their last statements: raise
+    and the whole commit or rollback is undone."""
+
+    async def committed(self, tx: Queries, batch: Batch) -> None:
+        """`batch` was just written (blocks, events, sessions, checkpoint)."""
+
+    async def rolled_back(self, tx: Queries, cut: int) -> None:
+        """Every row at position >= `cut` was just removed (a reorg)."""
+
+
 class IndexerStore:
     """All SQL of the indexer. Writes happen in one transaction per call."""
 
-    def __init__(self, db: Database | aiosqlite.Connection) -> None:
+    def __init__(
+        self, db: Database | aiosqlite.Connection, *, hooks: StoreHooks | None = None
+    ) -> None:
         # A bare SQLite connection is the one the daemon shares with the outbox.
         self.database = as_database(db)
         self._ints = int_fields()
+        self.hooks = hooks
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -168,6 +186,25 @@ class IndexerStore:
             params = (status,)
         rows = await self.database.fetch(sql + " ORDER BY created_position", params)
         return [session_from_row(r) for r in rows]
+
+    async def sessions_pages(self, status: str, page: int = 2_000) -> AsyncIterator[list[Session]]:
+        """Every session in `status`, `page` at a time in creation order (keyset paging
+        on `sessions_by_status`): a start-up over a million sessions holds one page, not
+        the list."""
+        sql = (
+            f"SELECT {', '.join(SESSION_FIELDS)} FROM sessions WHERE status = ? "
+            "AND created_position > ? ORDER BY created_position LIMIT ?"
+        )
+        after = -1
+        while True:
+            rows = await self.database.fetch(sql, (status, after, page))
+            if not rows:
+                return
+            sessions = [session_from_row(r) for r in rows]
+            after = sessions[-1].created_position
+            yield sessions
+            if len(rows) < page:
+                return
 
     async def events(
         self, wallet: str | None = None, after: int = -1, *, on: Queries | None = None
@@ -245,6 +282,8 @@ class IndexerStore:
             cp = batch.checkpoint
             await self._set_checkpoint(db, cp)
             await db.execute("DELETE FROM blocks WHERE number < ?", (cp.number - window,))
+            if self.hooks is not None:
+                await self.hooks.committed(db, batch)
 
     async def rollback(self, ancestor: BlockRef) -> Rollback:
         """Undo everything after `ancestor` and replay the sessions that lost events."""
@@ -288,6 +327,8 @@ class IndexerStore:
                     (ancestor.number, ancestor.hash, ancestor.parent_hash, ancestor.timestamp),
                 )
             await self._set_checkpoint(db, ancestor)
+            if self.hooks is not None:
+                await self.hooks.rolled_back(db, cut)
         return Rollback(ancestor, replayed, removed, events_removed)
 
     async def _set_checkpoint(self, db: Queries, cp: BlockRef) -> None:

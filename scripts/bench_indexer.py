@@ -14,7 +14,8 @@ serves it from a fresh anvil, then per run:
    parsed with orjson and discarded: what the node and the transport alone can do.
 
 Prints events/s and blocks/s for both, the ratio, the median and spread over runs, and
-with `--profile` the functions where the indexer spends its time. Never part of the test
+the peak resident set of each backfill (run in a process of its own), and with
+`--profile` the functions where the indexer spends its time. Never part of the test
 suite: timings belong in BENCHMARKS.md, not in assertions.
 """
 
@@ -22,15 +23,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import cProfile
 import io
+import multiprocessing
 import os
 import pstats
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -48,7 +52,7 @@ from database import Database, open_database  # noqa: E402
 from indexer import ChainSettings, Indexer, IndexerStore  # noqa: E402
 from tests._postgres import ExternalPostgres, PostgresServer, unique_database_name  # noqa: E402
 
-RANGE = 2_000  # the first range; the indexer adapts it
+DEFAULTS = ChainSettings(confirmations=0)  # the first range and the logs per range aimed at
 
 
 async def raw_fetch(url: str, ranges: list[tuple[int, int]], concurrency: int) -> tuple[float, int]:
@@ -74,12 +78,13 @@ async def raw_fetch(url: str, ranges: list[tuple[int, int]], concurrency: int) -
 
 
 async def index(
-    url: str, meta: seed_chain.SeedMeta, db_path: Path | str, concurrency: int
+    url: str, meta: seed_chain.SeedMeta, db_path: Path | str, sizing: Sizing
 ) -> tuple[float, list[tuple[int, int]]]:
     """Seconds to backfill the seeded chain, and the log ranges the indexer used."""
     settings = ChainSettings(
-        start_block=meta.start_block, confirmations=0, concurrency=concurrency, log_range=RANGE
-    )
+        start_block=meta.start_block, confirmations=0, concurrency=sizing.concurrency,
+        log_range=sizing.log_range, log_target=sizing.log_target,
+    )  # fmt: skip
     db: Database = await open_database(db_path)
     try:
         store = IndexerStore(db)
@@ -97,6 +102,37 @@ async def index(
         await db.close()
 
 
+@dataclass(frozen=True)
+class Sizing:
+    concurrency: int
+    log_range: int
+    log_target: int
+
+
+def _peak_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _index_child(
+    url: str, meta: seed_chain.SeedMeta, target: Path | str, sizing: Sizing
+) -> tuple[float, list[tuple[int, int]], int]:
+    elapsed, ranges = asyncio.run(index(url, meta, target, sizing))
+    return elapsed, ranges, _peak_kb()
+
+
+def index_apart(
+    url: str, meta: seed_chain.SeedMeta, target: Path | str, sizing: Sizing
+) -> tuple[float, list[tuple[int, int]], int]:
+    """`index` in a new process (spawned, not forked: nothing of this one's memory), with
+    that process's peak resident set (VmHWM, KiB): what a backfill holds at its worst."""
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(_index_child, url, meta, target, sizing).result()
+
+
 def spread(values: list[float]) -> str:
     med = statistics.median(values)
     return f"{med:,.0f} (min {min(values):,.0f}, max {max(values):,.0f})"
@@ -110,6 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="ranges in flight")
     parser.add_argument("--profile", action="store_true", help="profile one indexing run")
     parser.add_argument(
+        "--log-range", type=int, default=DEFAULTS.log_range,
+        help="first eth_getLogs range in blocks (chain.log_range, default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-target", type=int, default=DEFAULTS.log_target,
+        help="logs per range aimed at (chain.log_target, default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
         "--backend", choices=("sqlite", "postgresql", "both"), default="sqlite",
         help="the store to index into (postgresql: a throwaway server, or $WARDEN_BENCH_POSTGRES)",
     )  # fmt: skip
@@ -118,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = seed_chain.ensure_seeded(events=args.events, sessions=args.sessions)
     blocks = meta.head_block - meta.start_block + 1
     events = meta.session_events
-    raw_rates, index_rates, block_rates = [], [], []
+    raw_rates, index_rates, block_rates, peaks = [], [], [], []
+    sizing = Sizing(args.concurrency, args.log_range, args.log_target)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     by_backend: dict[str, list[float]] = {}
     with (
@@ -137,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                 if backend == "postgresql":
                     assert server is not None
                     target = server.create_database(unique_database_name("bench"))
-                idx_s, ranges = asyncio.run(index(anvil.url, meta, target, args.concurrency))
+                idx_s, ranges, peak_kb = index_apart(anvil.url, meta, target, sizing)
+                peaks.append(peak_kb / 1024)
+                answers = [hi - lo + 1 for lo, hi in ranges]
                 raw_s, raw_n = asyncio.run(raw_fetch(anvil.url, ranges, args.concurrency))
                 raw_rates.append(raw_n / raw_s)
                 by_backend.setdefault(backend, []).append(events / idx_s)
@@ -148,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"{backend} run {run + 1}: raw fetch {raw_n:,} logs in {raw_s:.2f}s "
                     f"({raw_n / raw_s:,.0f}/s); index {events:,} events in {idx_s:.2f}s "
                     f"({events / idx_s:,.0f} events/s, {blocks / idx_s:,.0f} blocks/s); "
-                    f"ratio {(events / idx_s) / (raw_n / raw_s):.2f}",
+                    f"ratio {(events / idx_s) / (raw_n / raw_s):.2f}; peak RSS "
+                    f"{peak_kb / 1024:,.0f} MB; {len(ranges):,} ranges of {min(answers):,} to "
+                    f"{max(answers):,} blocks",
                     flush=True,
                 )
         if len(by_backend) == 2:
@@ -161,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             profiler = cProfile.Profile()
             profiler.enable()
-            asyncio.run(index(anvil.url, meta, Path(tmp) / "profile.sqlite", args.concurrency))
+            asyncio.run(index(anvil.url, meta, Path(tmp) / "profile.sqlite", sizing))
             profiler.disable()
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
@@ -173,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         f"raw node fetch (getLogs + parse): {spread(raw_rates)} logs/s\n"
         f"indexer backfill:                 {spread(index_rates)} events/s, "
         f"{spread(block_rates)} blocks/s\n"
-        f"ratio indexer/raw (medians): {ratio:.2f}"
+        f"ratio indexer/raw (medians): {ratio:.2f}\n"
+        f"peak RSS of a backfill (its own process): {spread(peaks)} MB "
+        f"(chain.log_range {args.log_range}, log_target {args.log_target}, concurrency "
+        f"{args.concurrency})"
     )
     return 0
 

@@ -4,6 +4,7 @@ daemon.
 
     .venv/bin/python scripts/bench_latency.py [--sessions 10000] [--trials 200] [--runs 3]
                                               [--poll-interval 0.01] [--workdir DIR]
+                                              [--backend sqlite|postgresql]
 
 Default run: about 3 minutes (the first time about 45 s more, to create the chain and
 cache it as an anvil state dump in .cache/bench/latency-<key>.json, ~60 MB). Most of it
@@ -20,8 +21,11 @@ clock is set back to the dump's head so no session is idle or expired.
 
 Each run starts `python -m warden.cli run --config F` as a subprocess on a new SQLite
 file (config/rules, zero confirmations, relayer key, JSON logs to a file, API on a free
-port), waits until `/ready` (every session indexed and evaluated), turns anvil's automine
-off, then runs `--warmup` uncounted trials and `--trials` measured ones. One trial:
+port; with `--backend postgresql` a new database on a throwaway PostgreSQL server from the
+pinned package, or on `$WARDEN_BENCH_POSTGRES`, where the daemon holds the leader's lease
+and fences every write as a replica does), waits until `/ready` (every session indexed
+and evaluated), turns anvil's automine off, then runs `--warmup` uncounted trials and
+`--trials` measured ones. One trial:
 
 1. after a random pause of 0-30 ms (so blocks fall anywhere in the daemon's poll cycle:
    right after the last trial's log line they would always fall at its start), the
@@ -60,6 +64,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import http.client
 import inspect
@@ -96,6 +101,12 @@ from bench_executor import Chain, deploy, fund, nonces, send_all, with_nonces  #
 from chain import ChainClient, calls  # noqa: E402
 from contracts import artifact_names, load_artifact  # noqa: E402
 from executor import Signer  # noqa: E402
+from tests._postgres import (  # noqa: E402
+    ExternalPostgres,
+    Postgres,
+    PostgresServer,
+    unique_database_name,
+)
 from warden.devnet import DEVNET_KEYS, Anvil, free_port  # noqa: E402
 
 TOKEN = 10**18
@@ -257,7 +268,7 @@ class LogTail:
 class Daemon:
     config: Path
     log: Path
-    db: Path
+    database: str  # a SQLite path or a PostgreSQL URL
     port: int
     proc: subprocess.Popen[bytes] | None = None
 
@@ -299,12 +310,19 @@ class Daemon:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=60)
 
+    @property
+    def postgres(self) -> bool:
+        return self.database.startswith("postgresql://")
+
 
 def write_config(
-    tmp: Path, name: str, url: str, factory: str, start: int, poll_interval: float
-) -> Daemon:
+    tmp: Path, name: str, url: str, factory: str, start: int, poll_interval: float,
+    server: Postgres | None,
+) -> Daemon:  # fmt: skip
     port = free_port()
-    db = tmp / f"{name}.sqlite"
+    db = str(tmp / f"{name}.sqlite")
+    if server is not None:
+        db = server.create_database(unique_database_name("bench_latency"))
     config = tmp / f"{name}.yaml"
     config.write_text(
         f"""
@@ -315,7 +333,7 @@ chain:
   start_block: {start}
   confirmations: 0
   poll_interval: {poll_interval}
-database: {db}
+database: "{db}"
 rules:
   files: [{ROOT / "config/rules"}]
   decimals: 18
@@ -329,6 +347,53 @@ logging:
 """
     )
     return Daemon(config, tmp / f"{name}.log", db, port)
+
+
+# -- reading the daemon's database ------------------------------------------------------------
+class Store:
+    """The few reads the harness makes of the daemon's database, on either backend. The
+    same SQL runs on both: the stores' tables and columns are the same."""
+
+    def query(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class SqliteStore(Store):
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+
+    def query(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self.db.execute(sql, args).fetchall()]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class PostgresStore(Store):
+    """asyncpg on a loop of its own: `?` placeholders become `$n`."""
+
+    def __init__(self, dsn: str) -> None:
+        import asyncpg  # only this backend needs it
+
+        self.loop = asyncio.new_event_loop()
+        self.conn = self.loop.run_until_complete(asyncpg.connect(dsn, timeout=10))
+
+    def query(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
+        parts = sql.split("?")
+        numbered = parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], 1))
+        rows = self.loop.run_until_complete(self.conn.fetch(numbered, *args))
+        return [tuple(r) for r in rows]
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.conn.close())
+        self.loop.close()
+
+
+def open_store(daemon: Daemon) -> Store:
+    return PostgresStore(daemon.database) if daemon.postgres else SqliteStore(Path(daemon.database))
 
 
 # -- one trial -----------------------------------------------------------------------------
@@ -382,7 +447,7 @@ def settled(line: dict[str, Any]) -> bool:
     return message.startswith(STEP_PREFIX) and ("confirmed 1" in message or "obsolete 1" in message)
 
 
-def run_trial(rpc: Rpc, tail: LogTail, db: sqlite3.Connection, wallet: str, owner: str) -> Trial:
+def run_trial(rpc: Rpc, tail: LogTail, db: Store, wallet: str, owner: str) -> Trial:
     data = WALLET.encode_abi("withdraw", args=[WITHDRAW])
     # Blocks come when they come: a random pause so t0 falls anywhere in the daemon's
     # poll cycle (right after the last trial's log line it would always fall at its start).
@@ -398,11 +463,12 @@ def run_trial(rpc: Rpc, tail: LogTail, db: sqlite3.Connection, wallet: str, owne
         lambda e: e["message"].startswith(STEP_PREFIX) and "submitted 1" in e["message"],
         "close submitted",
     )
-    row = db.execute(
+    rows = db.query(
         "SELECT i.created_ms, t.created_ms, t.sent_ms FROM intents i "
         "JOIN transactions t ON t.job_id = i.job_id WHERE i.wallet = ? AND i.reason = 'stop_loss'",
         (wallet,),
-    ).fetchone()
+    )
+    row = rows[0] if rows else None
     if row is None or row[2] is None:
         raise SystemExit(f"no sent close for {wallet} after the daemon said submitted")
     phases = parse_step(step["message"])
@@ -413,31 +479,31 @@ def run_trial(rpc: Rpc, tail: LogTail, db: sqlite3.Connection, wallet: str, owne
     )  # fmt: skip
 
 
-def settle(rpc: Rpc, tail: LogTail, db: sqlite3.Connection, wallet: str) -> None:
+def settle(rpc: Rpc, tail: LogTail, db: Store, wallet: str) -> None:
     """Not measured: mine the pooled close and wait until the daemon has settled it and
     indexed the session closed."""
     rpc.call("evm_mine")
     tail.wait(settled, "close confirmed")
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:  # an obsolete intent may precede the indexed close
-        closed = db.execute("SELECT status FROM sessions WHERE wallet = ?", (wallet,)).fetchone()
-        if closed == ("closed",):
+        closed = db.query("SELECT status FROM sessions WHERE wallet = ?", (wallet,))
+        if closed == [("closed",)]:
             return
         time.sleep(0.002)
     raise SystemExit(f"{wallet}: not closed after its close was mined")
 
 
-def outcomes(db: sqlite3.Connection, wallets: list[str]) -> dict[str, int]:
+def outcomes(db: Store, wallets: list[str]) -> dict[str, int]:
     """Intent states of the trials' sessions; each session must be closed on chain."""
     marks = ",".join("?" * len(wallets))
-    (open_,) = db.execute(
+    [(open_,)] = db.query(
         f"SELECT COUNT(*) FROM sessions WHERE status != 'closed' AND wallet IN ({marks})", wallets
-    ).fetchone()
+    )
     if open_:
         raise SystemExit(f"{open_} trial sessions are not closed at the end of the run")
-    rows = db.execute(
+    rows = db.query(
         f"SELECT state, COUNT(*) FROM intents WHERE wallet IN ({marks}) GROUP BY state", wallets
-    ).fetchall()
+    )
     return {str(state): int(n) for state, n in rows}
 
 
@@ -469,6 +535,7 @@ class Plan:
     warmup: int
     tmp: Path
     isolated: bool
+    server: Postgres | None  # the PostgreSQL server the runs use, None for SQLite
 
 
 def cpu_seconds(pid: int) -> float:
@@ -479,13 +546,14 @@ def cpu_seconds(pid: int) -> float:
 
 def run_once(plan: Plan, number: int) -> RunResult:
     daemon = write_config(
-        plan.tmp, f"run{number}", plan.url, plan.factory, plan.start, plan.poll_interval
-    )
+        plan.tmp, f"run{number}", plan.url, plan.factory, plan.start, plan.poll_interval,
+        plan.server,
+    )  # fmt: skip
     daemon.start()
     rpc = Rpc(plan.url)
     try:
         start_s = daemon.wait_ready()
-        db = sqlite3.connect(f"file:{daemon.db}?mode=ro", uri=True, isolation_level=None)
+        db = open_store(daemon)
         active = sessions_of(db)
         if len(active) < plan.warmup + plan.trials:
             raise SystemExit(f"only {len(active)} active sessions for the trials")
@@ -518,11 +586,11 @@ def run_once(plan: Plan, number: int) -> RunResult:
     return RunResult(trials, start_s, len(active), active[-1][0], share, states)
 
 
-def sessions_of(db: sqlite3.Connection) -> list[tuple[str, str]]:
+def sessions_of(db: Store) -> list[tuple[str, str]]:
     """Active sessions (wallet, owner), oldest first: earlier runs closed the first ones."""
-    rows = db.execute(
+    rows = db.query(
         "SELECT wallet, owner FROM sessions WHERE status = 'active' ORDER BY created_position"
-    ).fetchall()
+    )
     return [(str(w), str(o)) for w, o in rows]
 
 
@@ -610,7 +678,16 @@ def bench(args: argparse.Namespace) -> int:
     chain = cached_chain(total, Path(args.cache_dir))
     extra = ["--gas-limit", str(GAS_LIMIT), "--accounts", str(3 + OWNERS),
              "--load-state", chain.state_file]  # fmt: skip
-    with Anvil(extra_args=extra, start_timeout=300) as anvil, tempfile.TemporaryDirectory() as t:
+    with (
+        Anvil(extra_args=extra, start_timeout=300) as anvil,
+        tempfile.TemporaryDirectory() as t,
+        contextlib.ExitStack() as stack,
+    ):
+        server: Postgres | None = None
+        if args.backend == "postgresql":
+            url = os.environ.get("WARDEN_BENCH_POSTGRES")
+            server = ExternalPostgres(url) if url else PostgresServer().start()
+            stack.callback(server.stop)
         # A loaded anvil's clock restarts at the wall clock: carry on from the dump's head,
         # or sessions created days ago would be idle (and expired) at once.
         Rpc(anvil.url).call("anvil_setTime", chain.head_timestamp + 1)
@@ -622,7 +699,7 @@ def bench(args: argparse.Namespace) -> int:
         tmp = Path(args.workdir or t)
         tmp.mkdir(parents=True, exist_ok=True)
         plan = Plan(anvil.url, chain.factory, chain.start_block, args.poll_interval,
-                    args.trials, args.warmup, tmp, args.isolated)  # fmt: skip
+                    args.trials, args.warmup, tmp, args.isolated, server)  # fmt: skip
         results: list[RunResult] = []
         for number in range(1, args.runs + 1):
             result = run_once(plan, number)
@@ -642,8 +719,9 @@ def bench(args: argparse.Namespace) -> int:
     print()
     print(
         f"reaction latency: block that crosses a stop-loss served by the node -> close "
-        f"accepted by the node; ≥{args.sessions:,} active sessions, {args.trials} trials per "
-        f"run, chain.poll_interval {args.poll_interval} s, confirmations 0; "
+        f"accepted by the node; {args.backend}; ≥{args.sessions:,} active sessions, "
+        f"{args.trials} trials per run, chain.poll_interval {args.poll_interval} s, "
+        "confirmations 0; "
         + ("each close mined and confirmed before the next trial (--isolated)" if args.isolated
            else "the block also carries the previous trial's close, which the daemon tracks "
            "and confirms in the same step")
@@ -686,6 +764,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--isolated", action="store_true", help="mine each close in a block of its own and "
         "wait until it is confirmed before the next trial (two blocks per trial: ~6 minutes)"
+    )  # fmt: skip
+    parser.add_argument(
+        "--backend", choices=("sqlite", "postgresql"), default="sqlite",
+        help="the daemon's database (postgresql: a throwaway server from the pinned package, "
+        "or $WARDEN_BENCH_POSTGRES)",
     )  # fmt: skip
     parser.add_argument(
         "--cache-dir", default=str(seed_chain.DEFAULT_CACHE_DIR),

@@ -469,8 +469,9 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> An
 class Probe:
     """Sessions of an owner no workload uses (anvil's eighth account): `make()` opens one
     (not due: no policy, stop-loss 200 of 1,000, expiry in 30 days); `trigger()` crosses
-    its stop-loss (withdraw 850). Hold `activity.hold` around both so the workload's
-    chain clock is not raced."""
+    its stop-loss (withdraw 850). Each holds the workload for its own turn; the workload's
+    clock jumps (up to 24 h) make a probe idle, so where who closes it matters, hold
+    `turn()` from `make()` to `trigger()`."""
 
     def __init__(self, w: World, activity: Activity | None = None) -> None:
         self.w = w

@@ -117,3 +117,25 @@ async def test_a_failed_commit_leaves_the_previous_batch(backend: str) -> None:
             await commit(store, [11], [twice, twice])
         assert await at(store) == (10, block(10).hash)
         assert await store.counts() == {"sessions": 1, "events": 1, "ignored_logs": 1}
+
+
+@pytest.mark.parametrize("page", [1, 2, 3, 7, 2_000])
+async def test_sessions_come_in_pages_in_creation_order(backend: str, page: int) -> None:
+    """The start-up evaluation reads open sessions a page at a time (bounded memory at a
+    million sessions): every session of the status exactly once, in creation order,
+    whatever the page size; other statuses left out; an empty status yields nothing."""
+    wallets = ["0x" + f"{i:040x}" for i in range(1, 8)]
+    async with store_on(backend) as store:
+        events = [created(w, 10 + i, 5 + i) for i, w in enumerate(wallets)]
+        await commit(store, [10 + i for i in range(len(wallets))], events)
+        closing = event(wallets[2], 30, 1, "Closed", 1, reason=1, by=OWNER, refund=7,
+                        balanceAfter=0)  # fmt: skip
+        await commit(store, [30], [closing])
+        pages = [p async for p in store.sessions_pages("active", page)]
+        assert all(0 < len(p) <= page for p in pages)
+        got = [s.wallet for p in pages for s in p]
+        assert got == [w for w in wallets if w != wallets[2]]
+        closed = [s.wallet for p in [p async for p in store.sessions_pages("closed", page)]
+                  for s in p]  # fmt: skip
+        assert closed == [wallets[2]]
+        assert [p async for p in store.sessions_pages("revoked", page)] == []

@@ -34,6 +34,7 @@ from database import Database, DatabaseBusy, Deposed, Ownership, open_database
 from executor import Executor, Outbox, Signer
 from indexer import Indexer, IndexerStore, Progress
 from indexer.failures import FailureStreak
+from notify import EventLog
 from rules import ReloadResult, RulesHolder, RulesHost
 from warden.app.api import LiveState, check_binding, create_app
 from warden.app.api.server import runner_options
@@ -41,7 +42,7 @@ from warden.app.leadership import Leadership
 from warden.app.pipeline import RulesPipeline
 from warden.app.settings import WardenConfig, where
 from warden.app.settings import target as database_target
-from warden.app.storage import STORAGE_ERRORS, STORAGE_EXIT, storage_problem
+from warden.app.storage import STORAGE_ERRORS, STORAGE_EXIT, server_gone, storage_problem
 
 log = logging.getLogger("warden.daemon")
 
@@ -180,7 +181,11 @@ class Daemon:
             )
             async with hold as ownership:
                 self._ownership = ownership
-                store = IndexerStore(db)
+                # The notification log is written inside the indexer's transactions (and
+                # the outbox's): an event is logged exactly when its cause is committed.
+                events = EventLog(db)
+                await events.setup()
+                store = IndexerStore(db, hooks=events)
                 await store.setup()
                 outbox = Outbox(db)
                 await outbox.setup()
@@ -251,14 +256,26 @@ class Daemon:
                     # a connection the server ended (its transaction sat idle past the TTL
                     # while it was frozen) or the network reset, rows the new leader wrote
                     # read halfway through its step (a session "created twice"). It stands
-                    # by, as a deposed leader does. With its trust intact, the error is its
-                    # own: a storage error stops the daemon (exit 3), anything else too.
-                    if leadership.solo or leadership.may_send():
+                    # by, as a deposed leader does. So does a leader whose server went away
+                    # (a PostgreSQL restart or failover): nothing it did is half committed,
+                    # and it tries the lease again once the server answers. With its trust
+                    # intact, any other error is its own: a storage error stops the daemon
+                    # (exit 3), anything else too.
+                    if leadership.solo:
                         raise
-                    reason = (
-                        f"its last step failed after this replica's lease ran out "
-                        f"({type(exc).__name__}: {exc})"
-                    )
+                    gone = server_gone(exc)
+                    if gone is not None:
+                        reason = (
+                            f"PostgreSQL is unreachable: {gone} ({type(exc).__name__}: "
+                            f"{exc}); leading again once it answers"
+                        )
+                    elif leadership.may_send():
+                        raise
+                    else:
+                        reason = (
+                            f"its last step failed after this replica's lease ran out "
+                            f"({type(exc).__name__}: {exc})"
+                        )
                     leadership.step_down(reason)
                     log.warning("standing by: %s", reason)
                     if self.stopping:
@@ -388,7 +405,10 @@ class Daemon:
                 self._reload(pipeline.reload)
             timing.begin()
             fired = pipeline.fired
+            logged = self._logged(store)
             progressed = await self._index(indexer, pipeline, timing)
+            if self._logged(store) != logged:
+                self.live.events.notify()  # committed: wake /stream readers now
             if progressed:
                 checkpoint = await store.checkpoint()
             now = checkpoint.timestamp if checkpoint else 0
@@ -418,6 +438,11 @@ class Daemon:
             if not progressed and not self.stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.intake_stop.wait(), self.cfg.chain.poll_interval)
+
+    @staticmethod
+    def _logged(store: IndexerStore) -> int:
+        """Notification events this process has logged so far."""
+        return store.hooks.appended if isinstance(store.hooks, EventLog) else 0
 
     async def _index(self, indexer: Indexer, pipeline: RulesPipeline, timing: StepTiming) -> bool:
         """One indexer round, each commit's update handed to the rules before the next

@@ -66,6 +66,7 @@ class Leadership:
         self.takeovers = 0
         self.deposed_reason: str | None = None
         self.leader_seen: str | None = None  # who holds it, as a standby last read
+        self.unreachable = False  # the standby's last try could not reach the database
 
     @property
     def role(self) -> str:
@@ -101,8 +102,16 @@ class Leadership:
             try:
                 lease = await leases.try_acquire(self.db, self.identity, ttl_ms)
             except Exception as exc:
-                log.warning("standby: cannot reach the database to try the lease: %s", exc)
+                if not self.unreachable:  # once per outage, not every try
+                    log.warning("standby: cannot reach the database to try the lease (%s: "
+                                "%s); trying every %.1f s", type(exc).__name__, exc,
+                                self.ttl / 3)  # fmt: skip
+                self.unreachable = True
                 lease = None
+            else:
+                if self.unreachable:
+                    log.info("standby: the database answers again")
+                self.unreachable = False
             if lease is not None:
                 self._lead(lease, asked)
                 try:

@@ -97,10 +97,9 @@ class RulesPipeline:
         started = time.monotonic()
         count = 0
         for status in OPEN_STATUSES:
-            sessions = await self.store.all_sessions(status)
-            for start in range(0, len(sessions), CHUNK):
-                await self._evaluate(sessions[start : start + CHUNK], now)
-            count += len(sessions)
+            async for page in self.store.sessions_pages(status, CHUNK):
+                await self._evaluate(page, now)
+                count += len(page)
         # Operators (and the benchmarks) learn here that every open session is scheduled.
         log.info(
             "rules: evaluated all %d open sessions at chain time %d in %.1f s",

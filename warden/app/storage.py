@@ -135,6 +135,25 @@ def _server_cause(exc: BaseException) -> str | None:
     return None
 
 
+# Causes that end when the server is back: a replica rides them out as a standby.
+_PASSING = frozenset({
+    "the connection to the server failed",
+    "the server is shutting down",
+    "the server is not accepting connections yet",
+})  # fmt: skip
+
+
+def server_gone(exc: BaseException) -> str | None:
+    """PostgreSQL only: the cause when `exc` comes of the server going away or not being
+    back yet (a restart, a failover, the network), which the server's return ends; None
+    for anything else (a full disk, a read-only server, a bug)."""
+    for link in _chain(exc):
+        cause = _cause(link) or _server_cause(link)
+        if cause is not None:
+            return cause if cause in _PASSING else None
+    return None
+
+
 def storage_problem(exc: BaseException, path: str | Path) -> str | None:
     """One line naming the cause and the database (a file path, or a PostgreSQL URL shown
     without its password), or None when `exc` is not a storage failure (a bug keeps its

@@ -30,7 +30,7 @@ from tests._chain import Chain
 from tests._workload import Workload
 from tests.conftest import Roles, Stack
 from tests.indexer._support import config, index_to_head, rows
-from warden.app.storage import STORAGE_EXIT, storage_problem
+from warden.app.storage import STORAGE_EXIT, server_gone, storage_problem
 from warden.cli.exit_codes import ExitCode
 from warden.devnet import Anvil, free_port
 
@@ -318,3 +318,43 @@ def test_a_lost_postgresql_connection_is_a_storage_failure(exc: BaseException) -
     assert problem is not None and "connection to the server failed" in problem
     assert "check the server" in problem and url in problem
     assert storage_problem(exc, Path("/x/warden.sqlite")) is None
+
+
+def _pg_error(sqlstate: str, message: str) -> asyncpg.PostgresError:
+    exc = asyncpg.PostgresError(message)
+    exc.sqlstate = sqlstate
+    return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "gone"),
+    [
+        (
+            asyncpg.InterfaceError(
+                "cannot call Transaction.__aexit__(): the underlying connection is closed"
+            ),
+            True,
+        ),
+        (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"), True),
+        (ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed"), True),
+        (_pg_error("57P01", "terminating connection due to administrator command"), True),
+        (_pg_error("57P03", "the database system is starting up"), True),
+        (_pg_error("08006", "connection failure"), True),
+        # what the server's return does not cure: the replica stops (exit 3) or it is a bug
+        (_pg_error("53100", "could not extend file: No space left on device"), False),
+        (_pg_error("25006", "cannot execute UPDATE in a read-only transaction"), False),
+        (_pg_error("23505", "duplicate key value violates unique constraint"), False),
+        (ValueError("bug"), False),
+    ],
+)
+def test_a_server_gone_away_is_told_from_one_that_failed(exc: BaseException, gone: bool) -> None:
+    """`server_gone` decides whether a leader rides a failure out as a standby (a restart,
+    a failover, a reset) or stops: a full disk or a read-only server stays as it is."""
+    assert (server_gone(exc) is not None) is gone
+    try:  # behind the rollback that failed after it, as the stores raise it
+        try:
+            raise exc
+        except Exception:
+            raise asyncpg.InterfaceError("connection is closed")  # noqa: B904
+    except asyncpg.InterfaceError as outer:
+        assert server_gone(outer) is not None  # the outer error is itself a lost connection

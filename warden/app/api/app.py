@@ -31,6 +31,7 @@ from warden.app.api.params import parse_path, parse_query, split_query
 from warden.app.api.reader import ApiReader
 from warden.app.api.routes import Context, Route, build_routes
 from warden.app.api.server import DEFAULT_LIMITS, HttpLimits, runner_options
+from warden.app.api.stream import DEFAULT_STREAMS, EventStream, Streams, StreamSettings
 from warden.app.console import add_console, console_paths
 
 API_VERSION = "1.0.0"
@@ -38,6 +39,7 @@ log = logging.getLogger("warden.api")
 
 CONTEXT = web.AppKey("context", Context)
 ROUTES = web.AppKey("routes", tuple)
+STREAMS = web.AppKey("streams", Streams)
 
 Source = str | Path | aiosqlite.Connection
 
@@ -118,7 +120,12 @@ def _view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
             None if route.path_params is None else parse_path(request.match_info, route.path_params)
         )
         query = parse_query(split_query(request.rel_url.raw_query_string), route.query)
-        reply = await route.handler(request.app[CONTEXT], path, query)
+        ctx = request.app[CONTEXT]
+        reply = await route.handler(ctx, path, query)
+        if isinstance(reply.body, EventStream):
+            return await request.app[STREAMS].serve(
+                request, ctx.reader.events, ctx.live.events, reply.body
+            )
         if isinstance(reply.body, str):
             return web.Response(
                 text=reply.body, status=reply.status, headers={"Content-Type": CONTENT_TYPE}
@@ -146,10 +153,16 @@ async def _open_read_only(db: Source) -> tuple[Database, bool]:
     return await open_database(db, read_only=True), True
 
 
-def create_app(db: Source, live: LiveState, *, token: str | None = None) -> web.Application:
+def create_app(
+    db: Source,
+    live: LiveState,
+    *,
+    token: str | None = None,
+    streams: StreamSettings = DEFAULT_STREAMS,
+) -> web.Application:
     """The API over `db` (a SQLite file path, a postgresql:// URL, or an open SQLite
     connection) and the daemon's `live` state. With `token`, every route but /health
-    needs it."""
+    needs it. `streams`: keepalive, poll and limit of /stream."""
     routes = build_routes()
     # The console's page and files hold no data (the page reads the API with the token
     # the operator types in), so they load without one. They are not API routes: not
@@ -161,6 +174,10 @@ def create_app(db: Source, live: LiveState, *, token: str | None = None) -> web.
     app = web.Application(middlewares=middlewares, client_max_size=1024)
     app[ROUTES] = routes
     add_console(app)
+    app[STREAMS] = Streams(streams)
+    # Open event streams end at the start of shutdown, before the runner waits for the
+    # handlers in flight (they would otherwise hold it for its whole shutdown timeout).
+    app.on_shutdown.append(app[STREAMS].shutdown)
     document = build_openapi(routes, version=API_VERSION, secured=bool(token))
 
     async def database(app: web.Application) -> AsyncIterator[None]:

@@ -5,6 +5,8 @@ attribute updates need no lock."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -43,6 +45,22 @@ class LatencyHistogram:
         return self._histogram.collect()
 
 
+class Wakeup:
+    """The daemon calls `notify()` after it commits notification rows: every /stream
+    waiting in this process looks at the log at once instead of at its next poll."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+
+
 @dataclass
 class LiveState:
     """The daemon's live figures. `None` means not known yet (or, for the relayer, not
@@ -68,6 +86,7 @@ class LiveState:
     leadership: Leadership | None = None  # this replica's role (leader / standby)
     # decimals() of each token the rules read (address → decimals), for clients' formatting
     token_decimals: dict[str, int] = field(default_factory=dict)
+    events: Wakeup = field(default_factory=Wakeup)  # new notification events committed
 
     def over_budget(self, now: float | None = None) -> str | None:
         """Why the node counts as down (a loop failing for longer than

@@ -25,6 +25,12 @@ _ERRORS = {
     500: "internal error",
     503: "not ready",
 }
+_STREAM = (
+    "Server-sent events, one per logged notification event: `id: <cursor>`, `event: "
+    "<kind>`, `data: <the event as JSON on one line>` (docs/notify.md has every kind). "
+    "Resume with the header `Last-Event-ID: <cursor>` (it wins over `after`); a comment "
+    "line `: keepalive` follows any quiet spell of the keepalive interval."
+)
 
 
 class _Schema(GenerateJsonSchema):
@@ -56,6 +62,8 @@ def _parameters(model: type[Params], where: str) -> list[dict[str, Any]]:
                 prop.update(option)
         if prop.get("default") is None:
             prop.pop("default", None)
+        elif isinstance(prop["default"], bool):  # as it is written in the query
+            prop["default"] = "true" if prop["default"] else "false"
         out.append({
             "name": name, "in": where, "required": where == "path",
             "description": description, "schema": prop,
@@ -64,8 +72,13 @@ def _parameters(model: type[Params], where: str) -> list[dict[str, Any]]:
 
 
 def _responses(route: Route, *, secured: bool, head: bool = False) -> dict[str, Any]:
-    if route.response is None:
+    if route.stream:
         ok: dict[str, Any] = {
+            "description": _STREAM,
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    elif route.response is None:
+        ok = {
             "description": "Prometheus text exposition format 0.0.4",
             "content": {"text/plain": {"schema": {"type": "string"}}},
         }
@@ -81,8 +94,13 @@ def _responses(route: Route, *, secured: bool, head: bool = False) -> dict[str, 
     codes = sorted({*route.errors, 400, 405, 500, *((401,) if guarded else ())})
     for code in codes:
         name = route.response.__name__ if code == 503 and route.response else "Error"
+        described = _ERRORS[code]
+        if route.stream and code == 503:
+            described = "too many event streams open (api: max 64)"
+        elif route.stream and code == 400:
+            described = f"{described}, or a malformed `Last-Event-ID`"
         responses[str(code)] = {
-            "description": _ERRORS[code],
+            "description": described,
             "content": {"application/json": {"schema": _ref(name)}},
         }
     if head:  # the same statuses and headers, never a body
@@ -102,6 +120,12 @@ def _operation(route: Route, *, secured: bool, head: bool = False) -> dict[str, 
         "parameters": parameters,
         "responses": _responses(route, secured=secured, head=head),
     }
+    if route.stream:
+        op["parameters"].append({
+            "name": "Last-Event-ID", "in": "header", "required": False,
+            "description": "the `id:` of the last event received: resume after it",
+            "schema": {"type": "string", "pattern": "^(0|[1-9][0-9]{0,18})$"},
+        })  # fmt: skip
     if route.public:
         op["security"] = []  # overrides the document-wide bearer requirement
     return op

@@ -37,6 +37,7 @@ from pydantic_core import PydanticCustomError, core_schema
 from chain import event_specs
 from contracts import POLICY_REASONS, SESSION_STATUSES, SWEEP_REASON
 from executor import STATES
+from notify import CATEGORIES, KINDS, known_pattern
 from rules.model import ACTIONS
 from warden.app.api.errors import BadParameter
 
@@ -201,6 +202,49 @@ class IntentsQuery(Params):
 
 class ActivityQuery(Params):
     limit: Limit = Field(DEFAULT_LIMIT, description="how many of the latest closes and reactions")
+
+
+def _kinds(raw: str) -> tuple[str, ...]:
+    kinds = tuple(raw.split(","))
+    for k in kinds:
+        if not known_pattern(k):
+            raise ValueError(
+                f"{k!r} is no event kind: name kinds (session.closed), categories (session, "
+                "intent, rule, alert, event, notify) or *, comma-separated (docs/notify.md)"
+            )
+    return kinds
+
+
+def _stream_cursor(raw: str) -> int:
+    if not _CURSOR_KEY.fullmatch(raw) or int(raw) > _SQLITE_MAX:
+        raise ValueError("must be an event cursor: a decimal integer (an event's `id:`)")
+    return int(raw)
+
+
+def _follow(raw: str) -> bool:
+    if raw not in ("true", "false"):
+        raise ValueError("must be true or false")
+    return raw == "true"
+
+
+_KIND = "(" + "|".join(re.escape(k) for k in ("*", *CATEGORIES, *KINDS)) + ")"
+Kinds = Annotated[tuple[str, ...], Parsed(_kinds, {
+    "type": "string", "pattern": f"^{_KIND}(,{_KIND})*$",
+})]  # fmt: skip
+
+
+class StreamQuery(Params):
+    after: Annotated[int, Parsed(_stream_cursor, {
+        "type": "string", "pattern": "^(0|[1-9][0-9]{0,18})$",
+    })] | None = Field(None, description="start after this cursor (0: the whole log); "
+                       "Last-Event-ID wins over it; absent: new events only")  # fmt: skip
+    kinds: Kinds | None = Field(
+        None, description="only these kinds or categories, comma-separated (session,alert)"
+    )
+    wallet: Address | None = Field(None, description="only this session's events (any case)")
+    follow: Annotated[bool, Parsed(_follow, {"type": "string", "enum": ["false", "true"]})] = Field(
+        True, description="false: send the events logged now, then end the response"
+    )
 
 
 P = TypeVar("P", bound=Params)

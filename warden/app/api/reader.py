@@ -16,6 +16,7 @@ from database import Database
 from executor import STATES, OutboxReads
 from indexer import SessionReads
 from indexer.reads import LogCounts
+from notify import EventReads
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class ApiReader:
         self.db = db
         self.sessions = SessionReads(db)
         self.outbox = OutboxReads(db)
+        self.events = EventReads(db)
 
     def snapshot(self) -> AbstractAsyncContextManager[None]:
         """One consistent read view for the statements inside (a shared in-memory

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from executor.history import IntentFilter
 from indexer.reads import Page, SessionFilter
+from notify import EventFilter
 from warden.app.api import models as m
 from warden.app.api.errors import NotFound
 from warden.app.api.live import LiveState
@@ -26,10 +27,12 @@ from warden.app.api.params import (
     OwnerSessionsQuery,
     Params,
     SessionsQuery,
+    StreamQuery,
     WalletPath,
     encode_cursor,
 )
 from warden.app.api.reader import ApiReader
+from warden.app.api.stream import EventStream
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class Context:
 
 @dataclass(frozen=True)
 class Reply:
-    body: BaseModel | dict[str, Any] | str  # a str is Prometheus text
+    body: BaseModel | dict[str, Any] | str | EventStream  # a str is Prometheus text
     status: int = 200
 
 
@@ -59,6 +62,7 @@ class Route:
     path_params: type[Params] | None = None
     public: bool = False  # answered without the bearer token
     errors: tuple[int, ...] = ()  # besides 400, 401, 405 and 500, which any route may answer
+    stream: bool = False  # answers server-sent events (text/event-stream), not one body
 
 
 def _cursor(page: Page[Any], scope: str) -> str | None:
@@ -73,9 +77,13 @@ async def ready(ctx: Context, path: None, q: NoQuery) -> Reply:
     live = ctx.live
     lead = live.leadership
     if lead is not None and lead.role == "standby":
-        # A standby serves reads from the shared database the leader keeps current.
-        leader = lead.leader_seen or "nobody yet"
-        return Reply(m.Ready(ready=True, reason=f"standby: {leader} leads"))
+        # A standby serves reads from the shared database the leader keeps current; with
+        # no other replica leading (a first start, all but this one down), nothing keeps
+        # it current: not ready until one leads (this one, within a third of the TTL).
+        leader = lead.leader_seen
+        if leader and leader != lead.identity:
+            return Reply(m.Ready(ready=True, reason=f"standby: {leader} leads"))
+        return Reply(m.Ready(ready=False, reason="standby: no other replica leads yet"), status=503)
     down = live.over_budget()
     if down is not None:
         return Reply(m.Ready(ready=False, reason=f"node failing: {down}"), status=503)
@@ -173,6 +181,10 @@ async def metrics(ctx: Context, path: None, q: NoQuery) -> Reply:
     return Reply(ctx.metrics.render(figures))
 
 
+async def stream(ctx: Context, path: None, q: StreamQuery) -> Reply:
+    return Reply(EventStream(q.after, EventFilter(kinds=q.kinds or (), wallet=q.wallet), q.follow))
+
+
 async def openapi(ctx: Context, path: None, q: NoQuery) -> Reply:
     return Reply(ctx.openapi)
 
@@ -202,6 +214,9 @@ def build_routes() -> tuple[Route, ...]:
         Route("/activity", activity, "The latest closes (chain time, reason) and reactions "
               "(intent stored to first transaction sent), oldest first", m.Activity,
               query=ActivityQuery),
+        Route("/stream", stream, "Notification events as server-sent events (id: cursor, "
+              "event: kind, data: JSON), resumable with Last-Event-ID", None,
+              query=StreamQuery, errors=(503,), stream=True),
         Route("/metrics", metrics, "Prometheus text exposition", None),
         Route("/openapi.json", openapi, "This OpenAPI 3.1 document", m.OpenApiDocument),
     )  # fmt: skip

@@ -34,6 +34,7 @@ _CHAIN_LIMITS = {
     "concurrency": (1, 1_000),
     "log_range": (1, 10**9),
     "max_log_range": (1, 10**9),
+    "log_target": (1, 10**7),
     "retry_attempts": (1, 1_000),
 }
 _CHAIN_WHY = {

@@ -143,6 +143,8 @@ class Api:
                                  params=params) as r:  # fmt: skip
             if r.content_type == "application/json":
                 return r.status, await r.json()
+            if r.content_type == "text/event-stream":  # /stream: its first line, then go
+                return r.status, (await r.content.readline()).decode()
             return r.status, await r.text()
 
     async def ok(self, path: str, **kw: Any) -> Any:

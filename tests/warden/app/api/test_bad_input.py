@@ -94,7 +94,8 @@ async def test_every_documented_query_parameter_is_accepted(api: Api, indexed: I
     owners = Counter(s.owner for s in await _expect.sessions(indexed.path))
     owner = owners.most_common(1)[0][0]
     values = {"owner": owner, "wallet": wallet, "address": wallet, "policy": "berzerker",
-              "rule": "idle", "limit": "2", "name": "SessionCreated"}  # fmt: skip
+              "rule": "idle", "limit": "2", "name": "SessionCreated", "after": "0",
+              "kinds": "session,alert.indexing_lag"}  # fmt: skip
     tried = 0
     for template, item in doc["paths"].items():
         path = template.replace("{wallet}", wallet).replace("{address}", owner)

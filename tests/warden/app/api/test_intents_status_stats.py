@@ -3,12 +3,16 @@ daemon's live state."""
 
 from __future__ import annotations
 
+from typing import cast
+
+from database import Database
 from tests.indexer._support import opened
 from tests.warden.app.api import _expect
 from tests.warden.app.api._schema import check_response
 from tests.warden.app.api.conftest import Api, Indexed
 from tests.warden.app.api.test_sessions import collect
 from warden.app.api import LiveState
+from warden.app.leadership import Leadership
 
 
 async def test_intents_listing_and_every_filter(api: Api, indexed: Indexed) -> None:
@@ -45,6 +49,33 @@ async def test_ready_turns_200_once_caught_up(api: Api, live: LiveState) -> None
     status, body = await api.get("/ready")
     assert (status, body) == (200, {"ready": True, "reason": None})
     assert await api.ok("/health") == {"alive": True}
+
+
+class _SharedDatabase:
+    """What `Leadership` reads of its database to know it is one of several replicas."""
+
+    dialect = "postgresql"
+
+
+async def test_a_standby_is_ready_only_while_another_replica_leads(
+    api: Api, live: LiveState
+) -> None:
+    """A standby serves the reads a leader keeps current; before any leads (a first
+    start) or once it saw only itself lead (it just stepped down), nothing keeps them
+    current: 503, and the load balancer sends reads elsewhere."""
+    doc = await api.ok("/openapi.json")
+    lead = Leadership(cast(Database, _SharedDatabase()), identity="a", ttl=6, margin=1.5)
+    live.leadership = lead
+    assert lead.role == "standby"
+    for seen in (None, "", "a"):
+        lead.leader_seen = seen
+        status, body = await api.get("/ready")
+        assert status == 503 and body == {"ready": False, "reason": "standby: no other "
+                                          "replica leads yet"}, seen  # fmt: skip
+        check_response(doc, "/ready", 503, body)
+    lead.leader_seen = "b"
+    status, body = await api.get("/ready")
+    assert (status, body) == (200, {"ready": True, "reason": "standby: b leads"})
 
 
 async def test_status_reports_chain_relayer_rules_and_intent_counts(

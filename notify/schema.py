@@ -1,0 +1,41 @@
+"""The notification tables and their migrations.
+
+`notify_events` is the event log: one row per event, numbered by `id` in the order they
+were written — the cursor /stream and `EventReads.after` page by. It is written only by
+the leader's one writing task (inside the indexer's and the outbox's transactions), so a
+row numbered below a committed row is committed too: a reader that has seen cursor N
+and later asks for rows after N misses none (`id` values of rolled-back transactions
+are skipped, never reused later).
+
+`event_id` is the event's stable id; `position` the chain position of its cause (NULL
+when no block caused it), so a reorg retracts exactly the events at or above its cut;
+`retracted` marks the ones already retracted. `body` is the JSON document, without its
+cursor (added on read).
+"""
+
+from __future__ import annotations
+
+from database.migrations import Step
+
+COMPONENT = "notify"
+
+MIGRATIONS: list[Step] = [
+    """
+    CREATE TABLE notify_events (
+        id         INTEGER PRIMARY KEY,
+        event_id   TEXT NOT NULL UNIQUE,
+        kind       TEXT NOT NULL,
+        severity   INTEGER NOT NULL,
+        wallet     TEXT,
+        owner      TEXT,
+        policy     TEXT,
+        position   INTEGER,
+        retracted  INTEGER NOT NULL DEFAULT 0,
+        at_ms      INTEGER NOT NULL,
+        body       TEXT NOT NULL
+    );
+    CREATE INDEX notify_events_by_position ON notify_events (position);
+    CREATE INDEX notify_events_by_wallet ON notify_events (wallet, id);
+    CREATE INDEX notify_events_by_kind ON notify_events (kind, id)
+    """,
+]
