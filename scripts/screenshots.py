@@ -109,8 +109,11 @@ def shoot(port: int, out: Path) -> list[Path]:
                 page = browser.new_page(viewport=viewport, device_scale_factor=1)
                 page.goto(url + hash_)
                 page.locator("#main h1").wait_for()
-                page.wait_for_load_state("networkidle")
-                page.wait_for_timeout(1500)  # the first live refresh has drawn
+                # the event stream stays open (the network is never idle): wait for the
+                # data, then for the first live refresh to have drawn
+                page.locator(".tile, .pairs").first.wait_for()
+                page.wait_for_function("document.getElementById('live').dataset.mode === 'stream'")
+                page.wait_for_timeout(2500)
                 target = out / name
                 page.screenshot(path=str(target), full_page=full)
                 shots.append(target)

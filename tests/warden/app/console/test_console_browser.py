@@ -19,6 +19,18 @@ from tests.warden.cli.test_run_e2e import wait_for
 pytestmark = pytest.mark.browser
 
 
+# What each view shows once its data is in (the event stream stays open, so the network
+# is never idle: wait for the content instead).
+LOADED = {"#/": ".tile", "#/sessions": "tbody tr", "#/session/": ".pairs", "#/intents": ".chip"}
+
+
+def shown(page: Page, hash_: str) -> None:
+    expect(page.locator("#main h1")).to_be_visible()
+    key = next(k for k in sorted(LOADED, key=len, reverse=True) if hash_.startswith(k))
+    expect(page.locator(LOADED[key]).first).to_be_visible()
+    expect(page.locator("#live")).to_have_text(re.compile("^Live: "))
+
+
 def signed_in(page: Page, console: Console, hash_: str = "#/") -> None:
     sign_in(page, console)
     expect(page.locator("#login")).to_be_hidden()
@@ -129,6 +141,41 @@ def test_a_stop_loss_fired_on_chain_shows_up_live_with_its_transaction(
     expect(chart).to_be_visible()
     expect(page.locator(".legend")).to_contain_text("stop loss")
     expect(page.get_by_role("img", name=re.compile("Reaction latency"))).to_be_visible()
+
+
+def test_the_event_stream_is_read_with_the_token_in_a_header_and_feeds_the_overview(
+    page: Page, console: Console
+) -> None:
+    streams: list[tuple[str, dict[str, str]]] = []
+    page.on("request", lambda r: streams.append((r.url, r.headers)) if "/stream" in r.url else None)
+    signed_in(page, console)
+    expect(page.locator("#live")).to_have_text("Live: event stream")
+    assert streams, "the console opened no event stream"
+    for url, headers in streams:
+        assert TOKEN not in url and headers["authorization"] == f"Bearer {TOKEN}", (url, headers)
+    expect(page.locator("#main")).to_contain_text("No event since this page opened")
+    s = console.session(policy="")
+    console.chain.send(s.wallet.functions.withdraw(850 * UNIT), console.roles.owner)
+    feed = page.locator(".feed-item", has=page.locator(f'a[title="{s.wallet.address}"]'))
+    # (what the event log holds so far: the session lifecycle, one event per wallet event)
+    for kind in ("session.created", "session.withdrawn", "session.closed"):
+        expect(feed.filter(has_text=kind)).to_have_count(1, timeout=90_000)
+    expect(feed.filter(has_text="session.closed")).to_contain_text("reason: stop_loss")
+    expect(feed.first).to_contain_text("session.closed")  # newest first
+
+
+def test_without_an_event_stream_the_console_polls(page: Page, console: Console) -> None:
+    page.route(re.compile(r"/stream(\?|$)"), lambda route: route.fulfill(
+        status=404, json={"error": {"status": 404, "code": "not_found", "message": "no"}}
+    ))  # an older daemon  # fmt: skip
+    signed_in(page, console, "#/sessions?policy=polled")
+    expect(page.locator("#live")).to_have_text("Live: polling every 2 s")
+    page.evaluate("window.__notReloaded = true")
+    s = console.session(policy="polled")
+    expect(page.locator(f'tbody a[title="{s.wallet.address}"]')).to_be_visible(timeout=90_000)
+    assert page.evaluate("window.__notReloaded") is True
+    page.goto(f"{console.url}/#/")
+    expect(page.locator("#main")).to_contain_text("This daemon has no event stream")
 
 
 def test_a_new_session_appears_in_the_open_table_without_reload(
@@ -257,8 +304,7 @@ def test_the_console_fits_a_phone(page: Page, console: Console) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
     for hash_ in ("#/", "#/sessions", f"#/session/{s.wallet.address}", "#/intents"):
         page.goto(f"{console.url}/{hash_}")
-        expect(page.locator("#main h1")).to_be_visible()
-        page.wait_for_load_state("networkidle")
+        shown(page, hash_)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, (hash_, width)
 
@@ -317,8 +363,7 @@ def test_text_meets_wcag_aa_contrast_on_every_view(page: Page, console: Console)
     signed_in(page, console)
     for hash_ in ("#/", "#/sessions", f"#/session/{s.wallet.address}", "#/intents"):
         page.goto(f"{console.url}/{hash_}")
-        expect(page.locator("#main h1")).to_be_visible()
-        page.wait_for_load_state("networkidle")
+        shown(page, hash_)
         assert page.evaluate(CONTRAST) == [], hash_
     page.evaluate("sessionStorage.clear()")
     page.reload()
@@ -353,7 +398,7 @@ def test_a_daemon_that_goes_away_is_shown_offline_and_followed_again_when_back(
     expect(live).to_have_text(re.compile("^Live: "))
     page.evaluate("window.__notReloaded = true")
     open_console.stop()
-    expect(live).to_have_text(re.compile("^Offline: the daemon cannot be reached"))
+    expect(live).to_have_text(re.compile("^Offline: the daemon cannot be reached"), timeout=30_000)
     s = console.session(policy="comes-back")  # happens while the console is cut off
     console.indexed(s.wallet.address)
     open_console.start()
@@ -385,7 +430,7 @@ def test_breaker_alerts_and_a_standby_role_are_shown(page: Page, console: Consol
         route.fulfill(json=body)
 
     page.route(re.compile(r"/status$"), altered)
-    page.goto(f"{console.url}/#/")
+    page.reload()  # read /status now, not at the next 5 s poll
     tiles = page.locator(".tiles .tile")
     expect(tiles.filter(has_text="Circuit breaker")).to_contain_text("open: sending stopped")
     expect(tiles.filter(has_text="Sending paused")).to_contain_text("the node contradicts itself")

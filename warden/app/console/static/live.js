@@ -101,7 +101,10 @@ export class Live {
       clearInterval(watchdog);
     }
     this.streaming = false;
-    if (!this.stopped) this.setMode("polling", "stream lost, reconnecting");
+    if (this.stopped) return;
+    this.setMode("polling", "stream lost, reconnecting");
+    clearTimeout(this.timer);
+    this.poll(); // is the daemon still there? Offline at once if not
     return this.retry(1000);
   }
 
