@@ -31,6 +31,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import ViewportSize, sync_playwright
 
 from warden.devnet import free_port
@@ -112,8 +113,11 @@ def shoot(port: int, out: Path) -> list[Path]:
                 # the event stream stays open (the network is never idle): wait for the
                 # data, then for the first live refresh to have drawn
                 page.locator(".tile, .pairs").first.wait_for()
-                page.wait_for_function("document.getElementById('live').dataset.mode === 'stream'")
+                page.locator("#live[data-mode=stream]").wait_for()  # (the CSP forbids eval)
                 page.wait_for_timeout(2500)
+                if hash_ == "#/":  # the feed lists events from the page's opening on
+                    with contextlib.suppress(PlaywrightTimeout):
+                        page.locator(".feed-item").nth(3).wait_for(timeout=60_000)
                 target = out / name
                 page.screenshot(path=str(target), full_page=full)
                 shots.append(target)

@@ -52,7 +52,7 @@ function feedItem(e) {
     .map((k) => `${k}: ${data[k]}`).join(" · ");
   return h("li", { class: `feed-item severity-${String(e.severity || "info").replace(/[^a-z]/g, "")}` },
     h("span", { class: "muted" }, wallTime(e.at_ms).slice(11)), " ",
-    badge(e.kind || "event", "kind"), " ",
+    h("span", { class: "badge kind" }, String(e.kind || "event")), " ",
     e.session && e.session.wallet ? sessionLink(e.session.wallet) : null,
     said ? h("span", { class: "said" }, ` ${said}`) : null);
 }
