@@ -77,14 +77,27 @@ function render(moved = false) {
   }
 }
 
-// Refreshes never overlap; a change during one runs one more afterwards.
+// Refreshes never overlap, and start at most every REFRESH_GAP_MS: a burst of events (a
+// storm of closes) costs one re-read per gap, not one per event. A change during a
+// refresh runs one more afterwards.
+const REFRESH_GAP_MS = 500;
+let lastRefresh = 0;
+let scheduled = null;
+
 async function refresh() {
   if (!current || !current.refresh) return;
   if (refreshing) {
     again = true;
     return;
   }
-  refreshing = current.refresh().catch((err) => ctx.failed(err));
+  const wait = lastRefresh + REFRESH_GAP_MS - Date.now();
+  if (wait > 0) {
+    if (!scheduled) scheduled = setTimeout(() => { scheduled = null; refresh(); }, wait);
+    return;
+  }
+  lastRefresh = Date.now();
+  const view = current;
+  refreshing = view.refresh().catch((err) => ctx.failed(err));
   await refreshing;
   refreshing = null;
   if (again) {
