@@ -39,6 +39,16 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The system's Chromium, or the test is skipped (before any costly fixture when
+    listed first)."""
+    path = chromium_path()
+    if path is None:
+        pytest.skip(CHROMIUM_MISSING)
+    return path
+
+
 @pytest.fixture(scope="module")  # Playwright's sync API runs its own event loop: the
 def browser() -> Iterator[Browser]:  # module's end closes it before any async test runs
     path = chromium_path()
