@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from playwright.sync_api import Browser, Page, sync_playwright  # a dev dependency
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # a dev dependency
 
 from tests._chain import Chain
 from tests.conftest import Roles, Session, Stack, create_session, session_params
@@ -32,6 +32,9 @@ from warden.app.api import LiveState, create_app
 from warden.devnet import Anvil, free_port
 
 TOKEN = "console-" + "t0k3n-for-tests"
+# Assertions poll until this long: generous, for a machine shared by several test runs
+# (Playwright's default is 5 s).
+expect.set_options(timeout=30_000)
 CHROMIUM_MISSING = "chromium is not installed: `apt-get install chromium` enables the browser tests"
 
 
