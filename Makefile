@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap run test test-fast contracts lint typecheck gas bench bench-indexer bench-rules bench-executor bench-latency bench-storm bench-memory bench-takeover chaos clean
+.PHONY: help bootstrap run test test-fast contracts lint typecheck gas bench bench-indexer bench-rules bench-executor bench-latency bench-storm bench-memory bench-takeover bench-prepare chaos clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,18 +43,24 @@ bench: bootstrap ## every figure in BENCHMARKS.md, several runs each (~30 min; t
 	@$(VENV)/python scripts/bench_rules.py
 	@$(VENV)/python scripts/bench_executor.py
 	@$(VENV)/python scripts/bench_takeover.py
+	@$(VENV)/python scripts/bench_prepare.py
 
 chaos: bootstrap ## the long fault scenarios: 100 kill -9, 1,000 reorgs, 20 % RPC faults, a lying node, 50 leader failovers on PostgreSQL (real anvil), 10,000 contract property sequences; summary in .cache/chaos/summary.txt
 	@$(VENV)/pytest -m chaos tests/chaos $(PYTEST_ARGS)
 	@WARDEN_PROPERTY_EXAMPLES=10000 $(VENV)/pytest tests/contracts/test_wallet_properties.py \
 		$(PYTEST_ARGS)
 	@WARDEN_CONFIG_EXAMPLES=20000 WARDEN_YAML_EXAMPLES=20000 WARDEN_API_FUZZ_EXAMPLES=200 \
+		WARDEN_PREPARE_EXAMPLES=2000 \
 		WARDEN_RULES_EXAMPLES=20 $(VENV)/pytest tests/warden/app/test_config_fuzz.py \
 		tests/yamlsource tests/warden/app/api/test_fuzz.py tests/rules/test_fuzz_loader.py \
+		tests/warden/app/api/test_prepare_fuzz.py tests/warden/app/api/test_prepare_properties.py \
 		$(PYTEST_ARGS)
 
 bench-indexer: bootstrap ## backfill benchmark on a cached seeded chain (see BENCHMARKS.md)
 	@$(VENV)/python scripts/bench_indexer.py
+
+bench-prepare: bootstrap ## latency and node calls of the POST /prepare/... routes against anvil
+	@$(VENV)/python scripts/bench_prepare.py
 
 bench-rules: bootstrap ## rule evaluation benchmark (see BENCHMARKS.md)
 	@$(VENV)/python scripts/bench_rules.py

@@ -108,5 +108,11 @@ class Database(Queries):
         a writer in between cannot tear them (a page and its look-ahead row, a session and
         its intents, one /metrics scrape)."""
 
+    async def data_version(self) -> int | None:
+        """A number that changes whenever another connection committed since it was last
+        read (so a reader may keep answers until it moves), or None where there is no cheap
+        one: every read then goes to the database."""
+        return None
+
     @abc.abstractmethod
     async def close(self) -> None: ...

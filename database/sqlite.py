@@ -131,6 +131,17 @@ class SqliteDatabase(_SqliteQueries, Database):
             finally:
                 await self.conn.execute("COMMIT")
 
+    async def data_version(self) -> int | None:
+        """SQLite's `PRAGMA data_version`: it moves when another connection commits (the
+        daemon's writer, for the API's reader). Read outside any snapshot, under the same
+        lock, so it is the file's latest, not the one a snapshot in progress sees. None for
+        a connection shared with the writer, whose own commits do not move it."""
+        if self.display in ("", ":memory:"):
+            return None
+        async with self._snapshots, self.conn.execute("PRAGMA data_version") as cur:
+            row = await cur.fetchone()
+        return None if row is None else int(row[0])
+
     async def close(self) -> None:
         await self.conn.close()
 

@@ -36,7 +36,7 @@ from indexer import Indexer, IndexerStore, Progress
 from indexer.failures import FailureStreak
 from notify import EventLog
 from rules import ReloadResult, RulesHolder, RulesHost
-from warden.app.api import LiveState, check_binding, create_app
+from warden.app.api import LiveState, Preparation, check_binding, create_app
 from warden.app.api.server import runner_options
 from warden.app.leadership import Leadership
 from warden.app.pipeline import RulesPipeline
@@ -370,10 +370,18 @@ class Daemon:
         check_binding(api.host, token)
         async with self._http_lock:
             if not self.stopping and self._stopper is None:
-                runner = web.AppRunner(
-                    create_app(database_target(self.cfg.database), self.live, token=token),
-                    **runner_options(),
+                # the prepare routes ask the node through a client of their own (short
+                # retries: a request has a caller waiting), opened and closed by the app
+                prepare = None
+                if api.prepare:
+                    prepare = Preparation(
+                        self.target.rpc, self.target.factory, self.target.chain_id,
+                        fees=self.cfg.executor,
+                    )  # fmt: skip
+                app = create_app(
+                    database_target(self.cfg.database), self.live, token=token, prepare=prepare
                 )
+                runner = web.AppRunner(app, **runner_options())
                 self._http = runner
                 await runner.setup()
                 await web.TCPSite(runner, api.host, api.port).start()

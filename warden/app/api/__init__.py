@@ -1,21 +1,37 @@
 """The read-only HTTP API: sessions, events, intents, status, stats, metrics, OpenAPI.
 
     app = create_app(db_path, live, token=token)   # warden.app.api.app
+    app = create_app(db_path, live, prepare=Preparation(rpc, factory, chain_id))
+                                                     # with the POST /prepare/... routes
     check_binding(host, token)                       # before binding beyond loopback
 
 See docs/api.md for the endpoints."""
 
 from warden.app.api.app import check_binding, create_app, is_loopback, serve
-from warden.app.api.errors import ApiError, BadParameter, InsecureBinding, NotFound, Unauthorized
+from warden.app.api.errors import (
+    ApiError,
+    BadParameter,
+    Conflict,
+    InsecureBinding,
+    NodeFailed,
+    NodeUnavailable,
+    NotFound,
+    Unauthorized,
+)
 from warden.app.api.live import LatencyHistogram, LiveState
+from warden.app.api.prepare_chain import Preparation
 
 __all__ = [
     "ApiError",
     "BadParameter",
+    "Conflict",
     "InsecureBinding",
     "LatencyHistogram",
     "LiveState",
+    "NodeFailed",
+    "NodeUnavailable",
     "NotFound",
+    "Preparation",
     "Unauthorized",
     "check_binding",
     "create_app",

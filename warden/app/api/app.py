@@ -8,6 +8,7 @@ PostgreSQL, through the `database` seam).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import ipaddress
@@ -23,11 +24,15 @@ from pydantic import BaseModel
 
 from database import Database, open_database
 from database.sqlite import SqliteDatabase
+from warden.app.api.cache import ResponseCache
 from warden.app.api.errors import ApiError, BadRequest, InsecureBinding, NotFound, Unauthorized
 from warden.app.api.live import LiveState
 from warden.app.api.metrics import CONTENT_TYPE, Metrics
 from warden.app.api.openapi import build_openapi
 from warden.app.api.params import parse_path, parse_query, split_query
+from warden.app.api.prepare import Prepare, prepare_routes
+from warden.app.api.prepare_chain import Preparation
+from warden.app.api.prepare_models import BODY_SECONDS, MAX_BODY, parse_body
 from warden.app.api.reader import ApiReader
 from warden.app.api.routes import Context, Route, build_routes
 from warden.app.api.server import DEFAULT_LIMITS, HttpLimits, runner_options
@@ -40,6 +45,7 @@ log = logging.getLogger("warden.api")
 CONTEXT = web.AppKey("context", Context)
 ROUTES = web.AppKey("routes", tuple)
 STREAMS = web.AppKey("streams", Streams)
+CACHE = web.AppKey("cache", ResponseCache)
 
 Source = str | Path | aiosqlite.Connection
 
@@ -114,14 +120,39 @@ def _auth(token: str, public: frozenset[str]) -> Any:
     return auth
 
 
+async def _read_body(request: web.Request) -> bytes:
+    """The body, in at most `BODY_SECONDS`: a client trickling it (slowloris, past the
+    request-head timeout) holds a handler no longer."""
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            return await request.read()
+    except TimeoutError:
+        raise BadRequest(f"the body did not arrive within {BODY_SECONDS:g} s") from None
+
+
 def _view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def view(request: web.Request) -> web.StreamResponse:
         path = (
             None if route.path_params is None else parse_path(request.match_info, route.path_params)
         )
-        query = parse_query(split_query(request.rel_url.raw_query_string), route.query)
+        query: Any = parse_query(split_query(request.rel_url.raw_query_string), route.query)
+        if route.body is not None:
+            if request.content_type != "application/json":
+                raise BadRequest(f"send the body as JSON with Content-Type: application/json, "
+                                 f"not {request.content_type or 'none'}")  # fmt: skip
+            query = parse_body(await _read_body(request), route.body)
         ctx = request.app[CONTEXT]
+        version = await ctx.reader.db.data_version() if route.cached else None
+        key = str(request.rel_url)
+        if version is not None:
+            kept = request.app[CACHE].get(key, version)
+            if kept is not None:
+                return web.Response(body=kept, content_type="application/json")
         reply = await route.handler(ctx, path, query)
+        if version is not None and reply.status == 200 and isinstance(reply.body, BaseModel):
+            body = reply.body.model_dump_json().encode()
+            request.app[CACHE].put(key, version, body)
+            return web.Response(body=body, content_type="application/json")
         if isinstance(reply.body, EventStream):
             return await request.app[STREAMS].serve(
                 request, ctx.reader.events, ctx.live.events, reply.body
@@ -159,22 +190,26 @@ def create_app(
     *,
     token: str | None = None,
     streams: StreamSettings = DEFAULT_STREAMS,
+    prepare: Preparation | None = None,
 ) -> web.Application:
     """The API over `db` (a SQLite file path, a postgresql:// URL, or an open SQLite
     connection) and the daemon's `live` state. With `token`, every route but /health
-    needs it. `streams`: keepalive, poll and limit of /stream."""
-    routes = build_routes()
+    needs it. `streams`: keepalive, poll and limit of /stream. With `prepare`, the
+    `POST /prepare/...` routes too, asking its node."""
+    routes = build_routes() + (prepare_routes() if prepare is not None else ())
     # The console's page and files hold no data (the page reads the API with the token
     # the operator types in), so they load without one. They are not API routes: not
     # in the route table nor the OpenAPI document.
     public = frozenset({r.path for r in routes if r.public} | console_paths())
     middlewares = [_errors] if not token else [_errors, _auth(token, public)]
-    # Nothing reads a body (a GET with one is refused before the handler): any body
-    # aiohttp would buffer is capped at one small read.
-    app = web.Application(middlewares=middlewares, client_max_size=1024)
+    # Only the /prepare routes read a body (a GET with one is refused before the
+    # handler): any other body aiohttp would buffer is capped at one small read.
+    limit = MAX_BODY if prepare is not None else 1024
+    app = web.Application(middlewares=middlewares, client_max_size=limit)
     app[ROUTES] = routes
     add_console(app)
     app[STREAMS] = Streams(streams)
+    app[CACHE] = ResponseCache()
     # Open event streams end at the start of shutdown, before the runner waits for the
     # handlers in flight (they would otherwise hold it for its whole shutdown timeout).
     app.on_shutdown.append(app[STREAMS].shutdown)
@@ -183,16 +218,28 @@ def create_app(
     async def database(app: web.Application) -> AsyncIterator[None]:
         conn, own = await _open_read_only(db)
         reader = ApiReader(conn)
-        app[CONTEXT] = Context(reader, live, Metrics(live), document)
+        # the node client of the /prepare routes: opened after the database, closed first
+        client = prepare.client() if prepare is not None else None
+        node = None
+        if prepare is not None and client is not None:
+            node = Prepare(prepare, client, asyncio.Semaphore(prepare.max_concurrent))
+        app[CONTEXT] = Context(reader, live, Metrics(live), document, node)
         try:
             yield
         finally:
-            if own:
-                await conn.close()
+            try:
+                if client is not None:
+                    await client.close()
+            finally:
+                if own:
+                    await conn.close()
 
     app.cleanup_ctx.append(database)
     for route in routes:
-        app.router.add_get(route.path, _view(route), allow_head=True)  # HEAD: no body
+        if route.method == "POST":
+            app.router.add_post(route.path, _view(route))
+        else:
+            app.router.add_get(route.path, _view(route), allow_head=True)  # HEAD: no body
     return app
 
 

@@ -4,7 +4,12 @@
     ├── BadParameter   400   fix the named query or path parameter and retry
     ├── BadRequest     400   the request itself is malformed (a body on GET): fix it
     ├── Unauthorized   401   send `Authorization: Bearer <token>`
-    └── NotFound       404   the wallet (or path) does not exist: do not retry as is
+    ├── NotFound       404   the wallet (or path) does not exist: do not retry as is
+    ├── Conflict       409   the chain's state refuses it now (a closed wallet, too
+    │                        small a balance, a revert): change the request or the state
+    ├── NodeFailed     502   the node answered wrongly or refused the question: a
+    │                        person must look at the node (or its configuration)
+    └── NodeUnavailable 503  the node did not answer in time: retry later
     InsecureBinding          configuration: the daemon refuses to start (not an HTTP answer)
 
 Every `ApiError` becomes a JSON body `{"error": {"status", "code", "message",
@@ -30,7 +35,8 @@ class ApiError(Exception):
 
 
 class BadParameter(ApiError):
-    """A query or path parameter that is malformed, out of range, or not known."""
+    """A query, path or body parameter that is malformed, out of range, or not known. A
+    body field is named by its JSON pointer (`/targets/2`)."""
 
     status = 400
     code = "bad_parameter"
@@ -60,6 +66,38 @@ class Unauthorized(ApiError):
 class NotFound(ApiError):
     status = 404
     code = "not_found"
+
+
+class Conflict(ApiError):
+    """Well-formed, but the chain's state refuses it now; `parameter` names the field
+    the conflict is about, when there is one."""
+
+    status = 409
+    code = "conflict"
+
+    def __init__(self, message: str, parameter: str | None = None) -> None:
+        super().__init__(f"{parameter}: {message}" if parameter else message)
+        self.parameter = parameter
+
+    def body(self) -> dict[str, Any]:
+        out = super().body()
+        if self.parameter is not None:
+            out["error"]["parameter"] = self.parameter
+        return out
+
+
+class NodeFailed(ApiError):
+    """The node refused the question or answered something malformed."""
+
+    status = 502
+    code = "node_error"
+
+
+class NodeUnavailable(ApiError):
+    """The node did not answer (in time): the same request may succeed later."""
+
+    status = 503
+    code = "node_unavailable"
 
 
 class InsecureBinding(ValueError):

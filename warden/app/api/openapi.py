@@ -13,6 +13,7 @@ from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from warden.app.api.models import COMPONENTS
 from warden.app.api.params import Params
+from warden.app.api.prepare_models import ANSWERS, REQUESTS
 from warden.app.api.routes import Route
 
 REF = "#/components/schemas/{model}"
@@ -22,7 +23,11 @@ _ERRORS = {
     401: "missing or wrong bearer token",
     404: "no such session",
     405: "method not allowed: every route answers GET and HEAD only (see `Allow`)",
+    409: "the chain's state refuses the request now (a closed wallet, too small a balance, "
+    "a revert the estimate met): `error.message` says which, `error.parameter` the field",
+    413: "the body is larger than 16 KiB",
     500: "internal error",
+    502: "the node answered wrongly or refused the question",
     503: "not ready",
 }
 _STREAM = (
@@ -31,6 +36,12 @@ _STREAM = (
     "Resume with the header `Last-Event-ID: <cursor>` (it wins over `after`); a comment "
     "line `: keepalive` follows any quiet spell of the keepalive interval."
 )
+_POST_ERRORS = {
+    400: "bad body field (`error.parameter` is its JSON pointer, e.g. `/targets/2`) or "
+    "malformed body; the message says the fix",
+    405: "method not allowed: this route answers POST only (see `Allow`)",
+    503: "the node did not answer (in time): retry later",
+}
 
 
 class _Schema(GenerateJsonSchema):
@@ -38,13 +49,24 @@ class _Schema(GenerateJsonSchema):
         return False  # a property's title would only repeat its name
 
 
-def components() -> dict[str, Any]:
+def components(*, prepare: bool = False) -> dict[str, Any]:
+    """Response bodies as sent; with `prepare`, the prepare routes' request bodies as
+    accepted (validation schemas) and their answers too."""
+    answers = (*COMPONENTS, *(ANSWERS if prepare else ()))
     _, top = models_json_schema(
-        [(model, "serialization") for model in COMPONENTS],
+        [(model, "serialization") for model in answers],
         ref_template=REF,
         schema_generator=_Schema,
     )
-    return dict(top["$defs"])
+    out = dict(top["$defs"])
+    if prepare:
+        _, requests = models_json_schema(
+            [(model, "validation") for model in REQUESTS],
+            ref_template=REF,
+            schema_generator=_Schema,
+        )
+        out.update(requests["$defs"])
+    return out
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -92,9 +114,12 @@ def _responses(route: Route, *, secured: bool, head: bool = False) -> dict[str, 
     # other than GET and HEAD (405)
     guarded = secured and not route.public
     codes = sorted({*route.errors, 400, 405, 500, *((401,) if guarded else ())})
+    post = route.method == "POST"
     for code in codes:
-        name = route.response.__name__ if code == 503 and route.response else "Error"
-        described = _ERRORS[code]
+        # /ready's 503 is its own body; every other error is an Error
+        ready = code == 503 and route.response and not post
+        name = route.response.__name__ if ready and route.response else "Error"
+        described = (_POST_ERRORS if post else {}).get(code, _ERRORS[code])
         if route.stream and code == 503:
             described = "too many event streams open (api: max 64)"
         elif route.stream and code == 400:
@@ -126,9 +151,23 @@ def _operation(route: Route, *, secured: bool, head: bool = False) -> dict[str, 
             "description": "the `id:` of the last event received: resume after it",
             "schema": {"type": "string", "pattern": "^(0|[1-9][0-9]{0,18})$"},
         })  # fmt: skip
+    if route.body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(route.body.__name__)}},
+        }
     if route.public:
         op["security"] = []  # overrides the document-wide bearer requirement
     return op
+
+
+def _path_item(route: Route, *, secured: bool) -> dict[str, Any]:
+    if route.method == "POST":
+        return {"post": _operation(route, secured=secured)}
+    return {
+        "get": _operation(route, secured=secured),
+        "head": _operation(route, secured=secured, head=True),
+    }
 
 
 def build_openapi(routes: Sequence[Route], *, version: str, secured: bool) -> dict[str, Any]:
@@ -140,17 +179,12 @@ def build_openapi(routes: Sequence[Route], *, version: str, secured: bool) -> di
         "info": {
             "title": "Session Warden API",
             "version": version,
-            "description": "Read-only view of indexed sessions, intents, health and metrics. "
-            "Amounts are decimal strings. Unknown query parameters are refused with 400.",
+            "description": "Read-only view of indexed sessions, intents, health and metrics, "
+            "and (POST /prepare/...) the unsigned transactions an owner signs. Amounts are "
+            "decimal strings. Unknown query parameters and body fields are refused with 400.",
         },
-        "paths": {
-            route.path: {
-                "get": _operation(route, secured=secured),
-                "head": _operation(route, secured=secured, head=True),
-            }
-            for route in routes
-        },
-        "components": {"schemas": components()},
+        "paths": {route.path: _path_item(route, secured=secured) for route in routes},
+        "components": {"schemas": components(prepare=any(r.body for r in routes))},
     }
     if secured:
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}

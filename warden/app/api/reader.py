@@ -29,12 +29,39 @@ class Figures:
     intents: dict[str, int]  # by state
 
 
+@dataclass(frozen=True)
+class StatusFigures:
+    """What /status reports from the database (the rest is the daemon's live state)."""
+
+    checkpoint: int | None
+    intents: dict[str, int]  # by state, zeros included
+    sessions: dict[str, int]  # by status
+
+
 class ApiReader:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.sessions = SessionReads(db)
         self.outbox = OutboxReads(db)
         self.events = EventReads(db)
+        self._status: tuple[int, StatusFigures] | None = None
+
+    async def status_figures(self) -> StatusFigures:
+        """Read in one snapshot; kept while the database's `data_version` stays (read
+        before the queries, so what is kept is never older than the version it is kept
+        under): /status is the route every dashboard polls."""
+        version = await self.db.data_version()
+        if version is not None and self._status is not None and self._status[0] == version:
+            return self._status[1]
+        async with self.snapshot():
+            figures = StatusFigures(
+                await self.sessions.checkpoint(),
+                await self.intent_counts(),
+                await self.sessions.status_counts(),
+            )
+        if version is not None:
+            self._status = (version, figures)
+        return figures
 
     def snapshot(self) -> AbstractAsyncContextManager[None]:
         """One consistent read view for the statements inside (a shared in-memory

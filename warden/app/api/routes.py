@@ -41,6 +41,7 @@ class Context:
     live: LiveState
     metrics: Metrics
     openapi: dict[str, Any]  # the document of these routes, served as /openapi.json
+    prepare: Any = None  # prepare.Prepare: the node the /prepare routes ask; None: no routes
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Reply:
     status: int = 200
 
 
+# (context, path parameters, query parameters, or for a POST route its body)
 Handler = Callable[[Context, Any, Any], Awaitable[Reply]]
 
 
@@ -63,6 +65,10 @@ class Route:
     public: bool = False  # answered without the bearer token
     errors: tuple[int, ...] = ()  # besides 400, 401, 405 and 500, which any route may answer
     stream: bool = False  # answers server-sent events (text/event-stream), not one body
+    # answered from the database alone (no live figures): kept until the database changes
+    cached: bool = False
+    method: str = "GET"  # GET (with HEAD) or POST
+    body: type[BaseModel] | None = None  # a POST route's request body, handed to the handler
 
 
 def _cursor(page: Page[Any], scope: str) -> str | None:
@@ -94,11 +100,9 @@ async def ready(ctx: Context, path: None, q: NoQuery) -> Reply:
 
 
 async def status(ctx: Context, path: None, q: NoQuery) -> Reply:
-    live, reader = ctx.live, ctx.reader
-    async with reader.snapshot():
-        stored = await reader.sessions.checkpoint()
-        intents = await reader.intent_counts()
-        sessions = await reader.sessions.status_counts()
+    live = ctx.live
+    figures = await ctx.reader.status_figures()
+    stored, intents, sessions = figures.checkpoint, figures.intents, figures.sessions
     indexed = live.indexed_block if live.indexed_block is not None else stored
     lag = None if live.head is None or indexed is None else max(0, live.head - indexed)
     return Reply(m.Status(
@@ -198,22 +202,23 @@ def build_routes() -> tuple[Route, ...]:
         Route("/status", status, "Chain head, indexed and safe block, lag, relayer, rules "
               "version, intents by state", m.Status),
         Route("/sessions", sessions, "Sessions in creation order, filtered", m.SessionPage,
-              query=SessionsQuery),
+              query=SessionsQuery, cached=True),
         Route("/sessions/{wallet}", session, "One session with its intents (rule firings), "
               "their jobs, transactions and guard refusals", m.SessionDetail,
-              path_params=WalletPath, errors=(404,)),
+              path_params=WalletPath, errors=(404,), cached=True),
         Route("/sessions/{wallet}/events", session_events, "A session's events in chain "
-              "order", m.EventPage, query=EventsQuery, path_params=WalletPath, errors=(404,)),
+              "order", m.EventPage, query=EventsQuery, path_params=WalletPath, errors=(404,),
+              cached=True),
         Route("/owners/{address}/sessions", owner_sessions, "One owner's sessions in "
               "creation order", m.SessionPage, query=OwnerSessionsQuery,
-              path_params=OwnerPath),
+              path_params=OwnerPath, cached=True),
         Route("/intents", intents, "Intents in creation order, filtered", m.IntentPage,
-              query=IntentsQuery),
+              query=IntentsQuery, cached=True),
         Route("/stats", stats, "Totals over all sessions: volume, fees, hit rates, "
-              "average duration", m.Stats),
+              "average duration", m.Stats, cached=True),
         Route("/activity", activity, "The latest closes (chain time, reason) and reactions "
               "(intent stored to first transaction sent), oldest first", m.Activity,
-              query=ActivityQuery),
+              query=ActivityQuery, cached=True),
         Route("/stream", stream, "Notification events as server-sent events (id: cursor, "
               "event: kind, data: JSON), resumable with Last-Event-ID", None,
               query=StreamQuery, errors=(503,), stream=True),

@@ -43,6 +43,7 @@ class ApiConfig(Section):
     host: str = "127.0.0.1"
     port: Int = 8080
     token: SecretStr | None = None  # required beyond loopback
+    prepare: Bool = True  # POST /prepare/...: unsigned owner transactions, checked on chain
 
 
 class LoggingConfig(Section):

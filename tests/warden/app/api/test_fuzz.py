@@ -30,6 +30,7 @@ from schemathesis.specs.openapi.checks import negative_data_rejection, positive_
 
 from tests.warden.app.api.conftest import Indexed
 from warden.app.api import LiveState, create_app, serve
+from warden.app.api.prepare_chain import Preparation
 from warden.devnet import free_port
 
 EXAMPLES = int(os.environ.get("WARDEN_API_FUZZ_EXAMPLES", "15"))
@@ -37,9 +38,12 @@ TOKEN = "fuzz-token-0123456789abcdef0123456789abcdef"
 
 
 @contextlib.contextmanager
-def served_in_thread(db: Path, token: str | None) -> Iterator[str]:
-    """The app as the daemon serves it, on an event loop of its own in a thread (the
-    fuzzer's client is synchronous); its base URL."""
+def served_in_thread(
+    db: Path, token: str | None, prepare: Preparation | None = None
+) -> Iterator[str]:
+    """The app as the daemon serves it (with the prepare routes when `prepare` is
+    given), on an event loop of its own in a thread (the fuzzer's client is synchronous);
+    its base URL."""
     port = free_port()
     started = threading.Event()
     problem: list[BaseException] = []
@@ -50,7 +54,8 @@ def served_in_thread(db: Path, token: str | None) -> Iterator[str]:
         try:
             # caught up: the one intended 5xx (/ready's 503) is tested on its own
             live = LiveState(head=10**6, indexed_block=10**6, caught_up=True)
-            async with serve(create_app(db, live, token=token), "127.0.0.1", port, token=token):
+            app = create_app(db, live, token=token, prepare=prepare)
+            async with serve(app, "127.0.0.1", port, token=token):
                 started.set()
                 await stop.wait()
         except BaseException as exc:
