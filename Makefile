@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap run test test-fast contracts lint typecheck gas bench bench-indexer bench-rules bench-executor bench-latency bench-storm bench-memory bench-takeover bench-prepare chaos clean
+.PHONY: help bootstrap run test test-fast contracts lint typecheck gas bench bench-indexer bench-rules bench-executor bench-latency bench-storm bench-memory bench-takeover bench-prepare bench-export bench-api bench-notify chaos clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ bench: bootstrap ## every figure in BENCHMARKS.md, several runs each (~30 min; t
 	@$(VENV)/python scripts/bench_executor.py
 	@$(VENV)/python scripts/bench_takeover.py
 	@$(VENV)/python scripts/bench_prepare.py
+	@$(VENV)/python scripts/bench_export.py
+	@$(VENV)/python scripts/bench_api.py
+	@$(VENV)/python scripts/bench_notify.py
 
 chaos: bootstrap ## the long fault scenarios: 100 kill -9, 1,000 reorgs, 20 % RPC faults, a lying node, 50 leader failovers on PostgreSQL (real anvil), 10,000 contract property sequences; summary in .cache/chaos/summary.txt
 	@$(VENV)/pytest -m chaos tests/chaos $(PYTEST_ARGS)
@@ -71,11 +74,20 @@ bench-executor: bootstrap ## executor benchmark: intents/s and gas, singles vs b
 bench-latency: bootstrap ## stop-loss reaction latency with 10,000 active sessions (p50, p99)
 	@$(VENV)/python scripts/bench_latency.py
 
+bench-notify: bootstrap ## notification event -> webhook POST latency on loopback (p50, p99), delivery throughput
+	@$(VENV)/python scripts/bench_notify.py
+
 bench-storm: bootstrap ## 100,000 sessions expiring in one block: time until all closed on chain
 	@$(VENV)/python scripts/bench_storm.py
 
 bench-memory: bootstrap ## daemon RSS with 100,000 and 1,000,000 tracked sessions
 	@$(VENV)/python scripts/bench_memory.py
+
+bench-export: bootstrap ## warden db export of 1,000,000 sessions: peak RSS and rows/s; backup time
+	@$(VENV)/python scripts/bench_export.py
+
+bench-api: bootstrap ## the HTTP API with 200 clients while the daemon follows a devnet with activity
+	@$(VENV)/python scripts/bench_api.py
 
 bench-takeover: bootstrap ## two replicas on PostgreSQL: kill -9 of the leader -> first close by the new one (20 takeovers)
 	@$(VENV)/python scripts/bench_takeover.py

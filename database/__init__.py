@@ -6,6 +6,8 @@ by replicas), behind the same small interface.
     async with db.transaction() as tx:                   # one write transaction
         await tx.executemany("INSERT INTO blocks VALUES (?, ?, ?, ?)", rows)
     await migrate(db, "indexer", MIGRATIONS)
+    await migrate_all(db, [("indexer", I), ("executor", E)])   # every pending step, one tx
+    copy_sqlite(Path("warden.sqlite"), Path("backup.sqlite"))   # consistent, while in use
 
 SQL is written once, in the dialect both servers speak: `?` placeholders (numbered for
 PostgreSQL here), `INSERT … ON CONFLICT … DO NOTHING / DO UPDATE`, `RETURNING`, window and
@@ -17,15 +19,17 @@ dialect except through `Database.dialect`, for the rare statement that must diff
 
 from __future__ import annotations
 
+from database.backup import FileCheck, check_sqlite, copy_sqlite
 from database.base import Database, Ownership, Queries, Row
 from database.errors import (
     DatabaseBusy,
     DatabaseError,
     Deposed,
+    NotABackup,
     SchemaTooNew,
     UnsupportedDatabase,
 )
-from database.migrations import migrate, schema_version
+from database.migrations import Plan, migrate, migrate_all, pending, schema_version, versions
 from database.open import is_postgres_url, open_database, redact_database_url
 
 __all__ = [
@@ -33,14 +37,22 @@ __all__ = [
     "DatabaseBusy",
     "DatabaseError",
     "Deposed",
+    "FileCheck",
+    "NotABackup",
     "Ownership",
+    "Plan",
     "Queries",
     "Row",
     "SchemaTooNew",
     "UnsupportedDatabase",
+    "check_sqlite",
+    "copy_sqlite",
     "is_postgres_url",
     "migrate",
+    "migrate_all",
     "open_database",
+    "pending",
     "redact_database_url",
     "schema_version",
+    "versions",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -113,6 +113,15 @@ class Database(Queries):
         read (so a reader may keep answers until it moves), or None where there is no cheap
         one: every read then goes to the database."""
         return None
+
+    @abc.abstractmethod
+    def stream(
+        self, sql: str, params: Params = (), size: int = 1000
+    ) -> AsyncGenerator[list[Row], None]:
+        """The rows of one query in chunks of up to `size`, read through a cursor: memory
+        stays at one chunk whatever the table's size (exports). Run it inside `snapshot()`
+        when other statements must see the same state; on PostgreSQL it opens a read-only
+        transaction of its own otherwise."""
 
     @abc.abstractmethod
     async def close(self) -> None: ...

@@ -4,7 +4,9 @@
     ├── UnsupportedDatabase   the URL names no store Warden can open (fix `database:`)
     ├── SchemaTooNew          written by a newer Warden: upgrade, or use another database
     ├── DatabaseBusy          another process holds it: stop that one, or use another
-    └── Deposed               another replica leads now: stop writing and sending, stand by
+    ├── Deposed               another replica leads now: stop writing and sending, stand by
+    └── NotABackup            a file offered as a backup is not one Warden can use (not
+                              SQLite, truncated, corrupt, no schema versions): pick another
 
 Driver errors (sqlite3.Error, asyncpg.PostgresError, OSError) pass through unchanged: the
 app classifies storage failures (disk full, read-only, server gone) where it decides to
@@ -33,3 +35,7 @@ class DatabaseBusy(DatabaseError):
 class Deposed(DatabaseError):
     """This replica no longer holds the lease (`database.lease`): its writes are refused
     inside their transaction, and it sends nothing more."""
+
+
+class NotABackup(DatabaseError):
+    """A file given as a backup (to restore, or just written) fails its checks."""

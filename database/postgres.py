@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Any
 
 import asyncpg
@@ -143,6 +143,23 @@ class PostgresDatabase(_PgQueries, Database):
                 yield
             finally:
                 self._pinned.reset(token)
+
+    async def stream(
+        self, sql: str, params: Params = (), size: int = 1000
+    ) -> AsyncGenerator[list[Row], None]:
+        pinned = self._pinned.get()
+        if pinned is not None:  # inside a snapshot: its transaction holds the cursor
+            cur = await pinned.cursor(numbered(sql), *params)
+            while rows := await cur.fetch(size):
+                yield [tuple(r) for r in rows]
+            return
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            cur = await conn.cursor(numbered(sql), *params)
+            while rows := await cur.fetch(size):
+                yield [tuple(r) for r in rows]
 
     async def close(self) -> None:
         await self.pool.close()

@@ -41,6 +41,35 @@ def ddl(script: str, dialect: str) -> str:
     return _INTEGER.sub("BIGINT", script)
 
 
+_BODY = re.compile(r"\b(BEGIN|END)\b|\$\$", re.IGNORECASE)
+
+
 def statements(script: str) -> list[str]:
-    # Our migration scripts hold no semicolons inside literals or triggers.
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """The script's statements: split at semicolons, except inside a trigger's
+    `BEGIN … END` (SQLite) or a `$$ … $$` function body (PostgreSQL). Our scripts hold no
+    semicolons inside literals."""
+    out: list[str] = []
+    depth = 0  # inside BEGIN … END of a CREATE TRIGGER
+    quoted = False  # inside $$ … $$
+    start = 0
+    pos = 0
+    while pos < len(script):
+        m = _BODY.search(script, pos)
+        semi = script.find(";", pos)
+        if semi == -1:
+            break
+        if m is not None and m.start() < semi:
+            token = m.group().upper()
+            if token == "$$":
+                quoted = not quoted
+            elif not quoted and "TRIGGER" in script[start : m.start()].upper():
+                depth += 1 if token == "BEGIN" else -1
+            pos = m.end()
+            continue
+        if not quoted and depth <= 0:
+            out.append(script[start:semi])
+            start = semi + 1
+            depth = 0
+        pos = semi + 1
+    out.append(script[start:])
+    return [s.strip() for s in out if s.strip()]

@@ -7,8 +7,9 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from pathlib import Path
+from typing import cast
 
 import aiosqlite
 
@@ -90,22 +91,8 @@ class SqliteDatabase(_SqliteQueries, Database):
         if self.display in ("", ":memory:"):
             yield Ownership()  # nobody else can open it
             return
-        lock = Path(f"{self.display}.lock")
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-                raise DatabaseBusy(
-                    f"{self.display} is in use by another process ({holder}): stop it, "
-                    "or point this one at another database"
-                ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{name}, pid {os.getpid()}".encode(), 0)
+        with hold_file(self.display, name):
             yield Ownership()  # a file lock dies only with the process
-        finally:
-            os.close(fd)  # releases the lock
 
     async def has_table(self, name: str) -> bool:
         row = await self.fetchone(
@@ -142,8 +129,41 @@ class SqliteDatabase(_SqliteQueries, Database):
             row = await cur.fetchone()
         return None if row is None else int(row[0])
 
+    async def stream(
+        self, sql: str, params: Params = (), size: int = 1000
+    ) -> AsyncGenerator[list[Row], None]:
+        async with self.conn.execute(sql, params) as cur:
+            while rows := await cur.fetchmany(size):
+                if self.conn.row_factory is None:  # plain tuples already: no copy
+                    yield cast("list[Row]", rows)
+                else:
+                    yield [tuple(r) for r in rows]
+
     async def close(self) -> None:
         await self.conn.close()
+
+
+@contextlib.contextmanager
+def hold_file(path: str | Path, name: str) -> Iterator[None]:
+    """Hold the lock beside the SQLite file `path` (`PATH.lock`, what `exclusive` and so a
+    running daemon hold) while the block runs, or raise `DatabaseBusy` at once naming
+    the holder. The kernel releases it when the process dies, kill -9 included."""
+    lock = Path(f"{path}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            raise DatabaseBusy(
+                f"{path} is in use by another process ({holder}): stop it, "
+                "or point this one at another database"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{name}, pid {os.getpid()}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def as_database(db: Database | aiosqlite.Connection) -> Database:

@@ -2,6 +2,7 @@
 through to confirmation. See `executor.executor` for the loop, `executor.outbox` for the
 tables and `executor.errors` for what can go wrong."""
 
+from executor.changes import IntentChange, IntentChanges
 from executor.errors import ExecutorError, OutboxError
 from executor.executor import Executor, StepReport
 from executor.fees import Fees
@@ -21,6 +22,8 @@ __all__ = [
     "ExecutorSettings",
     "Fees",
     "FiredIntent",
+    "IntentChange",
+    "IntentChanges",
     "IntentRow",
     "Job",
     "Outbox",

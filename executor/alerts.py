@@ -36,17 +36,39 @@ class Alert:
     at_ms: int  # wall clock, unix milliseconds
 
 
+@dataclass(frozen=True, slots=True)
+class AlertChange:
+    """An alert raised or resolved, for whoever relays them (notifications)."""
+
+    kind: str
+    message: str
+    at_ms: int
+    raised: bool  # False: the condition ended
+
+
 class Alerts:
     def __init__(self, clock_ms: Callable[[], int], keep: int = KEEP) -> None:
         self.clock_ms = clock_ms
         self._recent: deque[Alert] = deque(maxlen=keep)
+        # raised and resolved since the last `drain()`, bounded: a relay that stopped
+        # draining loses the oldest, never memory
+        self._changes: deque[AlertChange] = deque(maxlen=1000)
 
     def raise_(self, kind: str, message: str) -> None:
         log.error("ALERT %s: %s", kind, message)
-        self._recent.append(Alert(kind, message, self.clock_ms()))
+        now = self.clock_ms()
+        self._recent.append(Alert(kind, message, now))
+        self._changes.append(AlertChange(kind, message, now, True))
 
     def resolved(self, kind: str, message: str) -> None:
         log.warning("resolved %s: %s", kind, message)
+        self._changes.append(AlertChange(kind, message, self.clock_ms(), False))
+
+    def drain(self) -> list[AlertChange]:
+        """The changes since the last call, oldest first."""
+        out = list(self._changes)
+        self._changes.clear()
+        return out
 
     @property
     def recent(self) -> tuple[Alert, ...]:

@@ -9,12 +9,12 @@ so in one transaction, through the `database` seam (SQLite or PostgreSQL, the sa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import aiosqlite
 
-from database import Database, migrate
+from database import Database, Queries, migrate
 from database.sqlite import as_database
 from executor.errors import OutboxError
 from executor.intents import (
@@ -96,18 +96,27 @@ class Outbox:
 
     # -- rules side: intents and latches, atomically -----------------------------
     async def record(
-        self, decisions: Iterable[RuleDecision[IntentT]], now_ms: int
+        self,
+        decisions: Iterable[RuleDecision[IntentT]],
+        now_ms: int,
+        *,
+        also: Callable[[Queries], Awaitable[None]] | None = None,
     ) -> list[IntentT]:
         """Store the intents and latch changes of these decisions in one transaction;
         returns the intents that were new (a duplicate key is ignored, never stored twice,
         except that an obsolete intent is pending again when its rule fires again at the
         same position: a reorg orphaned its trigger, or undid the close that made it
-        obsolete, and the new branch crosses there again)."""
+        obsolete, and the new branch crosses there again). `also` writes the caller's own
+        rows inside the same transaction (the events of notify rules, whose latches these
+        decisions carry)."""
         runs, intents = latch_runs(decisions)
         async with self.database.transaction() as tx:
             for sql, params in runs:
                 await tx.executemany(sql, params)
-            return await store_intents(tx, intents, now_ms)
+            fresh = await store_intents(tx, intents, now_ms)
+            if also is not None:  # the caller's rows of the same decisions (notify rules)
+                await also(tx)
+            return fresh
 
     async def latch_rows(self) -> list[tuple[str, str]]:
         rows = await self.database.fetch("SELECT wallet, rule FROM rule_latches ORDER BY 1, 2")

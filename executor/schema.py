@@ -111,6 +111,46 @@ _TABLES = """
 # of the same name there, and the query reads the same on both.
 _ATTEMPT_ORDER = "ALTER TABLE transactions ADD COLUMN rowid INTEGER GENERATED ALWAYS AS IDENTITY"
 
+_CHANGES_TABLE = """
+    CREATE TABLE intent_changes (
+        id        INTEGER PRIMARY KEY,
+        key       TEXT NOT NULL,
+        old_state TEXT,
+        new_state TEXT NOT NULL,
+        at_ms     INTEGER NOT NULL
+    )
+"""
+_CHANGES = (
+    _CHANGES_TABLE
+    + """;
+    CREATE TRIGGER intents_inserted AFTER INSERT ON intents BEGIN
+        INSERT INTO intent_changes (key, old_state, new_state, at_ms)
+        VALUES (NEW.key, NULL, NEW.state, NEW.updated_ms);
+    END;
+    CREATE TRIGGER intents_moved AFTER UPDATE OF state ON intents
+    WHEN OLD.state IS NOT NEW.state BEGIN
+        INSERT INTO intent_changes (key, old_state, new_state, at_ms)
+        VALUES (NEW.key, OLD.state, NEW.state, NEW.updated_ms);
+    END
+"""
+)
+_CHANGES_PG = (
+    _CHANGES_TABLE
+    + """;
+    CREATE FUNCTION intent_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO intent_changes (key, old_state, new_state, at_ms) VALUES (NEW.key,
+            CASE WHEN TG_OP = 'UPDATE' THEN OLD.state END, NEW.state, NEW.updated_ms);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER intents_inserted AFTER INSERT ON intents
+        FOR EACH ROW EXECUTE FUNCTION intent_changed();
+    CREATE TRIGGER intents_moved AFTER UPDATE OF state ON intents
+        FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
+        EXECUTE FUNCTION intent_changed()
+"""
+)
+
 MIGRATIONS: list[Step] = [
     {"sqlite": _TABLES, "postgresql": _TABLES + ";\n" + _ATTEMPT_ORDER},
     # 2: relayer protection. `job_intents` holds every job an intent ever had (a requeued
@@ -152,6 +192,11 @@ MIGRATIONS: list[Step] = [
         at_ms      INTEGER NOT NULL
     )
     """,
+    # 4: intent transitions, recorded by the database itself in the transaction that
+    # makes them (every path that moves an intent, present and future, is covered): the
+    # write-ahead record the notification events of intents are derived from
+    # (`IntentChanges`, read by warden.app's notification relay).
+    {"sqlite": _CHANGES, "postgresql": _CHANGES_PG},
 ]
 
 

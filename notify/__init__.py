@@ -1,7 +1,8 @@
 """Notifications: one catalogue of events (session lifecycle, intents, alerts), a log of
-them written in the same transaction as the change that caused each, and (see
-docs/notify.md) their delivery to channels. Beside `executor` and `rules`: it imports
-the indexer's types and the database seam, never those two, nor `warden`."""
+them written in the same transaction as the change that caused each, and their delivery
+to channels (webhook, Slack, Discord, command) from an outbox in the same database
+(docs/notify.md). Beside `executor` and `rules`: it imports the indexer's types and the
+database seam, never those two, nor `warden`."""
 
 from notify.catalogue import (
     CATEGORIES,
@@ -12,22 +13,45 @@ from notify.catalogue import (
     known_pattern,
     matches_kind,
 )
+from notify.delivery import Deliverer, DeliveryStats, attempt, backoff, encode
 from notify.derive import event_id, retraction, session_events
 from notify.log import EventFilter, EventLog, EventReads, LoggedEvent
+from notify.outbox import STATES, Deliveries, DeliveryRow, Route
+from notify.settings import CHANNEL_TYPES, NotifySettings, WebhookChannel
+from notify.signing import REPLAY_WINDOW, signature
+from notify.transport import HttpPoster, MockPoster, Outcome, Poster
 
 __all__ = [
     "CATEGORIES",
+    "CHANNEL_TYPES",
     "KINDS",
+    "REPLAY_WINDOW",
+    "STATES",
+    "Deliverer",
+    "Deliveries",
+    "DeliveryRow",
+    "DeliveryStats",
     "EventFilter",
     "EventLog",
     "EventReads",
+    "HttpPoster",
     "Kind",
     "LoggedEvent",
+    "MockPoster",
     "NotifyEvent",
+    "NotifySettings",
+    "Outcome",
+    "Poster",
+    "Route",
     "Severity",
+    "WebhookChannel",
+    "attempt",
+    "backoff",
+    "encode",
     "event_id",
     "known_pattern",
     "matches_kind",
     "retraction",
     "session_events",
+    "signature",
 ]

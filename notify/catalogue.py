@@ -104,8 +104,10 @@ _KINDS = (
     Kind("alert.balance_drift", Severity.WARNING, "the balance audit found a session whose "
          "indexed balance differs from the token's", {"state": "raised", "sessions": 1,
                                                      "detail": "0x…: indexed 5, token 7"}),
-    Kind("alert.tx_unmined", Severity.WARNING, "a sent transaction stayed unmined for "
-         "executor.stuck_after_blocks", {"state": "raised", "tx_hash": _TX, "blocks": 12}),
+    Kind("alert.tx_unmined", Severity.WARNING, "a sent transaction (its nonce) stayed "
+         "unmined for notify.unmined_alert_blocks", {"state": "raised", "tx_hash": _TX,
+                                                     "blocks": 24, "stuck": 1,
+                                                     "threshold": 20}),
     Kind("alert.indexing_lag", Severity.WARNING, "the index is further behind the head than "
          "notify.lag_alert_blocks", {"state": "raised", "lag_blocks": 120, "threshold": 50}),
     Kind("alert.node_inconsistent", Severity.CRITICAL, "the node contradicted itself (logs "

@@ -25,6 +25,7 @@ from database import Database, Queries, migrate
 from indexer import Batch
 from notify.catalogue import NotifyEvent, matches_kind
 from notify.derive import retraction, session_events
+from notify.outbox import Route, route
 from notify.schema import COMPONENT, MIGRATIONS
 
 _COLUMNS = "event_id, kind, severity, wallet, owner, policy, position, at_ms, body"
@@ -53,8 +54,15 @@ class LoggedEvent:
 class EventLog:
     """Appends events inside a caller's transaction; `StoreHooks` for the indexer."""
 
-    def __init__(self, db: Database, *, clock_ms: Callable[[], int] = _wall_ms) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        routes: Sequence[Route] = (),
+        clock_ms: Callable[[], int] = _wall_ms,
+    ) -> None:
         self.db = db
+        self.routes = tuple(routes)  # the channels, by which the deliveries are owed
         self.clock_ms = clock_ms
         self.appended = 0  # rows written by this process (for tests and metrics)
         # called after the caller's transaction commits, e.g. to wake /stream readers;
@@ -86,12 +94,44 @@ class EventLog:
 
     # -- writes ----------------------------------------------------------------------
     async def append(self, tx: Queries, events: Sequence[NotifyEvent]) -> None:
-        """Log `events` in the caller's transaction `tx`, in order."""
+        """Log `events` in the caller's transaction `tx`, in order, with the deliveries
+        they are owed."""
         if not events:
             return
         events = await self._renamed(tx, events)
+        before = int(await tx.fetchval("SELECT COALESCE(MAX(id), 0) FROM notify_events") or 0)
         await tx.executemany(_INSERT, [_row(e) for e in events])
+        if self.routes:
+            # the rows just numbered (one writer: nobody else's are in the range); an
+            # event logged before is absent, owed already from when it was
+            ids = {
+                str(r[1]): int(r[0])
+                for r in await tx.fetch(
+                    "SELECT id, event_id FROM notify_events WHERE id > ?", (before,)
+                )
+            }
+            await route(tx, self.routes, events, ids, self.clock_ms())
         self.appended += len(events)
+
+    async def cursor(self, name: str) -> int:
+        """How far the relay `name` has logged (0 before its first)."""
+        value = await self.db.fetchval(
+            "SELECT position FROM notify_cursors WHERE name = ?", (name,)
+        )
+        return int(value) if value is not None else 0
+
+    async def append_relayed(self, events: Sequence[NotifyEvent], name: str, position: int) -> None:
+        """Log `events` and move the relay `name` to `position` in one transaction: a
+        crash re-derives the same events (same ids: logged once) from the old cursor."""
+        async with self.db.transaction() as tx:
+            await self.append(tx, events)
+            await tx.execute(
+                "INSERT INTO notify_cursors (name, position) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                (name, position),
+            )
+        if events:
+            self.woken()
 
     async def append_now(self, events: Sequence[NotifyEvent]) -> None:
         """Log `events` in a transaction of their own (alerts: no stored change caused

@@ -7,6 +7,11 @@ row numbered below a committed row is committed too: a reader that has seen curs
 and later asks for rows after N misses none (`id` values of rolled-back transactions
 are skipped, never reused later).
 
+`notify_deliveries` is the delivery outbox: one row per event and channel whose filters
+let it through, inserted in the same transaction as the event, moving pending →
+delivered, or pending → dead after the configured attempts (re-drive: dead → pending).
+`id` orders them as their events.
+
 `event_id` is the event's stable id; `position` the chain position of its cause (NULL
 when no block caused it), so a reorg retracts exactly the events at or above its cut;
 `retracted` marks the ones already retracted. `body` is the JSON document, without its
@@ -38,4 +43,34 @@ MIGRATIONS: list[Step] = [
     CREATE INDEX notify_events_by_wallet ON notify_events (wallet, id);
     CREATE INDEX notify_events_by_kind ON notify_events (kind, id)
     """,
+    # 2: the delivery outbox, one row per (channel, event), written with the event
+    """
+    CREATE TABLE notify_deliveries (
+        id           INTEGER PRIMARY KEY,
+        event_row    INTEGER NOT NULL,
+        channel      TEXT NOT NULL,
+        wallet       TEXT,
+        state        TEXT NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        next_ms      INTEGER NOT NULL,
+        last_error   TEXT,
+        created_ms   INTEGER NOT NULL,
+        updated_ms   INTEGER NOT NULL,
+        delivered_ms INTEGER,
+        UNIQUE (channel, event_row)
+    );
+    CREATE INDEX notify_deliveries_by_state ON notify_deliveries (channel, state, event_row);
+    CREATE INDEX notify_deliveries_by_event ON notify_deliveries (event_row)
+    """,
+    # 3: how far the relay of another package's write-ahead records (intent transitions)
+    # has logged events, moved in the transaction that logs them
+    """
+    CREATE TABLE notify_cursors (
+        name     TEXT PRIMARY KEY,
+        position INTEGER NOT NULL
+    )
+    """,
+    # 4: nothing reads the log by kind (filters run on what is read by cursor, and
+    # /notifications filters deliveries): one index less to keep up in every commit
+    "DROP INDEX notify_events_by_kind",
 ]

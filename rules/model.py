@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from rules.errors import Problem
 from rules.syntax import Node
 
-ACTIONS = ("close", "sweep")
-# Actions that end the session: at most one of them is emitted per decision.
-TERMINAL_ACTIONS = frozenset(ACTIONS)
+ACTIONS = ("close", "sweep", "notify")
+# Actions that end the session: at most one of them is emitted per decision. `notify`
+# ends nothing: it fires beside them, and only tells the notification channels.
+TERMINAL_ACTIONS = frozenset({"close", "sweep"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,8 +18,8 @@ class Rule:
     name: str
     when: str  # the condition as written
     condition: Node
-    action: str  # "close" | "sweep"
-    reason: str  # close: a contracts.POLICY_REASONS member; sweep: "swept"
+    action: str  # "close" | "sweep" | "notify"
+    reason: str  # close: a contracts.POLICY_REASONS member; sweep: "swept"; notify: ""
     priority: int  # higher wins
     enabled: bool
     policies: frozenset[str] | None  # None: every session; else only these policy names
@@ -27,6 +28,7 @@ class Rule:
     line: int
     column: int
     description: str = ""
+    message: str = ""  # notify: the template (rules.template)
 
     def applies_to(self, policy: str) -> bool:
         return self.policies is None or policy in self.policies

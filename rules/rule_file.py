@@ -12,6 +12,7 @@ from rules.analysis import always_true, magnitude_errors
 from rules.errors import Problem
 from rules.model import ACTIONS, Rule
 from rules.syntax import Node, parse
+from rules.template import template_problems
 from rules.tokens import ExprError
 from rules.typecheck import check_condition, suggest
 from yamlsource import (
@@ -45,6 +46,7 @@ RULE_KEYS = (
     "enabled",
     "scope",
     "replaces",
+    "message",
 )
 SCOPE_KEYS = ("policy",)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -170,6 +172,7 @@ class RuleFileReader:
                 self.report(pos, f"missing '{key}': e.g. {key}: {example}", name)
         condition = self.read_when(item, name)
         action, reason = self.read_action(item, name)
+        message = self.read_message(item, name, action)
         priority = self.read_scalar(
             item, "priority", int, 0, "a whole number, e.g. priority: 100", name
         )
@@ -207,7 +210,33 @@ class RuleFileReader:
             line=line,
             column=column,
             description=description,
+            message=message,
         )
+
+    def read_message(self, item: YamlMap, name: str | None, action: str) -> str:
+        """`message:` of a notify rule: text whose `{field}` placeholders name snapshot
+        fields (rules.template); refused on any other action."""
+        if "message" not in item:
+            if action == "notify":
+                self.report(
+                    key_position(item, "action"),
+                    "action 'notify' needs a message, e.g. message: \"session {wallet} "
+                    'holds {balance}"',
+                    name,
+                )
+            return ""
+        text = item["message"]
+        pos = value_position(item, "message")
+        if action != "notify":
+            self.report(pos, "'message' belongs to action 'notify' only", name)
+            return ""
+        if not isinstance(text, str) or not text.strip():
+            self.report(pos, f"'message' must be text, found {_type_name(text)} {text!r}", name)
+            return ""
+        where = self.offset_mapper(pos, text)
+        for offset, problem in template_problems(text):
+            self.report(where(offset), f"in 'message': {problem}", name)
+        return text
 
     def read_scalar(
         self,
@@ -261,7 +290,7 @@ class RuleFileReader:
             self.report(
                 value_position(item, "action"),
                 f"unknown action {action!r}: {hint} (close ends the session with a reason, "
-                "sweep refunds a revoked or expired one)",
+                "sweep refunds a revoked or expired one, notify only tells the channels)",
                 name,
             )
             return "", ""
@@ -280,6 +309,14 @@ class RuleFileReader:
                     name,
                 )
             return "close", str(reason)
+        if action == "notify":
+            if "reason" in item:
+                self.report(
+                    value_position(item, "reason"),
+                    "action 'notify' takes no reason (it ends nothing): leave it out",
+                    name,
+                )
+            return "notify", ""
         if action == "sweep":
             if "reason" in item and reason != SWEEP_REASON:
                 self.report(

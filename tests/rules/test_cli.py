@@ -51,7 +51,8 @@ def test_check_reports_every_problem_in_every_file_and_fails(tmp_path: Path) -> 
         f"{bad}:3:19: rule 'a': in 'when': type mismatch: 'balance' is an amount but 'expiry' "
         "is a time; compare amounts with amounts, times with times, durations with durations",
         f"{bad}:4:13: rule 'a': unknown action 'clos': did you mean 'close'? (close ends the "
-        "session with a reason, sweep refunds a revoked or expired one)",
+        "session with a reason, sweep refunds a revoked or expired one, notify only tells "
+        "the channels)",
         f"{bad}:5:15: rule 'a': 'priority' must be a whole number, e.g. priority: 100, found "
         "text 'x'",
         f"{empty}:1:1: file is empty: add a 'rules:' list (see docs/rules.md)",

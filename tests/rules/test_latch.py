@@ -250,7 +250,8 @@ def test_reload_swaps_on_good_files_and_keeps_old_rules_on_bad(
     assert not bad.ok and holder.current is running and bad.version == running.version
     assert [str(p) for p in bad.problems] == [
         f"{path}:4:13: rule 'stop-loss': unknown action 'clos': did you mean 'close'? (close "
-        "ends the session with a reason, sweep refunds a revoked or expired one)"
+        "ends the session with a reason, sweep refunds a revoked or expired one, notify only "
+        "tells the channels)"
     ]
     assert [r.name for r in holder.current.evaluate(s, T0).matched] == ["stop-loss"]
 

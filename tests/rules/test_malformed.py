@@ -64,7 +64,7 @@ EXPECTED: dict[str, list[tuple[int, int, str | None, str]]] = {
             4,
             13,
             "a",
-            "unknown action 'clsoe': did you mean 'close'? (close ends the session with a reason, sweep refunds a revoked or expired one)",
+            "unknown action 'clsoe': did you mean 'close'? (close ends the session with a reason, sweep refunds a revoked or expired one, notify only tells the channels)",
         ),
     ],
     "bad-reason": [
@@ -249,7 +249,7 @@ EXPECTED: dict[str, list[tuple[int, int, str | None, str]]] = {
             4,
             13,
             "a",
-            "unknown action 'clos': did you mean 'close'? (close ends the session with a reason, sweep refunds a revoked or expired one)",
+            "unknown action 'clos': did you mean 'close'? (close ends the session with a reason, sweep refunds a revoked or expired one, notify only tells the channels)",
         ),
         (5, 15, "a", "'priority' must be a whole number, e.g. priority: 100, found text 'x'"),
     ],
@@ -258,7 +258,7 @@ EXPECTED: dict[str, list[tuple[int, int, str | None, str]]] = {
             4,
             13,
             "a",
-            "unknown action 'clsoe': did you mean 'close'? (close ends the session with a reason, sweep refunds a revoked or expired one)",
+            "unknown action 'clsoe': did you mean 'close'? (close ends the session with a reason, sweep refunds a revoked or expired one, notify only tells the channels)",
         ),
         (
             5,
@@ -311,7 +311,7 @@ EXPECTED: dict[str, list[tuple[int, int, str | None, str]]] = {
             4,
             13,
             "a",
-            "unknown action 'clsoe': did you mean 'close'? (close ends the session with a reason, sweep refunds a revoked or expired one)",
+            "unknown action 'clsoe': did you mean 'close'? (close ends the session with a reason, sweep refunds a revoked or expired one, notify only tells the channels)",
         ),
     ],
 }
@@ -350,7 +350,7 @@ def test_errors_from_several_files_all_reported_and_names_unique_across_files(
     messages = [str(p) for p in info.value.problems]
     assert messages == [
         f"{bad}:4:13: rule 'a': unknown action 'clsoe': did you mean 'close'? (close ends the "
-        "session with a reason, sweep refunds a revoked or expired one)",
+        "session with a reason, sweep refunds a revoked or expired one, notify only tells the channels)",
         f"{again}:2:11: rule 'stop-loss': duplicate rule name 'stop-loss': first defined at "
         f"{good}:2:11; rule names must be unique across all loaded files, rename one",
     ]

@@ -6,6 +6,10 @@ store intents) before the next commit; evaluate the sessions whose time came; le
 executor track, confirm and submit; publish live figures for the API; then wait for the
 next poll unless there is more to do.
 
+Before anything else touches the database, a start backs it up when a migration is due,
+migrates it in one transaction and checks it belongs to the chain and factory served
+(`warden.app.schema.upgrade`).
+
 Shutdown (SIGTERM/SIGINT) runs in a known order: stop HTTP, stop intake (the loop ends
 after its current step, so in-flight work finishes and every write is committed), stop
 the activity generator, checkpoint the WAL (SQLite), release the database, close it, stop
@@ -30,16 +34,19 @@ from typing import Any
 from aiohttp import web
 
 from chain import ChainClient, FatalError, RetryableError
-from database import Database, DatabaseBusy, Deposed, Ownership, open_database
-from executor import Executor, Outbox, Signer
+from database import Database, DatabaseBusy, DatabaseError, Deposed, Ownership, open_database
+from executor import Executor, IntentChanges, Job, Outbox, Signer
 from indexer import Indexer, IndexerStore, Progress
 from indexer.failures import FailureStreak
-from notify import EventLog
+from notify import Deliverer, DeliveryStats, EventLog, HttpPoster, Route
 from rules import ReloadResult, RulesHolder, RulesHost
+from warden.app.alerts import AlertEvents
 from warden.app.api import LiveState, Preparation, check_binding, create_app
 from warden.app.api.server import runner_options
 from warden.app.leadership import Leadership
 from warden.app.pipeline import RulesPipeline
+from warden.app.relay import IntentRelay
+from warden.app.schema import upgrade
 from warden.app.settings import WardenConfig, where
 from warden.app.settings import target as database_target
 from warden.app.storage import STORAGE_ERRORS, STORAGE_EXIT, server_gone, storage_problem
@@ -48,6 +55,7 @@ log = logging.getLogger("warden.daemon")
 
 DECIMALS = "0x313ce567"  # decimals()
 FORCED_EXIT = 130
+CONFIG_EXIT = 2  # warden.cli.exit_codes.ExitCode.CONFIG: the database is not this one's
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,10 @@ class Daemon:
         self._ownership = Ownership()  # the database's hold (`Database.exclusive`)
         self._stopper: asyncio.Task[None] | None = None
         self.rules_failures = FailureStreak()  # the rules' own node calls (token decimals)
+        self.deliverer: Deliverer | None = None  # the leader's notification delivery
+        self.relay: IntentRelay | None = None  # intent transitions → notification events
+        self.alerts: AlertEvents | None = None  # this term's alerts → notification events
+        self.delivery_stats = DeliveryStats()
 
     # -- lifecycle -------------------------------------------------------------------
     async def run(self) -> int:
@@ -130,6 +142,9 @@ class Daemon:
         except DatabaseBusy as exc:
             log.error("stopping: %s", exc)
             return STORAGE_EXIT
+        except DatabaseError as exc:  # a newer schema, another chain's, a failed migration
+            log.error("not starting: %s", exc)
+            return CONFIG_EXIT
         except STORAGE_ERRORS as exc:
             # HTTP, intake and the activity are stopped and the database closed by now
             problem = storage_problem(exc, where(self.cfg.database))
@@ -181,9 +196,17 @@ class Daemon:
             )
             async with hold as ownership:
                 self._ownership = ownership
+                # Before any store touches it: back up if a migration is due, migrate in
+                # one transaction, check the database is this chain's and factory's.
+                await upgrade(
+                    db, database_target(cfg.database), where(cfg.database),
+                    keep=cfg.backups.keep, directory=cfg.backups.directory,
+                    chain_id=self.target.chain_id, factory=self.target.factory,
+                )  # fmt: skip
                 # The notification log is written inside the indexer's transactions (and
                 # the outbox's): an event is logged exactly when its cause is committed.
-                events = EventLog(db)
+                routes = [Route(c.name, c) for c in cfg.notify.channels]
+                events = EventLog(db, routes=routes)
                 await events.setup()
                 store = IndexerStore(db, hooks=events)
                 await store.setup()
@@ -308,7 +331,10 @@ class Daemon:
         cfg, target = self.cfg, self.target
         decimals = TokenDecimals(client, cfg.rules.decimals)
         self.live.token_decimals = decimals.known  # the same dict: /status shows it as it grows
-        pipeline = RulesPipeline(holder, outbox, store, decimals)
+        pipeline = RulesPipeline(
+            holder, outbox, store, decimals,
+            events=store.hooks if isinstance(store.hooks, EventLog) else None,
+        )  # fmt: skip
         await pipeline.start()
         indexer = Indexer(client, store, cfg.chain, factory=target.factory, progress=Progress())
         executor = Executor(
@@ -317,6 +343,13 @@ class Daemon:
             relayer=target.relayer, may_send=leadership.may_send,
         )  # fmt: skip
         await executor.start()
+        if isinstance(store.hooks, EventLog):
+            self.relay = IntentRelay(IntentChanges(db), store.hooks, store)
+            self.alerts = AlertEvents(store.hooks, cfg.notify.lag_alert_blocks)
+            await self.alerts.restore()  # what a killed predecessor left raised
+            if not leadership.solo:  # replicas: this one leads now
+                taken = {"leader": leadership.identity, "epoch": leadership.epoch}
+                self.alerts.once("alert.leadership_changed", taken)
         self.live.relayer_address = executor.relayer
         self.live.rules_version = pipeline.version
         self.live.rpc = client.stats
@@ -334,9 +367,45 @@ class Daemon:
             "one process on this database" if leadership.solo
             else f"leader at epoch {leadership.epoch}",
         )  # fmt: skip
-        if leadership.solo:
-            await self._loop(indexer, pipeline, executor, store, leadership)
+        async with self._delivering(db):
+            if leadership.solo:
+                await self._loop(indexer, pipeline, executor, store, leadership)
+                return
+            await self._lead_replica(indexer, pipeline, executor, store, leadership)
+
+    @contextlib.asynccontextmanager
+    async def _delivering(self, db: Database) -> AsyncIterator[None]:
+        """The notification delivery task for this term, on a connection of its own
+        (fenced like the loop's: a deposed leader's delivery writes are refused), ended
+        with the term. No channels: nothing runs."""
+        if not self.cfg.notify.channels:
+            yield
             return
+        own = await open_database(database_target(self.cfg.database))
+        own.fence, own.idle_limit_ms = db.fence, db.idle_limit_ms
+        stop = asyncio.Event()
+        async with HttpPoster() as poster:
+            self.deliverer = Deliverer(own, self.cfg.notify, poster, stats=self.delivery_stats)
+            self.live.notify = self.delivery_stats
+            task = asyncio.create_task(self.deliverer.run(stop), name="notify")
+            try:
+                yield
+            finally:
+                stop.set()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                self.deliverer = None
+                await own.close()
+
+    async def _lead_replica(
+        self,
+        indexer: Indexer,
+        pipeline: RulesPipeline,
+        executor: Executor,
+        store: IndexerStore,
+        leadership: Leadership,
+    ) -> None:
         # The loop runs beside the lease's renewal; a refused renewal ends the renewal task
         # and cuts the step the loop is in short, as a crash would (every write is one
         # transaction): a deposed leader would otherwise finish the step reading rows the
@@ -416,7 +485,7 @@ class Daemon:
             logged = self._logged(store)
             progressed = await self._index(indexer, pipeline, timing)
             if self._logged(store) != logged:
-                self.live.events.notify()  # committed: wake /stream readers now
+                self._woken()
             if progressed:
                 checkpoint = await store.checkpoint()
             now = checkpoint.timestamp if checkpoint else 0
@@ -440,12 +509,38 @@ class Daemon:
                     log.warning("executor step failed, retrying next round: %s", exc)
                     executor_due = True
             timing.mark("executor")
+            if self.relay is not None and await self.relay.step():
+                self._woken()
+            if self.alerts is not None:
+                self.alerts.executor(executor.alerts.drain())
+                self.alerts.lag(indexer.head, checkpoint.number if checkpoint else None)
+                if executor_due or progressed:  # only blocks move a job's age
+                    self.alerts.unmined(
+                        indexer.head, await outbox_jobs(executor), executor.sender.sent_block,
+                        self.cfg.notify.unmined_alert_blocks,
+                    )  # fmt: skip
+                if await self.alerts.flush():
+                    self._woken()
             self._publish(indexer, executor, pipeline, checkpoint.number if checkpoint else None)
             if report is not None and report.busy:
                 log.info("executor: %s (%s)", _summary(report), timing)
             if not progressed and not self.stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.intake_stop.wait(), self.cfg.chain.poll_interval)
+
+    def _reload_alert(self, ok: bool, detail: str, version: str | None = None) -> None:
+        """alert.rules_reload_failed raised by a refused reload, cleared by the next good
+        one (logged with the loop's next step)."""
+        if self.alerts is not None:
+            self.alerts.condition(
+                "alert.rules_reload_failed", not ok, {"detail": detail, "version": version}
+            )
+
+    def _woken(self) -> None:
+        """Notification events were committed: wake /stream readers and delivery now."""
+        self.live.events.notify()
+        if self.deliverer is not None:
+            self.deliverer.wake()
 
     @staticmethod
     def _logged(store: IndexerStore) -> int:
@@ -485,9 +580,11 @@ class Daemon:
             log.error("SIGHUP: reloading the rules failed (%s: %s); the old rules keep running",
                       type(exc).__name__, exc)  # fmt: skip
             self.live.rules_reload_failures += 1
+            self._reload_alert(False, f"{type(exc).__name__}: {exc}")
             return
         if not result.ok:
             self.live.rules_reload_failures = result.failures
+            self._reload_alert(False, f"{len(result.problems)} problem(s)", result.version)
             log.error(
                 "SIGHUP: rule files have %d problem(s); the old rules (%s) keep running",
                 len(result.problems), result.version,
@@ -495,6 +592,7 @@ class Daemon:
             for problem in result.problems:  # one line each: FILE:LINE:COLUMN: what and fix
                 log.error("rules: %s", problem)
             return
+        self._reload_alert(True, "reloaded", result.version)
         for warning in result.warnings:
             log.warning("rules: %s", warning)
         if result.changed:
@@ -546,6 +644,11 @@ class StepTiming:
         total = (time.perf_counter() - self.started) * 1000
         parts = ", ".join(f"{k} {v * 1000:.1f}" for k, v in self.phases.items())
         return f"step {total:.1f} ms: {parts}"
+
+
+async def outbox_jobs(executor: Executor) -> list[Job]:
+    """The executor's live jobs (sent, not mined), for the unmined alert."""
+    return list(await executor.outbox.jobs("live"))
 
 
 def _summary(report: Any) -> str:

@@ -23,11 +23,16 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
 
 from contracts import OPEN_STATUSES
+from database import Queries
 from executor import ORPHANED, IntentRow, Outbox
 from indexer import Block, Finalized, IndexerStore, Reorg, Session, Update
-from rules import Decision, Evaluation, ReloadResult, RulesHolder, RulesRunner, gc_paused
+from notify import EventLog, NotifyEvent
+from notify.intents import rule_event
+from rules import Decision, Evaluation, ReloadResult, RulesHolder, RulesRunner, Snapshot, gc_paused
+from rules.template import FIELDS, render
 from warden.app.snapshots import snapshot_of
 
 log = logging.getLogger("warden.rules")
@@ -39,9 +44,16 @@ LOGGED_FIRINGS = 100  # firings logged one by one per evaluation; beyond, counts
 
 class RulesPipeline:
     def __init__(
-        self, holder: RulesHolder, outbox: Outbox, store: IndexerStore, decimals: Decimals
+        self,
+        holder: RulesHolder,
+        outbox: Outbox,
+        store: IndexerStore,
+        decimals: Decimals,
+        *,
+        events: EventLog | None = None,
     ) -> None:
         self.holder = holder
+        self.events = events  # where `action: notify` firings are logged
         self.outbox = outbox
         self.store = store
         self.decimals = decimals
@@ -113,14 +125,25 @@ class RulesPipeline:
             return
         decimals = await self.decimals(sorted({s.token for s in batch}))
         results: list[tuple[Evaluation, Decision]] = []
+        snapshots: dict[str, Snapshot] = {}
         with gc_paused():
             for session in batch:
                 snapshot = snapshot_of(session, decimals.get(session.token, 18))
+                snapshots[session.wallet] = snapshot
                 results.append(self.runner.decide(snapshot, now))
         changed = [d for _, d in results if d.changed]
         if changed:
-            fresh = await self.outbox.record(changed, time.time_ns() // 1_000_000)
-            self.fired += len(fresh)
+            now_ms = time.time_ns() // 1_000_000
+            changed, notes = self._notes(changed, snapshots, now_ms)
+            also = None
+            if notes and self.events is not None:
+                log_, events = self.events, notes
+
+                async def also(tx: Queries) -> None:  # in the latches' transaction
+                    await log_.append(tx, events)
+
+            fresh = await self.outbox.record(changed, now_ms, also=also)
+            self.fired += len(fresh) + len(notes)
             for intent in fresh[:LOGGED_FIRINGS]:
                 log.info(
                     "rule %s fired for %s: %s (%s) at chain time %d",
@@ -137,6 +160,31 @@ class RulesPipeline:
                 )  # fmt: skip
         for evaluation, decision in results:
             self.runner.commit(evaluation, decision)
+
+    def _notes(
+        self, decisions: list[Decision], snapshots: dict[str, Snapshot], now_ms: int
+    ) -> tuple[list[Decision], list[NotifyEvent]]:
+        """`action: notify` firings taken out of the decisions (they are no intents: the
+        executor never sees them; their latches stay in the decisions) as `rule.notify`
+        events with their messages filled from the snapshot that fired them."""
+        rules = self.holder.current.ruleset
+        notes: list[NotifyEvent] = []
+        kept: list[Decision] = []
+        for d in decisions:
+            if not any(i.action == "notify" for i in d.intents):
+                kept.append(d)
+                continue
+            for i in d.intents:
+                if i.action != "notify":
+                    continue
+                snap = snapshots[i.wallet]
+                values = {f: getattr(snap, f) for f in FIELDS if hasattr(snap, f)}
+                values.update(rule=i.rule, now=i.now)
+                message = render(rules.by_name(i.rule).message, values)
+                notes.append(rule_event(i.key, i.wallet, snap.owner, snap.policy, i.rule,
+                                        message, i.position, now_ms))  # fmt: skip
+            kept.append(replace(d, intents=tuple(i for i in d.intents if i.action != "notify")))
+        return kept, notes
 
     async def _reconcile(self, reorg: Reorg) -> None:
         """Make right what a reorg undid, before the executor's next step:

@@ -135,6 +135,19 @@ def _server_cause(exc: BaseException) -> str | None:
     return None
 
 
+def file_problem(exc: BaseException, path: Path) -> str | None:
+    """For a file Warden writes that is not the database (a backup, an export): "CAUSE —
+    FIX" when `exc` is the disk failing under `path` (full, read-only, I/O), else None."""
+    for link in _chain(exc):
+        cause = _cause(link)
+        if cause is not None:
+            if cause in ("cannot open the database file", "disk I/O error", "read-only database",
+                         "permission denied"):  # fmt: skip
+                cause = _file_system(path) or cause
+            return f"{cause} — {_HINTS.get(cause, 'check the disk and the path')}"
+    return None
+
+
 # Causes that end when the server is back: a replica rides them out as a standby.
 _PASSING = frozenset({
     "the connection to the server failed",

@@ -7,10 +7,12 @@ import argparse
 import sys
 
 from warden.cli.config import add_config_parser, run_config_command
+from warden.cli.db import add_db_parser, run_db_command
 from warden.cli.devnet import add_devnet_parser, run_devnet_command
 from warden.cli.exit_codes import ExitCode
 from warden.cli.index import add_index_parser, run_index_command
 from warden.cli.inspect import add_inspect_parsers, run_inspect_command, run_status_command
+from warden.cli.notify import add_notify_parser, run_notify_command
 from warden.cli.rules import add_rules_parser, run_rules_command
 from warden.cli.run import add_run_parser, run_run_command
 from warden.cli.version import VersionAction
@@ -34,6 +36,8 @@ def _build_parser() -> argparse.ArgumentParser:
     add_rules_parser(sub)
     add_config_parser(sub)
     add_inspect_parsers(sub)
+    add_db_parser(sub)
+    add_notify_parser(sub)
     return parser
 
 
@@ -53,8 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         return run_devnet_command(args)
     if args.command == "index":
         return run_index_command(args)
+    if args.command == "db":
+        return run_db_command(args)
     if args.command == "rules":
         return run_rules_command(args)
+    if args.command == "notify":
+        return run_notify_command(args)
     parser.print_help()
     return ExitCode.OK
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import contracts
-from warden.app.daemon import FORCED_EXIT
+from warden.app.daemon import CONFIG_EXIT, FORCED_EXIT
 from warden.app.storage import STORAGE_EXIT
 from warden.cli import version as cli
 from warden.cli.exit_codes import ExitCode
@@ -78,6 +78,7 @@ def test_exit_codes_are_the_documented_ones() -> None:
     ]  # fmt: skip
     assert ExitCode.FORCED == FORCED_EXIT
     assert ExitCode.STORAGE == STORAGE_EXIT
+    assert ExitCode.CONFIG == CONFIG_EXIT  # the daemon refusing its database
     readme = (ROOT / "README.md").read_text()
     assert "Exit codes: 0 clean stop, 2 configuration problem, 1 runtime failure, 3 the " in readme
     assert "130 a second signal forced the exit." in readme

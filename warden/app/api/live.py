@@ -15,6 +15,7 @@ from prometheus_client import Histogram, Metric
 from chain import RpcStats
 from executor.gate import Protection
 from indexer.failures import FailureStreak
+from notify import DeliveryStats
 from warden.app.leadership import Leadership
 
 # Seconds from a rule firing (chain time of the evaluation) to its transaction being sent.
@@ -87,6 +88,7 @@ class LiveState:
     # decimals() of each token the rules read (address → decimals), for clients' formatting
     token_decimals: dict[str, int] = field(default_factory=dict)
     events: Wakeup = field(default_factory=Wakeup)  # new notification events committed
+    notify: DeliveryStats | None = None  # the leader's delivery counters, by channel
 
     def over_budget(self, now: float | None = None) -> str | None:
         """Why the node counts as down (a loop failing for longer than

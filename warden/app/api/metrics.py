@@ -120,6 +120,7 @@ class _WardenCollector(Collector):
             None if balance is None else balance / WEI_PER_ETHER,
         )
         yield from self._protection()
+        yield from self._notify(figures)
         yield _counter(
             "warden_rules_reload_failures_total",
             "Rule reloads refused (bad files); the previous rules kept running.",
@@ -131,6 +132,50 @@ class _WardenCollector(Collector):
             )
             rules.add_metric([live.rules_version], 1)
             yield rules
+
+    def _notify(self, figures: Figures) -> Iterator[Metric]:
+        """Deliveries by channel and state (the database: every replica sees them), the
+        delivery lag, and this leader's attempt counters."""
+        rows = GaugeMetricFamily(
+            "warden_notifications", "Notification deliveries by channel and state.",
+            labels=["channel", "state"],
+        )  # fmt: skip
+        for (channel, state), n in sorted(figures.deliveries.items()):
+            rows.add_metric([channel, state], n)
+        yield rows
+        lag = GaugeMetricFamily(
+            "warden_notify_delivery_lag_seconds",
+            "Age of the oldest undelivered notification, by channel (0: none waiting).",
+            labels=["channel"],
+        )
+        now_ms = time.time() * 1000
+        channels = {c for c, _ in figures.deliveries}
+        for channel in sorted(channels):
+            oldest = figures.oldest_pending_ms.get(channel)
+            lag.add_metric([channel], 0.0 if oldest is None else max(0.0, now_ms - oldest) / 1000)
+        yield lag
+        stats = self.live.notify
+        if stats is None:
+            return
+        families = {
+            "delivered": CounterMetricFamily(
+                "warden_notify_delivered", "Notifications delivered by this process.",
+                labels=["channel"],
+            ),
+            "failed": CounterMetricFamily(
+                "warden_notify_failed_attempts", "Failed delivery attempts (retried or not).",
+                labels=["channel"],
+            ),
+            "dead": CounterMetricFamily(
+                "warden_notify_dead_lettered", "Deliveries dead-lettered after the last "
+                "attempt.", labels=["channel"],
+            ),
+        }  # fmt: skip
+        for name, c in sorted(stats.channels.items()):
+            families["delivered"].add_metric([name], c.delivered)
+            families["failed"].add_metric([name], c.failed)
+            families["dead"].add_metric([name], c.dead)
+        yield from families.values()
 
     def _live_chain(self, figures: Figures) -> Iterator[Metric]:
         live = self.live

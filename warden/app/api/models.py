@@ -323,6 +323,29 @@ class Activity(Body):
     reactions: list[Reaction]
 
 
+class Notification(Body):
+    """One delivery of one event to one channel (the notification outbox's row)."""
+
+    id: int
+    channel: str
+    state: Literal["pending", "delivered", "dead"]
+    attempts: int
+    next_attempt_ms: int = Field(description="when a pending delivery is tried next")
+    last_error: str | None = Field(description="the last failed attempt's answer")
+    created_ms: int
+    updated_ms: int
+    delivered_ms: int | None
+    event_cursor: str = Field(description="the event's cursor in the log (/stream's id)")
+    event_id: str = Field(description="the event's stable id")
+    kind: str
+    wallet: Address | None
+
+
+class NotificationPage(Body):
+    items: list[Notification]
+    next_cursor: str | None = Field(description=_NEXT)
+
+
 class HitRate(Body):
     hits: int
     closed_with_threshold: int
@@ -377,5 +400,6 @@ class OpenApiDocument(Body):
 COMPONENTS: tuple[type[Body], ...] = (
     Error, Health, Ready, Status, Session, Event, Intent, Job, Transaction, Refusal,
     IntentDetail, SessionDetail, SessionPage, EventPage, IntentPage, Stats, HitRate,
-    Close, Reaction, Activity, OpenApiDocument,
+    Close, Reaction, Activity, Notification, NotificationPage,
+    OpenApiDocument,
 )  # fmt: skip

@@ -30,6 +30,17 @@ _ERRORS = {
     502: "the node answered wrongly or refused the question",
     503: "not ready",
 }
+# One server-sent event as a client parses it (the schema of each event of the stream)
+_SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^(0|[1-9][0-9]*)$", "description": "cursor"},
+        "event": {"type": "string", "description": "the event's kind"},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "description": "the event document (docs/notify.md)"},
+        "retry": {"type": "integer"},
+    },
+}  # fmt: skip
 _STREAM = (
     "Server-sent events, one per logged notification event: `id: <cursor>`, `event: "
     "<kind>`, `data: <the event as JSON on one line>` (docs/notify.md has every kind). "
@@ -97,7 +108,7 @@ def _responses(route: Route, *, secured: bool, head: bool = False) -> dict[str, 
     if route.stream:
         ok: dict[str, Any] = {
             "description": _STREAM,
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
         }
     elif route.response is None:
         ok = {
@@ -149,7 +160,8 @@ def _operation(route: Route, *, secured: bool, head: bool = False) -> dict[str, 
         op["parameters"].append({
             "name": "Last-Event-ID", "in": "header", "required": False,
             "description": "the `id:` of the last event received: resume after it",
-            "schema": {"type": "string", "pattern": "^(0|[1-9][0-9]{0,18})$"},
+            # 18 digits: all below 2**63, which the server's own check draws exactly
+            "schema": {"type": "string", "pattern": "^(0|[1-9][0-9]{0,17})$"},
         })  # fmt: skip
     if route.body is not None:
         op["requestBody"] = {

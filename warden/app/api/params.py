@@ -38,7 +38,8 @@ from chain import event_specs
 from contracts import POLICY_REASONS, SESSION_STATUSES, SWEEP_REASON
 from executor import STATES
 from notify import CATEGORIES, KINDS, known_pattern
-from rules.model import ACTIONS
+from notify import STATES as DELIVERY_STATES
+from rules.model import TERMINAL_ACTIONS
 from warden.app.api.errors import BadParameter
 
 DEFAULT_LIMIT = 100
@@ -48,7 +49,8 @@ _CURSOR_KEY = re.compile(r"0|[1-9][0-9]{0,18}")
 _SQLITE_MAX = 2**63 - 1
 
 INTENT_STATES: tuple[str, ...] = STATES
-INTENT_ACTIONS: tuple[str, ...] = ACTIONS
+# `notify` firings are never intents (they are rule.notify events): not an intent's action
+INTENT_ACTIONS: tuple[str, ...] = tuple(sorted(TERMINAL_ACTIONS))
 INTENT_REASONS = (*POLICY_REASONS, SWEEP_REASON)  # rules never close as owner
 EVENT_NAMES = tuple(sorted({spec.name for spec in event_specs().values()}))
 
@@ -235,7 +237,9 @@ Kinds = Annotated[tuple[str, ...], Parsed(_kinds, {
 
 class StreamQuery(Params):
     after: Annotated[int, Parsed(_stream_cursor, {
-        "type": "string", "pattern": "^(0|[1-9][0-9]{0,18})$",
+        # 18 digits at most in the document: every one of them is below 2**63 (a 19-digit
+        # cursor up to 2**63 - 1 is taken too, but a pattern cannot draw that line)
+        "type": "string", "pattern": "^(0|[1-9][0-9]{0,17})$",
     })] | None = Field(None, description="start after this cursor (0: the whole log); "
                        "Last-Event-ID wins over it; absent: new events only")  # fmt: skip
     kinds: Kinds | None = Field(
@@ -245,6 +249,18 @@ class StreamQuery(Params):
     follow: Annotated[bool, Parsed(_follow, {"type": "string", "enum": ["false", "true"]})] = Field(
         True, description="false: send the events logged now, then end the response"
     )
+
+
+class NotificationsQuery(Params):
+    state: Annotated[str, _one_of(DELIVERY_STATES)] | None = Field(
+        None, description="delivery state"
+    )
+    channel: Text | None = Field(None, description="channel name (notify.channels[].name)")
+    kind: Annotated[str, _one_of(tuple(KINDS))] | None = Field(None, description="event kind")
+    cursor: Annotated[int, _cursor("notifications")] | None = Field(
+        None, description="`next_cursor` of the previous page"
+    )
+    limit: Limit = Field(DEFAULT_LIMIT, description="page size")
 
 
 P = TypeVar("P", bound=Params)

@@ -16,7 +16,7 @@ from database import Database
 from executor import STATES, OutboxReads
 from indexer import SessionReads
 from indexer.reads import LogCounts
-from notify import EventReads
+from notify import Deliveries, EventReads
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class Figures:
     logs: LogCounts
     sessions: dict[str, int]  # by status
     intents: dict[str, int]  # by state
+    deliveries: dict[tuple[str, str], int]  # (channel, state) -> notifications
+    oldest_pending_ms: dict[str, int]  # channel -> creation of its oldest pending delivery
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class ApiReader:
         self.sessions = SessionReads(db)
         self.outbox = OutboxReads(db)
         self.events = EventReads(db)
+        self.deliveries = Deliveries(db)
         self._status: tuple[int, StatusFigures] | None = None
 
     async def status_figures(self) -> StatusFigures:
@@ -78,4 +81,6 @@ class ApiReader:
             logs=await self.sessions.log_counts(),
             sessions=await self.sessions.status_counts(),
             intents=await self.intent_counts(),
+            deliveries=await self.deliveries.counts(),
+            oldest_pending_ms=await self.deliveries.oldest_pending_ms(),
         )

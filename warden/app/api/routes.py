@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from executor.history import IntentFilter
-from indexer.reads import Page, SessionFilter
+from indexer.reads import Page, SessionFilter, page_of
 from notify import EventFilter
 from warden.app.api import models as m
 from warden.app.api.errors import NotFound
@@ -23,6 +23,7 @@ from warden.app.api.params import (
     EventsQuery,
     IntentsQuery,
     NoQuery,
+    NotificationsQuery,
     OwnerPath,
     OwnerSessionsQuery,
     Params,
@@ -163,6 +164,25 @@ async def intents(ctx: Context, path: None, q: IntentsQuery) -> Reply:
     return Reply(m.IntentPage(items=items, next_cursor=_cursor(page, "intents")))
 
 
+async def notifications(ctx: Context, path: None, q: NotificationsQuery) -> Reply:
+    async with ctx.reader.snapshot():
+        rows = await ctx.reader.deliveries.page(
+            -1 if q.cursor is None else q.cursor, q.limit, state=q.state, channel=q.channel,
+            kind=q.kind,
+        )  # fmt: skip
+    page = page_of(rows, q.limit, lambda d: d.id)
+    items = [
+        m.Notification(
+            id=d.id, channel=d.channel, state=d.state, attempts=d.attempts,  # type: ignore[arg-type]
+            next_attempt_ms=d.next_ms, last_error=d.last_error, created_ms=d.created_ms,
+            updated_ms=d.updated_ms, delivered_ms=d.delivered_ms,
+            event_cursor=str(d.event_row), event_id=d.event_id, kind=d.kind, wallet=d.wallet,
+        )
+        for d in page.items
+    ]  # fmt: skip
+    return Reply(m.NotificationPage(items=items, next_cursor=_cursor(page, "notifications")))
+
+
 async def stats(ctx: Context, path: None, q: NoQuery) -> Reply:
     async with ctx.reader.snapshot():
         totals = await ctx.reader.sessions.totals()
@@ -214,6 +234,10 @@ def build_routes() -> tuple[Route, ...]:
               path_params=OwnerPath, cached=True),
         Route("/intents", intents, "Intents in creation order, filtered", m.IntentPage,
               query=IntentsQuery, cached=True),
+        Route("/notifications", notifications, "Notification deliveries (one per event and "
+              "channel) in order, filtered: pending, delivered or dead (re-drive: `warden "
+              "notify redrive`)", m.NotificationPage, query=NotificationsQuery,
+              cached=True),
         Route("/stats", stats, "Totals over all sessions: volume, fees, hit rates, "
               "average duration", m.Stats, cached=True),
         Route("/activity", activity, "The latest closes (chain time, reason) and reactions "

@@ -18,6 +18,7 @@ from warden.app.settings.loading import load_config
 from warden.app.settings.models import (
     ANVIL_CHAIN_ID,
     ApiConfig,
+    BackupsConfig,
     DevnetConfig,
     LoggingConfig,
     RulesConfig,
@@ -27,6 +28,7 @@ from warden.app.settings.models import (
 __all__ = [
     "ANVIL_CHAIN_ID",
     "ApiConfig",
+    "BackupsConfig",
     "ConfigError",
     "DatabaseUrl",
     "DevnetConfig",

@@ -103,6 +103,7 @@ def cross_checks(cfg: WardenConfig, environ: Mapping[str, str]) -> list[Problem]
             f"({lead.ttl:g} s), or a leader could send after a standby took over",
         ))  # fmt: skip
     out.extend(_api_problems(cfg))
+    out.extend(_backup_problems(cfg))
     if cfg.devnet.state_cache is not None:
         # `run` has no state cache yet; refused here so that check and run agree.
         out.append(
@@ -135,6 +136,37 @@ def _api_problems(cfg: WardenConfig) -> list[Problem]:
             (("api", "token"), f"too short for an API beyond loopback: {len(token)} "
              f"characters, at least {MIN_REMOTE_TOKEN} are needed — generate one with "
              "`openssl rand -hex 32`")
+        )  # fmt: skip
+    return out
+
+
+def _backup_problems(cfg: WardenConfig) -> list[Problem]:
+    """`backups:`: a number of backups that keeps at least the last one, and a directory
+    the automatic backups can be written into."""
+    b = cfg.backups
+    out: list[Problem] = []
+    if not 1 <= b.keep <= 1000:
+        out.append(
+            (("backups", "keep"), f"{b.keep} — keep 1 to 1,000 backups (default 3): a "
+             "migration without its backup cannot be undone")
+        )  # fmt: skip
+    directory = b.directory
+    if directory is None:
+        return out
+    unusable = _unusable(directory)
+    if unusable:
+        out.append((("backups", "directory"), unusable))
+    elif not directory.exists():
+        out.append(
+            (("backups", "directory"), f"{shorten(directory)} does not exist — create it "
+             "(relative paths are taken from the config file's directory)")
+        )  # fmt: skip
+    elif not directory.is_dir():
+        out.append((("backups", "directory"), f"{shorten(directory)} is not a directory"))
+    elif not os.access(directory, os.W_OK | os.X_OK):
+        out.append(
+            (("backups", "directory"), f"{shorten(directory)} is not writable by this user — "
+             "fix its permissions or choose another directory")
         )  # fmt: skip
     return out
 

@@ -38,6 +38,10 @@ def _lines(value: Any, where: tuple[str, ...], sources: Mapping[str, str]) -> It
         yield f"{key}: {format_amount(value)} ({value} wei)"
     elif where[-1] in _DURATIONS:
         yield f"{key}: {format_duration(value)}"
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        for i, item in enumerate(value):  # notify.channels: each key on its own line
+            for k, v in item.items():
+                yield from _lines(v, (*where[:-1], f"{where[-1]}[{i}]", k), sources)
     elif isinstance(value, list):
         # An RPC URL usually holds the provider's key in its path: shown redacted.
         shown = [redact_url(v) if key == "chain.rpc" else str(v) for v in value]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from chain.urls import url_secrets
 from executor.settings import ExecutorSettings
+from notify.settings import CHANNEL_MODELS, CHANNEL_TYPES
 from warden.app.settings import overrides
 from warden.app.settings.checks import cross_checks
 from warden.app.settings.errors import ConfigError
@@ -28,15 +29,21 @@ from warden.app.settings.secrets import Outside, Where, dotted, leaks, mask, sub
 from warden.app.settings.yaml_reader import kind, line_of, read_yaml
 
 _LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_SECTIONS = ("chain", "rules", "executor", "api", "logging", "devnet")
+_SECTIONS = ("chain", "rules", "executor", "api", "logging", "backups", "devnet", "notify")
 
 
 def load_config(
-    path: str | Path, environ: Mapping[str, str], *, devnet: bool = False
+    path: str | Path,
+    environ: Mapping[str, str],
+    *,
+    devnet: bool = False,
+    only: Collection[tuple[str, ...]] | None = None,
 ) -> WardenConfig:
     """The validated config in `path` with the `WARDEN_*__*` overrides of `environ`;
     `ConfigError` with every problem otherwise. `devnet` leaves `chain.rpc` out (`warden
-    run --devnet`), so what depends on the chain is decided for a devnet."""
+    run --devnet`), so what depends on the chain is decided for a devnet. `only`: the key
+    paths a command uses (`warden db`: the database and backups, not the relayer's key);
+    problems elsewhere are not its concern, and the keys concerned take their defaults."""
     file = Path(path)
     base = file.resolve().parent
     try:
@@ -87,6 +94,8 @@ def load_config(
         for where, message in cross_checks(cfg, environ):
             if not any(where[: len(f)] == f or f[: len(where)] == where for f in broken):
                 report(where, message)
+    if only is not None:
+        reported = [(w, m) for w, m in reported if any(w[: len(p)] == p for p in only)]
     if reported or cfg is None:
         everywhere = outside.every_value()
         out = [
@@ -139,6 +148,13 @@ def _hide_secrets(data: Any, outside: Outside) -> None:
         value = node.get(key) if isinstance(node, dict) else None
         if isinstance(value, str):
             outside.hide((section, key), value)
+    notify = data.get("notify") if isinstance(data, dict) else None
+    channels = notify.get("channels") if isinstance(notify, dict) else None
+    for i, channel in enumerate(channels if isinstance(channels, list) else []):
+        for key in ("secret", "url"):
+            value = channel.get(key) if isinstance(channel, dict) else None
+            if isinstance(value, str):
+                outside.hide(("notify", "channels", i, key), value)
     chain = data.get("chain") if isinstance(data, dict) else None
     rpc = chain.get("rpc") if isinstance(chain, dict) else None
     for i, url in enumerate(rpc if isinstance(rpc, list) else []):
@@ -174,8 +190,15 @@ def _remove(data: Any, where: Where) -> None:
 
 def _explain(err: Any, sources: Mapping[str, str]) -> tuple[Where, str]:
     """A pydantic error as (key path, message with its fix)."""
-    loc = tuple(err["loc"])
+    loc = _channel_loc(tuple(err["loc"]))
     kind_ = err["type"]
+    if kind_ == "union_tag_invalid":
+        return (*loc, "type"), (
+            f"unknown channel type {err['ctx'].get('tag')!r}: write one of "
+            f"{', '.join(CHANNEL_TYPES)} (docs/notify.md)"
+        )
+    if kind_ == "union_tag_not_found":
+        return loc, f"a channel needs `type`: one of {', '.join(CHANNEL_TYPES)}"
     if kind_ == "extra_forbidden":
         parent, key = loc[:-1], str(loc[-1])
         names = _field_names(parent)
@@ -191,13 +214,26 @@ def _explain(err: Any, sources: Mapping[str, str]) -> tuple[Where, str]:
     if kind_ == "literal_error":
         return loc, f"{message} — use one of them"
     if kind_.startswith(("int_", "float_", "bool_", "string_")):
-        secret = dotted(loc) in sources or any(p in ("raw_key", "token") for p in map(str, loc))
+        secret = dotted(loc) in sources or any(
+            p in ("raw_key", "token", "secret", "url") for p in map(str, loc)
+        )
         shown = "" if secret else f", got {err['input']!r}"
         return loc, f"{message}{shown}"
     return loc, message
 
 
+def _channel_loc(loc: Where) -> Where:
+    """pydantic names a channel's fields under its type's tag
+    (`notify.channels[0].webhook.url`): the file has no such level."""
+    if len(loc) >= 4 and loc[:2] == ("notify", "channels") and loc[3] in CHANNEL_TYPES:
+        return (*loc[:3], *loc[4:])
+    return loc
+
+
 def _field_names(loc: Where) -> list[str]:
+    if len(loc) == 3 and loc[:2] == ("notify", "channels"):  # any channel type's keys
+        keys = {k for m in CHANNEL_MODELS for k in m.model_fields}
+        return sorted(keys | {"secret_file"})
     model: Any = WardenConfig
     for part in loc:
         field = model.model_fields.get(part) if isinstance(part, str) else None

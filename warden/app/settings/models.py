@@ -23,6 +23,7 @@ from executor import Signer, SignerError, load_password
 from executor.settings import ExecutorSettings
 from executor.signer import DEVNET_CHAIN_IDS
 from indexer.settings import ChainSettings
+from notify.settings import NotifySettings
 from warden.app.settings.database import DatabaseTarget
 from warden.app.settings.describe import describe
 from warden.app.settings.errors import ConfigError
@@ -62,6 +63,14 @@ class LeadershipConfig(Section):
     margin: Seconds = 1.5  # the leader stops sending this long before its lease could expire
 
 
+class BackupsConfig(Section):
+    """Backups Warden takes by itself: before a migration and before a restore replaces
+    the database (docs/operations.md). `warden db backup` writes where it is told."""
+
+    keep: Int = 3  # the newest automatic backups kept; older ones are removed
+    directory: ConfigPath | None = None  # None: next to the SQLite database
+
+
 class DevnetConfig(Section):
     block_time: Seconds = 1.0
     activity: Bool = True
@@ -76,7 +85,9 @@ class WardenConfig(Section):
     api: ApiConfig = ApiConfig()
     logging: LoggingConfig = LoggingConfig()
     leadership: LeadershipConfig = LeadershipConfig()
+    backups: BackupsConfig = BackupsConfig()
     devnet: DevnetConfig = DevnetConfig()
+    notify: NotifySettings = NotifySettings()
 
     # dotted key -> where its value came from ("$NAME" or "file PATH"), for describe()
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)

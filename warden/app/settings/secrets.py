@@ -1,11 +1,13 @@
 """Values from outside the file: a whole `${NAME}` value is read from the environment,
-and `api.token_file` / `executor.raw_key_file` fill `api.token` / `executor.raw_key` from
-a file. Each such value is recorded (for `describe()`, which masks it, and for error
-messages, which never quote it: `mask`).
+and `api.token_file` / `executor.raw_key_file` / a channel's `secret_file` fill
+`api.token` / `executor.raw_key` / `notify.channels[i].secret` from a file. Each such
+value is recorded (for `describe()`, which masks it, and for error messages, which never
+quote it: `mask`).
 
 What error messages never quote, whatever check or parser wrote them:
 - a value from the environment (`${NAME}`, a `WARDEN_*` override) or a secret file;
-- a secret field's value, even typed into the file (`api.token`, `executor.raw_key`) and
+- a secret field's value, even typed into the file (`api.token`, `executor.raw_key`, a
+  notification channel's `secret` and `url` — a Slack or Discord URL is a credential) and
   the parts of an RPC URL that may hold a provider key (its path, query, userinfo);
 - anything that looks like a private key (more hex digits than an address holds).
 """
@@ -76,7 +78,7 @@ def substitute(
     Keys in `skip` (replaced by an environment override) are left out unread."""
     if isinstance(node, dict):
         result: dict[str, Any] = {}
-        secret = SECRET_FILES.get(where)
+        secret = SECRET_FILES.get(where) or channel_secret(where)
         for key, value in node.items():
             if (*where, key) in skip:
                 continue
@@ -111,6 +113,11 @@ def substitute(
         outside.add(where, f"${name}", environ[name])
         return environ[name]
     return node
+
+
+def channel_secret(where: Where) -> str | None:
+    """A notification channel (`notify.channels[i]`) takes `secret_file` for `secret`."""
+    return "secret" if len(where) == 3 and where[:2] == ("notify", "channels") else None
 
 
 def read_into(

@@ -15,8 +15,10 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from database.sqlite import as_database
 from executor.outbox import NewJob, Outbox
 from indexer import IndexerStore, Session, open_database
+from notify import Deliveries, EventLog, NotifySettings, Route, session_events
 from rules import Decision, Intent
 from tests._chain import Chain
 from tests._workload import WEIGHTS, Workload
@@ -98,10 +100,31 @@ async def _write_outbox(path: Path) -> tuple[dict[str, str], dict[str, str]]:
         )  # fmt: skip
         await outbox.job_dropped(job2_id, "nonce 1 taken by another transaction", NOW_MS + 10)
         await outbox.settle([(dropped.key, "obsolete", "session closed meanwhile")], NOW_MS + 11)
+        await _write_notifications(db, store, sessions)
         keys = {"done": done.key, "waiting": waiting.key, "dropped": dropped.key}
         return keys, {"first": _hash(1), "mined": _hash(2)}
     finally:
         await db.close()
+
+
+async def _write_notifications(conn: Any, store: IndexerStore, sessions: list[Session]) -> None:
+    """The event log of the indexed chain, owed to two channels, some delivered, some
+    dead (/notifications, /stream and their metrics)."""
+    db = as_database(conn)
+    cfg = NotifySettings.model_validate({"channels": [
+        {"name": "backend", "type": "command", "command": ["/bin/true"]},
+        {"name": "ops", "type": "command", "command": ["/bin/true"], "kinds": ["session.closed"]},
+    ]})  # fmt: skip
+    log = EventLog(db, routes=[Route(c.name, c) for c in cfg.channels], clock_ms=lambda: NOW_MS)
+    await log.setup()
+    async with db.transaction() as tx:
+        await log.append(tx, session_events(await store.events(), {s.wallet: s for s in sessions},
+                                            NOW_MS))  # fmt: skip
+    deliveries = Deliveries(db)
+    rows = await deliveries.page(0, 10)
+    await deliveries.delivered(rows[0].id, 1, NOW_MS + 20)
+    await deliveries.failed(rows[1].id, 10, "HTTP 500: down", NOW_MS + 21, None)
+    await deliveries.failed(rows[2].id, 2, "timed out after 10 s", NOW_MS + 22, NOW_MS + 99)
 
 
 @pytest.fixture(scope="module")

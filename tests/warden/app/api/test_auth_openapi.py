@@ -91,7 +91,7 @@ async def test_openapi_document_is_valid_and_matches_the_routes(api: Api, indexe
     required = {
         "/health", "/ready", "/status", "/sessions", "/sessions/{wallet}",
         "/sessions/{wallet}/events", "/owners/{address}/sessions", "/intents", "/stats",
-        "/metrics", "/openapi.json", "/stream", "/activity",
+        "/metrics", "/openapi.json", "/stream", "/notifications", "/activity",
     }  # fmt: skip
     assert required == routed
     assert doc["paths"]["/health"]["get"]["security"] == []

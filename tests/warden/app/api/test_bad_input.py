@@ -95,7 +95,7 @@ async def test_every_documented_query_parameter_is_accepted(api: Api, indexed: I
     owner = owners.most_common(1)[0][0]
     values = {"owner": owner, "wallet": wallet, "address": wallet, "policy": "berzerker",
               "rule": "idle", "limit": "2", "name": "SessionCreated", "after": "0",
-              "kinds": "session,alert.indexing_lag"}  # fmt: skip
+              "kinds": "session,alert.indexing_lag", "channel": "backend"}  # fmt: skip
     tried = 0
     for template, item in doc["paths"].items():
         path = template.replace("{wallet}", wallet).replace("{address}", owner)
