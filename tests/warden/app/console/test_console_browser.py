@@ -157,11 +157,17 @@ def test_the_event_stream_is_read_with_the_token_in_a_header_and_feeds_the_overv
     s = console.session(policy="")
     console.chain.send(s.wallet.functions.withdraw(850 * UNIT), console.roles.owner)
     feed = page.locator(".feed-item", has=page.locator(f'a[title="{s.wallet.address}"]'))
-    # (what the event log holds so far: the session lifecycle, one event per wallet event)
-    for kind in ("session.created", "session.withdrawn", "session.closed"):
+    # the session's lifecycle and the rule's intent, each once, as they happen
+    kinds = ("session.created", "session.withdrawn", "intent.fired", "session.closed",
+             "intent.confirmed")  # fmt: skip
+    for kind in kinds:
         expect(feed.filter(has_text=kind)).to_have_count(1, timeout=90_000)
     expect(feed.filter(has_text="session.closed")).to_contain_text("reason: stop_loss")
-    expect(feed.first).to_contain_text("session.closed")  # newest first
+    expect(feed.filter(has_text="intent.fired")).to_contain_text("rule: stop-loss")
+    shown = feed.all_inner_texts()  # newest first
+    at = {kind: next(i for i, text in enumerate(shown) if kind in text) for kind in kinds}
+    assert at["session.created"] > at["session.withdrawn"] > at["intent.fired"], shown
+    assert at["intent.fired"] > at["session.closed"] > at["intent.confirmed"], shown
 
 
 def test_without_an_event_stream_the_console_polls(page: Page, console: Console) -> None:
