@@ -120,6 +120,21 @@ class RefusalRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Reaction:
+    """How long an intent waited from being stored to its first transaction sent."""
+
+    intent_id: int
+    wallet: str
+    rule: str
+    created_ms: int
+    sent_ms: int
+
+    @property
+    def latency_ms(self) -> int:
+        return max(0, self.sent_ms - self.created_ms)
+
+
+@dataclass(frozen=True, slots=True)
 class IntentHistory:
     """An intent with what became of it."""
 
@@ -198,6 +213,19 @@ class OutboxReads:
             )
             out.append(IntentHistory(intent, job, transactions, refusals))
         return out
+
+    async def recent_reactions(self, limit: int) -> list[Reaction]:
+        """The latest `limit` intents that got a transaction sent, oldest first, each
+        with its first send (the same figure as `warden_trigger_to_tx_seconds`)."""
+        if not await self.available():
+            return []
+        rows = await self._rows(
+            "SELECT i.id, i.wallet, i.rule, i.created_ms, MIN(t.sent_ms) FROM intents i "
+            "JOIN transactions t ON t.job_id = i.job_id WHERE t.sent_ms IS NOT NULL "
+            "GROUP BY i.id, i.wallet, i.rule, i.created_ms ORDER BY i.id DESC LIMIT ?",
+            [limit],
+        )
+        return [Reaction(int(a), b, c, int(d), int(e)) for a, b, c, d, e in reversed(rows)]
 
     async def state_counts(self) -> dict[str, int]:
         """Intents by state; a state no intent is in is absent."""

@@ -71,6 +71,15 @@ class LogCounts:
     malformed: int  # logs of known signatures that failed to decode
 
 
+@dataclass(frozen=True)
+class Close:
+    """A closed session as the activity chart plots it."""
+
+    closed_at: int  # chain time, unix seconds
+    reason: str
+    wallet: str
+
+
 @dataclass
 class SessionTotals:
     """Sums over every indexed session, exact (SQLite's SUM would go through floats or
@@ -187,6 +196,16 @@ class SessionReads:
                 t.take_profit_eligible += 1
                 t.take_profit_hits += reason == "take_profit"
         return t
+
+    async def recent_closes(self, limit: int) -> list[Close]:
+        """The latest `limit` closes, oldest first (by chain time, then wallet)."""
+        rows = await self._rows(
+            "SELECT closed_at, close_reason, wallet FROM sessions "
+            "WHERE status = 'closed' AND closed_at IS NOT NULL "
+            "ORDER BY closed_at DESC, wallet DESC LIMIT ?",
+            [limit],
+        )
+        return [Close(int(at), str(reason or ""), wallet) for at, reason, wallet in reversed(rows)]
 
     def _event(self, r: Sequence[Any]) -> Event:
         # args are stored with every integer as a decimal string (store.encode_args)

@@ -54,6 +54,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.timeout(CHAOS_TIMEOUT))
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say so when the browser tests (the console in headless Chromium) did not run: a
+    machine without chromium skips them rather than failing."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "browser" in r.keywords]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} browser test(s) skipped: chromium is not installed; "
+            "`apt-get install chromium` enables them",
+            yellow=True,
+            bold=True,
+        )
+
+
 def _reaches_anvil(obj: object, seen: dict[object, bool]) -> bool:
     """Whether calling `obj` may start anvil. In the tests and scripts, conservatively,
     any name containing "anvil" counts (a helper `seeded_anvil`, an attribute

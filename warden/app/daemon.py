@@ -80,6 +80,7 @@ class TokenDecimals:
 
     async def __call__(self, tokens: Sequence[str]) -> dict[str, int]:
         if self.fixed is not None:
+            self.known.update(dict.fromkeys(tokens, self.fixed))  # the API shows what is used
             return dict.fromkeys(tokens, self.fixed)
         unknown = [t for t in tokens if t not in self.known]
         if unknown:
@@ -328,8 +329,10 @@ class Daemon:
         object but the rules is made anew for each term: a new leader starts from the
         database exactly as a restarted single node does."""
         cfg, target = self.cfg, self.target
+        decimals = TokenDecimals(client, cfg.rules.decimals)
+        self.live.token_decimals = decimals.known  # the same dict: /status shows it as it grows
         pipeline = RulesPipeline(
-            holder, outbox, store, TokenDecimals(client, cfg.rules.decimals),
+            holder, outbox, store, decimals,
             events=store.hooks if isinstance(store.hooks, EventLog) else None,
         )  # fmt: skip
         await pipeline.start()

@@ -37,6 +37,7 @@ from warden.app.api.reader import ApiReader
 from warden.app.api.routes import Context, Route, build_routes
 from warden.app.api.server import DEFAULT_LIMITS, HttpLimits, runner_options
 from warden.app.api.stream import DEFAULT_STREAMS, EventStream, Streams, StreamSettings
+from warden.app.console import add_console, console_paths
 
 API_VERSION = "1.0.0"
 log = logging.getLogger("warden.api")
@@ -196,13 +197,17 @@ def create_app(
     needs it. `streams`: keepalive, poll and limit of /stream. With `prepare`, the
     `POST /prepare/...` routes too, asking its node."""
     routes = build_routes() + (prepare_routes() if prepare is not None else ())
-    public = frozenset({r.path for r in routes if r.public})
+    # The console's page and files hold no data (the page reads the API with the token
+    # the operator types in), so they load without one. They are not API routes: not
+    # in the route table nor the OpenAPI document.
+    public = frozenset({r.path for r in routes if r.public} | console_paths())
     middlewares = [_errors] if not token else [_errors, _auth(token, public)]
     # Only the /prepare routes read a body (a GET with one is refused before the
     # handler): any other body aiohttp would buffer is capped at one small read.
     limit = MAX_BODY if prepare is not None else 1024
     app = web.Application(middlewares=middlewares, client_max_size=limit)
     app[ROUTES] = routes
+    add_console(app)
     app[STREAMS] = Streams(streams)
     app[CACHE] = ResponseCache()
     # Open event streams end at the start of shutdown, before the runner waits for the

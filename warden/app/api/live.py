@@ -85,6 +85,8 @@ class LiveState:
     failures: dict[str, FailureStreak] = field(default_factory=dict)
     max_failure_seconds: float = 60.0  # chain.max_failure_seconds
     leadership: Leadership | None = None  # this replica's role (leader / standby)
+    # decimals() of each token the rules read (address → decimals), for clients' formatting
+    token_decimals: dict[str, int] = field(default_factory=dict)
     events: Wakeup = field(default_factory=Wakeup)  # new notification events committed
     notify: DeliveryStats | None = None  # the leader's delivery counters, by channel
 

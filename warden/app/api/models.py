@@ -142,6 +142,10 @@ class Status(Body):
     sessions: SessionCounts
     protection: Protection | None  # None before the executor's first step, and in dry-run
     leadership: Leadership | None  # None until the daemon opened its database
+    token_decimals: dict[str, int] = Field(
+        description="decimals() of each token the rules have read so far (token address → "
+        "decimals); a client formats that token's amounts with it"
+    )
 
 
 class Session(Body):
@@ -297,6 +301,28 @@ class IntentPage(Body):
     next_cursor: str | None = Field(description=_NEXT)
 
 
+class Close(Body):
+    closed_at: int = Field(description="chain time, unix seconds")
+    reason: str
+    wallet: Address
+
+
+class Reaction(Body):
+    intent_id: int
+    wallet: Address
+    rule: str
+    created_ms: int = Field(description="when the intent was stored, unix ms")
+    sent_ms: int = Field(description="when its first transaction was sent, unix ms")
+    latency_ms: int = Field(description="sent_ms - created_ms: the reaction time")
+
+
+class Activity(Body):
+    """The latest closes and reactions, oldest first: what the console's chart plots."""
+
+    closes: list[Close]
+    reactions: list[Reaction]
+
+
 class Notification(Body):
     """One delivery of one event to one channel (the notification outbox's row)."""
 
@@ -374,6 +400,6 @@ class OpenApiDocument(Body):
 COMPONENTS: tuple[type[Body], ...] = (
     Error, Health, Ready, Status, Session, Event, Intent, Job, Transaction, Refusal,
     IntentDetail, SessionDetail, SessionPage, EventPage, IntentPage, Stats, HitRate,
-    Notification, NotificationPage,
+    Close, Reaction, Activity, Notification, NotificationPage,
     OpenApiDocument,
 )  # fmt: skip

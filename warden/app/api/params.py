@@ -202,6 +202,10 @@ class IntentsQuery(Params):
     limit: Limit = Field(DEFAULT_LIMIT, description="page size")
 
 
+class ActivityQuery(Params):
+    limit: Limit = Field(DEFAULT_LIMIT, description="how many of the latest closes and reactions")
+
+
 def _kinds(raw: str) -> tuple[str, ...]:
     kinds = tuple(raw.split(","))
     for k in kinds:

@@ -19,6 +19,7 @@ from warden.app.api.errors import NotFound
 from warden.app.api.live import LiveState
 from warden.app.api.metrics import Metrics
 from warden.app.api.params import (
+    ActivityQuery,
     EventsQuery,
     IntentsQuery,
     NoQuery,
@@ -112,6 +113,7 @@ async def status(ctx: Context, path: None, q: NoQuery) -> Reply:
         rules_version=live.rules_version, intents=intents, sessions=sessions,
         protection=m.Protection.of(live.protection),
         leadership=m.Leadership.of(live.leadership),
+        token_decimals=dict(live.token_decimals),
     ))  # fmt: skip
 
 
@@ -187,6 +189,16 @@ async def stats(ctx: Context, path: None, q: NoQuery) -> Reply:
     return Reply(m.Stats.of(totals))
 
 
+async def activity(ctx: Context, path: None, q: ActivityQuery) -> Reply:
+    async with ctx.reader.snapshot():
+        closes = await ctx.reader.sessions.recent_closes(q.limit)
+        reactions = await ctx.reader.outbox.recent_reactions(q.limit)
+    return Reply(m.Activity(
+        closes=[m.Close.model_validate(c) for c in closes],
+        reactions=[m.Reaction.model_validate(r) for r in reactions],
+    ))  # fmt: skip
+
+
 async def metrics(ctx: Context, path: None, q: NoQuery) -> Reply:
     async with ctx.reader.snapshot():
         figures = await ctx.reader.figures()
@@ -228,6 +240,9 @@ def build_routes() -> tuple[Route, ...]:
               cached=True),
         Route("/stats", stats, "Totals over all sessions: volume, fees, hit rates, "
               "average duration", m.Stats, cached=True),
+        Route("/activity", activity, "The latest closes (chain time, reason) and reactions "
+              "(intent stored to first transaction sent), oldest first", m.Activity,
+              query=ActivityQuery, cached=True),
         Route("/stream", stream, "Notification events as server-sent events (id: cursor, "
               "event: kind, data: JSON), resumable with Last-Event-ID", None,
               query=StreamQuery, errors=(503,), stream=True),

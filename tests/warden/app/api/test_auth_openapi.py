@@ -16,6 +16,7 @@ from tests.warden.app.api._schema import (
 )
 from tests.warden.app.api.conftest import Api, Indexed, serve_api
 from warden.app.api import InsecureBinding, LiveState, check_binding, create_app, serve
+from warden.app.console import console_paths
 
 TOKEN = "s3cret-token"
 
@@ -85,12 +86,12 @@ async def test_openapi_document_is_valid_and_matches_the_routes(api: Api, indexe
         r.resource.canonical
         for r in create_app(indexed.path, LiveState()).router.routes()
         if r.resource is not None and r.method == "GET"
-    }
+    } - console_paths()  # the console's page and files: not API routes
     assert routed == set(doc["paths"]), routed ^ set(doc["paths"])
     required = {
         "/health", "/ready", "/status", "/sessions", "/sessions/{wallet}",
         "/sessions/{wallet}/events", "/owners/{address}/sessions", "/intents", "/stats",
-        "/metrics", "/openapi.json", "/stream", "/notifications",
+        "/metrics", "/openapi.json", "/stream", "/notifications", "/activity",
     }  # fmt: skip
     assert required == routed
     assert doc["paths"]["/health"]["get"]["security"] == []

@@ -77,6 +77,8 @@ def requests(indexed: Indexed) -> list[tuple[str, dict[str, str]]]:
         ("/intents", {"limit": "5"}),
         ("/intents", {"state": "pending", "limit": "4"}),
         ("/intents", {"rule": "idle", "action": "close"}),
+        ("/activity", {}),
+        ("/activity", {"limit": "2"}),
         ("/sessions/0x0000000000000000000000000000000000000001", {}),
         ("/sessions", {"cursor": "not-a-cursor"}),
     ]
