@@ -25,6 +25,9 @@ from typing import Any
 import pytest
 
 from database import Plan, SchemaTooNew, check_sqlite, open_database, versions
+from executor.schema import MIGRATIONS as EXECUTOR_STEPS
+from indexer.schema import MIGRATIONS as INDEXER_STEPS
+from notify.schema import MIGRATIONS as NOTIFY_STEPS
 from tests._postgres import find_install
 from tests._sessions import CHAIN_ID, FACTORY, fill
 from tests.conftest import Roles, Stack
@@ -41,6 +44,11 @@ from warden.app.schema import (
 from warden.devnet import Anvil, free_port
 
 RAISES = "INSERT INTO no_such_table VALUES (1)"
+
+# the schema versions this Warden writes, from the packages' own migration lists (so a
+# new step anywhere does not break these tests)
+EX, IX, NX = len(EXECUTOR_STEPS), len(INDEXER_STEPS), len(NOTIFY_STEPS)
+CURRENT = {"indexer": IX, "executor": EX, "notify": NX, "warden": 1}
 
 
 async def old_database(path: Path) -> None:
@@ -97,13 +105,13 @@ def test_a_migration_that_raises_midway_changes_nothing_and_names_the_backup(
     assert "Nothing was changed" in text and "no_such_table" in text
     assert dump(live) == before  # no `half` table, no identity table, same versions
     assert backup.name.startswith("warden.sqlite.pre-migration-")
-    assert backup.name.endswith("-executor3-indexer1-notify1.sqlite")  # the old versions
+    assert backup.name.endswith(f"-executor{EX}-indexer{IX}-notify{NX}.sqlite")  # the old versions
     assert dump(backup) == before
     # the next start, with the fix, succeeds (and backs up again: the data is still old)
     done = asyncio.run(start(live))
     assert done.moved == {IDENTITY: (0, 1)}
     assert len(backups(tmp_path)) == 2
-    assert check_sqlite(live).versions == {"indexer": 1, "executor": 3, "notify": 1, "warden": 1}
+    assert check_sqlite(live).versions == CURRENT
     assert asyncio.run(start(live)).moved == {}
     assert len(backups(tmp_path)) == 2  # nothing to migrate: no backup
 
@@ -251,7 +259,7 @@ def test_warden_run_backs_up_before_migrating_and_says_where(
     (said,) = [m for m in lines if m.startswith("backup before migrating: ")]
     path = Path(said.removeprefix("backup before migrating: ").split(" (", 1)[0])
     assert path.parent == tmp_path and path.exists()
-    assert check_sqlite(path).versions == {"indexer": 1, "executor": 3, "notify": 1}
+    assert check_sqlite(path).versions == {"indexer": IX, "executor": EX, "notify": NX}
     assert any("warden 0 → 1" in m for m in lines)
     shutil.rmtree(tmp_path / "rules", ignore_errors=True)
     assert json.dumps(lines)  # every line was JSON
@@ -285,7 +293,9 @@ def test_warden_run_with_a_migration_failing_midway_changes_nothing_then_starts_
     ), errors
     assert "Traceback" not in (tmp_path / "log.jsonl").read_text()
     assert dump(live) == before  # the executor at 2, no identity table, the stray table
-    assert backup.name.endswith("-executor2-indexer1-notify1.sqlite") and dump(backup) == before
+    assert (
+        backup.name.endswith(f"-executor2-indexer{IX}-notify{NX}.sqlite") and dump(backup) == before
+    )
     conn = sqlite3.connect(live)
     with conn:
         conn.execute("DROP TABLE isolated_wallets")  # the fix
@@ -296,4 +306,4 @@ def test_warden_run_with_a_migration_failing_midway_changes_nothing_then_starts_
                  "the fixed start", timeout=180)  # fmt: skip
     finally:
         assert run.stop() == 0
-    assert check_sqlite(live).versions == {"indexer": 1, "executor": 3, "notify": 1, "warden": 1}
+    assert check_sqlite(live).versions == CURRENT

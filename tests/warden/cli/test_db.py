@@ -18,11 +18,19 @@ import pytest
 
 from database import check_sqlite
 from database.sqlite import hold_file
+from executor.schema import MIGRATIONS as EXECUTOR_STEPS
+from indexer.schema import MIGRATIONS as INDEXER_STEPS
+from notify.schema import MIGRATIONS as NOTIFY_STEPS
 from tests._postgres import find_install
 from tests._sessions import CHAIN_ID, FACTORY, build, create, fill
 from tests.warden.app.test_storage import mount, mounted
 from warden.cli import main
 from warden.cli.exit_codes import ExitCode
+
+# the schema versions this Warden writes, from the packages' own migration lists (so a
+# new step anywhere does not break these tests)
+EX, IX, NX = len(EXECUTOR_STEPS), len(INDEXER_STEPS), len(NOTIFY_STEPS)
+CURRENT = {"indexer": IX, "executor": EX, "notify": NX, "warden": 1}
 
 
 def db_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -60,9 +68,9 @@ def test_a_backup_is_a_checked_copy_named_with_time_and_versions(
     written = Path(out.split("backup written: ", 1)[1].split(" (", 1)[0])
     assert written.parent == live.parent
     assert written.name.startswith("warden.sqlite.backup-")
-    assert written.name.endswith("-executor3-indexer1-notify1-warden1.sqlite")
+    assert written.name.endswith(f"-executor{EX}-indexer{IX}-notify{NX}-warden1.sqlite")
     assert "integrity ok" in out and "backup: 100%" in err
-    assert check_sqlite(written).versions == {"indexer": 1, "executor": 3, "notify": 1, "warden": 1}
+    assert check_sqlite(written).versions == CURRENT
     assert os.stat(written).st_mode & 0o777 == 0o600  # it holds the outbox
     for t in ("sessions", "events", "intents", "jobs", "transactions"):
         sql = f"SELECT * FROM {t} ORDER BY 1"
@@ -102,7 +110,7 @@ def test_an_existing_target_needs_force(live: Path, capsys: pytest.CaptureFixtur
     assert to.read_bytes() == b"keep me"
     code, _, err = db_cli(capsys, "backup", "--db", str(live), "--to", str(to), "--force")
     assert code == ExitCode.OK, err
-    assert check_sqlite(to).versions["executor"] == 3
+    assert check_sqlite(to).versions["executor"] == EX
 
 
 def test_a_directory_target_gets_the_default_name(
@@ -283,7 +291,7 @@ def _plain_sqlite(src: Path, dst: Path) -> None:
         (lambda s, d: d.write_bytes(b"SQLite format 3\x00" + b"\x10"), "not even a SQLite header"),
         (_truncated, "is truncated"),
         (_corrupt, "corrupt"),
-        (_newer, "executor schema version 99, this Warden knows 3"),
+        (_newer, f"executor schema version 99, this Warden knows {len(EXECUTOR_STEPS)}"),
         (_unknown_component, "components this Warden does not know (payments)"),
         (_other_factory, "is not a backup of this deployment"),
         (_other_chain, "chain 1, factory"),
@@ -351,7 +359,7 @@ def test_info_shows_versions_counts_checkpoint_and_chain(
 ) -> None:
     code, out, err = db_cli(capsys, "info", "--db", str(live))
     assert code == ExitCode.OK, err
-    assert "executor 3, indexer 1, notify 1, warden 1 — up to date" in out
+    assert f"executor {EX}, indexer {IX}, notify {NX}, warden 1 — up to date" in out
     assert f"chain {CHAIN_ID}, factory {FACTORY}" in out
     assert "checkpoint    block 130" in out
     assert "sessions      300 rows" in out and "transactions  10 rows" in out
@@ -481,7 +489,7 @@ def test_a_damaged_database_is_restored_over_and_kept_as_it_was(
     assert code == ExitCode.OK, err
     kept = Path(out.split("is kept as ", 1)[1].split("\n", 1)[0])
     assert kept.name.endswith("-damaged.sqlite") and kept.read_bytes() == wreck
-    assert check_sqlite(live).versions["executor"] == 3
+    assert check_sqlite(live).versions["executor"] == EX
     assert table(live, "SELECT COUNT(*) FROM sessions") == [(300,)]
 
 
