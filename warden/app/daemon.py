@@ -25,9 +25,7 @@ import contextlib
 import logging
 import os
 import signal
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +33,7 @@ from aiohttp import web
 
 from chain import ChainClient, FatalError, RetryableError
 from database import Database, DatabaseBusy, DatabaseError, Deposed, Ownership, open_database
-from executor import Executor, IntentChanges, Job, Outbox, Signer
+from executor import Executor, IntentChanges, Job, Outbox
 from indexer import Indexer, IndexerStore, Progress
 from indexer.failures import FailureStreak
 from notify import Deliverer, DeliveryStats, EventLog, HttpPoster, Route
@@ -50,59 +48,13 @@ from warden.app.schema import upgrade
 from warden.app.settings import WardenConfig, where
 from warden.app.settings import target as database_target
 from warden.app.storage import STORAGE_ERRORS, STORAGE_EXIT, server_gone, storage_problem
+from warden.app.target import Target, TokenDecimals
+from warden.app.timing import StepTiming, step_summary
 
 log = logging.getLogger("warden.daemon")
 
-DECIMALS = "0x313ce567"  # decimals()
 FORCED_EXIT = 130
 CONFIG_EXIT = 2  # warden.cli.exit_codes.ExitCode.CONFIG: the database is not this one's
-
-
-@dataclass(frozen=True)
-class Target:
-    """What the daemon serves, known only when it starts: the configured chain, or the
-    devnet Warden started (its URL, contracts and operator), and the relayer's key."""
-
-    rpc: tuple[str, ...]
-    factory: str
-    chain_id: int
-    signer: Signer | None  # None in dry-run
-    relayer: str | None  # the address to preflight as without a signer
-
-
-class TokenDecimals:
-    """Each token's `decimals()`, asked once; the rules compare token units with it."""
-
-    def __init__(self, client: ChainClient, fixed: int | None = None) -> None:
-        self.client = client
-        self.fixed = fixed
-        self.known: dict[str, int] = {}
-
-    async def __call__(self, tokens: Sequence[str]) -> dict[str, int]:
-        if self.fixed is not None:
-            self.known.update(dict.fromkeys(tokens, self.fixed))  # the API shows what is used
-            return dict.fromkeys(tokens, self.fixed)
-        unknown = [t for t in tokens if t not in self.known]
-        if unknown:
-            answers = await self.client.batch_each(
-                [("eth_call", [{"to": t, "data": DECIMALS}, "latest"]) for t in unknown]
-            )
-            for token, answer in zip(unknown, answers, strict=True):
-                value = _uint(answer)
-                if value is None or value > 77:
-                    log.warning("token %s gives no usable decimals() (%r); using 18", token, answer)
-                    value = 18
-                self.known[token] = value
-        return {t: self.known[t] for t in tokens}
-
-
-def _uint(answer: Any) -> int | None:
-    if not isinstance(answer, str) or not answer.startswith("0x") or len(answer) != 66:
-        return None
-    try:
-        return int(answer, 16)
-    except ValueError:
-        return None
 
 
 class Daemon:
@@ -523,7 +475,7 @@ class Daemon:
                     self._woken()
             self._publish(indexer, executor, pipeline, checkpoint.number if checkpoint else None)
             if report is not None and report.busy:
-                log.info("executor: %s (%s)", _summary(report), timing)
+                log.info("executor: %s (%s)", step_summary(report), timing)
             if not progressed and not self.stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.intake_stop.wait(), self.cfg.chain.poll_interval)
@@ -621,35 +573,6 @@ class Daemon:
             live.trigger_to_tx.observe(latency)
 
 
-class StepTiming:
-    """Where one loop step's time went, for the step's log line: the head check, fetch and
-    commit ("index"), the rules on each commit's update and on due sessions ("rules"),
-    and the executor."""
-
-    def __init__(self) -> None:
-        self.started = self.last = time.perf_counter()
-        self.phases: dict[str, float] = {}
-
-    def begin(self) -> None:
-        self.started = self.last = time.perf_counter()
-        self.phases = {"index": 0.0, "rules": 0.0, "executor": 0.0}
-
-    def mark(self, phase: str) -> None:
-        """The time since the last mark goes to `phase`."""
-        now = time.perf_counter()
-        self.phases[phase] = self.phases.get(phase, 0.0) + now - self.last
-        self.last = now
-
-    def __str__(self) -> str:
-        total = (time.perf_counter() - self.started) * 1000
-        parts = ", ".join(f"{k} {v * 1000:.1f}" for k, v in self.phases.items())
-        return f"step {total:.1f} ms: {parts}"
-
-
 async def outbox_jobs(executor: Executor) -> list[Job]:
     """The executor's live jobs (sent, not mined), for the unmined alert."""
     return list(await executor.outbox.jobs("live"))
-
-
-def _summary(report: Any) -> str:
-    return ", ".join(f"{k} {v}" for k, v in vars(report).items() if v)

@@ -28,7 +28,7 @@ from chain import ChainClient, ChainError
 from chain.urls import redact_url, url_secrets
 from executor import Signer, SignerError
 from rules import RulesError, check_files
-from warden.app.daemon import Daemon, Target
+from warden.app.daemon import Daemon
 from warden.app.logs import setup_logging
 from warden.app.settings import (
     ANVIL_CHAIN_ID,
@@ -38,6 +38,7 @@ from warden.app.settings import (
     where,
 )
 from warden.app.storage import STORAGE_EXIT, storage_problem
+from warden.app.target import Target
 from warden.cli.exit_codes import ExitCode
 from warden.devnet import Anvil, Deployment, DevnetError, deploy_stack
 from warden.devnet.activity import Activity

@@ -21,9 +21,10 @@ from indexer import ChainSettings
 from tests._chain import Chain, CloseReason
 from tests.conftest import TOKEN, Roles, Session, Stack
 from tests.executor._support import RELAYER_KEY, table
-from warden.app.daemon import Daemon, Target
+from warden.app.daemon import Daemon
 from warden.app.settings import ApiConfig, DatabaseUrl, RulesConfig, WardenConfig
 from warden.app.settings.models import LeadershipConfig
+from warden.app.target import Target
 from warden.devnet import Anvil, free_port
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -24,8 +24,8 @@ from tests._rpc_proxy import Fault, FaultyProxy
 from tests.conftest import Stack, build_stack, make_roles
 from tests.warden.app.test_daemon import plan, running, until
 from warden.app.api import LiveState
-from warden.app.daemon import Target
 from warden.app.settings import WardenConfig
+from warden.app.target import Target
 from warden.devnet import Anvil, free_port
 
 BUDGET = 1.0  # chain.max_failure_seconds in these tests
