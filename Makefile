@@ -17,7 +17,7 @@ DEVNET_KEY := 0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d
 run: bootstrap ## devnet + daemon + activity: every rule fires within ~2 minutes (Ctrl-C stops)
 	@WARDEN_DEVNET_KEY=$(DEVNET_KEY) $(VENV)/warden run --config config/devnet.yaml
 
-test: bootstrap ## run the whole test suite (real anvil, real SQLite)
+test: bootstrap ## run the whole test suite (real anvil, SQLite, PostgreSQL, headless Chromium)
 	@$(VENV)/pytest $(PYTEST_ARGS)
 
 test-fast: bootstrap ## the tests that need no anvil (`-m "not chain"`, about a minute)
