@@ -34,6 +34,7 @@ from tests._replicas import (
     TTL,
     Cluster,
     Probe,
+    Replica,
     closes_of,
     cluster,
     verdict,
@@ -75,6 +76,16 @@ def leader_is(c: Cluster, name: str) -> bool:
     return bool(status and status["leadership"]["role"] == "leader" and c.lease()[0] == name)
 
 
+def a_leads_b_stands_by(c: Cluster, *, a_via_proxy: bool = False) -> tuple[Replica, Replica]:
+    """Start "a" and wait until it leads, then "b" and wait until it stands by."""
+    a, b = c.add("a", via_proxy=a_via_proxy), c.add("b")
+    a.start()
+    wait_until(lambda: leader_is(c, "a"), "a leads")
+    b.start()
+    wait_until(lambda: b.role() == "standby", "b stands by")
+    return a, b
+
+
 def confirmed(c: Cluster) -> int:
     return int(rows(c.dsn, "SELECT COUNT(*) FROM intents WHERE state = 'confirmed'")[0][0])
 
@@ -108,11 +119,7 @@ async def test_the_leader_killed_the_standby_takes_over_and_closes_what_is_due(
     activity = Activity(workload(w, seed=11))
     activities.append(activity)
     with cluster(w, pg_dsn, tmp_path) as c:
-        a, b = c.add("a"), c.add("b")
-        a.start()
-        wait_until(lambda: leader_is(c, "a"), "a leads")
-        b.start()
-        wait_until(lambda: b.role() == "standby", "b stands by")
+        a, b = a_leads_b_stands_by(c)
         probe = Probe(w, activity)
         activity.start()
         closes_go_on(c)
@@ -147,11 +154,7 @@ async def test_the_leader_frozen_past_its_ttl_steps_down_when_it_wakes_and_sends
     activity = Activity(workload(w, seed=12))
     activities.append(activity)
     with cluster(w, pg_dsn, tmp_path) as c:
-        a, b = c.add("a"), c.add("b")
-        a.start()
-        wait_until(lambda: leader_is(c, "a"), "a leads")
-        b.start()
-        wait_until(lambda: b.role() == "standby", "b stands by")
+        a, b = a_leads_b_stands_by(c)
         probe = Probe(w, activity)
         activity.start()
         closes_go_on(c)
@@ -193,12 +196,7 @@ async def test_the_leader_cut_off_from_postgres_stops_sending_before_the_standby
     activity = Activity(workload(w, seed=13))
     activities.append(activity)
     with cluster(w, pg_dsn, tmp_path) as c:
-        a = c.add("a", via_proxy=True)
-        b = c.add("b")
-        a.start()
-        wait_until(lambda: leader_is(c, "a"), "a leads")
-        b.start()
-        wait_until(lambda: b.role() == "standby", "b stands by")
+        a, b = a_leads_b_stands_by(c, a_via_proxy=True)
         probe = Probe(w, activity)
         activity.start()
         closes_go_on(c)
@@ -277,11 +275,7 @@ async def test_postgres_restarted_the_pair_rides_it_out_and_one_leads_again(
     activity = Activity(workload(w, seed=15))
     activities.append(activity)
     with PostgresServer() as server, cluster(w, server.create_database("restarted"), tmp_path) as c:
-        a, b = c.add("a"), c.add("b")
-        a.start()
-        wait_until(lambda: leader_is(c, "a"), "a leads")
-        b.start()
-        wait_until(lambda: b.role() == "standby", "b stands by")
+        a, b = a_leads_b_stands_by(c)
         probe = Probe(w, activity)
         activity.start()
         closes_go_on(c)
