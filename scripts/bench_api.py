@@ -56,32 +56,6 @@ from warden.devnet import free_port  # noqa: E402
 DEVNET_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"  # anvil #1
 
 
-def write_config(tmp: Path, port: int) -> Path:
-    config = tmp / "api.yaml"
-    config.write_text(
-        f"""
-chain:
-  rpc: []
-database: {tmp / "warden.sqlite"}
-rules:
-  files: [{ROOT / "config/rules"}, {ROOT / "config/devnet/rules"}]
-  decimals: 18
-executor:
-  raw_key: "${{WARDEN_DEVNET_KEY}}"
-  min_relayer_balance: "0.05 ether"
-api:
-  host: 127.0.0.1
-  port: {port}
-logging:
-  json: true
-devnet:
-  block_time: 1
-  activity: true
-"""
-    )
-    return config
-
-
 @dataclass
 class Load:
     latencies: list[float] = field(default_factory=list)  # ms
@@ -194,11 +168,14 @@ async def measure(base: str, clients: int, seconds: float, rate: float | None) -
 def run_once(args: argparse.Namespace, profile: str | None) -> Load:
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         port = free_port()
-        config = write_config(Path(tmp), port)
         python = [sys.executable] + (["-m", "cProfile", "-o", profile] if profile else [])
+        # `make run`'s config as it is, on a database and a port of our own, JSON logs
+        config = ROOT / "config/devnet.yaml"
         command = [*python, "-m", "warden", "run", "--config", str(config)]
         log = (Path(tmp) / "daemon.log").open("wb")
-        env = {**os.environ, "WARDEN_DEVNET_KEY": DEVNET_KEY}
+        env = {**os.environ, "WARDEN_DEVNET_KEY": DEVNET_KEY, "WARDEN_LOGGING__JSON": "true",
+               "WARDEN_DATABASE": str(Path(tmp) / "warden.sqlite"),
+               "WARDEN_API__PORT": str(port)}  # fmt: skip
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         base = f"http://127.0.0.1:{port}"
         try:

@@ -42,30 +42,18 @@ LAPTOP: ViewportSize = {"width": 1366, "height": 900}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
-def config(tmp: Path, port: int) -> Path:
-    path = tmp / "devnet.yaml"
-    path.write_text(
-        f"""
-chain:
-  rpc: []
-database: "{tmp / "warden.sqlite"}"
-rules:
-  files: ["{ROOT / "config/rules"}", "{ROOT / "config/devnet/rules"}"]
-  decimals: 18
-executor:
-  raw_key: "${{WARDEN_DEVNET_KEY}}"
-  min_relayer_balance: "0.05 ether"
-api:
-  host: 127.0.0.1
-  port: {port}
-logging:
-  level: info
-devnet:
-  block_time: 1
-  activity: true
-"""
-    )
-    return path
+DEVNET_CONFIG = ROOT / "config/devnet.yaml"  # what `make run` uses
+
+
+def devnet_env(tmp: Path, port: int) -> dict[str, str]:
+    """`make run`'s config/devnet.yaml as it is, on a database and a port of our own
+    (environment overrides, docs/config.md)."""
+    return {
+        **os.environ,
+        "WARDEN_DEVNET_KEY": DEVNET_KEY,
+        "WARDEN_DATABASE": str(tmp / "warden.sqlite"),
+        "WARDEN_API__PORT": str(port),
+    }
 
 
 def get(port: int, path: str) -> Any:
@@ -136,10 +124,10 @@ def main() -> int:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "daemon.log"
-        env = {**os.environ, "WARDEN_DEVNET_KEY": DEVNET_KEY}
+        env = devnet_env(Path(tmp), port)
         with log.open("wb") as sink:
             daemon = subprocess.Popen(
-                [sys.executable, "-m", "warden", "run", "--config", str(config(Path(tmp), port))],
+                [sys.executable, "-m", "warden", "run", "--config", str(DEVNET_CONFIG)],
                 stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
             )  # fmt: skip
         try:
