@@ -45,6 +45,15 @@ Caches in .cache/bench/ (the first run builds them; later runs reuse them):
   an empty file, keyed on the chain, the indexer's code and the outbox's schema (about a
   minute to rebuild). Each run copies it, so no run re-backfills; the backfill is timed
   apart (`--backfills`, default 1: the daemon indexes the chain from an empty database).
+`--notify on|both`: the daemon also delivers every event (all kinds) to two channels, a
+signed webhook and a Slack-format one, on an aiohttp receiver in this process that
+answers 200 at once; `both` alternates runs without and with the channels, so the ratio
+of the medians compares runs of one sitting. The event log itself is written either way
+(it feeds `/stream`); the channels add one delivery row per event and channel, written
+in the same transactions, and the delivery task. Each run checks that the log holds one
+`session.closed` per session, and reports how many POSTs the receiver held when the last
+Closed appeared on chain and when the daemon stopped.
+
 A default full run (one backfill, 3 storm runs) takes about 6 to 8 minutes on a loaded
 2-core machine once the caches exist.
 
@@ -62,6 +71,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -108,6 +118,7 @@ RELAYER_KEY = DEVNET_KEYS[2]
 # times the default `max_gas_per_hour` (500 M), whose breaker would stop the storm a sixth
 # of the way through. An operator expecting such a storm sets the budget for it.
 STORM_GAS_BUDGET = 20_000_000_000
+NOTIFY_SECRET = "storm-bench-secret-0123456789"
 CLOSED_TOPIC = Web3.keccak(text="Closed(uint64,uint8,address,uint256,uint256)").to_0x_hex()
 
 
@@ -265,11 +276,13 @@ class Daemon:
         batch: int,
         profile: Path | None = None,
         rpc_timeout: float = 30.0,
+        receiver: str | None = None,
     ) -> None:
         self.log_path = work / "daemon.log"
         config = work / "warden.yaml"
         config.write_text(
-            f"""
+            _notify_section(receiver)
+            + f"""
 chain:
   rpc: ["{url}"]
   chain_id: {CHAIN_ID}
@@ -340,6 +353,78 @@ logging:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait()
+
+
+def _notify_section(receiver: str | None) -> str:
+    """With a receiver: every event to a signed webhook and to a Slack-format channel."""
+    if receiver is None:
+        return ""
+    return f"""
+notify:
+  channels:
+    - name: backend
+      type: webhook
+      url: "{receiver}/hook"
+      secret: "{NOTIFY_SECRET}"
+    - name: ops-slack
+      type: slack
+      url: "{receiver}/slack"
+"""
+
+
+class Receiver(threading.Thread):
+    """An HTTP receiver on 127.0.0.1 (a thread of its own, its own loop) that answers 200
+    to every POST and counts what it got per path and per `X-Warden-Event-Kind`."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.port = free_port()
+        self.counts: dict[str, int] = {}
+        self.ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        from aiohttp import web
+
+        async def handle(request: web.Request) -> web.Response:
+            await request.read()
+            kind = request.headers.get("X-Warden-Event-Kind", "?")
+            key = f"{request.path}:{kind}" if request.path == "/hook" else request.path
+            self.counts[key] = self.counts.get(key, 0) + 1
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        self.ready.set()
+        await self._stopping.wait()
+        await runner.cleanup()
+
+    def start_serving(self) -> Receiver:
+        self.start()
+        if not self.ready.wait(30):
+            raise SystemExit("the notification receiver did not start")
+        return self
+
+    def total(self) -> int:
+        return sum(dict(self.counts).values())
+
+    def close(self) -> None:
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        self.join(timeout=30)
 
 
 def set_clock(url: str, meta: ChainMeta, block_time: int = 0) -> None:
@@ -445,6 +530,11 @@ class RunResult:
     gas_used: int  # by every mined transaction of the relayer
     ready: float  # daemon start → every session evaluated (copied DB)
     peak_rss_mb: float
+    notify: bool = False
+    logged: int = 0  # notification events in the daemon's log at the end
+    logged_closed: int = 0  # of which session.closed
+    delivered_at_close: int = 0  # POSTs the receiver held when the last Closed was seen
+    delivered_at_end: int = 0  # … when the daemon stopped
 
 
 def wallets_of(database: Path) -> set[str]:
@@ -458,6 +548,7 @@ class Options:
     gas_limit: int
     block_time: int
     profile: Path | None = None
+    notify: bool = False  # both channels on, against a Receiver
 
 
 def one_run(meta: ChainMeta, database: Path, wallets: set[str], opts: Options) -> RunResult:
@@ -466,7 +557,12 @@ def one_run(meta: ChainMeta, database: Path, wallets: set[str], opts: Options) -
         work = Path(tmp)
         db_path = work / "warden.sqlite"
         shutil.copyfile(database, db_path)
-        daemon = Daemon(meta, node.url, work, db_path, opts.batch, opts.profile)
+        receiver = Receiver().start_serving() if opts.notify else None
+        daemon = Daemon(
+            meta, node.url, work, db_path, opts.batch, opts.profile,
+            receiver=receiver.url if receiver else None,
+        )  # fmt: skip
+        delivered_at_close = 0
         try:
             line = daemon.wait_for(f"evaluated all {meta.sessions} open sessions", 600)
             ready = float(line["ts"]) - daemon.started
@@ -490,10 +586,14 @@ def one_run(meta: ChainMeta, database: Path, wallets: set[str], opts: Options) -
                 raise SystemExit(
                     f"not every session closed on chain within 900 s: {len(follower.closed):,}"
                 )
+            delivered_at_close = receiver.total() if receiver else 0
             confirmed = _wait_confirmed(database=db_path, n=len(wallets), timeout=300)
             peak = _status_kb(daemon.pid, "VmHWM") / 1024
         finally:
             code = daemon.stop()
+            delivered_at_end = receiver.total() if receiver else 0
+            if receiver is not None:
+                receiver.close()
         if code != 0:
             raise SystemExit(f"daemon exited with {code}")
         with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
@@ -509,8 +609,18 @@ def one_run(meta: ChainMeta, database: Path, wallets: set[str], opts: Options) -
             (closed,) = db.execute(
                 "SELECT COUNT(*) FROM sessions WHERE status = 'closed'"
             ).fetchone()
+            # The event log is written with or without channels (it feeds /stream).
+            logged, logged_closed = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(kind = 'session.closed'), 0) FROM notify_events"
+            ).fetchone()
+            kinds = dict(db.execute("SELECT kind, COUNT(*) FROM notify_events GROUP BY kind"))
         if closed != len(wallets):
             raise SystemExit(f"the daemon's DB: {closed:,} closed sessions of {len(wallets):,}")
+        if logged_closed != len(wallets):
+            raise SystemExit(
+                f"the event log holds {logged_closed:,} session.closed events of "
+                f"{len(wallets):,} (by kind: {kinds})"
+            )
     return RunResult(
         total=follower.done_at - t0,
         stored=stored - t0,
@@ -525,6 +635,11 @@ def one_run(meta: ChainMeta, database: Path, wallets: set[str], opts: Options) -
         gas_used=int(gas_used),
         ready=ready,
         peak_rss_mb=peak,
+        notify=opts.notify,
+        logged=int(logged),
+        logged_closed=int(logged_closed),
+        delivered_at_close=delivered_at_close,
+        delivered_at_end=delivered_at_end,
     )
 
 
@@ -549,48 +664,7 @@ def _status_kb(pid: int, field: str) -> int:
     raise SystemExit(f"no {field} in /proc/{pid}/status")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sessions", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=3, help="storm runs (median, spread)")
-    parser.add_argument("--batch-size", type=int, default=256, help="executor.max_batch_size")
-    parser.add_argument(
-        "--backfills", type=int, default=1, help="daemon backfills of the chain from scratch"
-    )
-    parser.add_argument("--gas-limit", type=int, default=GAS_LIMIT, help="anvil block gas limit")
-    parser.add_argument(
-        "--block-time", type=int, default=BLOCK_TIME, help="anvil interval mining, s (0: automine)"
-    )
-    parser.add_argument("--profile", type=Path, help="cProfile the daemon of the last run here")
-    args = parser.parse_args(argv)
-    opts = Options(args.batch_size, args.gas_limit, args.block_time)
-    meta = ensure_chain(args.sessions)
-    database = ensure_database(meta)
-    wallets = wallets_of(database)
-    if len(wallets) != meta.sessions:
-        raise SystemExit(f"the cached database holds {len(wallets):,} sessions")
-    backfills: list[tuple[float, float]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.backfills):
-            backfills.append(build_database(meta, Path(tmp) / f"b{i}.sqlite", args.batch_size))
-            say(f"backfill {i + 1}: {backfills[-1][0]:.1f} s")
-    results: list[RunResult] = []
-    for i in range(args.runs):
-        last = i == args.runs - 1
-        run_opts = replace(opts, profile=args.profile if last else None)
-        result = one_run(meta, database, wallets, run_opts)
-        results.append(result)
-        say(f"run {i + 1}: {result}")
-    print(header())
-    print(
-        f"expiry storm: {meta.sessions:,} sessions (operator = relayer, same expiry T) expire "
-        "in one block"
-    )
-    mining = f"a block every {opts.block_time} s" if opts.block_time else "automine"
-    print(
-        f"devnet: anvil --gas-limit {opts.gas_limit:,}, {mining}; daemon: confirmations 0, "
-        f"poll_interval 0.2 s, max_batch_size {opts.batch}, shipped rules"
-    )
+def _report_runs(results: list[RunResult]) -> None:
     print("T block mined → every session closed on chain (Closed logs counted on chain):")
     print("  " + spread([r.total for r in results], ".1f", " s") + "   (target ≤ 30 s)")
     print("phases, seconds after the T block was mined:")
@@ -625,6 +699,84 @@ def main(argv: list[str] | None = None) -> int:
         "daemon peak RSS during the storm (VmHWM): "
         + spread([r.peak_rss_mb for r in results], ",.0f", " MB")
     )
+    print(
+        "events in the notification log (all kinds; written with or without channels): "
+        + spread([float(r.logged) for r in results])
+        + ", of which session.closed: "
+        + spread([float(r.logged_closed) for r in results])
+    )
+    if results and results[0].notify:
+        print(
+            "POSTs the receiver held when the last Closed was seen: "
+            + spread([float(r.delivered_at_close) for r in results])
+            + "; when the daemon stopped: "
+            + spread([float(r.delivered_at_end) for r in results])
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3, help="storm runs (median, spread)")
+    parser.add_argument("--batch-size", type=int, default=256, help="executor.max_batch_size")
+    parser.add_argument(
+        "--backfills", type=int, default=1, help="daemon backfills of the chain from scratch"
+    )
+    parser.add_argument("--gas-limit", type=int, default=GAS_LIMIT, help="anvil block gas limit")
+    parser.add_argument(
+        "--block-time", type=int, default=BLOCK_TIME, help="anvil interval mining, s (0: automine)"
+    )
+    parser.add_argument("--profile", type=Path, help="cProfile the daemon of the last run here")
+    parser.add_argument(
+        "--notify",
+        choices=("off", "on", "both"),
+        default="off",
+        help="notifications: every event to a signed webhook and a Slack-format channel on a "
+        "local receiver; `both` alternates runs without and with them (--runs of each)",
+    )
+    args = parser.parse_args(argv)
+    opts = Options(args.batch_size, args.gas_limit, args.block_time)
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.notify]
+    meta = ensure_chain(args.sessions)
+    database = ensure_database(meta)
+    wallets = wallets_of(database)
+    if len(wallets) != meta.sessions:
+        raise SystemExit(f"the cached database holds {len(wallets):,} sessions")
+    backfills: list[tuple[float, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.backfills):
+            backfills.append(build_database(meta, Path(tmp) / f"b{i}.sqlite", args.batch_size))
+            say(f"backfill {i + 1}: {backfills[-1][0]:.1f} s")
+    results: list[RunResult] = []
+    for i in range(args.runs):
+        for notify in modes:  # interleaved: both settings meet the same machine
+            last = i == args.runs - 1 and notify == modes[-1]
+            run_opts = replace(opts, profile=args.profile if last else None, notify=notify)
+            result = one_run(meta, database, wallets, run_opts)
+            results.append(result)
+            say(f"run {i + 1}{' (notifications on)' if notify else ''}: {result}")
+    print(header())
+    print(
+        f"expiry storm: {meta.sessions:,} sessions (operator = relayer, same expiry T) expire "
+        "in one block"
+    )
+    mining = f"a block every {opts.block_time} s" if opts.block_time else "automine"
+    print(
+        f"devnet: anvil --gas-limit {opts.gas_limit:,}, {mining}; daemon: confirmations 0, "
+        f"poll_interval 0.2 s, max_batch_size {opts.batch}, shipped rules"
+    )
+    for notify in modes:
+        if len(modes) > 1 or notify:
+            print(
+                "\nwith notifications (webhook + Slack channels, every kind, local receiver):"
+                if notify
+                else "\nwithout notification channels:"
+            )
+        _report_runs([r for r in results if r.notify == notify])
+    if len(modes) == 2:
+        off = statistics.median(r.total for r in results if not r.notify)
+        on = statistics.median(r.total for r in results if r.notify)
+        print(f"\nnotifications on / off, median storm time: {on / off:.3f} (goal ≤ 1.10)")
     if backfills:
         print(
             f"backfill of the chain from an empty DB by the daemon (start → all {meta.sessions:,} "
