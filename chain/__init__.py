@@ -37,6 +37,7 @@ from chain.errors import (
     UnknownBlock,
     WrongChain,
 )
+from chain.heads import HeadStats, HeadWatcher, websocket_url
 from chain.reverts import Revert, decode_revert
 from chain.transport import (
     HttpTransport,
@@ -56,6 +57,8 @@ __all__ = [
     "ChainError",
     "EventSpec",
     "FatalError",
+    "HeadStats",
+    "HeadWatcher",
     "HttpTransport",
     "LogRangeTooLarge",
     "MalformedBloom",
@@ -88,4 +91,5 @@ __all__ = [
     "position",
     "rpc_response",
     "topics_filter",
+    "websocket_url",
 ]

@@ -9,10 +9,11 @@ undecided.
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from chain.client import RetryPolicy
 from chain.fields import Address, Int, Seconds, Section
+from chain.heads import websocket_url
 
 
 class ChainSettings(Section):
@@ -23,6 +24,10 @@ class ChainSettings(Section):
     confirmations: Int | None = None  # None: 0 on a devnet, 2 elsewhere
     reorg_window: Int = 64
     poll_interval: Seconds = 1.0
+    # Where the node offers it, a websocket `newHeads` subscription wakes the loop as soon
+    # as a block is announced; polling goes on underneath (chain.heads). "auto": the first
+    # RPC URL's own address (http -> ws); "off": poll only; or a ws:// / wss:// URL.
+    new_heads: str = "auto"
     concurrency: Int = 4
     # Backfill ranges are sized by the logs they bring, not by blocks: the first one is
     # small (a chain's density is unknown until a range answers), then each grows toward
@@ -40,6 +45,26 @@ class ChainSettings(Section):
     timeout: Seconds = 30.0
     # /ready turns 503 once the node has failed (or not answered) for longer than this
     max_failure_seconds: Seconds = 60.0
+
+    @field_validator("new_heads")
+    @classmethod
+    def _new_heads(cls, value: str) -> str:
+        if value in ("auto", "off"):
+            return value
+        if value.startswith(("ws://", "wss://")) and len(value.split("://", 1)[1]) > 0:
+            return value
+        raise ValueError(
+            'expected "auto" (the RPC address, over a websocket), "off" (poll only) or a '
+            "ws:// or wss:// URL"
+        )
+
+    def heads_url(self, rpc: list[str]) -> str | None:
+        """The websocket to follow new heads on, given the RPC URLs in use; None: poll."""
+        if self.new_heads == "off":
+            return None
+        if self.new_heads == "auto":
+            return websocket_url(rpc[0]) if rpc else None
+        return self.new_heads
 
     def retry_policy(self) -> RetryPolicy:
         """The `ChainClient`'s backoff for this chain."""

@@ -317,7 +317,7 @@ class Daemon:
 
 def write_config(
     tmp: Path, name: str, url: str, factory: str, start: int, poll_interval: float,
-    server: Postgres | None,
+    server: Postgres | None, new_heads: str = "auto",
 ) -> Daemon:  # fmt: skip
     port = free_port()
     db = str(tmp / f"{name}.sqlite")
@@ -333,6 +333,7 @@ chain:
   start_block: {start}
   confirmations: 0
   poll_interval: {poll_interval}
+  new_heads: {new_heads}
 database: "{db}"
 rules:
   files: [{ROOT / "config/rules"}]
@@ -536,6 +537,7 @@ class Plan:
     tmp: Path
     isolated: bool
     server: Postgres | None  # the PostgreSQL server the runs use, None for SQLite
+    new_heads: str = "auto"  # chain.new_heads: the node's websocket wakes the daemon
 
 
 def cpu_seconds(pid: int) -> float:
@@ -547,7 +549,7 @@ def cpu_seconds(pid: int) -> float:
 def run_once(plan: Plan, number: int) -> RunResult:
     daemon = write_config(
         plan.tmp, f"run{number}", plan.url, plan.factory, plan.start, plan.poll_interval,
-        plan.server,
+        plan.server, plan.new_heads,
     )  # fmt: skip
     daemon.start()
     rpc = Rpc(plan.url)
@@ -699,7 +701,8 @@ def bench(args: argparse.Namespace) -> int:
         tmp = Path(args.workdir or t)
         tmp.mkdir(parents=True, exist_ok=True)
         plan = Plan(anvil.url, chain.factory, chain.start_block, args.poll_interval,
-                    args.trials, args.warmup, tmp, args.isolated, server)  # fmt: skip
+                    args.trials, args.warmup, tmp, args.isolated, server,
+                    args.new_heads)  # fmt: skip
         results: list[RunResult] = []
         for number in range(1, args.runs + 1):
             result = run_once(plan, number)
@@ -721,7 +724,7 @@ def bench(args: argparse.Namespace) -> int:
         f"reaction latency: block that crosses a stop-loss served by the node -> close "
         f"accepted by the node; {args.backend}; ≥{args.sessions:,} active sessions, "
         f"{args.trials} trials per run, chain.poll_interval {args.poll_interval} s, "
-        "confirmations 0; "
+        f"chain.new_heads {args.new_heads}, confirmations 0; "
         + ("each close mined and confirmed before the next trial (--isolated)" if args.isolated
            else "the block also carries the previous trial's close, which the daemon tracks "
            "and confirms in the same step")
@@ -761,6 +764,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--poll-interval", type=float, default=0.01, help="the daemon's chain.poll_interval (s)"
     )
+    parser.add_argument(
+        "--new-heads", choices=("auto", "off"), default="auto",
+        help="the daemon's chain.new_heads: auto (anvil's websocket announces each block) "
+        "or off (polling only)",
+    )  # fmt: skip
     parser.add_argument(
         "--isolated", action="store_true", help="mine each close in a block of its own and "
         "wait until it is confirmed before the next trial (two blocks per trial: ~6 minutes)"

@@ -116,6 +116,8 @@ def _secrets(cfg: WardenConfig) -> list[str]:
         found.append(os.environ[e.password_env])
     for url in cfg.chain.rpc:
         found.extend(url_secrets(url))
+    if cfg.chain.new_heads not in ("auto", "off"):
+        found.extend(url_secrets(cfg.chain.new_heads))
     return found
 
 

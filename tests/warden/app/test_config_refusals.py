@@ -58,6 +58,9 @@ REFUSED = [
     (f"chain:\n  reorg_window: {10**12}\n", "2: chain.reorg_window: must be at most"),
     ("chain:\n  retry_attempts: 100000\n", "2: chain.retry_attempts: must be at most 1,000"),
     ("chain:\n  concurrency: 0\n", "2: chain.concurrency: must be at least 1"),
+    ("chain:\n  new_heads: http://node:8545\n", '2: chain.new_heads: expected "auto"'),
+    ("chain:\n  new_heads: 'ws://'\n", '2: chain.new_heads: expected "auto"'),
+    ("chain:\n  new_heads: true\n", "2: chain.new_heads:"),
     (
         "executor:\n  keystore: relayer.json\n  password_env: KS_PW\n",
         "2: executor.keystore: cannot decrypt the relayer keystore",

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Histogram, Metric
 
-from chain import RpcStats
+from chain import HeadStats, RpcStats
 from executor.gate import Protection
 from indexer.failures import FailureStreak
 from notify import DeliveryStats
@@ -76,6 +76,7 @@ class LiveState:
     rules_version: str | None = None
     rules_reload_failures: int = 0  # SIGHUP reloads refused (the old rules kept running)
     rpc: RpcStats = field(default_factory=RpcStats)
+    new_heads: HeadStats | None = None  # the websocket announcing heads (None: polling only)
     reorgs: int = 0
     bloom_mismatches: int = 0  # blocks whose logs contradicted their header's logsBloom
     bloom_false_positives: int = 0  # blocks whose bloom over-promised (receipts proved it)

@@ -94,6 +94,22 @@ class _WardenCollector(Collector):
         yield _counter(
             "warden_rpc_failovers_total", "Switches to another RPC endpoint.", live.rpc.failovers
         )
+        if live.new_heads is not None:
+            yield _counter(
+                "warden_new_heads_announced_total",
+                "Blocks the node announced over its websocket that woke the loop.",
+                live.new_heads.announced,
+            )
+            yield _counter(
+                "warden_new_heads_ignored_total",
+                "Websocket messages that were no announcement, or over the per-second budget.",
+                live.new_heads.ignored + live.new_heads.dropped,
+            )
+            yield from _gauge(
+                "warden_new_heads_subscribed",
+                "1 while the node's websocket newHeads subscription is live (else: polling).",
+                1 if live.new_heads.state == "subscribed" else 0,
+            )
         errors = CounterMetricFamily(
             "warden_rpc_errors_total", "JSON-RPC failures by kind.", labels=["kind"]
         )

@@ -38,6 +38,8 @@ def _lines(value: Any, where: tuple[str, ...], sources: Mapping[str, str]) -> It
         yield f"{key}: {format_amount(value)} ({value} wei)"
     elif where[-1] in _DURATIONS:
         yield f"{key}: {format_duration(value)}"
+    elif key == "chain.new_heads" and value not in ("auto", "off"):
+        yield f"{key}: {redact_url(value)}"  # a websocket URL holds the key like an RPC URL
     elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         for i, item in enumerate(value):  # notify.channels: each key on its own line
             for k, v in item.items():

@@ -161,6 +161,10 @@ def _hide_secrets(data: Any, outside: Outside) -> None:
         if isinstance(url, str):
             for part in url_secrets(url):
                 outside.hide(("chain", "rpc", i), part)
+    heads = chain.get("new_heads") if isinstance(chain, dict) else None
+    if isinstance(heads, str) and heads not in ("auto", "off"):
+        for part in url_secrets(heads):
+            outside.hide(("chain", "new_heads"), part)
 
 
 def _safe(where: Where, message: str, outside: Outside, everywhere: list[str]) -> str:
