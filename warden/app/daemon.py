@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from chain import ChainClient, FatalError, HeadWatcher, RetryableError
+from chain import ChainClient, FatalError, RetryableError
 from database import Database, DatabaseBusy, DatabaseError, Deposed, Ownership, open_database
 from executor import Executor, IntentChanges, Job, Outbox
 from indexer import Indexer, IndexerStore, Progress
@@ -50,6 +50,7 @@ from warden.app.settings import target as database_target
 from warden.app.storage import STORAGE_ERRORS, STORAGE_EXIT, server_gone, storage_problem
 from warden.app.target import Target, TokenDecimals
 from warden.app.timing import StepTiming, step_summary
+from warden.app.wakeup import Wakeup
 
 log = logging.getLogger("warden.daemon")
 
@@ -65,7 +66,7 @@ class Daemon:
         self.live = LiveState()
         self.intake_stop = asyncio.Event()
         self.activity_stop = asyncio.Event()  # apart: SIGHUP wakes intake, not this
-        self.head_announced = asyncio.Event()  # the node's websocket announced a block
+        self.wakeup = Wakeup(self.intake_stop)  # poll, a block announced, stop or SIGHUP
         self.stopping = False
         self._signals = 0
         self._hup = False
@@ -320,7 +321,9 @@ class Daemon:
             "one process on this database" if leadership.solo
             else f"leader at epoch {leadership.epoch}",
         )  # fmt: skip
-        async with self._delivering(db), self._watching_heads():
+        heads = cfg.chain.heads_url(list(target.rpc))
+        async with self._delivering(db), self.wakeup.watching(heads, cfg.chain.timeout) as seen:
+            self.live.new_heads = seen
             if leadership.solo:
                 await self._loop(indexer, pipeline, executor, store, leadership)
                 return
@@ -350,38 +353,6 @@ class Daemon:
                     await task
                 self.deliverer = None
                 await own.close()
-
-    @contextlib.asynccontextmanager
-    async def _watching_heads(self) -> AsyncIterator[None]:
-        """The node's newHeads subscription for this term, where it offers one: wakes the
-        loop at each announced block (the loop still asks the node itself)."""
-        url = self.cfg.chain.heads_url(list(self.target.rpc))
-        if url is None:
-            yield
-            return
-        watcher = HeadWatcher(url, self.head_announced.set, timeout=self.cfg.chain.timeout)
-        self.live.new_heads = watcher.stats
-        task = asyncio.create_task(watcher.run(), name="new-heads")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    async def _pause(self) -> None:
-        """Until the next poll, a block the node announces, a stop or a SIGHUP."""
-        waits = [
-            asyncio.ensure_future(self.intake_stop.wait()),
-            asyncio.ensure_future(self.head_announced.wait()),
-        ]
-        try:
-            await asyncio.wait(
-                waits, timeout=self.cfg.chain.poll_interval, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for wait in waits:
-                wait.cancel()
 
     async def _lead_replica(
         self,
@@ -466,8 +437,7 @@ class Daemon:
                 self.intake_stop.clear()
                 self._reload(pipeline.reload)
             timing.begin()
-            # cleared before the step looks: a block announced while it runs wakes the next
-            self.head_announced.clear()
+            self.wakeup.step_begins()
             fired = pipeline.fired
             logged = self._logged(store)
             progressed = await self._index(indexer, pipeline, timing)
@@ -512,7 +482,7 @@ class Daemon:
             if report is not None and report.busy:
                 log.info("executor: %s (%s)", step_summary(report), timing)
             if not progressed and not self.stopping:
-                await self._pause()
+                await self.wakeup.pause(self.cfg.chain.poll_interval)
 
     def _reload_alert(self, ok: bool, detail: str, version: str | None = None) -> None:
         """alert.rules_reload_failed raised by a refused reload, cleared by the next good
