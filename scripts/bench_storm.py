@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -277,6 +278,7 @@ class Daemon:
         profile: Path | None = None,
         rpc_timeout: float = 30.0,
         receiver: str | None = None,
+        reorg_window: int = 64,
     ) -> None:
         self.log_path = work / "daemon.log"
         config = work / "warden.yaml"
@@ -291,6 +293,7 @@ chain:
   confirmations: 0
   poll_interval: 0.2
   timeout: {rpc_timeout}
+  reorg_window: {reorg_window}
 database: {database}
 rules:
   files: [{ROOT / "config" / "rules"}]
@@ -447,16 +450,38 @@ def build_database(meta: ChainMeta, path: Path, batch: int) -> tuple[float, floa
     (seconds from process start to every session evaluated, of which the evaluation)."""
     with loaded_anvil(meta) as node, tempfile.TemporaryDirectory() as tmp:
         set_clock(node.url, meta)
-        # The backfill proves dense blocks' logs with eth_getBlockReceipts (5,000
-        # creations a block): on a loaded machine anvil takes longer than the default 30 s.
-        daemon = Daemon(meta, node.url, Path(tmp), path, batch, rpc_timeout=600.0)
+        # The whole chain (a few dozen blocks) is within the default reorg window, where
+        # each block is followed and checked against its logsBloom; 5,000 creations a
+        # block saturate the bloom, so every block would need its receipts as proof, and
+        # anvil takes ~26 s (minutes on a busy machine) to serve eth_getBlockReceipts for
+        # such a block. A window of 1 backfills all but the head block by log ranges
+        # (then all sessions so far are evaluated at once) and follows the head block.
+        # The storm runs use the default window (64).
+        daemon = Daemon(meta, node.url, Path(tmp), path, batch, rpc_timeout=600.0, reorg_window=1)
         try:
-            line = daemon.wait_for(f"evaluated all {meta.sessions} open sessions", 3_600)
+            line = daemon.wait_for("rules: evaluated all", 3_600)
+            done = _wait_indexed(path, meta, daemon, 3_600)
         finally:
             if daemon.stop() != 0:
                 raise SystemExit("the daemon did not stop cleanly after the backfill")
     evaluated = float(str(line["message"]).rsplit(" in ", 1)[1].split()[0])
-    return float(line["ts"]) - daemon.started, evaluated
+    return done - daemon.started, evaluated
+
+
+def _wait_indexed(path: Path, meta: ChainMeta, daemon: Daemon, timeout: float) -> float:
+    """Wall time at which the daemon's database holds every session, at the chain's head."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(sqlite3.OperationalError):  # busy, or tables not there yet
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as db:
+                (head,) = db.execute("SELECT COALESCE(MAX(number), 0) FROM checkpoint").fetchone()
+                (count,) = db.execute("SELECT COUNT(*) FROM sessions").fetchone()
+            if head == meta.head_block and count == meta.sessions:
+                return time.time()
+        if daemon.proc.poll() is not None:
+            raise SystemExit(f"the daemon exited with {daemon.proc.returncode} while indexing")
+        time.sleep(0.5)
+    raise SystemExit(f"the daemon did not index the chain to block {meta.head_block} in time")
 
 
 def database_key(meta: ChainMeta) -> str:
