@@ -95,6 +95,15 @@ def replacement(
     return Fees(fee, tip)
 
 
+def outbid(offered: Fees, market: Fees, settings: ExecutorSettings) -> bool:
+    """Whether a transaction priced `offered` is priced out of the next block: a tip below
+    the market's, or a fee cap below the next base fee plus that tip. (`market` is
+    `market_fees`: next base fee x `base_fee_multiplier` + tip.)"""
+    tip = market.max_priority_fee_per_gas
+    next_base = (market.max_fee_per_gas - tip) // max(1, settings.base_fee_multiplier)
+    return offered.max_priority_fee_per_gas < tip or offered.max_fee_per_gas < next_base + tip
+
+
 def exceeds_cap(fees: Fees, settings: ExecutorSettings) -> bool:
     cap = settings.max_fee_per_gas
     return cap is not None and fees.max_fee_per_gas > cap

@@ -27,7 +27,7 @@ from chain.reverts import closed_wallets, decode_revert
 from executor.alerts import CLOSE_FAILED, ISOLATED, NO_EFFECT, Alerts
 from executor.batching import BatchRun, isolated_message, misbehaved
 from executor.effects import called_wallets, no_effect_detail
-from executor.fees import Fees, fetch_fees, replacement
+from executor.fees import Fees, fetch_fees, outbid, replacement
 from executor.gate import SendGate
 from executor.outbox import (
     BATCH_MEMBER,
@@ -74,6 +74,9 @@ class Tracker:
         self.gate = gate
         self.alerts = alerts
         self._unexplained: dict[int, float] = {}  # job id -> when its nonce was seen used
+        # (nonce, head): the relayer's next nonce to be mined, and the head when it became so
+        self._front: tuple[int, int] | None = None
+        self._fees: Fees | None = None
         self.monotonic: Callable[[], float] = time.monotonic  # tests step time themselves
 
     async def track(self, report: StepReport) -> str | None:
@@ -123,6 +126,12 @@ class Tracker:
         mined_count = quantity(count)
         held = quantity(next(answers)) if live else 0
         head = quantity(next(answers))
+        self._fees = None  # the market, asked at most once a step, when a replacement needs it
+        if self._front is None:  # first look: how long it has been the front is unknown,
+            self._front = (mined_count, 0)  # so its send time alone decides (as before)
+        elif self._front[0] != mined_count:
+            self._front = (mined_count, head)
+        front_since = self._front[1]
         found = [next(answers) for _ in hashes]
         blocks = dict(zip(numbers, [next(answers) for _ in numbers], strict=True))
         receipts = {h: r for h, r in zip(hashes, found, strict=True) if isinstance(r, dict)}
@@ -176,7 +185,8 @@ class Tracker:
                 report.dropped += 1
             elif self.gate.may_send:
                 lost = job.nonce is not None and job.nonce >= held
-                await self._nudge(job, head, report, lost=lost)
+                waited = head - front_since if job.nonce == mined_count else None
+                await self._nudge(job, head, report, lost=lost, front_waited=waited)
         return None
 
     async def _mined(self, job: Job, receipt: dict[str, Any], report: StepReport) -> None:
@@ -291,9 +301,18 @@ class Tracker:
         outcomes.append((intent.key, "failed", no_effect_detail(tx_hash, count, limit)))
         misses.append((intent.key, at))
 
-    async def _nudge(self, job: Job, head: int, report: StepReport, *, lost: bool) -> None:
+    async def _nudge(
+        self, job: Job, head: int, report: StepReport, *, lost: bool, front_waited: int | None
+    ) -> None:
         """A live, unmined job: send what was never sent (or what the node lost); replace
-        what is stuck."""
+        what is stuck. Stuck means unmined `replace_after_blocks` after it was sent AND
+        after its nonce became the next one the chain takes (`front_waited`, None for a job
+        behind that nonce), or, behind the front, only once the market has outbid its
+        fees: a job behind the front that still pays enough waits for the nonces before
+        it, not for a better fee, and replacing it would only load a node that is already
+        slow (a storm's pipeline of 57 batches on a busy anvil once replaced 100+ a step
+        until the node ran out of memory). Outbid jobs are all replaced in the same step,
+        so a fee spike does not make a queue wait for its front one bump at a time."""
         latest = job.latest
         if (lost or latest.state in ("signed", "rejected")) and job.id not in self.sender.force:
             if job.kind == "cancel" or await self._wants_all(job):
@@ -303,16 +322,21 @@ class Tracker:
             # than send again what is no longer wanted.
             self.sender.force.add(job.id)
         sent_at = self.sender.sent_block.setdefault(latest.hash, head)
-        if job.id not in self.sender.force and head - sent_at < self.settings.replace_after_blocks:
-            return
+        after = self.settings.replace_after_blocks
+        previous = Fees(latest.max_fee_per_gas, latest.max_priority_fee_per_gas)
+        if job.id not in self.sender.force:
+            if head - sent_at < after:
+                return
+            at_front = front_waited is not None and front_waited >= after
+            if not at_front and not outbid(previous, await self._market(), self.settings):
+                return
         self.sender.force.discard(job.id)
         if job.nonce is None:
             return
         members = await self.outbox.intents_of_job(job.id)
         wanted = [m for m in members if m.state == "submitted"]
         still_needed = bool(wanted)
-        market = await fetch_fees(self.client, self.settings)
-        previous = Fees(latest.max_fee_per_gas, latest.max_priority_fee_per_gas)
+        market = await self._market()
         if still_needed or job.kind == "cancel":
             # A cancel stays uncapped on every bump, or it could strand its nonce.
             fees = replacement(previous, market, self.settings, capped=job.kind != "cancel")
@@ -356,6 +380,11 @@ class Tracker:
         )
         self.sender.hook("signed")
         await self.sender.send(job.id, signed.hash, signed.raw, head)
+
+    async def _market(self) -> Fees:
+        if self._fees is None:
+            self._fees = await fetch_fees(self.client, self.settings)
+        return self._fees
 
     async def _wants_all(self, job: Job) -> bool:
         """Whether every intent the job carries still wants its transaction."""

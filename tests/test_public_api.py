@@ -40,6 +40,8 @@ PUBLIC: dict[str, list[str]] = {
         "ChainError",
         "EventSpec",
         "FatalError",
+        "HeadStats",
+        "HeadWatcher",
         "HttpTransport",
         "LogRangeTooLarge",
         "MalformedBloom",
@@ -72,6 +74,7 @@ PUBLIC: dict[str, list[str]] = {
         "position",
         "rpc_response",
         "topics_filter",
+        "websocket_url",
     ],
     "contracts": [
         "Artifact",

@@ -314,3 +314,70 @@ async def test_an_obsolete_revert_settles_only_what_the_index_shows(
     fake.node.reverts[WALLET.lower()] = "0x" + error_selector(error)
     await fake.step()
     assert await fake.state(key) == ("pending" if waits else "obsolete")
+
+
+def wallets(n: int) -> list[str]:
+    return [to_checksum_address("0x" + f"{0x41 + i:02x}" * 20) for i in range(n)]
+
+
+async def test_a_queue_waiting_for_block_space_is_not_replaced_until_outbid(
+    tmp_path: Path,
+) -> None:
+    """Jobs at consecutive nonces behind a front that moves wait for block space, not for
+    a fee: none is replaced while the market does not outbid them. Once it does, every
+    outbid job is replaced in the same step, not one bump at a time behind the front."""
+    async with fake_rig(tmp_path, max_batch_size=1) as fake:
+        node = fake.node
+        keys = [await fake.intend(w) for w in wallets(4)]
+        assert (await fake.step()).jobs == 4 and len(node.pool) == 4
+        node.gas_limit = max(tx.gas for tx in node.pool.values())  # one close a block
+        for _ in range(2):  # the front moves a nonce a block
+            node.mine()
+            assert (await fake.step()).replaced == 0
+        assert len(node.pool) == 2  # nonces 2 and 3, sent 2 blocks ago (replace_after 2)
+        node.mine()
+        assert (await fake.step()).replaced == 0
+        node.base_fee = 200 * GWEI  # the market outbids the one left behind the front
+        node.mine()  # nothing pays enough for this block
+        report = await fake.step()
+        assert report.replaced == 1 and len(node.pool) == 1
+        (tx,) = node.pool.values()
+        assert tx.max_fee == 2 * 200 * GWEI + GWEI
+        node.mine()
+        assert (await fake.step()).confirmed == 1
+        assert [await fake.state(k) for k in keys] == ["confirmed"] * 4
+        nonces = [t.nonce for t in node.mined(fake.relayer)]
+        assert nonces == [0, 1, 2, 3]  # each closed once, by one transaction per nonce
+
+
+async def test_only_the_front_is_replaced_when_it_is_stuck_without_being_outbid(
+    tmp_path: Path,
+) -> None:
+    """A front nonce the node does not mine though its fees clear (blocks come without
+    it, as from a builder that leaves it out) is replaced after `replace_after_blocks` at
+    the front; the jobs behind it, which cannot be mined before it, are left alone."""
+
+    def mine_without_ours(node: FakeNode) -> None:
+        held = dict(node.pool)
+        node.pool.clear()
+        node.mine()
+        node.pool.update(held)
+
+    async with fake_rig(tmp_path, max_batch_size=1) as fake:
+        node = fake.node
+        for w in wallets(3):
+            await fake.intend(w)
+        assert (await fake.step()).jobs == 3
+        sent = {tx.nonce: tx.hash for tx in node.pool.values()}
+        mine_without_ours(node)
+        assert (await fake.step()).replaced == 0
+        mine_without_ours(node)
+        report = await fake.step()
+        assert report.replaced == 1  # the front alone
+        now = {tx.nonce: tx.hash for tx in node.pool.values()}
+        assert now[0] != sent[0] and (now[1], now[2]) == (sent[1], sent[2])
+        mine_without_ours(node)
+        assert (await fake.step()).replaced == 0  # behind it: waiting, not bumped
+        node.mine()  # a block that takes them: all three, one transaction a nonce
+        assert (await fake.step()).confirmed == 3
+        assert [t.hash for t in node.mined(fake.relayer)] == [now[0], sent[1], sent[2]]
