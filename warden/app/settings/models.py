@@ -71,6 +71,14 @@ class BackupsConfig(Section):
     directory: ConfigPath | None = None  # None: next to the SQLite database
 
 
+class AuditConfig(Section):
+    """The balance audit (`warden/app/audit.py`): indexed balances of open sessions
+    against the token's `balanceOf`, at the indexed block; drift → alert.balance_drift."""
+
+    interval: Seconds = 600.0  # seconds from the start of one full pass to the next; 0: off
+    page: Int = 200  # sessions audited per loop step (one batched eth_call each)
+
+
 class DevnetConfig(Section):
     block_time: Seconds = 1.0
     activity: Bool = True
@@ -88,6 +96,7 @@ class WardenConfig(Section):
     backups: BackupsConfig = BackupsConfig()
     devnet: DevnetConfig = DevnetConfig()
     notify: NotifySettings = NotifySettings()
+    audit: AuditConfig = AuditConfig()
 
     # dotted key -> where its value came from ("$NAME" or "file PATH"), for describe()
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
