@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
-from chain.fields import Address, Int, Seconds, Section
+from chain.fields import Address, Int, Seconds, Section, ZeroOrMore
 from notify.catalogue import CATEGORIES, Severity, known_pattern, matches_kind
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -176,11 +176,11 @@ class RetentionSettings(Section):
     good. An event goes once it is older than `events_days` and none of its deliveries
     is kept: a pending delivery is never pruned, a dead one only after `dead_days`."""
 
-    events_days: Seconds = 30.0  # events older than this go (with nothing still owed)
-    delivered_days: Seconds = 7.0  # delivered deliveries go this long after delivery
-    dead_days: Seconds = 0.0  # dead letters go this long after dying; 0: until re-driven
+    events_days: ZeroOrMore = 30.0  # events older than this go (with nothing still owed)
+    delivered_days: ZeroOrMore = 7.0  # delivered deliveries go this long after delivery
+    dead_days: ZeroOrMore = 0.0  # dead letters go this long after dying; 0: until re-driven
     batch: Int = 1000  # rows per DELETE: the writer is held for one small batch at a time
-    interval: Seconds = 300.0  # seconds between pruning passes (the leader's); 0: never
+    interval: ZeroOrMore = 300.0  # seconds between pruning passes (the leader's); 0: never
 
     @field_validator("events_days", "delivered_days", "dead_days")
     @classmethod

@@ -17,7 +17,7 @@ from typing import Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
-from chain.fields import Bool, ConfigPath, Int, Seconds, Section
+from chain.fields import Bool, ConfigPath, Int, Seconds, Section, ZeroOrMore
 from chain.units import format_amount
 from executor import Signer, SignerError, load_password
 from executor.settings import ExecutorSettings
@@ -75,7 +75,7 @@ class AuditConfig(Section):
     """The balance audit (`warden/app/audit.py`): indexed balances of open sessions
     against the token's `balanceOf`, at the indexed block; drift → alert.balance_drift."""
 
-    interval: Seconds = 600.0  # seconds from the start of one full pass to the next; 0: off
+    interval: ZeroOrMore = 600.0  # seconds from the start of one full pass to the next; 0: off
     page: Int = 200  # sessions audited per loop step (one batched eth_call each)
 
 
