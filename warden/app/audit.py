@@ -12,7 +12,8 @@ block a reorg removed is refused by the node instead of answered for another blo
 What the token or the node may do, and what comes of it:
 
 - `balanceOf` answers another amount (a plain transfer in, a lying token): drift;
-- it reverts, or answers anything but one 32-byte word (no code, short or long data):
+- it reverts, its execution fails (an invalid opcode, out of gas), or it answers
+  anything but one 32-byte word (no code, short or long data):
   the balance cannot be read — raised as drift too, with `on_chain: null` and the
   `problem` (a close of that session may fail the same way);
 - the node fails one call (not a revert): that wallet is left as it was this pass;
@@ -47,6 +48,7 @@ KIND = "alert.balance_drift"
 OPEN = ("active", "revoked")  # every status but closed
 _BALANCE_OF = "0x" + keccak(text="balanceOf(address)")[:4].hex()
 _WORD = 66  # "0x" and 64 hex digits: one uint256
+CALL_GAS = 100_000  # a balanceOf takes a few thousand; a token burning gas stops here
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,18 @@ class Reading:
     problem: str | None = None
 
 
+# what nodes say when the call's own execution failed (geth: "invalid opcode: INVALID",
+# "out of gas"; anvil: "EVM error InvalidFEOpcode"): the token's doing, not the node's
+_EXECUTION_FAILED = ("invalid opcode", "opcode", "out of gas", "outofgas", "evm error",
+                     "stack underflow", "stack overflow", "invalid jump")  # fmt: skip
+
+
 def read_balance(answer: object) -> Reading:
     """A `balanceOf` answer as an amount; anything but one 32-byte word is refused."""
     if isinstance(answer, CallReverted):
         return Reading(None, "balanceOf reverted")
+    if _execution_failed(answer):
+        return Reading(None, f"balanceOf failed: {str(answer)[:200]}")
     if not isinstance(answer, str) or not answer.startswith("0x"):
         return Reading(None, "balanceOf answered no data")
     if len(answer) != _WORD:
@@ -147,10 +157,12 @@ class BalanceAudit:
 
     async def _audit(self, current: Pass, page: list[Session], at: BlockRef) -> bool:
         calls = [
-            ("eth_call", [{"to": s.token, "data": _call_data(s.wallet)}, {"blockHash": at.hash}])
+            ("eth_call", [{"to": s.token, "data": _call_data(s.wallet), "gas": hex(CALL_GAS)},
+                          {"blockHash": at.hash}])
             for s in page
-        ]
-        answers = await self.client.batch_each(calls)
+        ]  # fmt: skip
+        # one call's own failure must not retry the page: it comes back in its place
+        answers = await self.client.batch_each(calls, transient_in_place=True)
         failed = [a for a in answers if _unanswered(a)]
         if page and len(failed) == len(page):  # the node, not the tokens
             raise failed[0]
@@ -250,9 +262,19 @@ def _call_data(wallet: str) -> str:
     return _BALANCE_OF + wallet[2:].lower().rjust(64, "0")
 
 
+def _execution_failed(answer: object) -> bool:
+    text = str(answer).lower()
+    return isinstance(answer, ChainError) and any(m in text for m in _EXECUTION_FAILED)
+
+
 def _unanswered(answer: object) -> bool:
-    """The node failed this call (a revert is the token's answer, not a failure)."""
-    return isinstance(answer, ChainError) and not isinstance(answer, CallReverted)
+    """The node failed this call (a revert or a failed execution is the token's answer,
+    not the node's failure)."""
+    return (
+        isinstance(answer, ChainError)
+        and not isinstance(answer, CallReverted)
+        and not _execution_failed(answer)
+    )
 
 
 def _amount(value: int | None) -> str | None:
