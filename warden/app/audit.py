@@ -88,7 +88,7 @@ class Pass:
 
     pages: AsyncGenerator[list[Session], None]
     started: float
-    seen: set[str] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)  # raised wallets this pass found open
     sessions: int = 0
     drifting: int = 0
     unreadable: int = 0
@@ -168,7 +168,8 @@ class BalanceAudit:
             raise failed[0]
         events: list[NotifyEvent] = []
         for s, answer in zip(page, answers, strict=True):
-            current.seen.add(s.wallet)
+            if s.wallet in self.active:  # only these matter at the end (not 100,000 others)
+                current.seen.add(s.wallet)
             if _unanswered(answer):
                 current.unanswered += 1  # judged again next pass
                 continue
@@ -182,6 +183,7 @@ class BalanceAudit:
             current.unreadable += reading.amount is None
             if s.wallet not in self.active:
                 events.append(self._raised(s, reading, at))
+                current.seen.add(s.wallet)
         if failed:
             log.warning("balance audit: the node failed %d of %d calls at block %d (%s); "
                         "those wallets are checked next pass", len(failed), len(page),

@@ -70,8 +70,10 @@ class World:
 
 
 @contextlib.asynccontextmanager
-async def world(tmp_path: Path, chain: Chain, stack: Stack) -> AsyncIterator[World]:
-    db = await open_database(tmp_path / "w.sqlite")
+async def world(
+    tmp_path: Path, chain: Chain, stack: Stack, target: str | None = None
+) -> AsyncIterator[World]:
+    db = await open_database(target or str(tmp_path / "w.sqlite"))
     try:
         hook = {"name": "ops", "type": "command", "command": ["/bin/true"], "kinds": ["alert"]}
         cfg = NotifySettings.model_validate({"channels": [hook]})
@@ -88,6 +90,7 @@ async def world(tmp_path: Path, chain: Chain, stack: Stack) -> AsyncIterator[Wor
 
 
 async def test_a_plain_transfer_raises_one_drift_a_sync_or_a_close_clears_it(
+    backend: str,
     tmp_path: Path,
     fresh_chain: Chain,
     stack: Stack,
@@ -100,7 +103,7 @@ async def test_a_plain_transfer_raises_one_drift_a_sync_or_a_close_clears_it(
     chain.send(stack.token.functions.mint(roles.owner2, big), roles.deployer)
     chain.send(stack.token.functions.transfer(a.wallet.address, big), roles.owner2)
     chain.send(stack.token.functions.transfer(c.wallet.address, 5), roles.owner2)
-    async with world(tmp_path, chain, stack) as w:
+    async with world(tmp_path, chain, stack, backend) as w:
         await w.index()
         audit = w.audit(page=1)  # one session per step: a pass is several steps
         await w.run_pass(audit)
