@@ -5,7 +5,7 @@ restarted leader clears what its predecessor raised; a top-up in a block not yet
 makes no drift (the audit asks at the indexed block); a token whose `balanceOf` reverts,
 answers short or long data or lies is reported, never crashes a step; a node that fails
 the whole request or a page gives the pass up and the next one retries; the daemon runs
-it by itself."""
+it by itself (tests/warden/app/test_daemon_audit.py). The first test runs on both stores."""
 
 from __future__ import annotations
 
