@@ -40,6 +40,7 @@ from chain import CallReverted, ChainClient, ChainError
 from database import Deposed
 from indexer import BlockRef, IndexerStore, Session
 from notify import KINDS, EventLog, NotifyEvent
+from warden.app.api.live import AuditFigures
 from warden.app.settings.models import AuditConfig
 
 log = logging.getLogger("warden.audit")
@@ -113,8 +114,15 @@ class BalanceAudit:
         self.active: dict[str, int] = {}  # wallet → the block its drift was raised at
         self.current: Pass | None = None
         self.next_start = clock()  # the first pass starts at once
-        self.passes = 0  # finished passes (tests, logs)
-        self.failures = 0  # passes given up
+        self.figures = AuditFigures()  # for /metrics (LiveState.audit)
+
+    @property
+    def passes(self) -> int:
+        return self.figures.passes
+
+    @property
+    def failures(self) -> int:
+        return self.figures.given_up
 
     async def restore(self) -> None:
         """The wallets the log shows raised and not cleared (a killed or deposed leader
@@ -128,6 +136,7 @@ class BalanceAudit:
                 self.active[wallet] = int(data.get("block", 0))
             else:
                 self.active.pop(wallet, None)
+        self.figures.drifting = len(self.active)
 
     async def step(self, checkpoint: BlockRef | None) -> bool:
         """One page of the current pass (starting one when due); True when alert events
@@ -195,7 +204,8 @@ class BalanceAudit:
         closed (or are gone: a reorg removed their creation)."""
         self.current = None
         self.next_start = current.started + self.settings.interval
-        self.passes += 1
+        self.figures.passes += 1
+        self.figures.last_block = at.number
         missing = [w for w in self.active if w not in current.seen]
         found = await self.store.sessions(missing) if missing else {}
         events = []
@@ -214,7 +224,7 @@ class BalanceAudit:
 
     async def _give_up(self, current: Pass, why: str) -> None:
         self.current = None
-        self.failures += 1
+        self.figures.given_up += 1
         self.next_start = self.clock() + self.settings.interval
         with contextlib.suppress(Exception):  # the pass is abandoned either way
             await current.pages.aclose()
@@ -230,6 +240,7 @@ class BalanceAudit:
                 self.active[str(e.wallet)] = int(e.data["block"])
             else:
                 self.active.pop(str(e.wallet), None)
+        self.figures.drifting = len(self.active)
         return True
 
     # -- the events ---------------------------------------------------------------------

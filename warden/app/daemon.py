@@ -308,6 +308,7 @@ class Daemon:
                 self.alerts.once("alert.leadership_changed", taken)
             self.audit = BalanceAudit(client, store, store.hooks, cfg.audit)
             await self.audit.restore()  # the drifts a killed predecessor left raised
+            self.live.audit = self.audit.figures
         self.live.relayer_address = executor.relayer
         self.live.rules_version = pipeline.version
         self.live.rpc = client.stats

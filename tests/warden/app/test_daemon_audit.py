@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 import orjson
 
 from notify import NotifySettings
@@ -18,6 +19,12 @@ from tests.executor._support import table
 from tests.warden.app.test_daemon import plan, running, until
 from warden.app.settings.models import AuditConfig
 from warden.devnet import Anvil, free_port
+
+
+async def get_text(port: int, path: str) -> str:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}{path}") as r:
+        assert r.status == 200
+        return await r.text()
 
 
 async def test_the_daemon_raises_and_clears_a_drift_and_prunes_old_events(
@@ -32,7 +39,8 @@ async def test_the_daemon_raises_and_clears_a_drift_and_prunes_old_events(
     session = make_session()
     wallet = session.wallet.address
     fresh_chain.send(stack.token.functions.transfer(wallet, 42), roles.owner)
-    cfg, target = plan(anvil, stack, tmp_path / "w.sqlite", start, free_port())
+    port = free_port()
+    cfg, target = plan(anvil, stack, tmp_path / "w.sqlite", start, port)
     retention = {"events_days": 0.00002, "delivered_days": 0.00002, "interval": 1}  # ~2 s
     cfg = cfg.model_copy(update={
         "audit": AuditConfig(interval=1, page=50),
@@ -57,6 +65,11 @@ async def test_the_daemon_raises_and_clears_a_drift_and_prunes_old_events(
             return any(d["state"] == "raised" and d["wallet"] == wallet for d in drifts())
 
         await until(raised, 60)
+
+        async def counted() -> bool:
+            return "warden_balance_drifting_sessions 1.0" in await get_text(port, "/metrics")
+
+        await until(counted, 30)
         got = next(d for d in drifts() if d["state"] == "raised")
         assert got["difference"] == "42" and isinstance(got["on_chain"], str)
         fresh_chain.send(session.wallet.functions.sync(), roles.stranger)
@@ -72,6 +85,9 @@ async def test_the_daemon_raises_and_clears_a_drift_and_prunes_old_events(
             return bool(horizon) and not created
 
         await until(pruned, 60)
+        metrics = await get_text(port, "/metrics")  # cleared before pruning was seen
+        assert "warden_balance_audit_passes_total" in metrics
+        assert "warden_balance_drifting_sessions 0.0" in metrics
         assert drifts()[-1]["state"] == "cleared"  # the newest alert of the wallet stays
         assert not task.done()
     assert task.result() == 0
