@@ -17,8 +17,11 @@ What the token or the node may do, and what comes of it:
   the balance cannot be read — raised as drift too, with `on_chain: null` and the
   `problem` (a close of that session may fail the same way);
 - the node fails one call (not a revert): that wallet is left as it was this pass;
-- the node fails them all, or the whole request: the pass is given up, logged, and the
-  next starts after `audit.interval`. Nothing the audit meets ends the step or the loop.
+- the node fails them all, or the whole request, or answers garbage for every session
+  of a page that spans several tokens (several tokens do not all break at once; a lying
+  node answering `0x` to everything would otherwise raise an alert per session): the
+  pass is given up, logged, and the next starts after `audit.interval`. Nothing the
+  audit meets ends the step or the loop.
 
 Ids are stable: `alert.balance_drift:<wallet>:<block first found>` and the clearing
 `…/cleared`. A restarted leader reads which wallets the log shows raised (`restore`).
@@ -36,7 +39,7 @@ from typing import Any
 import orjson
 from eth_utils.crypto import keccak
 
-from chain import CallReverted, ChainClient, ChainError
+from chain import BadResponse, CallReverted, ChainClient, ChainError
 from database import Deposed
 from indexer import BlockRef, IndexerStore, Session
 from notify import KINDS, EventLog, NotifyEvent
@@ -175,6 +178,11 @@ class BalanceAudit:
         failed = [a for a in answers if _unanswered(a)]
         if page and len(failed) == len(page):  # the node, not the tokens
             raise failed[0]
+        if _node_garbled(page, answers):
+            raise BadResponse(
+                f"eth_call answered no uint256 for any of {len(page)} sessions over "
+                f"{len({s.token for s in page})} tokens (e.g. {str(answers[0])[:80]!r})"
+            )
         events: list[NotifyEvent] = []
         for s, answer in zip(page, answers, strict=True):
             if s.wallet in self.active:  # only these matter at the end (not 100,000 others)
@@ -269,6 +277,16 @@ class BalanceAudit:
             "reason": "closed" if s is not None else "no longer indexed",
             "raised_at_block": raised,
         })  # fmt: skip
+
+
+def _node_garbled(page: list[Session], answers: list[object]) -> bool:
+    """Every answer of a page spanning several tokens is data no token would send (not a
+    revert, not one word): several tokens do not all break at once — the node does (a
+    lying or broken node answering `0x` to everything). One token cannot be told from its
+    node; several can."""
+    if len({s.token for s in page}) < 2:
+        return False
+    return all(isinstance(a, str) and read_balance(a).amount is None for a in answers)
 
 
 def _call_data(wallet: str) -> str:

@@ -208,7 +208,7 @@ class Flaky:
 
     def __init__(self, real: ChainClient) -> None:
         self.real = real
-        self.plan: list[str] = []  # per batch: "ok", "down", "refuse-all", "refuse-one"
+        self.plan: list[str] = []  # per batch: ok, down, refuse-all, refuse-one, garbage
         self.batches = 0
 
     async def batch_each(
@@ -221,6 +221,8 @@ class Flaky:
         answers = await self.real.batch_each(calls, transient_in_place=transient_in_place)
         if what == "refuse-all":
             return [ProviderError("eth_call: header not found", -32000) for _ in answers]
+        if what == "garbage":  # a lying node: `0x` to every call
+            return ["0x" for _ in answers]
         if what == "refuse-one":
             return [ProviderError("eth_call: internal error", -32603), *answers[1:]]
         return answers
@@ -259,6 +261,26 @@ async def test_a_failing_node_gives_the_pass_up_and_the_next_retries(
         drifts = await w.drifts()
     assert [d["data"]["wallet"] for d in drifts] == [a.wallet.address, b.wallet.address]
     assert audit.passes == 2 and set(audit.active) == {a.wallet.address, b.wallet.address}
+
+
+async def test_a_node_answering_garbage_for_several_tokens_raises_nothing(
+    tmp_path: Path,
+    fresh_chain: Chain,
+    stack: Stack,
+    hostile_token: Contract,
+    make_session: Callable[..., Session],
+) -> None:
+    make_session()
+    make_session(token=hostile_token.address)
+    async with world(tmp_path, fresh_chain, stack) as w:
+        await w.index()
+        flaky = Flaky(w.client)
+        audit = w.audit(page=10, client=flaky)
+        flaky.plan = ["garbage"]
+        await w.run_pass(audit)
+        assert (audit.failures, await w.drifts()) == (1, [])
+        await w.run_pass(audit)  # the node is honest again: both in line
+        assert (audit.passes, await w.drifts(), audit.active) == (1, [], {})
 
 
 async def test_an_audit_turned_off_does_nothing(
