@@ -23,8 +23,9 @@ What the token or the node may do, and what comes of it:
   pass is given up, logged, and the next starts after `audit.interval`. Nothing the
   audit meets ends the step or the loop.
 
-Ids are stable: `alert.balance_drift:<wallet>:<block first found>` and the clearing
-`…/cleared`. A restarted leader reads which wallets the log shows raised (`restore`).
+Ids are stable: `alert.balance_drift:<wallet>:<block first found>:<its hash's first 8
+hex digits>` and the clearing `<that id>/cleared`. A restarted leader reads which
+wallets the log shows raised (`restore`).
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ class BalanceAudit:
         self.log = log_
         self.settings = settings
         self.clock = clock
-        self.active: dict[str, int] = {}  # wallet → the block its drift was raised at
+        # wallet → (the block its drift was raised at, the raise's event id)
+        self.active: dict[str, tuple[int, str]] = {}
         self.current: Pass | None = None
         self.next_start = clock()  # the first pass starts at once
         self.figures = AuditFigures()  # for /metrics (LiveState.audit)
@@ -134,9 +136,10 @@ class BalanceAudit:
             "SELECT wallet, body FROM notify_events WHERE kind = ? ORDER BY id", (KIND,)
         )
         for wallet, body in rows:
-            data = orjson.loads(body).get("data", {})
+            doc = orjson.loads(body)
+            data = doc.get("data", {})
             if data.get("state") == "raised":
-                self.active[wallet] = int(data.get("block", 0))
+                self.active[wallet] = (int(data.get("block", 0)), str(doc.get("id")))
             else:
                 self.active.pop(wallet, None)
         self.figures.drifting = len(self.active)
@@ -245,7 +248,7 @@ class BalanceAudit:
         await self.log.append_now(events)
         for e in events:
             if e.data["state"] == "raised":
-                self.active[str(e.wallet)] = int(e.data["block"])
+                self.active[str(e.wallet)] = (int(e.data["block"]), e.id)
             else:
                 self.active.pop(str(e.wallet), None)
         self.figures.drifting = len(self.active)
@@ -253,7 +256,8 @@ class BalanceAudit:
 
     # -- the events ---------------------------------------------------------------------
     def _raised(self, s: Session, reading: Reading, at: BlockRef) -> NotifyEvent:
-        return _event(f"{KIND}:{s.wallet}:{at.number}", s.wallet, s, {
+        # the block's hash too: after a reorg the same height is another block
+        return _event(f"{KIND}:{s.wallet}:{at.number}:{at.hash[:10]}", s.wallet, s, {
             "state": "raised", "wallet": s.wallet, "token": s.token, "block": at.number,
             "indexed": str(s.balance), "on_chain": _amount(reading.amount),
             "difference": None if reading.amount is None else str(reading.amount - s.balance),
@@ -261,16 +265,16 @@ class BalanceAudit:
         })  # fmt: skip
 
     def _cleared(self, s: Session, reading: Reading, at: BlockRef, why: str) -> NotifyEvent:
-        raised = self.active[s.wallet]
-        return _event(f"{KIND}:{s.wallet}:{raised}/cleared", s.wallet, s, {
+        raised, raise_id = self.active[s.wallet]
+        return _event(f"{raise_id}/cleared", s.wallet, s, {
             "state": "cleared", "wallet": s.wallet, "token": s.token, "block": at.number,
             "indexed": str(s.balance), "on_chain": _amount(reading.amount),
             "difference": "0", "problem": None, "reason": why, "raised_at_block": raised,
         })  # fmt: skip
 
     def _gone(self, wallet: str, s: Session | None, at: BlockRef) -> NotifyEvent:
-        raised = self.active[wallet]
-        return _event(f"{KIND}:{wallet}:{raised}/cleared", wallet, s, {
+        raised, raise_id = self.active[wallet]
+        return _event(f"{raise_id}/cleared", wallet, s, {
             "state": "cleared", "wallet": wallet, "token": None if s is None else s.token,
             "block": at.number, "indexed": None if s is None else str(s.balance),
             "on_chain": None, "difference": None, "problem": None,

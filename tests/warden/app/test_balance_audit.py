@@ -107,7 +107,9 @@ async def test_a_plain_transfer_raises_one_drift_a_sync_or_a_close_clears_it(
         await w.index()
         audit = w.audit(page=1)  # one session per step: a pass is several steps
         await w.run_pass(audit)
-        at = (await w.store.checkpoint()).number  # type: ignore[union-attr]
+        cp = await w.store.checkpoint()
+        assert cp is not None
+        at = cp.number
         indexed = (await w.store.session(a.wallet.address)).balance  # type: ignore[union-attr]
         raised = await w.drifts()
         await w.run_pass(audit)  # still drifting: nothing new
@@ -129,7 +131,7 @@ async def test_a_plain_transfer_raises_one_drift_a_sync_or_a_close_clears_it(
 
     assert [d["data"]["wallet"] for d in raised] == [a.wallet.address, c.wallet.address]
     first = raised[0]
-    assert first["id"] == f"{KIND}:{a.wallet.address}:{at}"
+    assert first["id"] == f"{KIND}:{a.wallet.address}:{at}:{cp.hash[:10]}"
     assert first["session"]["wallet"] == a.wallet.address
     assert first["data"] == {
         "state": "raised", "wallet": a.wallet.address, "token": stack.token.address,
