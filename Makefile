@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap run test test-fast contracts lint typecheck gas bench bench-indexer bench-rules bench-executor bench-latency bench-storm bench-memory bench-takeover bench-prepare bench-export bench-api bench-notify chaos clean
+.PHONY: help bootstrap run test test-fast contracts lint typecheck gas bench bench-indexer bench-rules bench-executor bench-latency bench-storm bench-memory bench-takeover bench-prepare bench-export bench-api bench-notify bench-prune chaos clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -47,6 +47,7 @@ bench: bootstrap ## every figure in BENCHMARKS.md, several runs each (~30 min; t
 	@$(VENV)/python scripts/bench_export.py
 	@$(VENV)/python scripts/bench_api.py
 	@$(VENV)/python scripts/bench_notify.py
+	@$(VENV)/python scripts/bench_prune.py
 
 chaos: bootstrap ## the long fault scenarios: 100 kill -9, 1,000 reorgs, 20 % RPC faults, a lying node, 50 leader failovers on PostgreSQL (real anvil), 10,000 contract property sequences; summary in .cache/chaos/summary.txt
 	@$(VENV)/pytest -m chaos tests/chaos $(PYTEST_ARGS)
@@ -76,6 +77,9 @@ bench-latency: bootstrap ## stop-loss reaction latency with 10,000 active sessio
 
 bench-notify: bootstrap ## notification event -> webhook POST latency on loopback (p50, p99), delivery throughput
 	@$(VENV)/python scripts/bench_notify.py
+
+bench-prune: bootstrap ## notification retention: one pruning batch, a pass over 100,000 events, the loop's commits beside it
+	@$(VENV)/python scripts/bench_prune.py
 
 bench-storm: bootstrap ## 100,000 sessions expiring in one block: time until all closed on chain
 	@$(VENV)/python scripts/bench_storm.py

@@ -136,12 +136,17 @@ class ChainClient:
         """
         return await self._batch(calls, validate, per_item=False)
 
-    async def batch_each(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+    async def batch_each(
+        self, calls: Sequence[tuple[str, list[Any]]], *, transient_in_place: bool = False
+    ) -> list[Any]:
         """Like `batch`, but an item's JSON-RPC error is returned in its place as the
         classified exception instead of raised: for many independent questions (one
         `eth_call` per session) where one refusal must not hide the other answers.
-        Transport failures still retry the whole batch."""
-        return await self._batch(calls, None, per_item=True)
+        Transport failures still retry the whole batch. An item's error that reads as
+        transient retries the whole batch too, unless `transient_in_place`: then it comes
+        back in its place as well (a hostile contract's call that fails its own way makes
+        some nodes answer -32603, which no retry changes; the caller decides)."""
+        return await self._batch(calls, None, per_item=True, all_in_place=transient_in_place)
 
     async def _batch(
         self,
@@ -149,6 +154,7 @@ class ChainClient:
         validate: Callable[[list[Any]], None] | None,
         *,
         per_item: bool,
+        all_in_place: bool = False,
     ) -> list[Any]:
         if not calls:
             return []
@@ -157,7 +163,9 @@ class ChainClient:
             index = self._current
             try:
                 await self._verify_chain(index)
-                results = await self._post(index, calls, per_item=per_item)
+                results = await self._post(
+                    index, calls, per_item=per_item, all_in_place=all_in_place
+                )
                 if validate is not None:
                     validate(results)
                 return results
@@ -244,7 +252,12 @@ class ChainClient:
         self._verified.add(index)
 
     async def _post(
-        self, index: int, calls: Sequence[tuple[str, list[Any]]], *, per_item: bool = False
+        self,
+        index: int,
+        calls: Sequence[tuple[str, list[Any]]],
+        *,
+        per_item: bool = False,
+        all_in_place: bool = False,
     ) -> list[Any]:
         first = self._next_id
         self._next_id += len(calls)
@@ -296,7 +309,7 @@ class ChainClient:
                 raise BadResponse(f"{url} left {method} (id {first + i}) out of its answer")
             if "error" in item and item["error"] is not None:
                 error = classify_rpc_error(item["error"], method)
-                if per_item and not isinstance(error, RetryableError):
+                if per_item and (all_in_place or not isinstance(error, RetryableError)):
                     results.append(error)
                     continue
                 raise error

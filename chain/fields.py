@@ -36,6 +36,21 @@ def _seconds(value: object) -> float:
     return seconds
 
 
+def _amount_or_zero(value: object) -> float:
+    """A number of seconds or days where 0 turns the feature off (`notify.retention`)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, not {value!r}")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        raise ValueError("too large — it must be below 10^9") from None
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number, not {value!r}") from None
+    if not 0 <= number < 10**9:  # NaN fails too
+        raise ValueError(f"{value!r} — it must be 0 (off) or above, below 10^9")
+    return number
+
+
 def _bool(value: object) -> object:
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
@@ -59,6 +74,7 @@ def _resolve(value: Path, info: ValidationInfo) -> Path:
 
 Int = Annotated[int, BeforeValidator(_whole)]
 Seconds = Annotated[float, BeforeValidator(_seconds)]
+ZeroOrMore = Annotated[float, BeforeValidator(_amount_or_zero)]  # 0: off
 Bool = Annotated[bool, BeforeValidator(_bool)]
 Wei = Annotated[int, BeforeValidator(parse_amount)]
 Duration = Annotated[int, BeforeValidator(parse_duration)]

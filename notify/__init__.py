@@ -17,7 +17,8 @@ from notify.delivery import Deliverer, DeliveryStats, attempt, backoff, encode
 from notify.derive import event_id, retraction, session_events
 from notify.log import EventFilter, EventLog, EventReads, LoggedEvent
 from notify.outbox import STATES, Deliveries, DeliveryRow, Route
-from notify.settings import CHANNEL_TYPES, NotifySettings, WebhookChannel
+from notify.prune import Pruner, PruneReport
+from notify.settings import CHANNEL_TYPES, NotifySettings, RetentionSettings, WebhookChannel
 from notify.signing import REPLAY_WINDOW, signature
 from notify.transport import HttpPoster, MockPoster, Outcome, Poster
 
@@ -42,6 +43,9 @@ __all__ = [
     "NotifySettings",
     "Outcome",
     "Poster",
+    "PruneReport",
+    "Pruner",
+    "RetentionSettings",
     "Route",
     "Severity",
     "WebhookChannel",

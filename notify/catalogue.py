@@ -101,9 +101,14 @@ _KINDS = (
     Kind("alert.relayer_balance_low", Severity.CRITICAL, "the relayer's balance is below "
          "executor.min_relayer_balance", {"state": "raised", "balance": "1200000000000000",
                                          "minimum": "10000000000000000"}),
-    Kind("alert.balance_drift", Severity.WARNING, "the balance audit found a session whose "
-         "indexed balance differs from the token's", {"state": "raised", "sessions": 1,
-                                                     "detail": "0x…: indexed 5, token 7"}),
+    Kind("alert.balance_drift", Severity.WARNING, "the balance audit found an open session "
+         "whose indexed balance differs from its token's `balanceOf` at the indexed block "
+         "(one alert per wallet; `on_chain` is null and `problem` says why when the token's "
+         "answer cannot be read); cleared when a later pass finds it in line or closed",
+         {"state": "raised", "wallet": "0x8464135c8F25Da09e49BC8782676a84730C318bC",
+          "token": _ADDR, "block": 812, "indexed": "999000000000000000000",
+          "on_chain": "1041000000000000000000", "difference": "42000000000000000000",
+          "problem": None}),
     Kind("alert.tx_unmined", Severity.WARNING, "a sent transaction (its nonce) stayed "
          "unmined for notify.unmined_alert_blocks", {"state": "raised", "tx_hash": _TX,
                                                      "blocks": 24, "stuck": 1,

@@ -78,6 +78,19 @@ def _summary(body: Mapping[str, Any]) -> str:
     }
     if kind in texts:
         return texts[kind]
+    if kind == "alert.balance_drift":
+        state = "CLEARED" if data.get("state") == "cleared" else "ALERT"
+        found = (
+            f"on chain {d('on_chain')} (difference {d('difference')})"
+            if data.get("on_chain") is not None
+            else f"unreadable: {d('problem')}"
+        )
+        if data.get("state") == "cleared":
+            found = f"{d('reason')}"
+        return (
+            f"{state} balance drift: {who}{policy} token {_short(data.get('token'))} "
+            f"indexed {d('indexed')}, {found} at block {d('block')}"
+        )
     if kind.startswith("alert."):
         state = "CLEARED" if data.get("state") == "cleared" else "ALERT"
         details = ", ".join(f"{k} {v}" for k, v in data.items() if k != "state")

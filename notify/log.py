@@ -26,6 +26,7 @@ from indexer import Batch
 from notify.catalogue import NotifyEvent, matches_kind
 from notify.derive import retraction, session_events
 from notify.outbox import Route, route
+from notify.prune import pruned_through
 from notify.schema import COMPONENT, MIGRATIONS
 
 _COLUMNS = "event_id, kind, severity, wallet, owner, policy, position, at_ms, body"
@@ -214,6 +215,16 @@ class EventReads:
                 doc["cursor"] = str(cur)
                 out.append(LoggedEvent(int(cur), event_id, kind, wallet, doc))
         return out, last
+
+    async def pruned_through(self) -> int:
+        """The highest cursor retention has pruned (0: none): a reader resuming below it
+        may have missed events (`notify.prune`)."""
+        return await pruned_through(self.db)
+
+    async def first_after(self, cursor: int) -> int | None:
+        """The cursor of the oldest event kept after `cursor`."""
+        value = await self.db.fetchval("SELECT MIN(id) FROM notify_events WHERE id > ?", (cursor,))
+        return int(value) if value is not None else None
 
     async def last_cursor(self) -> int:
         value = await self.db.fetchval("SELECT MAX(id) FROM notify_events")

@@ -3,6 +3,7 @@
     notify:
       console_url: https://warden.example.com     # links in Slack / Discord messages
       delivery: {attempts: 8, base_delay: 0.25, max_delay: 300, timeout: 10, concurrency: 4}
+      retention: {events_days: 30, delivered_days: 7, dead_days: 0, batch: 1000, interval: 300}
       channels:
         - name: backend
           type: webhook                 # webhook | slack | discord | command
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
-from chain.fields import Address, Int, Seconds, Section
+from chain.fields import Address, Int, Seconds, Section, ZeroOrMore
 from notify.catalogue import CATEGORIES, Severity, known_pattern, matches_kind
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -170,11 +171,45 @@ class DeliverySettings(Section):
         return self
 
 
+class RetentionSettings(Section):
+    """How long the event log and the outbox keep rows (`notify/prune.py`). 0 keeps for
+    good. An event goes once it is older than `events_days` and none of its deliveries
+    is kept: a pending delivery is never pruned, a dead one only after `dead_days`."""
+
+    events_days: ZeroOrMore = 30.0  # events older than this go (with nothing still owed)
+    delivered_days: ZeroOrMore = 7.0  # delivered deliveries go this long after delivery
+    dead_days: ZeroOrMore = 0.0  # dead letters go this long after dying; 0: until re-driven
+    batch: Int = 1000  # rows per DELETE: the writer is held for one small batch at a time
+    interval: ZeroOrMore = 300.0  # seconds between pruning passes (the leader's); 0: never
+
+    @field_validator("events_days", "delivered_days", "dead_days")
+    @classmethod
+    def _days(cls, days: float) -> float:
+        if not 0 <= days <= 36_500:
+            raise ValueError("days from 0 (keep for good) to 36500")
+        return days
+
+    @field_validator("batch")
+    @classmethod
+    def _batch(cls, batch: int) -> int:
+        if not 1 <= batch <= 10_000:
+            raise ValueError("rows per batch from 1 to 10000 (default 1000)")
+        return batch
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, interval: float) -> float:
+        if interval != 0 and not 1 <= interval <= 86_400:
+            raise ValueError("seconds from 1 to 86400, or 0 to never prune")
+        return interval
+
+
 class NotifySettings(Section):
     console_url: str = "http://127.0.0.1:8080"  # where message links point (console / API)
     lag_alert_blocks: Int = 50  # alert.indexing_lag while the index is further behind
     unmined_alert_blocks: Int = 20  # alert.tx_unmined once a sent job waits this long
     delivery: DeliverySettings = DeliverySettings()
+    retention: RetentionSettings = RetentionSettings()
     channels: list[Channel] = Field(default_factory=list)
 
     @field_validator("channels")

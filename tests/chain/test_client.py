@@ -224,3 +224,26 @@ async def test_a_provider_echoing_its_key_in_an_http_error_is_scrubbed() -> None
                 await c.block_number()
         assert "HTTP" in str(info.value) and "invalid key ***" in str(info.value)
         assert_no_key(str(info.value))
+
+
+async def test_batch_each_keeps_one_calls_transient_error_in_place_when_asked() -> None:
+    """A contract whose call fails its own way makes some nodes answer a transient-looking
+    error (anvil: -32603 "EVM error InvalidFEOpcode"): by default it retries the batch;
+    with `transient_in_place` it comes back in its place, once, beside the other answers."""
+    from chain.transport import RpcFault, rpc_response
+
+    def call(params: list[Any]) -> str:
+        if params[0]["to"] == "0xbad":
+            raise RpcFault(-32603, "EVM error InvalidFEOpcode")
+        return "0x" + "00" * 31 + "07"
+
+    transport = MockTransport(lambda r: rpc_response(r, {"eth_call": call}))
+    calls = [("eth_call", [{"to": to}, "latest"]) for to in ("0xa", "0xbad", "0xb")]
+    async with ChainClient(["http://node"], retry=QUICK, sleep=Sleeps(), transport=transport) as c:
+        ok, failed, ok2 = await c.batch_each(calls, transient_in_place=True)
+        assert len(transport.requests) == 1
+        assert ok == ok2 == "0x" + "00" * 31 + "07"
+        assert isinstance(failed, ProviderError) and "InvalidFEOpcode" in str(failed)
+        with pytest.raises(ProviderError):
+            await c.batch_each(calls)
+        assert len(transport.requests) == 1 + QUICK.attempts

@@ -36,11 +36,12 @@ from database import Database, DatabaseBusy, DatabaseError, Deposed, Ownership, 
 from executor import Executor, IntentChanges, Job, Outbox
 from indexer import Indexer, IndexerStore, Progress
 from indexer.failures import FailureStreak
-from notify import Deliverer, DeliveryStats, EventLog, HttpPoster, Route
+from notify import Deliverer, DeliveryStats, EventLog, HttpPoster, Pruner, Route
 from rules import ReloadResult, RulesHolder, RulesHost
 from warden.app.alerts import AlertEvents
 from warden.app.api import LiveState, Preparation, check_binding, create_app
 from warden.app.api.server import runner_options
+from warden.app.audit import BalanceAudit
 from warden.app.leadership import Leadership
 from warden.app.pipeline import RulesPipeline
 from warden.app.relay import IntentRelay
@@ -80,6 +81,7 @@ class Daemon:
         self.deliverer: Deliverer | None = None  # the leader's notification delivery
         self.relay: IntentRelay | None = None  # intent transitions → notification events
         self.alerts: AlertEvents | None = None  # this term's alerts → notification events
+        self.audit: BalanceAudit | None = None  # this term's balance audit → drift alerts
         self.delivery_stats = DeliveryStats()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -304,6 +306,9 @@ class Daemon:
             if not leadership.solo:  # replicas: this one leads now
                 taken = {"leader": leadership.identity, "epoch": leadership.epoch}
                 self.alerts.once("alert.leadership_changed", taken)
+            self.audit = BalanceAudit(client, store, store.hooks, cfg.audit)
+            await self.audit.restore()  # the drifts a killed predecessor left raised
+            self.live.audit = self.audit.figures
         self.live.relayer_address = executor.relayer
         self.live.rules_version = pipeline.version
         self.live.rpc = client.stats
@@ -322,7 +327,11 @@ class Daemon:
             else f"leader at epoch {leadership.epoch}",
         )  # fmt: skip
         heads = cfg.chain.heads_url(list(target.rpc))
-        async with self._delivering(db), self.wakeup.watching(heads, cfg.chain.timeout) as seen:
+        async with (
+            self._delivering(db),
+            self._pruning(db),
+            self.wakeup.watching(heads, cfg.chain.timeout) as seen,
+        ):
             self.live.new_heads = seen
             if leadership.solo:
                 await self._loop(indexer, pipeline, executor, store, leadership)
@@ -353,6 +362,28 @@ class Daemon:
                     await task
                 self.deliverer = None
                 await own.close()
+
+    @contextlib.asynccontextmanager
+    async def _pruning(self, db: Database) -> AsyncIterator[None]:
+        """Retention (`notify.retention`) for this term: small batches on a connection
+        of its own, fenced like the loop's, every `interval` seconds; 0: none."""
+        if self.cfg.notify.retention.interval <= 0:
+            yield
+            return
+        own = await open_database(database_target(self.cfg.database))
+        own.fence, own.idle_limit_ms = db.fence, db.idle_limit_ms
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            Pruner(own, self.cfg.notify.retention).run(stop), name="notify-prune"
+        )
+        try:
+            yield
+        finally:
+            stop.set()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            await own.close()
 
     async def _lead_replica(
         self,
@@ -478,6 +509,9 @@ class Daemon:
                     )  # fmt: skip
                 if await self.alerts.flush():
                     self._woken()
+            # a page of the balance audit, in a step that found the index caught up
+            if self.audit is not None and not progressed and await self.audit.step(checkpoint):
+                self._woken()
             self._publish(indexer, executor, pipeline, checkpoint.number if checkpoint else None)
             if report is not None and report.busy:
                 log.info("executor: %s (%s)", step_summary(report), timing)

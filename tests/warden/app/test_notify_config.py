@@ -148,3 +148,21 @@ def test_config_check_reports_them_with_exit_2_and_no_secret(tmp_path: Path) -> 
     assert f"{path}:" in text and "unknown channel type 'pagerduty'" in text
     for secret in ("slackCanaryToken9876", "discordCanaryToken1234"):
         assert secret not in text
+
+
+def test_retention_mistakes_are_refused_at_their_line(tmp_path: Path) -> None:
+
+    (tmp_path / "rules").mkdir(exist_ok=True)
+    path = tmp_path / "retention.yaml"
+    path.write_text(
+        "notify:\n  retention:\n    events_days: -1\n    delivered_days: nan\n"
+        "    dead_days: true\n    batch: 0\n    interval: 0.5\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    lines = caught.value.problems
+    for n, key in enumerate(("events_days", "delivered_days", "dead_days", "batch", "interval")):
+        assert any(p.startswith(f"{path}:{n + 3}: notify.retention.{key}: ") for p in lines), key
+    path.write_text("notify:\n  retention: {events_days: 0, dead_days: 90, interval: 0}\n")
+    r = load_config(path, {}).notify.retention
+    assert (r.events_days, r.dead_days, r.interval, r.batch) == (0, 90, 0, 1000)

@@ -63,6 +63,16 @@ class Wakeup:
 
 
 @dataclass
+class AuditFigures:
+    """The leader's balance audit (`warden.app.audit`), for /metrics."""
+
+    passes: int = 0  # full passes finished
+    given_up: int = 0  # passes given up (the node failed)
+    drifting: int = 0  # wallets whose alert.balance_drift is raised now
+    last_block: int | None = None  # the indexed block the last finished pass asked at
+
+
+@dataclass
 class LiveState:
     """The daemon's live figures. `None` means not known yet (or, for the relayer, not
     configured: a dry run has no key)."""
@@ -90,6 +100,7 @@ class LiveState:
     token_decimals: dict[str, int] = field(default_factory=dict)
     events: Wakeup = field(default_factory=Wakeup)  # new notification events committed
     notify: DeliveryStats | None = None  # the leader's delivery counters, by channel
+    audit: AuditFigures | None = None  # the leader's balance audit (None: a standby)
 
     def over_budget(self, now: float | None = None) -> str | None:
         """Why the node counts as down (a loop failing for longer than

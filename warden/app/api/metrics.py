@@ -137,6 +137,7 @@ class _WardenCollector(Collector):
         )
         yield from self._protection()
         yield from self._notify(figures)
+        yield from self._audit()
         yield _counter(
             "warden_rules_reload_failures_total",
             "Rule reloads refused (bad files); the previous rules kept running.",
@@ -192,6 +193,21 @@ class _WardenCollector(Collector):
             families["failed"].add_metric([name], c.failed)
             families["dead"].add_metric([name], c.dead)
         yield from families.values()
+
+    def _audit(self) -> Iterator[Metric]:
+        """The leader's balance audit (absent on a standby and before the first term)."""
+        audit = self.live.audit
+        if audit is None:
+            return
+        yield _counter("warden_balance_audit_passes", "Balance audit passes finished.",
+                       audit.passes)  # fmt: skip
+        yield _counter("warden_balance_audit_given_up", "Balance audit passes given up "
+                       "(the node failed; tried again after audit.interval).",
+                       audit.given_up)  # fmt: skip
+        yield from _gauge("warden_balance_drifting_sessions", "Sessions whose "
+                          "alert.balance_drift is raised now.", audit.drifting)  # fmt: skip
+        yield from _gauge("warden_balance_audit_block", "The indexed block the last "
+                          "finished balance audit pass asked at.", audit.last_block)  # fmt: skip
 
     def _live_chain(self, figures: Figures) -> Iterator[Metric]:
         live = self.live

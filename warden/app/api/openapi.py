@@ -35,7 +35,7 @@ _SSE_EVENT = {
     "type": "object",
     "properties": {
         "id": {"type": "string", "pattern": "^(0|[1-9][0-9]*)$", "description": "cursor"},
-        "event": {"type": "string", "description": "the event's kind"},
+        "event": {"type": "string", "description": "the event's kind, or `gap` (pruned events)"},
         "data": {"type": "string", "contentMediaType": "application/json",
                  "description": "the event document (docs/notify.md)"},
         "retry": {"type": "integer"},
@@ -45,7 +45,10 @@ _STREAM = (
     "Server-sent events, one per logged notification event: `id: <cursor>`, `event: "
     "<kind>`, `data: <the event as JSON on one line>` (docs/notify.md has every kind). "
     "Resume with the header `Last-Event-ID: <cursor>` (it wins over `after`); a comment "
-    "line `: keepalive` follows any quiet spell of the keepalive interval."
+    "line `: keepalive` follows any quiet spell of the keepalive interval. A cursor below "
+    "the highest one retention pruned first gets `event: gap` (no `id:`), `data: "
+    '{"after", "pruned_through", "next"}` (cursors as strings; `next` the oldest kept '
+    "event after it, or null): events may be missing there."
 )
 _POST_ERRORS = {
     400: "bad body field (`error.parameter` is its JSON pointer, e.g. `/targets/2`) or "

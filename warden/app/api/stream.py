@@ -19,6 +19,16 @@ New rows are found by polling the API's read-only database every `poll` seconds,
 once when the daemon in this process says it wrote some (`LiveState.events`): a standby
 replica's API polls what the leader writes. At most `max_clients` streams are open at
 once (503 beyond); each ends when the server shuts down (`on_shutdown`).
+
+Retention prunes old events (`notify.prune`). A reader whose cursor is below the
+highest pruned cursor may have missed events: it gets, before anything else,
+
+    event: gap
+    data: {"after": "<its cursor>", "pruned_through": "<highest pruned>",
+           "next": "<the oldest kept after it, or null>"}     (on one line)
+
+(without an `id:`, so its Last-Event-ID stays as it was), then every event still kept
+after its cursor, as usual. A reader sees one gap per pruning that overtook it.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import asyncio
 import re
 from dataclasses import dataclass
 
+import orjson
 from aiohttp import web
 
 from notify import EventFilter, EventReads
@@ -129,9 +140,15 @@ class Streams:
         quiet_since = loop.time()
         logged = False  # whether the log's table exists (a standby may serve before the
         # leader created it); once it does, it stays
+        told = 0  # the pruned cursor this reader was last told of (`event: gap`)
         while not self.closing.is_set():
             logged = logged or await reads.exists()
             if logged:
+                pruned = await reads.pruned_through()
+                if pruned > cursor and pruned > told:
+                    told = pruned
+                    await response.write(await _gap(reads, cursor, pruned))
+                    quiet_since = loop.time()
                 events, read_to = await reads.after(cursor, PAGE, asked.filter)
                 if events:
                     await response.write(
@@ -158,3 +175,11 @@ class Streams:
             finally:
                 for task in (closing, woken):
                     task.cancel()
+
+
+async def _gap(reads: EventReads, cursor: int, pruned: int) -> bytes:
+    """The `gap` event: events after `cursor` up to `pruned` may be gone."""
+    kept = await reads.first_after(cursor)
+    data = {"after": str(cursor), "pruned_through": str(pruned),
+            "next": None if kept is None else str(kept)}  # fmt: skip
+    return b"event: gap\ndata: %s\n\n" % orjson.dumps(data)

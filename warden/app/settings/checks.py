@@ -104,6 +104,17 @@ def cross_checks(cfg: WardenConfig, environ: Mapping[str, str]) -> list[Problem]
         ))  # fmt: skip
     out.extend(_api_problems(cfg))
     out.extend(_backup_problems(cfg))
+    audit = cfg.audit
+    if audit.interval != 0 and not 10 <= audit.interval <= 604_800:
+        out.append(
+            (("audit", "interval"), f"{audit.interval:g} s — use 10 to 604800 s (default 600), "
+             "or 0 to turn the balance audit off")
+        )  # fmt: skip
+    if not 1 <= audit.page <= 2_000:
+        out.append(
+            (("audit", "page"), f"{audit.page} — audit 1 to 2,000 sessions per loop step "
+             "(default 200: one batched request to the node each)")
+        )  # fmt: skip
     if cfg.devnet.state_cache is not None:
         # `run` has no state cache yet; refused here so that check and run agree.
         out.append(

@@ -29,7 +29,7 @@ from warden.app.settings.secrets import Outside, Where, dotted, leaks, mask, sub
 from warden.app.settings.yaml_reader import kind, line_of, read_yaml
 
 _LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_SECTIONS = ("chain", "rules", "executor", "api", "logging", "backups", "devnet", "notify")
+_SECTIONS = ("chain", "rules", "executor", "api", "logging", "backups", "devnet", "notify", "audit")
 
 
 def load_config(

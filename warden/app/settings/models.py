@@ -17,7 +17,7 @@ from typing import Literal, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
-from chain.fields import Bool, ConfigPath, Int, Seconds, Section
+from chain.fields import Bool, ConfigPath, Int, Seconds, Section, ZeroOrMore
 from chain.units import format_amount
 from executor import Signer, SignerError, load_password
 from executor.settings import ExecutorSettings
@@ -71,6 +71,14 @@ class BackupsConfig(Section):
     directory: ConfigPath | None = None  # None: next to the SQLite database
 
 
+class AuditConfig(Section):
+    """The balance audit (`warden/app/audit.py`): indexed balances of open sessions
+    against the token's `balanceOf`, at the indexed block; drift → alert.balance_drift."""
+
+    interval: ZeroOrMore = 600.0  # seconds from the start of one full pass to the next; 0: off
+    page: Int = 200  # sessions audited per loop step (one batched eth_call each)
+
+
 class DevnetConfig(Section):
     block_time: Seconds = 1.0
     activity: Bool = True
@@ -88,6 +96,7 @@ class WardenConfig(Section):
     backups: BackupsConfig = BackupsConfig()
     devnet: DevnetConfig = DevnetConfig()
     notify: NotifySettings = NotifySettings()
+    audit: AuditConfig = AuditConfig()
 
     # dotted key -> where its value came from ("$NAME" or "file PATH"), for describe()
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -19,7 +19,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from database import Database, open_database
-from notify import EventLog, NotifyEvent, Severity
+from notify import EventLog, EventReads, NotifyEvent, Pruner, RetentionSettings, Severity
 from warden.app.api import LiveState, create_app
 from warden.app.api.server import runner_options
 from warden.app.api.stream import StreamSettings
@@ -146,6 +146,36 @@ async def test_events_in_order_exact_and_a_resume_misses_nothing(backend: str) -
             await asyncio.sleep(0)
             await s.append(make(9))
             assert (await r.next()).data["id"] == "test:9"
+
+
+async def test_a_resume_below_the_pruned_horizon_is_told_of_the_gap(backend: str) -> None:
+    """Retention pruned events a reader had not seen: it gets one `event: gap` (no id:
+    its Last-Event-ID stays) naming its cursor, the highest pruned cursor and the next
+    kept one, then the kept events as usual; a reader past the horizon gets no gap."""
+    now = 400 * 86_400_000
+    async with served(backend) as s:
+        await s.append(*(make(n) for n in range(1, 11)))  # at_ms 1..10: long ago
+        fresh = replace(make(11), at_ms=now)
+        await s.append(fresh)
+        pruner = Pruner(s.db, RetentionSettings(events_days=30), clock_ms=lambda: now)
+        assert (await pruner.prune()).events == 10
+        async with s.stream(after="0", follow="false") as r:
+            everything = [await r.next() for _ in range(2)]
+        first, kept = everything
+        assert (first.event, first.id) == ("gap", None)
+        horizon = await EventReads(s.db).pruned_through()
+        assert 0 < horizon < int(kept.id or 0)
+        assert first.data == {"after": "0", "pruned_through": str(horizon), "next": kept.id}
+        assert kept.data["id"] == "test:11"
+        async with s.stream(last="3") as r:  # an old Last-Event-ID
+            gap, event = await r.next(), await r.next()
+            assert gap.event == "gap" and gap.data["after"] == "3"
+            assert event.data["id"] == "test:11"
+            await s.append(replace(make(12), at_ms=now))
+            assert (await r.next()).data["id"] == "test:12"  # one gap, then on as usual
+        async with s.stream(last=str(kept.id)) as r:  # past the horizon: no gap
+            await s.append(replace(make(13), at_ms=now))
+            assert [(await r.next()).data["id"] for _ in range(2)] == ["test:12", "test:13"]
 
 
 async def test_reconnecting_while_events_keep_coming_loses_and_repeats_none(
