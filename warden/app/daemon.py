@@ -36,7 +36,7 @@ from database import Database, DatabaseBusy, DatabaseError, Deposed, Ownership, 
 from executor import Executor, IntentChanges, Job, Outbox
 from indexer import Indexer, IndexerStore, Progress
 from indexer.failures import FailureStreak
-from notify import Deliverer, DeliveryStats, EventLog, HttpPoster, Pruner, Route
+from notify import Deliverer, DeliveryStats, EventLog, Route
 from rules import ReloadResult, RulesHolder, RulesHost
 from warden.app.alerts import AlertEvents
 from warden.app.api import LiveState, Preparation, check_binding, create_app
@@ -50,6 +50,7 @@ from warden.app.settings import WardenConfig, where
 from warden.app.settings import target as database_target
 from warden.app.storage import STORAGE_ERRORS, STORAGE_EXIT, server_gone, storage_problem
 from warden.app.target import Target, TokenDecimals
+from warden.app.term_tasks import delivering, pruning
 from warden.app.timing import StepTiming, step_summary
 from warden.app.wakeup import Wakeup
 
@@ -328,62 +329,20 @@ class Daemon:
         )  # fmt: skip
         heads = cfg.chain.heads_url(list(target.rpc))
         async with (
-            self._delivering(db),
-            self._pruning(db),
+            delivering(db, cfg, self.delivery_stats) as deliverer,
+            pruning(db, cfg),
             self.wakeup.watching(heads, cfg.chain.timeout) as seen,
         ):
-            self.live.new_heads = seen
-            if leadership.solo:
-                await self._loop(indexer, pipeline, executor, store, leadership)
-                return
-            await self._lead_replica(indexer, pipeline, executor, store, leadership)
-
-    @contextlib.asynccontextmanager
-    async def _delivering(self, db: Database) -> AsyncIterator[None]:
-        """The notification delivery task for this term, on a connection of its own
-        (fenced like the loop's: a deposed leader's delivery writes are refused), ended
-        with the term. No channels: nothing runs."""
-        if not self.cfg.notify.channels:
-            yield
-            return
-        own = await open_database(database_target(self.cfg.database))
-        own.fence, own.idle_limit_ms = db.fence, db.idle_limit_ms
-        stop = asyncio.Event()
-        async with HttpPoster() as poster:
-            self.deliverer = Deliverer(own, self.cfg.notify, poster, stats=self.delivery_stats)
-            self.live.notify = self.delivery_stats
-            task = asyncio.create_task(self.deliverer.run(stop), name="notify")
+            self.deliverer, self.live.new_heads = deliverer, seen
+            if deliverer is not None:
+                self.live.notify = self.delivery_stats
             try:
-                yield
+                if leadership.solo:
+                    await self._loop(indexer, pipeline, executor, store, leadership)
+                    return
+                await self._lead_replica(indexer, pipeline, executor, store, leadership)
             finally:
-                stop.set()
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-                self.deliverer = None
-                await own.close()
-
-    @contextlib.asynccontextmanager
-    async def _pruning(self, db: Database) -> AsyncIterator[None]:
-        """Retention (`notify.retention`) for this term: small batches on a connection
-        of its own, fenced like the loop's, every `interval` seconds; 0: none."""
-        if self.cfg.notify.retention.interval <= 0:
-            yield
-            return
-        own = await open_database(database_target(self.cfg.database))
-        own.fence, own.idle_limit_ms = db.fence, db.idle_limit_ms
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            Pruner(own, self.cfg.notify.retention).run(stop), name="notify-prune"
-        )
-        try:
-            yield
-        finally:
-            stop.set()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-            await own.close()
+                self.deliverer = None  # the term's delivery task ends here
 
     async def _lead_replica(
         self,
