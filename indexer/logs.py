@@ -11,12 +11,14 @@ exactly and can be inspected.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chain.abi import MalformedLog, checksum, event_specs, position
+from chain.abi import EventSpec, MalformedLog, checksum, event_specs
 from indexer.projection import Event
+from indexer.schema import args_templates
 from indexer.store import BlockRef, IgnoredLog
 
 NOT_OURS = "not from the configured factory or a wallet it created"
@@ -39,23 +41,30 @@ def classify(
 
     `headers` must hold every block the logs are in (for timestamps); `is_known_wallet`
     answers for wallets created before these logs.
+
+    On the backfill's hot path (tens of thousands of logs per call), so the per-log work
+    is kept to what the answer needs: topic0 is looked up as the node's hex text, the
+    emitter's checksum is cached by that text, and the stored JSON of a plain event's
+    arguments is made from the decoded values in one format (`schema.args_templates`).
     """
-    specs = event_specs()
+    specs = _specs_by_hex()
+    templates = args_templates()
     factory_key = factory.lower()
-    keyed = sorted(
-        ((int(r["blockNumber"], 16), int(r["logIndex"], 16), r) for r in raw_logs),
-        key=lambda t: (t[0], t[1]),
-    )
+    keyed = [(int(r["blockNumber"], 16), int(r["logIndex"], 16), r) for r in raw_logs]
+    keyed.sort(key=_BY_POSITION)  # stable: a duplicate position keeps the node's order
     events: list[Event] = []
     ignored: list[IgnoredLog] = []
     created: list[str] = []
     new_wallets: set[str] = set()
+    fromhex = bytes.fromhex
+    timestamps = {n: h.timestamp for n, h in headers.items()}
     for number, index, raw in keyed:
-        pos = position(number, index)
-        topics = [bytes.fromhex(t[2:]) for t in raw["topics"]]
-        spec = specs[topics[0]]
+        pos = (number << 32) | index  # abi.position, inlined
+        raw_topics = raw["topics"]
+        spec, topic0 = specs[raw_topics[0].lower()]
+        topics = [topic0, *[fromhex(t[2:]) for t in raw_topics[1:]]]
         address_key = raw["address"].lower()
-        emitter = checksum(bytes.fromhex(address_key[2:]))
+        emitter = _checksum_hex(address_key)
         if spec.source == "factory":
             ours = address_key == factory_key
         else:
@@ -65,14 +74,15 @@ def classify(
                                       NOT_OURS))  # fmt: skip
             continue
         try:
-            args = spec.decode(topics, bytes.fromhex(raw["data"][2:]))
+            args = spec.decode(topics, fromhex(raw["data"][2:]))
         except (MalformedLog, ValueError) as exc:
             ignored.append(IgnoredLog(pos, number, raw["transactionHash"], emitter, spec.name,
                                       f"malformed: {exc}"))  # fmt: skip
             continue
+        name = spec.name
         wallet: str | None
         seq: int | None
-        if spec.name == "SessionCreated":
+        if name == "SessionCreated":
             wallet, seq = args["wallet"], 0
             new_wallets.add(args["wallet"].lower())
             created.append(args["wallet"])
@@ -80,23 +90,31 @@ def classify(
             wallet, seq = emitter, args["seq"]
         else:
             wallet, seq = args.get("wallet"), None  # BatchCloseFailed names one; admin: none
+        text = templates.get(name)
         events.append(
             Event(
-                position=pos,
-                block_number=number,
-                block_hash=raw["blockHash"],
-                tx_hash=raw["transactionHash"],
-                tx_index=int(raw["transactionIndex"], 16),
-                log_index=index,
-                timestamp=headers[number].timestamp,
-                address=emitter,
-                name=spec.name,
-                wallet=wallet,
-                seq=seq,
-                args=args,
+                pos, number, raw["blockHash"], raw["transactionHash"],
+                int(raw["transactionIndex"], 16), index, timestamps[number], emitter, name,
+                wallet, seq, args, text[0] % text[1](args) if text is not None else None,
             )
-        )
+        )  # fmt: skip
     return Classified(events, ignored, created)
+
+
+_BY_POSITION = operator.itemgetter(0, 1)
+
+
+@functools.cache
+def _specs_by_hex() -> dict[str, tuple[EventSpec, bytes]]:
+    """topic0 as lower-case 0x-hex → its spec and topic0's bytes."""
+    return {"0x" + t.hex(): (spec, t) for t, spec in event_specs().items()}
+
+
+@functools.lru_cache(maxsize=65536)
+def _checksum_hex(address_key: str) -> str:
+    """`checksum` of a lower-case 0x-hex address, cached by the text (a backfill sees the
+    same few thousand wallets over and over). Not hex: ValueError, as before."""
+    return checksum(bytes.fromhex(address_key[2:]))
 
 
 def wallet_addresses(raw_logs: Iterable[dict[str, Any]]) -> set[str]:
