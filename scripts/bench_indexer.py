@@ -108,6 +108,7 @@ async def index(
     settings = ChainSettings(
         start_block=meta.start_block, confirmations=0, concurrency=sizing.concurrency,
         log_range=sizing.log_range, log_target=sizing.log_target,
+        **({"decode_workers": sizing.decode_workers} if sizing.decode_workers else {}),
     )  # fmt: skip
     db: Database = await open_database(db_path)
     try:
@@ -116,14 +117,15 @@ async def index(
         async with ChainClient([url]) as client:
             phase = BackfillPhase()
             indexer = Indexer(client, store, settings, factory=meta.factory, progress=phase)
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             await indexer.sync_to_head()
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         events = int(await db.fetchval("SELECT COUNT(*) FROM events") or 0)
         if events < meta.session_events:
             raise SystemExit(f"indexed {events} events, the seeded chain has {meta.session_events}")
         ranges, tables = sorted(indexer.fetcher.ranges), await digest(db)
-        return Indexed(elapsed, ranges, tables, phase.total_events, phase.seconds)
+        workers_kb = getattr(indexer, "decode_worker_peak_kb", 0)  # (older code: none)
+        return Indexed(elapsed, ranges, tables, phase.total_events, phase.seconds, workers_kb, cpu)
     finally:
         await db.close()
 
@@ -149,6 +151,7 @@ class Sizing:
     concurrency: int
     log_range: int
     log_target: int
+    decode_workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,8 @@ class Indexed:
     digest: str
     backfill_events: int  # in those ranges
     backfill_seconds: float
+    worker_peak_kb: int  # the largest decode worker's peak RSS (0: decoded in-process)
+    cpu_seconds: float  # CPU time of the indexing process (every thread; no workers)
 
 
 def _peak_kb() -> int:
@@ -208,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         help="the store to index into (postgresql: a throwaway server, or $WARDEN_BENCH_POSTGRES)",
     )  # fmt: skip
     parser.add_argument(
+        "--decode-workers", type=int, default=0,
+        help="decode worker processes (chain.decode_workers, default %(default)s: in-process)",
+    )  # fmt: skip
+    parser.add_argument(
         "--expect-digest", metavar="HEX",
         help="fail unless every run indexes exactly these rows (a digest printed by a run)",
     )  # fmt: skip
@@ -218,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     events = meta.session_events
     raw_rates, index_rates, block_rates, peaks = [], [], [], []
     phase_rates: list[float] = []
+    cpu_per_event: list[float] = []
     digests: set[str] = set()
-    sizing = Sizing(args.concurrency, args.log_range, args.log_target)
+    sizing = Sizing(args.concurrency, args.log_range, args.log_target, args.decode_workers)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     by_backend: dict[str, list[float]] = {}
     with (
@@ -249,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                 by_backend.setdefault(backend, []).append(events / idx_s)
                 if backend == backends[0]:
                     phase_rates.append(phase)
+                    cpu_per_event.append(done.cpu_seconds / events * 1e6)
                     index_rates.append(events / idx_s)
                     block_rates.append(blocks / idx_s)
                 print(
@@ -257,8 +268,15 @@ def main(argv: list[str] | None = None) -> int:
                     f"({events / idx_s:,.0f} events/s, {blocks / idx_s:,.0f} blocks/s); "
                     f"ratio {(events / idx_s) / (raw_n / raw_s):.2f}; backfill phase alone "
                     f"{done.backfill_events:,} events in {done.backfill_seconds:.2f}s ({phase:,.0f}"
-                    f"/s, ratio {phase / (raw_n / raw_s):.2f}); peak RSS "
-                    f"{peak_kb / 1024:,.0f} MB; {len(ranges):,} ranges of {min(answers):,} to "
+                    f"/s, ratio {phase / (raw_n / raw_s):.2f}); CPU {done.cpu_seconds:.2f}s "
+                    f"({done.cpu_seconds / events * 1e6:.1f} us/event); peak RSS "
+                    f"{peak_kb / 1024:,.0f} MB"
+                    + (
+                        f" (+ {done.worker_peak_kb / 1024:,.0f} MB per decode worker)"
+                        if done.worker_peak_kb
+                        else ""
+                    )
+                    + f"; {len(ranges):,} ranges of {min(answers):,} to "
                     f"{max(answers):,} blocks; digest {tables}",
                     flush=True,
                 )
@@ -292,12 +310,15 @@ def main(argv: list[str] | None = None) -> int:
         f"indexer backfill:                 {spread(index_rates)} events/s, "
         f"{spread(block_rates)} blocks/s\n"
         f"ratio indexer/raw (medians): {ratio:.2f}\n"
+        f"CPU of the indexing process per event (less sensitive to a busy machine): "
+        f"{statistics.median(cpu_per_event):.1f} (min {min(cpu_per_event):.1f}, max "
+        f"{max(cpu_per_event):.1f}) us\n"
         f"backfill phase alone (the same ranges as raw, without the followed reorg window): "
         f"{spread(phase_rates)} events/s, ratio to raw (medians) "
         f"{statistics.median(phase_rates) / statistics.median(raw_rates):.2f}\n"
         f"peak RSS of a backfill (its own process): {spread(peaks)} MB "
         f"(chain.log_range {args.log_range}, log_target {args.log_target}, concurrency "
-        f"{args.concurrency})\n"
+        f"{args.concurrency}, decode_workers {args.decode_workers})\n"
         f"indexed rows digest: {tables}" + (" (as expected)" if args.expect_digest else "")
     )
     return 0
