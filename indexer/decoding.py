@@ -12,8 +12,9 @@ before it commits. `chain.decode_workers` says where:
 
 Workers are forked from a clean server process (multiprocessing's "forkserver", with
 the decoder imported once), never from this one with its threads and connections. Each
-one dies with its parent (Linux `PR_SET_PDEATHSIG`), so even a kill -9 of Warden leaves
-no orphan; `close()` stops them on every other way out of a backfill. A worker that dies
+one watches that Warden's process is alive and exits when it is not, so even a kill -9
+of Warden leaves no orphan (then the forkserver, which lives as long as its workers,
+exits too); `close()` stops them on every other way out of a backfill. A worker that dies
 or cannot start turns into `DecodeWorkerFailed`, raised where the range is awaited: the
 backfill round fails with a message that says how to decode in-process instead.
 """
@@ -22,13 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ctypes
 import functools
 import logging
 import multiprocessing
 import os
-import signal
-import sys
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -41,8 +41,6 @@ from indexer.store import BlockRef
 
 log = logging.getLogger("warden.indexer")
 
-_PR_SET_PDEATHSIG = 1
-
 
 class DecodeWorkerFailed(RetryableError):
     """A decode worker process died or could not start. Retryable (the next backfill
@@ -50,15 +48,33 @@ class DecodeWorkerFailed(RetryableError):
     says so, and how to avoid workers altogether."""
 
 
-def _die_with_parent() -> None:
-    """Worker initializer: be killed when the process that started the pool dies, so a
-    kill -9 of Warden (which runs no cleanup) leaves no orphan behind."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    # the forkserver may be the one that died first: then our parent is already init
-    if os.getppid() == 1:
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: exit as soon as the process that started the pool is gone.
+    A worker forked by the forkserver is not that process's child, and holds (as
+    multiprocessing arranges) both ends of its own task queue and the forkserver's
+    liveness pipe: nothing would ever tell it that Warden died of a kill -9, and it and
+    the forkserver would stay forever. So a thread of its own looks every 0.2 s."""
+
+    def watch() -> None:
+        while _alive(parent):
+            time.sleep(0.2)
         os._exit(1)
+
+    threading.Thread(target=watch, name="decode-worker-watchdog", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, another user's: not ours to judge (pid reused)
+    try:  # killed but not yet reaped by its own parent: gone for our purposes
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc: the signal test above is all there is
 
 
 @functools.cache
@@ -92,7 +108,10 @@ class RangeDecoder:
     def _ensure_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                self.workers, mp_context=_context(), initializer=_die_with_parent
+                self.workers,
+                mp_context=_context(),
+                initializer=_die_with_parent,
+                initargs=(os.getpid(),),
             )
         return self._pool
 
