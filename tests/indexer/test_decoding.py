@@ -33,11 +33,12 @@ import pytest
 from eth_abi.abi import encode
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from chain import ChainClient
 from chain.abi import EventSpec, event_specs
 from database import open_database
-from indexer import IndexerStore
+from indexer import ChainSettings, IndexerStore
 from indexer.collector import YOUNG_THRESHOLD, indexing_pace
 from indexer.decoding import DecodeWorkerFailed, RangeDecoder
 from indexer.logs import NOT_OURS, classify, decode, select
@@ -339,3 +340,10 @@ def test_the_collector_pace_is_restored_however_indexing_ends() -> None:
     assert gc.get_threshold()[0] == max(before[0], YOUNG_THRESHOLD)
     second.__exit__(None, None, None)
     assert gc.get_threshold() == before
+
+
+@pytest.mark.parametrize("value", [-1, 65, "two"])
+def test_decode_workers_out_of_range_is_refused(value: Any) -> None:
+    with pytest.raises(ValidationError, match="decode_workers"):
+        ChainSettings(decode_workers=value)
+    assert ChainSettings().decode_workers == 0  # in-process unless asked
