@@ -5,8 +5,8 @@ its head and the header at our checkpoint's height:
 
 - checkpoint replaced → find the common ancestor, roll back to it in one transaction,
   replay the sessions that lost events, yield a `Reorg`;
-- far behind → backfill: adaptive `eth_getLogs` ranges, several in flight, committed
-  strictly in order, each range with its events, projection and checkpoint in one
+- far behind → backfill: adaptive `eth_getLogs` ranges, several in flight (each decoded
+  as it arrives, `indexer.decoding`), committed strictly in order, each range with its events, projection and checkpoint in one
   transaction, a `Block(backfill=True)` yielded after each, progress reported;
 - within the reorg window → follow: every header fetched and linked by parent hash,
   logs fetched by block hash and checked against each header's logsBloom

@@ -6,6 +6,10 @@ wallet's own logs are accepted only at positions after its creation. Everything 
 with one of our signatures — a look-alike contract, a wallet of another factory, a log
 whose data does not decode — becomes an `IgnoredLog` with the reason, so it is counted
 exactly and can be inspected.
+
+In two steps, so that a backfill decodes a range before its turn to commit: `decode`
+(pure, needs only the headers: the part that costs) and `select` (the filter, against
+the wallets stored when the range commits). `classify` is both.
 """
 
 from __future__ import annotations
@@ -204,15 +208,3 @@ def _checksum_hex(address_key: str) -> str:
     """`checksum` of a lower-case 0x-hex address, cached by the text (a backfill sees the
     same few thousand wallets over and over). Not hex: ValueError, as before."""
     return checksum(bytes.fromhex(address_key[2:]))
-
-
-def wallet_addresses(raw_logs: Iterable[dict[str, Any]]) -> set[str]:
-    """Lower-case emitters of wallet-event logs: the wallets to look up before `classify`."""
-    wallet_topics = _wallet_topics()
-    return {r["address"].lower() for r in raw_logs if r["topics"][0] in wallet_topics}
-
-
-@functools.cache
-def _wallet_topics() -> frozenset[str]:
-    # compared as the node's hex strings: no decoding on the backfill's hot path
-    return frozenset("0x" + t.hex() for t, spec in event_specs().items() if spec.source == "wallet")
