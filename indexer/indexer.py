@@ -6,8 +6,9 @@ its head and the header at our checkpoint's height:
 - checkpoint replaced → find the common ancestor, roll back to it in one transaction,
   replay the sessions that lost events, yield a `Reorg`;
 - far behind → backfill: adaptive `eth_getLogs` ranges, several in flight (each decoded
-  as it arrives, `indexer.decoding`), committed strictly in order, each range with its events, projection and checkpoint in one
-  transaction, a `Block(backfill=True)` yielded after each, progress reported;
+  as it arrives, `indexer.decoding`), committed strictly in order, each range with its
+  events, projection and checkpoint in one transaction, a `Block(backfill=True)` yielded
+  after each, progress reported;
 - within the reorg window → follow: every header fetched and linked by parent hash,
   logs fetched by block hash and checked against each header's logsBloom
   (`indexer.verify`), committed together, a `Block` yielded. A block whose logs a node
