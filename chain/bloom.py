@@ -57,6 +57,14 @@ def _raw(hex_value: str) -> bytes:
     return bytes.fromhex(hex_value[2:] if hex_value.startswith("0x") else hex_value)
 
 
+@functools.lru_cache(maxsize=65536)
+def _hex_mask(hex_value: str) -> int:
+    """`bloom_mask` of a 0x-hex item, cached by the text itself: a block's logs repeat the
+    same few topic0s and emitters, so the follow path skips the hex parse as well as the
+    hash (a malformed value raises ValueError, and is not cached)."""
+    return bloom_mask(_raw(hex_value))
+
+
 def may_contain(bloom: int, item: bytes) -> bool:
     """False means `item` is certainly not in the bloom; True means maybe."""
     mask = bloom_mask(item)
@@ -65,9 +73,9 @@ def may_contain(bloom: int, item: bytes) -> bool:
 
 def log_mask(entry: Mapping[str, Any]) -> int:
     """The bits a JSON-RPC log (`address`, `topics` as 0x-hex) sets in its block's bloom."""
-    mask = bloom_mask(_raw(entry["address"]))
+    mask = _hex_mask(entry["address"])
     for topic in entry["topics"]:
-        mask |= bloom_mask(_raw(topic))
+        mask |= _hex_mask(topic)
     return mask
 
 

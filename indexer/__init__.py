@@ -4,6 +4,7 @@ logs into SQLite, reorg-safe and crash-safe. See `indexer.indexer` for the loop,
 wrong talking to the node."""
 
 from indexer.audit import Drift, audit_balances
+from indexer.decoding import DecodeWorkerFailed
 from indexer.fetch import RangeSizing
 from indexer.indexer import Indexer
 from indexer.migrations import migrate, open_database
@@ -21,6 +22,7 @@ __all__ = [
     "BlockRef",
     "ChainSettings",
     "ClosingEvent",
+    "DecodeWorkerFailed",
     "Drift",
     "Event",
     "Finalized",

@@ -5,9 +5,10 @@ its head and the header at our checkpoint's height:
 
 - checkpoint replaced → find the common ancestor, roll back to it in one transaction,
   replay the sessions that lost events, yield a `Reorg`;
-- far behind → backfill: adaptive `eth_getLogs` ranges, several in flight, committed
-  strictly in order, each range with its events, projection and checkpoint in one
-  transaction, a `Block(backfill=True)` yielded after each, progress reported;
+- far behind → backfill: adaptive `eth_getLogs` ranges, several in flight (each decoded
+  as it arrives, `indexer.decoding`), committed strictly in order, each range with its
+  events, projection and checkpoint in one transaction, a `Block(backfill=True)` yielded
+  after each, progress reported;
 - within the reorg window → follow: every header fetched and linked by parent hash,
   logs fetched by block hash and checked against each header's logsBloom
   (`indexer.verify`), committed together, a `Block` yielded. A block whose logs a node
@@ -28,14 +29,17 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from chain.abi import checksum, topics_filter
 from chain.client import ChainClient
 from chain.errors import BadResponse, RetryableError, UnknownBlock
+from indexer.collector import indexing_pace
+from indexer.decoding import RangeDecoder
 from indexer.failures import FailureStreak
 from indexer.fetch import Fetcher, RangeSizing, header_ref
-from indexer.logs import classify, wallet_addresses
+from indexer.logs import Decoded, decode, select
 from indexer.progress import Progress
 from indexer.projection import Event, Session, apply_all
 from indexer.reorg import checkpoint_still_canonical, common_ancestor, finalized, link
@@ -47,6 +51,15 @@ from indexer.verify import LogsContradictHeader, LogVerifier, Watched
 log = logging.getLogger("warden.indexer")
 
 FOLLOW_BATCH = 100  # blocks per commit while following
+
+
+@dataclass(frozen=True)
+class _Range:
+    """A backfill range fetched and decoded, waiting for its turn to commit."""
+
+    decoded: Decoded
+    headers: dict[int, BlockRef]
+    end: BlockRef
 
 
 class Indexer:
@@ -94,6 +107,7 @@ class Indexer:
         self.reorgs = 0
         self._finalized: int | None = None  # the last `Finalized` yielded
         self.failures = FailureStreak()  # rounds failed in a row (see `advance`)
+        self.decode_worker_peak_kb = 0  # the largest decode worker's peak RSS (VmHWM)
 
     @property
     def bloom_false_positives(self) -> int:
@@ -242,28 +256,45 @@ class Indexer:
 
     # -- backfill --------------------------------------------------------------------
     async def _backfill(self, lo: int, hi: int) -> AsyncGenerator[Block, None]:
+        """Ranges fetched (with their headers) and decoded ahead, `concurrency` in flight,
+        each in its own task; committed strictly in order, each yielded after its commit.
+        A range decodes while the one before it commits (`indexer.decoding`)."""
         if self.progress:
             self.progress.begin(lo, hi)
-        pending: deque[asyncio.Task[tuple[list[dict[str, Any]], BlockRef]]] = deque()
+        decoder = RangeDecoder(self.settings.decode_workers)
+        pending: deque[asyncio.Task[_Range]] = deque()
         nxt = first = lo
+        pace = contextlib.ExitStack()
+        pace.enter_context(indexing_pace())  # see indexer/collector.py
         try:
             while nxt <= hi or pending:
                 while nxt <= hi and len(pending) < self.settings.concurrency:
                     end = min(hi, nxt + self.fetcher.size - 1)
-                    pending.append(asyncio.create_task(self.fetcher.range_logs(nxt, end)))
+                    pending.append(asyncio.create_task(self._fetch_range(nxt, end, decoder)))
                     nxt = end + 1
-                logs, end_header = await pending.popleft()
-                events, changed = await self._commit(logs, [end_header], end_header)
+                fetched = await pending.popleft()
+                end_header = fetched.end
+                events, changed = await self._store(fetched.decoded, fetched.headers, end_header)
                 yield Block(first, end_header, changed, backfill=True)
                 first = end_header.number + 1
                 if self.progress:
                     self.progress.advance(end_header.number, events)
         finally:
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            try:
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                await decoder.close()
+                self.decode_worker_peak_kb = max(self.decode_worker_peak_kb, decoder.peak_kb)
+            finally:
+                pace.close()
         if self.progress:
             self.progress.done()
+
+    async def _fetch_range(self, lo: int, hi: int, decoder: RangeDecoder) -> _Range:
+        logs, end = await self.fetcher.range_logs(lo, hi)
+        headers = await self._headers_for(logs, [end])
+        return _Range(await decoder.decode(logs, headers), headers, end)
 
     # -- following -------------------------------------------------------------------
     async def _follow(
@@ -273,6 +304,12 @@ class Indexer:
         its header's bloom first (`indexer.verify`); a block a node keeps contradicting is
         not committed, nor anything after it: the blocks before it are, and the failure
         is returned for the caller to raise after yielding them."""
+        with indexing_pace():  # up to FOLLOW_BATCH blocks of logs: see indexer/collector.py
+            return await self._follow_blocks(cp, hi)
+
+    async def _follow_blocks(
+        self, cp: BlockRef, hi: int
+    ) -> tuple[Block | None, LogsContradictHeader | None]:
         headers = await self.fetcher.headers(range(cp.number + 1, hi + 1))
         linked = link(cp, [headers[n] for n in range(cp.number + 1, hi + 1)])
         if linked is None:
@@ -305,20 +342,36 @@ class Indexer:
     ) -> tuple[int, tuple[Session, ...]]:
         """Store the logs, their projection and the new checkpoint in one transaction:
         how many events, and the sessions they changed."""
+        headers = await self._headers_for(logs, blocks)
+        return await self._store(decode(logs, headers), headers, checkpoint)
+
+    async def _headers_for(
+        self, logs: list[dict[str, Any]], blocks: Sequence[BlockRef]
+    ) -> dict[int, BlockRef]:
+        """`blocks` and the header of every other block the logs are in, each log checked
+        to come from its block's header (same hash)."""
         headers = {b.number: b for b in blocks}
-        missing = sorted({int(r["blockNumber"], 16) for r in logs} - headers.keys())
+        numbers = [int(r["blockNumber"], 16) for r in logs]
+        missing = sorted(set(numbers) - headers.keys())
         if missing:
             headers.update(await self.fetcher.headers(missing))
-        for r in logs:
-            if headers[int(r["blockNumber"], 16)].hash != r["blockHash"]:
+        for number, r in zip(numbers, logs, strict=True):
+            if headers[number].hash != r["blockHash"]:
                 raise BadResponse(
-                    f"log in block {int(r['blockNumber'], 16)} has hash {r['blockHash']}, the "
-                    f"header has {headers[int(r['blockNumber'], 16)].hash}: fetched across a reorg"
+                    f"log in block {number} has hash {r['blockHash']}, the "
+                    f"header has {headers[number].hash}: fetched across a reorg"
                 )
-        candidates = [checksum(bytes.fromhex(a[2:])) for a in wallet_addresses(logs)]
+        return headers
+
+    async def _store(
+        self, decoded: Decoded, headers: dict[int, BlockRef], checkpoint: BlockRef
+    ) -> tuple[int, tuple[Session, ...]]:
+        """Filter decoded logs against the stored sessions, project, and commit them with
+        their headers and the checkpoint in one transaction."""
+        candidates = [checksum(bytes.fromhex(a[2:])) for a in decoded.wallets]
         sessions = await self.store.sessions(candidates)
         known = {w.lower() for w in sessions}
-        classified = classify(logs, headers, self.factory, known.__contains__)
+        classified = select(decoded, self.factory, known.__contains__)
         changed = self._project(sessions, classified.events)
         stored_blocks = sorted(headers.values(), key=lambda b: b.number)
         await self.store.commit(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from contracts import CLOSE_REASONS
@@ -34,6 +34,10 @@ class Event:
     wallet: str | None  # the session this event belongs to, None for factory admin events
     seq: int | None
     args: dict[str, Any]
+    # `args` as the events table stores it (`indexer.schema.encode_args`'s text), when the
+    # decoder made both from the same words: the commit then writes it as is instead of
+    # encoding `args` again. Not part of an event's identity.
+    args_json: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

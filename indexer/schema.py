@@ -8,7 +8,9 @@ REAL; an event's integer arguments are stored as decimal strings in its JSON `ar
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import functools
+import operator
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -110,6 +112,38 @@ def encode_args(args: dict[str, Any]) -> str:
             for k, v in args.items()
         }
     ).decode()
+
+
+# ABI types whose decoded value is JSON text as itself between quotes with nothing to
+# escape: checksummed addresses and 0x-hex fixed bytes (str), integers (decimal text)
+def _is_plain(typ: str) -> bool:
+    return (
+        typ == "address"
+        or typ.startswith(("uint", "int"))
+        or (typ.startswith("bytes") and typ != "bytes")
+    )
+
+
+ArgsText = tuple[str, Callable[[dict[str, Any]], Any]]
+
+
+@functools.cache
+def args_templates() -> dict[str, ArgsText]:
+    """Per event name whose fields are all plain (every wallet event: nearly all of a
+    backfill), a %-template and a getter that make `encode_args`'s exact text from the
+    decoder's `args` in one step: `template % getter(args)`. Only for args as
+    `EventSpec.decode` made them (its keys in its order, its value types): the decoder's
+    caller (`indexer.logs.classify`) uses it; everything else goes through `encode_args`."""
+    out: dict[str, ArgsText] = {}
+    for spec in event_specs().values():
+        fields = (*spec.indexed, *spec.data)
+        if not fields or not all(_is_plain(t) for _, t in fields):
+            continue
+        names = [n for n, _ in fields]
+        keys = [orjson.dumps(n).decode().replace("%", "%%") for n in names]
+        template = "{" + ",".join(f'{k}:"%s"' for k in keys) + "}"
+        out[spec.name] = (template, operator.itemgetter(*names))
+    return out
 
 
 def int_fields() -> dict[str, frozenset[str]]:

@@ -36,6 +36,10 @@ class ChainSettings(Section):
     log_range: Int = 10
     max_log_range: Int = 50_000
     log_target: Int = 10_000
+    # Backfill ranges are decoded (the part of indexing that needs no store) while the
+    # range before them commits: 0 = in Warden's own process, N = in N worker processes
+    # (on a machine with cores to spare; see indexer/decoding.py)
+    decode_workers: Int = Field(default=0, ge=0, le=64)
     # a block's logs that contradict its header's logsBloom are asked for again this many
     # times, after log_check_backoff seconds (doubling), on the next endpoint each time
     log_check_retries: Int = Field(default=3, ge=0, le=20)

@@ -266,7 +266,7 @@ class IndexerStore:
                 [
                     (e.position, e.block_number, e.block_hash, e.tx_hash, e.tx_index,
                      e.log_index, e.timestamp, e.address, e.wallet, e.name, e.seq,
-                     encode_args(e.args))
+                     e.args_json or encode_args(e.args))
                     for e in batch.events
                 ],
             )  # fmt: skip

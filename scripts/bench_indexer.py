@@ -15,7 +15,12 @@ serves it from a fresh anvil, then per run:
 
 Prints events/s and blocks/s for both, the ratio, the median and spread over runs, and
 the peak resident set of each backfill (run in a process of its own), and with
-`--profile` the functions where the indexer spends its time. Never part of the test
+`--profile` the functions where the indexer spends its time.
+
+Every run also prints a digest of what it indexed (every row of `events`, `sessions`,
+`ignored_logs`, `blocks` and `checkpoint`, in key order, values as text): all runs must
+agree, and `--expect-digest` fails the benchmark when they differ from a digest taken
+with other code (e.g. before a change to the hot path) on the same chain. Never part of the test
 suite: timings belong in BENCHMARKS.md, not in assertions.
 """
 
@@ -26,6 +31,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import cProfile
+import hashlib
 import io
 import multiprocessing
 import os
@@ -50,6 +56,7 @@ from chain import ChainClient  # noqa: E402
 from chain.abi import topics_filter  # noqa: E402
 from database import Database, open_database  # noqa: E402
 from indexer import ChainSettings, Indexer, IndexerStore  # noqa: E402
+from indexer.progress import Progress  # noqa: E402
 from tests._postgres import ExternalPostgres, PostgresServer, unique_database_name  # noqa: E402
 
 DEFAULTS = ChainSettings(confirmations=0)  # the first range and the logs per range aimed at
@@ -77,29 +84,66 @@ async def raw_fetch(url: str, ranges: list[tuple[int, int]], concurrency: int) -
         return time.perf_counter() - started, count
 
 
+DIGESTED = {
+    "events": "position", "sessions": "wallet", "ignored_logs": "position",
+    "blocks": "number", "checkpoint": "id",
+}  # fmt: skip
+
+
+async def digest(db: Database) -> str:
+    """A hash of every indexed row, values as text so both stores give the same one."""
+    h = hashlib.sha256()
+    for table, key in DIGESTED.items():
+        h.update(table.encode())
+        for row in await db.fetch(f"SELECT * FROM {table} ORDER BY {key}"):
+            h.update(orjson.dumps([None if v is None else str(v) for v in row]))
+    return h.hexdigest()[:16]
+
+
 async def index(
     url: str, meta: seed_chain.SeedMeta, db_path: Path | str, sizing: Sizing
-) -> tuple[float, list[tuple[int, int]]]:
-    """Seconds to backfill the seeded chain, and the log ranges the indexer used."""
+) -> Indexed:
+    """Seconds to backfill the seeded chain, the log ranges the indexer used, the digest
+    of what it stored, and the backfill phase's own events and seconds."""
     settings = ChainSettings(
         start_block=meta.start_block, confirmations=0, concurrency=sizing.concurrency,
         log_range=sizing.log_range, log_target=sizing.log_target,
+        **({"decode_workers": sizing.decode_workers} if sizing.decode_workers else {}),
     )  # fmt: skip
     db: Database = await open_database(db_path)
     try:
         store = IndexerStore(db)
         await store.setup()
         async with ChainClient([url]) as client:
-            indexer = Indexer(client, store, settings, factory=meta.factory)
-            started = time.perf_counter()
+            phase = BackfillPhase()
+            indexer = Indexer(client, store, settings, factory=meta.factory, progress=phase)
+            started, cpu_started = time.perf_counter(), time.process_time()
             await indexer.sync_to_head()
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         events = int(await db.fetchval("SELECT COUNT(*) FROM events") or 0)
         if events < meta.session_events:
             raise SystemExit(f"indexed {events} events, the seeded chain has {meta.session_events}")
-        return elapsed, sorted(indexer.fetcher.ranges)
+        ranges, tables = sorted(indexer.fetcher.ranges), await digest(db)
+        workers_kb = getattr(indexer, "decode_worker_peak_kb", 0)  # (older code: none)
+        return Indexed(elapsed, ranges, tables, phase.total_events, phase.seconds, workers_kb, cpu)
     finally:
         await db.close()
+
+
+class BackfillPhase(Progress):
+    """Progress that prints nothing and keeps the events and seconds of the backfill
+    phase alone (the ranges below the reorg window: exactly those `raw_fetch` asks for),
+    without the last `reorg_window` blocks, which the indexer follows block by block
+    with their headers and logsBloom checks."""
+
+    def __init__(self) -> None:
+        super().__init__(io.StringIO(), interval=1e9, clock=time.perf_counter)
+        self.seconds = 0.0
+        self.total_events = 0
+
+    def done(self) -> None:
+        self.seconds += self.clock() - self.started
+        self.total_events += self.events
 
 
 @dataclass(frozen=True)
@@ -107,6 +151,18 @@ class Sizing:
     concurrency: int
     log_range: int
     log_target: int
+    decode_workers: int = 0
+
+
+@dataclass(frozen=True)
+class Indexed:
+    seconds: float  # the whole sync to the head
+    ranges: list[tuple[int, int]]  # the backfill's eth_getLogs ranges
+    digest: str
+    backfill_events: int  # in those ranges
+    backfill_seconds: float
+    worker_peak_kb: int  # the largest decode worker's peak RSS (0: decoded in-process)
+    cpu_seconds: float  # CPU time of the indexing process (every thread; no workers)
 
 
 def _peak_kb() -> int:
@@ -118,14 +174,13 @@ def _peak_kb() -> int:
 
 def _index_child(
     url: str, meta: seed_chain.SeedMeta, target: Path | str, sizing: Sizing
-) -> tuple[float, list[tuple[int, int]], int]:
-    elapsed, ranges = asyncio.run(index(url, meta, target, sizing))
-    return elapsed, ranges, _peak_kb()
+) -> tuple[Indexed, int]:
+    return asyncio.run(index(url, meta, target, sizing)), _peak_kb()
 
 
 def index_apart(
     url: str, meta: seed_chain.SeedMeta, target: Path | str, sizing: Sizing
-) -> tuple[float, list[tuple[int, int]], int]:
+) -> tuple[Indexed, int]:
     """`index` in a new process (spawned, not forked: nothing of this one's memory), with
     that process's peak resident set (VmHWM, KiB): what a backfill holds at its worst."""
     ctx = multiprocessing.get_context("spawn")
@@ -157,13 +212,24 @@ def main(argv: list[str] | None = None) -> int:
         "--backend", choices=("sqlite", "postgresql", "both"), default="sqlite",
         help="the store to index into (postgresql: a throwaway server, or $WARDEN_BENCH_POSTGRES)",
     )  # fmt: skip
+    parser.add_argument(
+        "--decode-workers", type=int, default=0,
+        help="decode worker processes (chain.decode_workers, default %(default)s: in-process)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--expect-digest", metavar="HEX",
+        help="fail unless every run indexes exactly these rows (a digest printed by a run)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     meta = seed_chain.ensure_seeded(events=args.events, sessions=args.sessions)
     blocks = meta.head_block - meta.start_block + 1
     events = meta.session_events
     raw_rates, index_rates, block_rates, peaks = [], [], [], []
-    sizing = Sizing(args.concurrency, args.log_range, args.log_target)
+    phase_rates: list[float] = []
+    cpu_per_event: list[float] = []
+    digests: set[str] = set()
+    sizing = Sizing(args.concurrency, args.log_range, args.log_target, args.decode_workers)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     by_backend: dict[str, list[float]] = {}
     with (
@@ -182,22 +248,36 @@ def main(argv: list[str] | None = None) -> int:
                 if backend == "postgresql":
                     assert server is not None
                     target = server.create_database(unique_database_name("bench"))
-                idx_s, ranges, peak_kb = index_apart(anvil.url, meta, target, sizing)
+                done, peak_kb = index_apart(anvil.url, meta, target, sizing)
+                idx_s, ranges, tables = done.seconds, done.ranges, done.digest
+                phase = done.backfill_events / max(done.backfill_seconds, 1e-9)
+                digests.add(tables)
                 peaks.append(peak_kb / 1024)
                 answers = [hi - lo + 1 for lo, hi in ranges]
                 raw_s, raw_n = asyncio.run(raw_fetch(anvil.url, ranges, args.concurrency))
                 raw_rates.append(raw_n / raw_s)
                 by_backend.setdefault(backend, []).append(events / idx_s)
                 if backend == backends[0]:
+                    phase_rates.append(phase)
+                    cpu_per_event.append(done.cpu_seconds / events * 1e6)
                     index_rates.append(events / idx_s)
                     block_rates.append(blocks / idx_s)
                 print(
                     f"{backend} run {run + 1}: raw fetch {raw_n:,} logs in {raw_s:.2f}s "
                     f"({raw_n / raw_s:,.0f}/s); index {events:,} events in {idx_s:.2f}s "
                     f"({events / idx_s:,.0f} events/s, {blocks / idx_s:,.0f} blocks/s); "
-                    f"ratio {(events / idx_s) / (raw_n / raw_s):.2f}; peak RSS "
-                    f"{peak_kb / 1024:,.0f} MB; {len(ranges):,} ranges of {min(answers):,} to "
-                    f"{max(answers):,} blocks",
+                    f"ratio {(events / idx_s) / (raw_n / raw_s):.2f}; backfill phase alone "
+                    f"{done.backfill_events:,} events in {done.backfill_seconds:.2f}s ({phase:,.0f}"
+                    f"/s, ratio {phase / (raw_n / raw_s):.2f}); CPU {done.cpu_seconds:.2f}s "
+                    f"({done.cpu_seconds / events * 1e6:.1f} us/event); peak RSS "
+                    f"{peak_kb / 1024:,.0f} MB"
+                    + (
+                        f" (+ {done.worker_peak_kb / 1024:,.0f} MB per decode worker)"
+                        if done.worker_peak_kb
+                        else ""
+                    )
+                    + f"; {len(ranges):,} ranges of {min(answers):,} to "
+                    f"{max(answers):,} blocks; digest {tables}",
                     flush=True,
                 )
         if len(by_backend) == 2:
@@ -215,6 +295,13 @@ def main(argv: list[str] | None = None) -> int:
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(18)
             print(out.getvalue())
+    if len(digests) != 1:
+        print(f"\nFAILED: the runs indexed different rows (digests {sorted(digests)})")
+        return 1
+    (tables,) = digests
+    if args.expect_digest and tables != args.expect_digest:
+        print(f"\nFAILED: indexed rows digest {tables}, expected {args.expect_digest}")
+        return 1
     ratio = statistics.median(index_rates) / statistics.median(raw_rates)
     print(
         f"\nseeded chain: {events:,} session events, {meta.sessions:,} sessions, "
@@ -223,9 +310,16 @@ def main(argv: list[str] | None = None) -> int:
         f"indexer backfill:                 {spread(index_rates)} events/s, "
         f"{spread(block_rates)} blocks/s\n"
         f"ratio indexer/raw (medians): {ratio:.2f}\n"
+        f"CPU of the indexing process per event (less sensitive to a busy machine): "
+        f"{statistics.median(cpu_per_event):.1f} (min {min(cpu_per_event):.1f}, max "
+        f"{max(cpu_per_event):.1f}) us\n"
+        f"backfill phase alone (the same ranges as raw, without the followed reorg window): "
+        f"{spread(phase_rates)} events/s, ratio to raw (medians) "
+        f"{statistics.median(phase_rates) / statistics.median(raw_rates):.2f}\n"
         f"peak RSS of a backfill (its own process): {spread(peaks)} MB "
         f"(chain.log_range {args.log_range}, log_target {args.log_target}, concurrency "
-        f"{args.concurrency})"
+        f"{args.concurrency}, decode_workers {args.decode_workers})\n"
+        f"indexed rows digest: {tables}" + (" (as expected)" if args.expect_digest else "")
     )
     return 0
 
