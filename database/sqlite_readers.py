@@ -46,9 +46,9 @@ class SqliteReaders(Database):
         self.display = path
         self.size = len(conns)
         self.wait = wait
-        self._all = conns
         # most recently used first: a warm connection's page cache serves the next one
-        self._idle: asyncio.LifoQueue[aiosqlite.Connection] = asyncio.LifoQueue()
+        # (None, once closed: every borrower waiting then is told so, not left waiting)
+        self._idle: asyncio.LifoQueue[aiosqlite.Connection | None] = asyncio.LifoQueue()
         for conn in conns:
             self._idle.put_nowait(conn)
         self._version = version
@@ -98,10 +98,16 @@ class SqliteReaders(Database):
                 f"all {self.size} read connections of {self.display} stayed busy for "
                 f"{self.wait:g} s"
             ) from None
+        if conn is None:  # closed while this one waited
+            self._idle.put_nowait(None)
+            raise ReadersBusy(f"the read connections of {self.display} are closed")
         try:
             yield conn
         finally:
-            self._idle.put_nowait(conn)
+            if self._closed:  # closed while borrowed: the last user closes it
+                await conn.close()
+            else:
+                self._idle.put_nowait(conn)
 
     async def fetch(self, sql: str, params: Params = ()) -> list[Row]:
         async with self._borrow() as conn, conn.execute(sql, params) as cur:
@@ -170,11 +176,17 @@ class SqliteReaders(Database):
                 yield [tuple(r) for r in rows]
 
     async def close(self) -> None:
-        """Close every connection. A borrower still running finishes its statement
-        first (aiosqlite runs what was queued before the close)."""
+        """Close every idle connection now and each borrowed one when it is given back
+        (its borrower's statements finish first); a borrower still waiting for one gets
+        `ReadersBusy` at once. The HTTP API closes it after its handlers have ended."""
+        if self._closed:
+            return
         self._closed = True
         try:
-            for conn in self._all:
-                await conn.close()
+            while not self._idle.empty():
+                conn = self._idle.get_nowait()
+                if conn is not None:
+                    await conn.close()
         finally:
+            self._idle.put_nowait(None)
             self._version.close()

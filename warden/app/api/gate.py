@@ -40,6 +40,7 @@ class ReadGate:
         self.limits = limits
         self._free = asyncio.Semaphore(limits.connections)
         self.waiting = 0  # requests in line now
+        self.reading = 0  # requests holding a read connection now
         self.refused = 0  # requests answered 503 since the start
 
     @property
@@ -52,10 +53,14 @@ class ReadGate:
         limits = self.limits
         if self._free.locked() and self.waiting >= limits.queue:
             self.refused += 1
+            line = (
+                f"{self.waiting} requests are already waiting for one"
+                if limits.queue
+                else "none may wait for one"
+            )
             raise Busy(
-                f"the API is busy: {self.waiting} requests are already waiting for one of its "
-                f"{limits.connections} database read connections (api.read_queue); retry "
-                "in a moment",
+                f"the API is busy: all {limits.connections} of its database read connections "
+                f"are taken and {line} (api.read_queue); retry in a moment",
                 self.retry_after,
             )
         self.waiting += 1
@@ -72,7 +77,9 @@ class ReadGate:
             ) from None
         finally:
             self.waiting -= 1
+        self.reading += 1
         try:
             yield
         finally:
+            self.reading -= 1
             self._free.release()
