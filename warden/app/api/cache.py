@@ -1,8 +1,8 @@
 """Answers kept until the database changes.
 
 Many clients asking the same pages (a dashboard per operator, a front end polling a
-user's sessions) would each run the same queries through the API's one read connection,
-one snapshot at a time. A route marked `cached` is answered from here while the database's
+user's sessions) would each run the same queries through the API's few read connections,
+a snapshot each. A route marked `cached` is answered from here while the database's
 `data_version` (SQLite: it moves with every commit of the daemon's writer) is the one the
 answer was computed at; any commit makes every kept answer stale at once. An answer is
 kept only if it was computed at or after the version it is filed under (the version is
