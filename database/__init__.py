@@ -26,6 +26,7 @@ from database.errors import (
     DatabaseError,
     Deposed,
     NotABackup,
+    ReadersBusy,
     SchemaTooNew,
     UnsupportedDatabase,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Ownership",
     "Plan",
     "Queries",
+    "ReadersBusy",
     "Row",
     "SchemaTooNew",
     "UnsupportedDatabase",

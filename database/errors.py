@@ -4,6 +4,7 @@
     ├── UnsupportedDatabase   the URL names no store Warden can open (fix `database:`)
     ├── SchemaTooNew          written by a newer Warden: upgrade, or use another database
     ├── DatabaseBusy          another process holds it: stop that one, or use another
+    ├── ReadersBusy           every read connection stayed busy for the wait: retry later
     ├── Deposed               another replica leads now: stop writing and sending, stand by
     └── NotABackup            a file offered as a backup is not one Warden can use (not
                               SQLite, truncated, corrupt, no schema versions): pick another
@@ -30,6 +31,11 @@ class SchemaTooNew(DatabaseError):
 
 class DatabaseBusy(DatabaseError):
     """Another process holds the database (`Database.exclusive`)."""
+
+
+class ReadersBusy(DatabaseError):
+    """Every connection of a reader pool stayed busy for as long as a borrower may wait
+    (`SqliteReaders`): the same read may succeed later."""
 
 
 class Deposed(DatabaseError):

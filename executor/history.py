@@ -181,38 +181,48 @@ class OutboxReads:
 
     async def history(self, wallet: str) -> list[IntentHistory]:
         """Every intent of one session in id order, with its job, every signed attempt
-        and the guards' refusals."""
+        and the guards' refusals: four statements whatever the number of intents (the
+        jobs, transactions and refusals of all of them at once)."""
         if not await self.available():
             return []
         rows = await self._rows(
             f"SELECT {_INTENT_COLUMNS} FROM intents WHERE wallet = ? ORDER BY id", [wallet]
         )
-        out: list[IntentHistory] = []
-        for intent in (IntentRecord(*r) for r in rows):
-            job: JobRecord | None = None
-            transactions: tuple[TransactionRecord, ...] = ()
-            if intent.job_id is not None:
-                jobs = await self._rows(
-                    f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", [intent.job_id]
-                )
-                job = _job(jobs[0]) if jobs else None
-                transactions = tuple(
-                    _transaction(r)
-                    for r in await self._rows(
-                        f"SELECT {_TX_COLUMNS} FROM transactions WHERE job_id = ? "
-                        "ORDER BY created_ms, hash",
-                        [intent.job_id],
-                    )
-                )
-            refusals = tuple(
-                RefusalRecord(*r)
-                for r in await self._rows(
-                    "SELECT guard, reason, at_ms FROM refusals WHERE intent_key = ? ORDER BY id",
-                    [intent.key],
-                )
+        intents = [IntentRecord(*r) for r in rows]
+        if not intents:
+            return []
+        jobs: dict[int, JobRecord] = {}
+        sent: dict[int, list[TransactionRecord]] = {}
+        if any(i.job_id is not None for i in intents):
+            mine = "SELECT job_id FROM intents WHERE wallet = ? AND job_id IS NOT NULL"
+            for r in await self._rows(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id IN ({mine})", [wallet]
+            ):
+                job = _job(r)
+                jobs[job.id] = job
+            for r in await self._rows(
+                f"SELECT {_TX_COLUMNS} FROM transactions WHERE job_id IN ({mine}) "
+                "ORDER BY job_id, created_ms, hash",
+                [wallet],
+            ):
+                tx = _transaction(r)
+                sent.setdefault(tx.job_id, []).append(tx)
+        refused: dict[str, list[RefusalRecord]] = {}
+        for key, *refusal in await self._rows(
+            "SELECT intent_key, guard, reason, at_ms FROM refusals WHERE intent_key IN "
+            "(SELECT key FROM intents WHERE wallet = ?) ORDER BY intent_key, id",
+            [wallet],
+        ):
+            refused.setdefault(key, []).append(RefusalRecord(*refusal))
+        return [
+            IntentHistory(
+                intent,
+                None if intent.job_id is None else jobs.get(intent.job_id),
+                () if intent.job_id is None else tuple(sent.get(intent.job_id, ())),
+                tuple(refused.get(intent.key, ())),
             )
-            out.append(IntentHistory(intent, job, transactions, refusals))
-        return out
+            for intent in intents
+        ]
 
     async def recent_reactions(self, limit: int) -> list[Reaction]:
         """The latest `limit` intents that got a transaction sent, oldest first, each

@@ -39,7 +39,7 @@ from indexer.failures import FailureStreak
 from notify import Deliverer, DeliveryStats, EventLog, Route
 from rules import ReloadResult, RulesHolder, RulesHost
 from warden.app.alerts import AlertEvents
-from warden.app.api import LiveState, Preparation, check_binding, create_app
+from warden.app.api import LiveState, Preparation, ReadLimits, check_binding, create_app
 from warden.app.api.server import runner_options
 from warden.app.audit import BalanceAudit
 from warden.app.leadership import Leadership
@@ -393,9 +393,11 @@ class Daemon:
                         self.target.rpc, self.target.factory, self.target.chain_id,
                         fees=self.cfg.executor,
                     )  # fmt: skip
+                reads = ReadLimits(api.read_connections, api.read_queue, api.read_wait)
                 app = create_app(
-                    database_target(self.cfg.database), self.live, token=token, prepare=prepare
-                )
+                    database_target(self.cfg.database), self.live, token=token,
+                    prepare=prepare, reads=reads,
+                )  # fmt: skip
                 runner = web.AppRunner(app, **runner_options())
                 self._http = runner
                 await runner.setup()

@@ -65,8 +65,24 @@ REFUSED = [
         "executor:\n  keystore: relayer.json\n  password_env: KS_PW\n",
         "2: executor.keystore: cannot decrypt the relayer keystore",
     ),
+    ("api:\n  read_connections: 0\n", "2: api.read_connections: 0 — use 1 to 64 connections"),
+    ("api:\n  read_connections: 65\n", "2: api.read_connections: 65 — use 1 to 64"),
+    ("api:\n  read_queue: -1\n", "2: api.read_queue: -1 — use 0 to 100,000 waiting"),
+    ("api:\n  port: 8081\n  read_wait: 0\n", "3: api.read_wait: 0 seconds — it must be above 0"),
+    ("api:\n  read_wait: 61\n", "2: api.read_wait: 61 s — use above 0 and at most 60 s"),
+    ("api:\n  read_wait: soon\n", "2: api.read_wait:"),
 ]
 PASSWORD = {"KS_PW": "wrong"}
+
+
+def test_the_api_read_settings_reach_the_config(tmp_path: Path) -> None:
+    prepare(tmp_path)
+    path = tmp_path / "warden.yaml"
+    path.write_text("api:\n  read_connections: 2\n  read_queue: 0\n  read_wait: 0.5\n")
+    api = load_config(path, {}).api
+    assert (api.read_connections, api.read_queue, api.read_wait) == (2, 0, 0.5)
+    defaults = load_config(tmp_path / "warden.yaml", {"WARDEN_API__READ_CONNECTIONS": "8"}).api
+    assert defaults.read_connections == 8  # an environment override, like any key
 
 
 def expected(tmp: Path, problem: str) -> str:

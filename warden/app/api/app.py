@@ -22,10 +22,18 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel
 
-from database import Database, open_database
+from database import Database, ReadersBusy, open_database
 from database.sqlite import SqliteDatabase
-from warden.app.api.cache import ResponseCache
-from warden.app.api.errors import ApiError, BadRequest, InsecureBinding, NotFound, Unauthorized
+from warden.app.api.cache import Flights, ResponseCache
+from warden.app.api.errors import (
+    ApiError,
+    BadRequest,
+    Busy,
+    InsecureBinding,
+    NotFound,
+    Unauthorized,
+)
+from warden.app.api.gate import DEFAULT_READS, ReadGate, ReadLimits
 from warden.app.api.live import LiveState
 from warden.app.api.metrics import CONTENT_TYPE, Metrics
 from warden.app.api.openapi import build_openapi
@@ -46,6 +54,7 @@ CONTEXT = web.AppKey("context", Context)
 ROUTES = web.AppKey("routes", tuple)
 STREAMS = web.AppKey("streams", Streams)
 CACHE = web.AppKey("cache", ResponseCache)
+FLIGHTS = web.AppKey("flights", Flights[bytes])
 
 Source = str | Path | aiosqlite.Connection
 
@@ -85,6 +94,13 @@ async def _errors(
         response = _json(exc.body(), exc.status)
         if isinstance(exc, Unauthorized):
             response.headers["WWW-Authenticate"] = 'Bearer realm="warden"'
+        if isinstance(exc, Busy):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except ReadersBusy as exc:  # a read connection did not come free in time
+        busy = Busy(f"the API is busy: {exc}; retry in a moment")
+        response = _json(busy.body(), busy.status)
+        response.headers["Retry-After"] = str(busy.retry_after)
         return response
     except web.HTTPException as exc:  # unrouted path, wrong method
         if exc.status == 404:
@@ -132,6 +148,16 @@ async def _read_body(request: web.Request) -> bytes:
 
 def _view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def view(request: web.Request) -> web.StreamResponse:
+        ctx = request.app[CONTEXT]
+        cache = request.app[CACHE]
+        # A kept answer first: it exists only for a URL that was parsed and answered 200
+        # at this version, so neither the parsing nor a read connection is needed again.
+        version = await ctx.reader.db.data_version() if route.cached else None
+        key = str(request.rel_url)
+        if version is not None:
+            kept = cache.get(key, version)
+            if kept is not None:
+                return web.Response(body=kept, content_type="application/json")
         path = (
             None if route.path_params is None else parse_path(request.match_info, route.path_params)
         )
@@ -141,18 +167,10 @@ def _view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
                 raise BadRequest(f"send the body as JSON with Content-Type: application/json, "
                                  f"not {request.content_type or 'none'}")  # fmt: skip
             query = parse_body(await _read_body(request), route.body)
-        ctx = request.app[CONTEXT]
-        version = await ctx.reader.db.data_version() if route.cached else None
-        key = str(request.rel_url)
         if version is not None:
-            kept = request.app[CACHE].get(key, version)
-            if kept is not None:
-                return web.Response(body=kept, content_type="application/json")
-        reply = await route.handler(ctx, path, query)
-        if version is not None and reply.status == 200 and isinstance(reply.body, BaseModel):
-            body = reply.body.model_dump_json().encode()
-            request.app[CACHE].put(key, version, body)
+            body = await _computed(request, route, ctx, (key, version), path, query)
             return web.Response(body=body, content_type="application/json")
+        reply = await route.handler(ctx, path, query)
         if isinstance(reply.body, EventStream):
             return await request.app[STREAMS].serve(
                 request, ctx.reader.events, ctx.live.events, reply.body
@@ -171,17 +189,50 @@ def _view(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
     return view
 
 
-async def _open_read_only(db: Source) -> tuple[Database, bool]:
-    """A read-only database of our own (and whether it is ours to close). Given the
-    writer's SQLite connection, open the same file again: reads must not run inside, or
-    wait behind, the writer's transactions. An in-memory database can only be shared."""
+async def _computed(
+    request: web.Request, route: Route, ctx: Context, flight: tuple[str, int], path: Any,
+    query: Any,
+) -> bytes:  # fmt: skip
+    """A cached route's answer at the version in `flight`, computed once however many ask
+    it meanwhile (`Flights`), and kept. A cached route answers 200 or raises."""
+    cache, flights = request.app[CACHE], request.app[FLIGHTS]
+    running = flights.running(flight)
+    if running is not None:
+        shared = await flights.join(running)
+        if shared is not None:
+            return shared
+    else:
+        flights.lead(flight)
+    body = None
+    try:
+        reply = await route.handler(ctx, path, query)
+        if reply.status != 200 or not isinstance(reply.body, BaseModel):
+            raise TypeError(f"{route.path}: a cached route answered {reply.status}")
+        body = reply.body.model_dump_json().encode()
+        cache.put(*flight, body)
+        return body
+    finally:
+        if running is None:
+            flights.land(flight, body)
+
+
+async def _open_read_only(db: Source, reads: ReadLimits) -> tuple[Database, bool]:
+    """A read-only database of our own, `reads.connections` connections reading at once
+    (and whether it is ours to close). Given the writer's SQLite connection, open the same
+    file again: reads must not run inside, or wait behind, the writer's transactions. An
+    in-memory database can only be shared."""
     if isinstance(db, aiosqlite.Connection):
         async with db.execute("PRAGMA database_list") as cur:
             files = {name: file for _, name, file in await cur.fetchall()}
         if not files.get("main"):
             return SqliteDatabase(db, ""), False
-        return await open_database(files["main"], read_only=True), True
-    return await open_database(db, read_only=True), True
+        target: str | Path = files["main"]
+    else:
+        target = db
+    # the gate lets no more requests read than there are connections: a borrower that
+    # still waits (an event stream's poll) waits as long as a request may
+    opened = await open_database(target, read_only=True, readers=reads.connections, wait=reads.wait)
+    return opened, True
 
 
 def create_app(
@@ -191,11 +242,13 @@ def create_app(
     token: str | None = None,
     streams: StreamSettings = DEFAULT_STREAMS,
     prepare: Preparation | None = None,
+    reads: ReadLimits = DEFAULT_READS,
 ) -> web.Application:
     """The API over `db` (a SQLite file path, a postgresql:// URL, or an open SQLite
     connection) and the daemon's `live` state. With `token`, every route but /health
     needs it. `streams`: keepalive, poll and limit of /stream. With `prepare`, the
-    `POST /prepare/...` routes too, asking its node."""
+    `POST /prepare/...` routes too, asking its node. `reads`: read connections, and how
+    many requests may wait for one and how long (then 503)."""
     routes = build_routes() + (prepare_routes() if prepare is not None else ())
     # The console's page and files hold no data (the page reads the API with the token
     # the operator types in), so they load without one. They are not API routes: not
@@ -210,14 +263,15 @@ def create_app(
     add_console(app)
     app[STREAMS] = Streams(streams)
     app[CACHE] = ResponseCache()
+    app[FLIGHTS] = Flights[bytes]()
     # Open event streams end at the start of shutdown, before the runner waits for the
     # handlers in flight (they would otherwise hold it for its whole shutdown timeout).
     app.on_shutdown.append(app[STREAMS].shutdown)
     document = build_openapi(routes, version=API_VERSION, secured=bool(token))
 
     async def database(app: web.Application) -> AsyncIterator[None]:
-        conn, own = await _open_read_only(db)
-        reader = ApiReader(conn)
+        conn, own = await _open_read_only(db, reads)
+        reader = ApiReader(conn, ReadGate(reads))
         # the node client of the /prepare routes: opened after the database, closed first
         client = prepare.client() if prepare is not None else None
         node = None

@@ -9,7 +9,9 @@
     │                        small a balance, a revert): change the request or the state
     ├── NodeFailed     502   the node answered wrongly or refused the question: a
     │                        person must look at the node (or its configuration)
-    └── NodeUnavailable 503  the node did not answer in time: retry later
+    ├── NodeUnavailable 503  the node did not answer in time: retry later
+    └── Busy           503   every database read connection is taken and the line is
+                             full or too slow: retry after `Retry-After` seconds
     InsecureBinding          configuration: the daemon refuses to start (not an HTTP answer)
 
 Every `ApiError` becomes a JSON body `{"error": {"status", "code", "message",
@@ -98,6 +100,18 @@ class NodeUnavailable(ApiError):
 
     status = 503
     code = "node_unavailable"
+
+
+class Busy(ApiError):
+    """Too many requests wait for the database's read connections (`gate.ReadGate`):
+    the same request may succeed in `retry_after` seconds."""
+
+    status = 503
+    code = "busy"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class InsecureBinding(ValueError):

@@ -30,6 +30,10 @@ _ERRORS = {
     502: "the node answered wrongly or refused the question",
     503: "not ready",
 }
+_BUSY = (
+    "busy: every database read connection is taken and the line for one is full or too "
+    "slow (api.read_queue, api.read_wait); retry after `Retry-After` seconds"
+)
 # One server-sent event as a client parses it (the schema of each event of the stream)
 _SSE_EVENT = {
     "type": "object",
@@ -131,10 +135,12 @@ def _responses(route: Route, *, secured: bool, head: bool = False) -> dict[str, 
     post = route.method == "POST"
     for code in codes:
         # /ready's 503 is its own body; every other error is an Error
-        ready = code == 503 and route.response and not post
+        ready = code == 503 and route.path == "/ready"
         name = route.response.__name__ if ready and route.response else "Error"
         described = (_POST_ERRORS if post else {}).get(code, _ERRORS[code])
-        if route.stream and code == 503:
+        if code == 503 and not (ready or post or route.stream):
+            described = _BUSY
+        elif route.stream and code == 503:
             described = "too many event streams open (api: max 64)"
         elif route.stream and code == 400:
             described = f"{described}, or a malformed `Last-Event-ID`"

@@ -220,32 +220,32 @@ def build_routes() -> tuple[Route, ...]:
               "the node has been failing for longer than chain.max_failure_seconds", m.Ready,
               errors=(503,)),
         Route("/status", status, "Chain head, indexed and safe block, lag, relayer, rules "
-              "version, intents by state", m.Status),
+              "version, intents by state", m.Status, errors=(503,)),
         Route("/sessions", sessions, "Sessions in creation order, filtered", m.SessionPage,
-              query=SessionsQuery, cached=True),
+              query=SessionsQuery, errors=(503,), cached=True),
         Route("/sessions/{wallet}", session, "One session with its intents (rule firings), "
               "their jobs, transactions and guard refusals", m.SessionDetail,
-              path_params=WalletPath, errors=(404,), cached=True),
+              path_params=WalletPath, errors=(404, 503), cached=True),
         Route("/sessions/{wallet}/events", session_events, "A session's events in chain "
-              "order", m.EventPage, query=EventsQuery, path_params=WalletPath, errors=(404,),
-              cached=True),
+              "order", m.EventPage, query=EventsQuery, path_params=WalletPath,
+              errors=(404, 503), cached=True),
         Route("/owners/{address}/sessions", owner_sessions, "One owner's sessions in "
               "creation order", m.SessionPage, query=OwnerSessionsQuery,
-              path_params=OwnerPath, cached=True),
+              path_params=OwnerPath, errors=(503,), cached=True),
         Route("/intents", intents, "Intents in creation order, filtered", m.IntentPage,
-              query=IntentsQuery, cached=True),
+              query=IntentsQuery, errors=(503,), cached=True),
         Route("/notifications", notifications, "Notification deliveries (one per event and "
               "channel) in order, filtered: pending, delivered or dead (re-drive: `warden "
               "notify redrive`)", m.NotificationPage, query=NotificationsQuery,
-              cached=True),
+              errors=(503,), cached=True),
         Route("/stats", stats, "Totals over all sessions: volume, fees, hit rates, "
-              "average duration", m.Stats, cached=True),
+              "average duration", m.Stats, errors=(503,), cached=True),
         Route("/activity", activity, "The latest closes (chain time, reason) and reactions "
               "(intent stored to first transaction sent), oldest first", m.Activity,
-              query=ActivityQuery, cached=True),
+              query=ActivityQuery, errors=(503,), cached=True),
         Route("/stream", stream, "Notification events as server-sent events (id: cursor, "
               "event: kind, data: JSON), resumable with Last-Event-ID", None,
               query=StreamQuery, errors=(503,), stream=True),
-        Route("/metrics", metrics, "Prometheus text exposition", None),
+        Route("/metrics", metrics, "Prometheus text exposition", None, errors=(503,)),
         Route("/openapi.json", openapi, "This OpenAPI 3.1 document", m.OpenApiDocument),
     )  # fmt: skip

@@ -21,6 +21,9 @@ Problem = tuple[tuple[str | int, ...], str]  # (key path, message with its fix)
 
 MIN_REMOTE_TOKEN = 32  # characters of an API token beyond loopback (openssl rand -hex 16)
 SQLITE_HEADER = b"SQLite format 3\x00"
+MAX_READ_CONNECTIONS = 64  # api.read_connections: SQLite threads or PostgreSQL connections
+MAX_READ_QUEUE = 100_000  # api.read_queue
+MAX_READ_WAIT = 60.0  # api.read_wait, seconds
 # EIP-2294: the largest chain id every tool handles (a JavaScript safe integer, after v).
 MAX_CHAIN_ID = 4_503_599_627_370_476
 _INT64 = 2**63 - 1  # SQLite's integers: a larger block number cannot be stored
@@ -130,6 +133,23 @@ def _api_problems(cfg: WardenConfig) -> list[Problem]:
     out: list[Problem] = []
     if not 0 <= api.port <= 65535:
         out.append((("api", "port"), f"{api.port} is not a TCP port (0 to 65535)"))
+    if not 1 <= api.read_connections <= MAX_READ_CONNECTIONS:
+        out.append(
+            (("api", "read_connections"), f"{api.read_connections} — use 1 to "
+             f"{MAX_READ_CONNECTIONS} connections (default 4; more than the machine's cores "
+             "rarely helps)")
+        )  # fmt: skip
+    if not 0 <= api.read_queue <= MAX_READ_QUEUE:
+        out.append(
+            (("api", "read_queue"), f"{api.read_queue} — use 0 to {MAX_READ_QUEUE:,} "
+             "waiting requests (default 512; 0 refuses any request that finds every "
+             "connection taken)")
+        )  # fmt: skip
+    if not 0 < api.read_wait <= MAX_READ_WAIT:
+        out.append(
+            (("api", "read_wait"), f"{api.read_wait:g} s — use above 0 and at most "
+             f"{MAX_READ_WAIT:g} s (default 5): a client waiting longer has usually given up")
+        )  # fmt: skip
     token = api.token.get_secret_value() if api.token is not None else None
     if token is not None and not token.strip():
         out.append((("api", "token"), "is empty — set a token, or remove the key"))

@@ -45,6 +45,9 @@ class ApiConfig(Section):
     port: Int = 8080
     token: SecretStr | None = None  # required beyond loopback
     prepare: Bool = True  # POST /prepare/...: unsigned owner transactions, checked on chain
+    read_connections: Int = 4  # database connections reading at once (one per request)
+    read_queue: Int = 512  # requests that may wait for one; beyond, 503 at once
+    read_wait: Seconds = 5.0  # seconds a request may wait for one, then 503
 
 
 class LoggingConfig(Section):
