@@ -31,6 +31,7 @@ Importable by path (scripts/ is not a package): `ensure_seeded(...) -> SeedMeta`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import mmap
@@ -212,7 +213,8 @@ def load_meta(cache_dir: Path, key: str) -> SeedMeta | None:
     meta = SeedMeta(**json.loads(meta_path.read_text()))
     if meta.key != key or state.stat().st_size != meta.state_bytes:
         return None
-    return meta
+    # the state beside its meta, wherever the directory was reached from when written
+    return dataclasses.replace(meta, state_file=str(state))
 
 
 # ------------------------------------------------------------------------- dumps
