@@ -98,25 +98,27 @@ class HeadWatcher:
         self.stats = HeadStats()
         self._window = 0.0
         self._in_window = 0
+        self._reported = False  # the current outage has been logged
+        self._subscribed_at: float | None = None
 
     async def run(self) -> None:
         delay = self.retry
-        reported = False  # one warning per outage, not one per attempt
         while True:
             try:
                 await self._follow()
-                delay = self.retry  # it was subscribed, then the socket ended
                 self.stats.state = "reconnecting"
-                log.info("new heads: the websocket at %s closed; reconnecting", self.shown)
-                reported = False
+                if self._lasted():  # it stayed up a while: a new outage, come back at once
+                    delay = self.retry
+                    self._reported = False
+                self._say(logging.INFO, "new heads: the websocket at %s closed; reconnecting",
+                          self.shown)  # fmt: skip
             except NotOffered as exc:
                 self.stats.state = "not offered"
-                if not reported:
-                    log.info(
-                        "new heads: %s offers no newHeads subscription (%s); following by "
-                        "polling, asking again every %.0f s", self.shown, exc, self.max_retry,
-                    )  # fmt: skip
-                    reported = True
+                self._say(
+                    logging.INFO,
+                    "new heads: %s offers no newHeads subscription (%s); following by "
+                    "polling, asking again every %.0f s", self.shown, exc, self.max_retry,
+                )  # fmt: skip
                 delay = self.max_retry
             except Flooding as exc:
                 self.stats.state = "ignored (flood)"
@@ -127,14 +129,25 @@ class HeadWatcher:
                 delay = self.max_retry
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
                 self.stats.state = "reconnecting"
-                if not reported:
-                    log.warning(
-                        "new heads: the websocket at %s failed (%s); polling meanwhile, "
-                        "reconnecting", self.shown, type(exc).__name__,
-                    )  # fmt: skip
-                    reported = True
+                self._say(
+                    logging.WARNING,
+                    "new heads: the websocket at %s failed (%s); polling meanwhile, "
+                    "reconnecting", self.shown, type(exc).__name__,
+                )  # fmt: skip
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.max_retry)
+
+    def _say(self, level: int, message: str, *args: object) -> None:
+        """Once per outage: a socket that keeps failing (or opening and closing at once)
+        is not a line a second."""
+        if not self._reported:
+            log.log(level, message, *args)
+            self._reported = True
+
+    def _lasted(self) -> bool:
+        """Whether the last socket stayed subscribed for `max_retry` seconds or more."""
+        since = self._subscribed_at
+        return since is not None and time.monotonic() - since >= self.max_retry
 
     async def _follow(self) -> None:
         """Connect, subscribe, announce until the socket ends."""
@@ -154,7 +167,9 @@ class HeadWatcher:
                 await ws.send_bytes(_SUBSCRIBE)
                 subscription = await asyncio.wait_for(self._subscribed(ws), self.timeout)
                 self.stats.state = "subscribed"
-                log.info("new heads: following %s over its websocket", self.shown)
+                self._subscribed_at = time.monotonic()
+                level = logging.INFO if self.stats.connects == 1 else logging.DEBUG
+                log.log(level, "new heads: following %s over its websocket", self.shown)
                 async for message in ws:
                     if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                         break  # closing, closed or an error: reconnect

@@ -243,3 +243,25 @@ async def test_a_node_that_never_answers_the_subscription_is_given_up_on_and_ret
 )
 def test_the_websocket_address_of_an_rpc_url(rpc: str, ws: str | None) -> None:
     assert websocket_url(rpc) == ws
+
+
+async def test_a_socket_that_opens_and_closes_at_once_is_logged_once_and_backs_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each connection is subscribed, then closed at once: the watcher reconnects with
+    doubling delays (not a fixed retry), and says so once, not once per connection."""
+    caplog.set_level(logging.DEBUG, logger="chain.heads")
+
+    async def flap(ws: web.WebSocketResponse, n: int) -> None:
+        await subscribed(ws)
+        await ws.close()
+
+    node = Node(flap)
+    async with serving(node), watching(node.url, retry=0.01, max_retry=5.0) as (watcher, woken):
+        await until(lambda: node.connections >= 5, timeout=30)
+        said = [r for r in caplog.records if "closed; reconnecting" in r.getMessage()]
+        assert len(said) == 1
+        assert woken == []
+        # the delays doubled: 0.01, 0.02, 0.04, 0.08 ... never reset by a socket that
+        # did not stay up
+        assert not watcher._lasted()
