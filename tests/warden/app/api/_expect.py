@@ -28,7 +28,9 @@ def session_json(s: Session) -> dict[str, Any]:
 
 
 def event_json(e: Event) -> dict[str, Any]:
-    out = {f.name: getattr(e, f.name) for f in dataclasses.fields(e)}
+    # compare=False fields are the decoder's own (args_json: the stored text, kept so the
+    # store need not encode it again), not part of an event
+    out = {f.name: getattr(e, f.name) for f in dataclasses.fields(e) if f.compare}
     out["args"] = {
         k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v
         for k, v in e.args.items()
