@@ -115,6 +115,15 @@ class JobLedger:
             await tx.execute(_NEXT_NONCE, (relayer, nonce + 1))
         return job_id
 
+    async def signed_before(self, tx_hash: str) -> bool:
+        """Whether a transaction with this hash is in the outbox already: signing the same
+        call at the same nonce with the same fees gives the same bytes (a nonce the node
+        gave back after a reorg, taken again by the same close)."""
+        found = await self.database.fetchval(
+            "SELECT 1 FROM transactions WHERE hash = ?", (tx_hash.lower(),)
+        )
+        return found is not None
+
     async def record_dry_run(self, job: NewJob, detail: str, now_ms: int) -> int:
         """What would have been sent; the intents end in `dry_run`."""
         async with self.database.transaction() as tx:

@@ -68,6 +68,7 @@ class Outbox:
         self.database = as_database(db)
         ledger = JobLedger(self.database)
         self.create_job = ledger.create_job
+        self.signed_before = ledger.signed_before
         self.record_dry_run = ledger.record_dry_run
         self.add_attempt = ledger.add_attempt
         self.mark_sent = ledger.mark_sent

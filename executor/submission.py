@@ -20,6 +20,7 @@ from chain.reverts import decode_revert
 from executor.alerts import CLOSE_FAILED, Alerts
 from executor.batching import Batcher, Group
 from executor.capacity import Market, intake, read_market, room
+from executor.fees import Fees
 from executor.gate import SendGate
 from executor.guards import (
     Obsolete,
@@ -247,6 +248,14 @@ class Submitter:
                 continue
             nonce = self.sender.nonces.allocate()
             signed = self.sender.sign(call, gas, nonce, fees)
+            for _ in range(3):
+                if not await self.outbox.signed_before(signed.hash):
+                    break
+                # The very bytes of an earlier job (its nonce came back after a reorg and
+                # the same close takes it with the same fees): one wei more on both fees
+                # makes it a transaction of its own, so the outbox keeps one row per hash.
+                fees = Fees(fees.max_fee_per_gas + 1, fees.max_priority_fee_per_gas + 1)
+                signed = self.sender.sign(call, gas, nonce, fees)
             job_id = await self.outbox.create_job(
                 job,
                 relayer=self.sender.relayer,

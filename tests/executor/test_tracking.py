@@ -381,3 +381,30 @@ async def test_only_the_front_is_replaced_when_it_is_stuck_without_being_outbid(
         node.mine()  # a block that takes them: all three, one transaction a nonce
         assert (await fake.step()).confirmed == 3
         assert [t.hash for t in node.mined(fake.relayer)] == [now[0], sent[1], sent[2]]
+
+
+async def test_a_nonce_given_back_is_taken_again_without_repeating_a_signed_hash(
+    fake: FakeRig,
+) -> None:
+    """After a reorg the node can give back a nonce a dropped job had used, and the same
+    close taken up again at that nonce with the same fees would sign the very same bytes:
+    the outbox keeps one row per hash, and before this the daemon stopped on the UNIQUE
+    constraint (seen in the reorg chaos). The new job signs with one wei more."""
+    node = fake.node
+    key = await fake.intend()
+    assert (await fake.step()).jobs == 1
+    ((first, nonce),) = [(r[0], r[1]) for r in fake.transactions()]
+    (job_id,) = [r[0] for r in table(fake.db_path, "SELECT id FROM jobs")]
+    node.pool.clear()  # the node forgets it, as after a reorg that took its block
+    await fake.outbox.job_dropped(job_id, "test: its nonce came back", 0)
+    fake.executor.sender.nonces.invalidate()
+    report = await fake.step()
+    assert report.jobs == 1
+    txs = fake.transactions()
+    assert len(txs) == 2 and len({t[0] for t in txs}) == 2
+    second = txs[1]
+    assert second[1] == nonce  # the same nonce, taken again
+    assert second[0] != first and second[3] == txs[0][3] + 1 and second[4] == txs[0][4] + 1
+    node.mine()
+    await fake.step()
+    assert await fake.state(key) == "confirmed"
