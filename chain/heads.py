@@ -107,12 +107,12 @@ class HeadWatcher:
             try:
                 await self._follow()
                 self.stats.state = "reconnecting"
-                if self._lasted():  # it stayed up a while: a new outage, come back at once
+                if self._outage_begins():  # it stayed up a while: come back at once
                     delay = self.retry
-                    self._reported = False
                 self._say(logging.INFO, "new heads: the websocket at %s closed; reconnecting",
                           self.shown)  # fmt: skip
             except NotOffered as exc:
+                self._outage_begins()
                 self.stats.state = "not offered"
                 self._say(
                     logging.INFO,
@@ -121,6 +121,7 @@ class HeadWatcher:
                 )  # fmt: skip
                 delay = self.max_retry
             except Flooding as exc:
+                self._outage_begins()
                 self.stats.state = "ignored (flood)"
                 log.warning(
                     "new heads: %s; its websocket is left alone for %.0f s (polling goes on)",
@@ -128,6 +129,8 @@ class HeadWatcher:
                 )  # fmt: skip
                 delay = self.max_retry
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+                if self._outage_begins():
+                    delay = self.retry
                 self.stats.state = "reconnecting"
                 self._say(
                     logging.WARNING,
@@ -148,6 +151,16 @@ class HeadWatcher:
         """Whether the last socket stayed subscribed for `max_retry` seconds or more."""
         since = self._subscribed_at
         return since is not None and time.monotonic() - since >= self.max_retry
+
+    def _outage_begins(self) -> bool:
+        """Called as a socket ends: True when it had stayed subscribed a while, so this
+        is a new outage (logged again, retried at once) rather than the same one going
+        on (a socket that keeps failing, or opening and closing at once)."""
+        lasted = self._lasted()
+        self._subscribed_at = None
+        if lasted:
+            self._reported = False
+        return lasted
 
     async def _follow(self) -> None:
         """Connect, subscribe, announce until the socket ends."""

@@ -264,4 +264,29 @@ async def test_a_socket_that_opens_and_closes_at_once_is_logged_once_and_backs_o
         assert woken == []
         # the delays doubled: 0.01, 0.02, 0.04, 0.08 ... never reset by a socket that
         # did not stay up
-        assert not watcher._lasted()
+        assert watcher._subscribed_at is None or not watcher._lasted()
+
+
+async def test_a_new_outage_after_a_socket_that_stayed_up_is_logged_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Connection 1 closes at once (logged), 2 stays up past `max_retry` then closes (a
+    new outage: logged again), 3 closes at once (the same outage: not logged), 4 holds."""
+    caplog.set_level(logging.INFO, logger="chain.heads")
+
+    async def story(ws: web.WebSocketResponse, n: int) -> None:
+        await subscribed(ws)
+        if n == 2:
+            await asyncio.sleep(0.3)  # the node's behaviour: up a while, then gone
+        if n in (1, 2, 3):
+            await ws.close()
+            return
+        await ws.send_bytes(note("0xabc"))
+        await hold(ws)
+
+    node = Node(story)
+    async with serving(node), watching(node.url, retry=0.01, max_retry=0.1) as (_, woken):
+        await until(lambda: len(woken) == 1)
+        said = [r for r in caplog.records if "closed; reconnecting" in r.getMessage()]
+        assert len(said) == 2
+        assert node.connections == 4
