@@ -46,9 +46,10 @@ Caches in .cache/bench/ (the first run builds them; later runs reuse them):
   minute to rebuild). Each run copies it, so no run re-backfills; the backfill is timed
   apart (`--backfills`, default 1: the daemon indexes the chain from an empty database).
 `--notify on|both`: the daemon also delivers every event (all kinds) to two channels, a
-signed webhook and a Slack-format one, on an aiohttp receiver in this process that
-answers 200 at once; `both` alternates runs without and with the channels, so the ratio
-of the medians compares runs of one sitting. The event log itself is written either way
+signed webhook and a Slack-format one, on the suite's aiohttp receiver
+(tests/notify/_receiver.py) in this process, which answers 200 at once; `both`
+alternates runs without and with the channels, so the ratio of the medians compares runs
+of one sitting. The event log itself is written either way
 (it feeds `/stream`); the channels add one delivery row per event and channel, written
 in the same transactions, and the delivery task. Each run checks that the log holds one
 `session.closed` per session, and reports how many POSTs the receiver held when the last
@@ -96,6 +97,7 @@ from seed_chain import Rpc, anvil_version, strip_traces  # noqa: E402
 from chain import ChainClient  # noqa: E402
 from contracts import artifact_names, load_artifact  # noqa: E402
 from executor.outbox import MIGRATIONS as OUTBOX_MIGRATIONS  # noqa: E402
+from tests.notify._receiver import Receiver, receiver_thread  # noqa: E402
 from warden.devnet import DEVNET_KEYS, Anvil, deploy_stack, free_port  # noqa: E402
 
 CACHE_DIR = ROOT / ".cache" / "bench"
@@ -277,7 +279,7 @@ class Daemon:
         batch: int,
         profile: Path | None = None,
         rpc_timeout: float = 30.0,
-        receiver: str | None = None,
+        receiver: Receiver | None = None,
         reorg_window: int = 64,
     ) -> None:
         self.log_path = work / "daemon.log"
@@ -358,76 +360,21 @@ logging:
             return self.proc.wait()
 
 
-def _notify_section(receiver: str | None) -> str:
+def _notify_section(receiver: Receiver | None) -> str:
     """With a receiver: every event to a signed webhook and to a Slack-format channel."""
-    if receiver is None:
+    if receiver is None or receiver.server is None:
         return ""
     return f"""
 notify:
   channels:
     - name: backend
       type: webhook
-      url: "{receiver}/hook"
+      url: "{receiver.url}"
       secret: "{NOTIFY_SECRET}"
     - name: ops-slack
       type: slack
-      url: "{receiver}/slack"
+      url: "{receiver.server.make_url("/slack")}"
 """
-
-
-class Receiver(threading.Thread):
-    """An HTTP receiver on 127.0.0.1 (a thread of its own, its own loop) that answers 200
-    to every POST and counts what it got per path and per `X-Warden-Event-Kind`."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.port = free_port()
-        self.counts: dict[str, int] = {}
-        self.ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopping: asyncio.Event | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        from aiohttp import web
-
-        async def handle(request: web.Request) -> web.Response:
-            await request.read()
-            kind = request.headers.get("X-Warden-Event-Kind", "?")
-            key = f"{request.path}:{kind}" if request.path == "/hook" else request.path
-            self.counts[key] = self.counts.get(key, 0) + 1
-            return web.Response(text="ok")
-
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
-        self._loop = asyncio.get_running_loop()
-        self._stopping = asyncio.Event()
-        self.ready.set()
-        await self._stopping.wait()
-        await runner.cleanup()
-
-    def start_serving(self) -> Receiver:
-        self.start()
-        if not self.ready.wait(30):
-            raise SystemExit("the notification receiver did not start")
-        return self
-
-    def total(self) -> int:
-        return sum(dict(self.counts).values())
-
-    def close(self) -> None:
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        self.join(timeout=30)
 
 
 def set_clock(url: str, meta: ChainMeta, block_time: int = 0) -> None:
@@ -577,16 +524,18 @@ class Options:
 
 
 def one_run(meta: ChainMeta, database: Path, wallets: set[str], opts: Options) -> RunResult:
-    with loaded_anvil(meta, opts.gas_limit) as node, tempfile.TemporaryDirectory() as tmp:
+    with (
+        loaded_anvil(meta, opts.gas_limit) as node,
+        tempfile.TemporaryDirectory() as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         set_clock(node.url, meta, opts.block_time)
         work = Path(tmp)
         db_path = work / "warden.sqlite"
         shutil.copyfile(database, db_path)
-        receiver = Receiver().start_serving() if opts.notify else None
-        daemon = Daemon(
-            meta, node.url, work, db_path, opts.batch, opts.profile,
-            receiver=receiver.url if receiver else None,
-        )  # fmt: skip
+        # the suite's receiver: answers 200 at once, keeps every request
+        receiver = stack.enter_context(receiver_thread()) if opts.notify else None
+        daemon = Daemon(meta, node.url, work, db_path, opts.batch, opts.profile, receiver=receiver)
         delivered_at_close = 0
         try:
             line = daemon.wait_for(f"evaluated all {meta.sessions} open sessions", 600)
@@ -611,14 +560,12 @@ def one_run(meta: ChainMeta, database: Path, wallets: set[str], opts: Options) -
                 raise SystemExit(
                     f"not every session closed on chain within 900 s: {len(follower.closed):,}"
                 )
-            delivered_at_close = receiver.total() if receiver else 0
+            delivered_at_close = len(receiver.requests) if receiver else 0
             confirmed = _wait_confirmed(database=db_path, n=len(wallets), timeout=300)
             peak = _status_kb(daemon.pid, "VmHWM") / 1024
         finally:
             code = daemon.stop()
-            delivered_at_end = receiver.total() if receiver else 0
-            if receiver is not None:
-                receiver.close()
+            delivered_at_end = len(receiver.requests) if receiver else 0
         if code != 0:
             raise SystemExit(f"daemon exited with {code}")
         with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:

@@ -15,8 +15,7 @@ from tests._chain import Chain
 from tests.chain._ws_node import Node, hold, note, serving, subscribed
 from tests.conftest import TOKEN, Roles, Session, Stack
 from tests.executor._support import table
-from tests.warden.app.test_daemon import plan, running, until
-from warden.app.daemon import Daemon
+from tests.warden.app.test_daemon import _ready_again, plan, running, until
 from warden.devnet import Anvil, free_port
 
 
@@ -91,7 +90,7 @@ async def test_a_lying_flooding_socket_changes_nothing_the_daemon_sees(
     async with serving(Node(liar)) as node:
         p = with_chain(plan(anvil, stack, db, start, free_port()), new_heads=node.url)
         async with running(p) as (daemon, task):
-            await until(lambda: _caught_up(daemon), timeout=60)
+            await until(lambda: _ready_again(daemon), timeout=60)
             fresh_chain.send(session.wallet.functions.withdraw(850 * TOKEN), roles.owner)
             await until(lambda: closed_and_confirmed(db, session.wallet.address), timeout=120)
             assert not task.done()
@@ -104,10 +103,6 @@ async def test_a_lying_flooding_socket_changes_nothing_the_daemon_sees(
             assert indexed is not None and indexed <= fresh_chain.w3.eth.block_number
 
 
-async def _caught_up(daemon: Daemon) -> bool:
-    return daemon.live.caught_up
-
-
 async def test_off_polls_only(
     anvil: Anvil, fresh_chain: Chain, stack: Stack, tmp_path: Path
 ) -> None:
@@ -116,7 +111,7 @@ async def test_off_polls_only(
         new_heads="off",
     )
     async with running(p) as (daemon, _):
-        await until(lambda: _caught_up(daemon), timeout=60)
+        await until(lambda: _ready_again(daemon), timeout=60)
         assert daemon.live.new_heads is None
         fresh_chain.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
         head = fresh_chain.w3.eth.block_number
