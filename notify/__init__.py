@@ -1,6 +1,7 @@
 """Notifications: one catalogue of events (session lifecycle, intents, alerts), a log of
 them written in the same transaction as the change that caused each, and their delivery
-to channels (webhook, Slack, Discord, command) from an outbox in the same database
+to channels (webhook, Slack, Discord, command), routed from the log into an outbox in the
+same database
 (docs/notify.md). Beside `executor` and `rules`: it imports the indexer's types and the
 database seam, never those two, nor `warden`."""
 
@@ -16,8 +17,9 @@ from notify.catalogue import (
 from notify.delivery import Deliverer, DeliveryStats, attempt, backoff, encode
 from notify.derive import event_id, retraction, session_events
 from notify.log import EventFilter, EventLog, EventReads, LoggedEvent
-from notify.outbox import STATES, Deliveries, DeliveryRow, Route
+from notify.outbox import STATES, Deliveries, DeliveryRow
 from notify.prune import Pruner, PruneReport
+from notify.routing import Route, Router
 from notify.settings import CHANNEL_TYPES, NotifySettings, RetentionSettings, WebhookChannel
 from notify.signing import REPLAY_WINDOW, signature
 from notify.transport import HttpPoster, MockPoster, Outcome, Poster
@@ -47,6 +49,7 @@ __all__ = [
     "Pruner",
     "RetentionSettings",
     "Route",
+    "Router",
     "Severity",
     "WebhookChannel",
     "attempt",

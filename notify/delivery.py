@@ -8,10 +8,15 @@ Monitor's retry policy (base 250 ms, *2, capped) — or after the receiver's Ret
 when that is longer; after `delivery.attempts` attempts the delivery is dead (visible in
 /notifications, re-driven by `warden notify redrive`).
 
+Beside the channels' loops, the task routes: it owes the events logged since its
+cursors to the channels that admit them (`notify.routing`), a batch at a time, and wakes
+the channels. The loop only logs events; it never writes a delivery row, nor waits for
+an HTTP answer.
+
 The task runs on a database connection of its own, so its small writes never run inside
-the loop's transactions (SQLite: one connection is one transaction at a time) and the
-loop never waits for an HTTP answer: the outbox rows are the only queue, bounded by the
-disk, and indexing and sending only ever insert into it. Only the leader runs it.
+the loop's transactions (SQLite: one connection is one transaction at a time). Each
+channel's pending rows are bounded by `delivery.queue`; beyond that, events wait in the
+log. Only the leader runs it.
 
 What is recorded is the truth after a crash: a delivery whose POST was answered but
 whose outcome was not yet written is sent again after a restart, with the same event
@@ -33,6 +38,7 @@ import orjson
 from database import Database, Deposed
 from notify.formats import discord_body, slack_body
 from notify.outbox import Deliveries, Due
+from notify.routing import Route, Router
 from notify.settings import (
     Channel,
     CommandChannel,
@@ -127,15 +133,31 @@ class Deliverer:
         self.stats = stats or DeliveryStats()
         self.clock_ms = clock_ms
         self.rng = rng or random.Random()
+        self.router = Router(
+            db, [Route(c.name, c) for c in settings.channels], queue=settings.delivery.queue,
+            clock_ms=clock_ms, turn=self.deliveries.turn,
+        )  # fmt: skip
+        self._started = False
+        self._route = asyncio.Event()
         self._wake: dict[str, asyncio.Event] = {c.name: asyncio.Event() for c in settings.channels}
 
+    async def start(self) -> None:
+        """Place the channels' route cursors (`Router.start`): before anything is logged
+        in the term, so a new channel is owed all of it."""
+        await self.router.start()
+        self._started = True
+
     def wake(self) -> None:
-        """New deliveries were committed: look now rather than at the next poll."""
+        """New events were committed: route them now rather than at the next poll."""
+        self._route.set()
         for event in self._wake.values():
             event.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Every channel's loop until `stop` is set (or the task is cancelled)."""
+        """Routing and every channel's loop until `stop` is set (or the task is
+        cancelled)."""
+        if not self._started:
+            await self.start()
         if not self.settings.channels:
             await stop.wait()
             return
@@ -143,6 +165,7 @@ class Deliverer:
             asyncio.create_task(self._channel(c, stop), name=f"notify:{c.name}")
             for c in self.settings.channels
         ]
+        loops.append(asyncio.create_task(self._routing(stop), name="notify:routing"))
         try:
             await asyncio.gather(*loops)
         finally:
@@ -151,6 +174,35 @@ class Deliverer:
             for task in loops:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+    async def _routing(self, stop: asyncio.Event) -> None:
+        """Route batch after batch while there are events to owe, then wait for a wake-up
+        (an event logged, a channel with room again) or the poll."""
+        poll = self.settings.delivery.poll
+        while not stop.is_set():
+            self._route.clear()
+            began = time.perf_counter()
+            try:
+                routed = await self.router.step()
+            except Deposed:
+                raise
+            except Exception as exc:  # the database busy or gone: try again at the poll
+                log.warning("notify: routing events to channels failed: %s", exc)
+                routed = 0
+            if routed:
+                for event in self._wake.values():
+                    event.set()
+                # as long again as the batch held the writer: the loop's commits get in
+                # between batches however many events a storm left to route
+                await asyncio.sleep(time.perf_counter() - began)
+                continue
+            waiters = {asyncio.ensure_future(self._route.wait()),
+                       asyncio.ensure_future(stop.wait())}  # fmt: skip
+            try:
+                await asyncio.wait(waiters, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waiters:
+                    w.cancel()
 
     async def _channel(self, channel: Channel, stop: asyncio.Event) -> None:
         s = self.settings.delivery
@@ -169,6 +221,8 @@ class Deliverer:
                     except Exception as exc:  # the database busy or gone: try again soon
                         log.warning("notify %s: reading the outbox failed: %s", channel.name, exc)
                         dues = []
+                    if len(dues) < free and channel.name in self.router.full:
+                        self._route.set()  # room in this channel's queue: route more
                     for due in dues:
                         busy.add(due.wallet or "")
                         task = asyncio.create_task(self._deliver(channel, due, busy))

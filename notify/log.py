@@ -25,7 +25,6 @@ from database import Database, Queries, migrate
 from indexer import Batch
 from notify.catalogue import NotifyEvent, matches_kind
 from notify.derive import retraction, session_events
-from notify.outbox import Route, route
 from notify.prune import pruned_through
 from notify.schema import COMPONENT, MIGRATIONS
 
@@ -59,11 +58,9 @@ class EventLog:
         self,
         db: Database,
         *,
-        routes: Sequence[Route] = (),
         clock_ms: Callable[[], int] = _wall_ms,
     ) -> None:
         self.db = db
-        self.routes = tuple(routes)  # the channels, by which the deliveries are owed
         self.clock_ms = clock_ms
         self.appended = 0  # rows written by this process (for tests and metrics)
         # called after the caller's transaction commits, e.g. to wake /stream readers;
@@ -95,23 +92,12 @@ class EventLog:
 
     # -- writes ----------------------------------------------------------------------
     async def append(self, tx: Queries, events: Sequence[NotifyEvent]) -> None:
-        """Log `events` in the caller's transaction `tx`, in order, with the deliveries
-        they are owed."""
+        """Log `events` in the caller's transaction `tx`, in order. Which channels owe
+        them is decided afterwards, outside this transaction (`notify.routing`)."""
         if not events:
             return
         events = await self._renamed(tx, events)
-        before = int(await tx.fetchval("SELECT COALESCE(MAX(id), 0) FROM notify_events") or 0)
         await tx.executemany(_INSERT, [_row(e) for e in events])
-        if self.routes:
-            # the rows just numbered (one writer: nobody else's are in the range); an
-            # event logged before is absent, owed already from when it was
-            ids = {
-                str(r[1]): int(r[0])
-                for r in await tx.fetch(
-                    "SELECT id, event_id FROM notify_events WHERE id > ?", (before,)
-                )
-            }
-            await route(tx, self.routes, events, ids, self.clock_ms())
         self.appended += len(events)
 
     async def cursor(self, name: str) -> int:

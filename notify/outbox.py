@@ -1,7 +1,7 @@
 """The delivery outbox: which channel owes which event, and how far each delivery got.
 
-Rows are routed (inserted) by `EventLog.append` inside the transaction that logs the
-event; `Deliveries` moves them afterwards, one small transaction per outcome: pending →
+Rows are routed (inserted) by the delivery task's `Router` after the event is logged
+(`notify.routing`); `Deliveries` moves them, one small transaction per outcome: pending →
 delivered, pending → pending with the next try's time, pending → dead after the last
 attempt; `redrive` puts dead rows back to pending.
 
@@ -13,28 +13,16 @@ each other; different sessions go out concurrently.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from database import Database, Queries
-from notify.catalogue import NotifyEvent, Severity
-from notify.settings import Filters
+from database import Database
+from notify.routing import route_cursors
 
 STATES = ("pending", "delivered", "dead")
-
-
-@dataclass(frozen=True)
-class Route:
-    """A channel's name and filters (what `EventLog` routes by)."""
-
-    channel: str
-    filters: Filters
-
-    def admits(self, e: NotifyEvent) -> bool:
-        return self.filters.admits(e.kind, Severity(e.severity), e.policy, e.owner)
 
 
 @dataclass(frozen=True)
@@ -63,46 +51,6 @@ class DeliveryRow:
     wallet: str | None
 
 
-_ROUTE = (
-    "INSERT INTO notify_deliveries (event_row, channel, wallet, state, attempts, next_ms, "
-    "created_ms, updated_ms) VALUES (?, ?, ?, 'pending', 0, ?, ?, ?) "
-    "ON CONFLICT (channel, event_row) DO NOTHING"
-)
-
-
-async def route(
-    tx: Queries,
-    routes: Sequence[Route],
-    events: Sequence[NotifyEvent],
-    ids: Mapping[str, int],
-    now_ms: int,
-) -> None:
-    """Owe each event just logged (`ids`: event id -> its row) to every channel that
-    admits it (inside the logging transaction). A retraction goes to the channels its
-    original went to, whatever their filters say: whoever heard of an event hears that
-    it was undone."""
-    rows = [
-        (ids[e.id], r.channel, e.wallet, now_ms, now_ms, now_ms)
-        for e in events
-        if e.kind != "event.retracted" and e.id in ids
-        for r in routes
-        if r.admits(e)
-    ]
-    if rows:
-        await tx.executemany(_ROUTE, rows)
-    retracted = [e for e in events if e.kind == "event.retracted" and e.id in ids]
-    if retracted and routes:
-        await tx.executemany(
-            "INSERT INTO notify_deliveries (event_row, channel, wallet, state, attempts, "
-            "next_ms, created_ms, updated_ms) "
-            "SELECT r.id, d.channel, r.wallet, 'pending', 0, ?, ?, ? FROM notify_events r "
-            "JOIN notify_events o ON o.event_id = ? JOIN notify_deliveries d "
-            "ON d.event_row = o.id WHERE r.event_id = ? "
-            "ON CONFLICT (channel, event_row) DO NOTHING",
-            [(now_ms, now_ms, now_ms, e.data["retracts"], e.id) for e in retracted],
-        )
-
-
 class Deliveries:
     """Reads and moves delivery rows (the leader's delivery task, the API, the CLI)."""
 
@@ -112,13 +60,13 @@ class Deliveries:
         # connection is one transaction at a time, and a write begun while one of its own
         # reads is still stepping cannot wait for the lock (its snapshot would be stale:
         # "database is locked" at once). So this object's statements take turns.
-        self._turn = asyncio.Lock()
+        self.turn = asyncio.Lock()
 
     async def due(self, channel: str, now_ms: int, busy: set[str], limit: int) -> list[Due]:
         """Pending deliveries of `channel` that may go now, oldest first: due, and the
         first pending one of their session that is not already in flight (`busy`: the
         sessions in flight; "" stands for events of no session)."""
-        async with self._turn:
+        async with self.turn:
             rows = await self.db.fetch(
                 "SELECT d.id, d.event_row, d.wallet, d.attempts, d.next_ms, e.body "
                 "FROM notify_deliveries d JOIN notify_events e ON e.id = d.event_row "
@@ -142,7 +90,7 @@ class Deliveries:
         return out
 
     async def next_due_ms(self, channel: str) -> int | None:
-        async with self._turn:
+        async with self.turn:
             value = await self.db.fetchval(
                 "SELECT MIN(next_ms) FROM notify_deliveries WHERE channel = ? "
                 "AND state = 'pending'",
@@ -151,7 +99,7 @@ class Deliveries:
         return None if value is None else int(value)
 
     async def delivered(self, delivery: int, attempts: int, now_ms: int) -> None:
-        async with self._turn, self.db.transaction() as tx:
+        async with self.turn, self.db.transaction() as tx:
             await tx.execute(
                 "UPDATE notify_deliveries SET state = 'delivered', attempts = ?, "
                 "last_error = NULL, updated_ms = ?, delivered_ms = ? "
@@ -163,7 +111,7 @@ class Deliveries:
         self, delivery: int, attempts: int, error: str, now_ms: int, retry_at_ms: int | None
     ) -> None:
         """A failed attempt: pending again at `retry_at_ms`, or dead when None."""
-        async with self._turn, self.db.transaction() as tx:
+        async with self.turn, self.db.transaction() as tx:
             await tx.execute(
                 "UPDATE notify_deliveries SET state = ?, attempts = ?, last_error = ?, "
                 "next_ms = ?, updated_ms = ? WHERE id = ? AND state = 'pending'",
@@ -188,7 +136,7 @@ class Deliveries:
         if ids:
             sql += f" AND id IN ({', '.join('?' for _ in ids)})"
             params.extend(ids)
-        async with self._turn, self.db.transaction() as tx:
+        async with self.turn, self.db.transaction() as tx:
             return await tx.execute(sql, params)
 
     async def counts(self) -> dict[tuple[str, str], int]:
@@ -201,14 +149,35 @@ class Deliveries:
         return {(r[0], r[1]): int(r[2]) for r in rows}
 
     async def oldest_pending_ms(self) -> dict[str, int]:
-        """channel → creation time of its oldest pending delivery (the delivery lag)."""
+        """channel → when its oldest undelivered event was logged (the delivery lag): a
+        pending delivery, or an event logged after the channel's route cursor and not
+        yet routed (counted whether or not the channel's filters will admit it)."""
         if not await self.db.has_table("notify_deliveries"):
             return {}
-        rows = await self.db.fetch(
-            "SELECT channel, MIN(created_ms) FROM notify_deliveries WHERE state = 'pending' "
-            "GROUP BY channel"
+        cursors = await route_cursors(self.db)
+        pending = await self.db.fetch(
+            "SELECT DISTINCT channel FROM notify_deliveries WHERE state = 'pending'"
         )
-        return {r[0]: int(r[1]) for r in rows}
+        out: dict[str, int] = {}
+        for channel in sorted(set(cursors) | {str(r[0]) for r in pending}):
+            firsts = [
+                await self.db.fetchval(
+                    "SELECT e.at_ms FROM notify_events e WHERE e.id = (SELECT MIN(event_row) "
+                    "FROM notify_deliveries WHERE channel = ? AND state = 'pending')",
+                    (channel,),
+                )
+            ]
+            if channel in cursors:
+                firsts.append(
+                    await self.db.fetchval(
+                        "SELECT at_ms FROM notify_events WHERE id > ? ORDER BY id LIMIT 1",
+                        (cursors[channel],),
+                    )
+                )
+            known = [int(v) for v in firsts if v is not None]
+            if known:
+                out[channel] = min(known)
+        return out
 
     async def page(
         self,

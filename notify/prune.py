@@ -5,7 +5,8 @@ What goes, each pass (the leader's, every `retention.interval` seconds):
 - deliveries `delivered` more than `delivered_days` ago, and `dead` ones last moved more
   than `dead_days` ago (0: a dead letter stays until it is re-driven);
 - events older than `events_days` none of whose deliveries is left: an event owed to a
-  channel (pending, retrying, or dead and kept) is never pruned.
+  channel (pending, retrying, or dead and kept) is never pruned, nor one a channel's
+  route cursor has not passed yet (`notify.routing`: it may still be owed).
 
 What always stays:
 
@@ -35,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from database import Database, Deposed, Queries
+from notify.routing import routed_through
 from notify.settings import RetentionSettings
 
 log = logging.getLogger("warden.notify")
@@ -69,6 +71,7 @@ _DELIVERIES = (
 # row, and for an alert not the newest of its kind and wallet.
 _EVENTS = (
     "SELECT e.id FROM notify_events e WHERE e.id > ? AND e.id <= ? AND e.at_ms < ? "
+    "AND e.id <= ? "
     "AND e.id < (SELECT MAX(id) FROM notify_events) "
     "AND NOT EXISTS (SELECT 1 FROM notify_deliveries d WHERE d.event_row = e.id) "
     "AND (e.kind NOT LIKE 'alert.%' "
@@ -144,6 +147,8 @@ class Pruner:
                 await self._pause(began)
         if s.events_days > 0:
             cutoff = now - int(s.events_days * DAY_MS)
+            routed = await routed_through(self.db)
+            owed_above = (1 << 62) if routed is None else routed
             after = 0
             while stop is None or not stop.is_set():
                 began = time.perf_counter()
@@ -152,7 +157,9 @@ class Pruner:
                     break
                 hi, last = window
                 async with self.db.transaction() as tx:
-                    ids = [int(r[0]) for r in await tx.fetch(_EVENTS, (after, hi, cutoff))]
+                    ids = [
+                        int(r[0]) for r in await tx.fetch(_EVENTS, (after, hi, cutoff, owed_above))
+                    ]
                     await _delete(tx, "notify_events", ids)
                     if ids:
                         await tx.execute(

@@ -159,6 +159,9 @@ class DeliverySettings(Section):
     timeout: Seconds = 10.0  # per attempt: connect, send, answer
     concurrency: Int = 4  # attempts in flight per channel
     poll: Seconds = 1.0  # how often the delivery task looks for due work when not woken
+    # deliveries pending per channel at most: later events wait in the log (never lost,
+    # never pruned) until these drain, so a storm or a dead receiver bounds the outbox
+    queue: Int = 10_000
 
     @model_validator(mode="after")
     def _sane(self) -> DeliverySettings:
@@ -166,6 +169,8 @@ class DeliverySettings(Section):
             raise ValueError("delivery.attempts is from 1 to 1000")
         if not 1 <= self.concurrency <= 256:
             raise ValueError("delivery.concurrency is from 1 to 256")
+        if not 1 <= self.queue <= 1_000_000:
+            raise ValueError("delivery.queue is from 1 to 1000000 pending deliveries")
         if self.max_delay < self.base_delay:
             raise ValueError("delivery.max_delay is below delivery.base_delay")
         return self

@@ -38,6 +38,7 @@ from notify import (  # noqa: E402
     Pruner,
     RetentionSettings,
     Route,
+    Router,
     Severity,
 )
 
@@ -60,12 +61,15 @@ async def fill(path: Path, events: int) -> None:
         cfg = NotifySettings.model_validate(
             {"channels": [{"name": "hook", "type": "command", "command": ["/bin/true"]}]}
         )
-        log = EventLog(db, routes=[Route("hook", cfg.channels[0])], clock_ms=lambda: OLD)
+        log = EventLog(db, clock_ms=lambda: OLD)
         await log.setup()
+        router = Router(db, [Route("hook", cfg.channels[0])], clock_ms=lambda: OLD)
+        await router.start()
         for start in range(0, events, 5_000):
             chunk = [event(n, OLD) for n in range(start, min(events, start + 5_000))]
             async with db.transaction() as tx:
                 await log.append(tx, chunk)
+        await router.drain()
         async with db.transaction() as tx:  # 95 % delivered 60 days ago, 5 % pending
             await tx.execute(
                 "UPDATE notify_deliveries SET state = 'delivered', delivered_ms = ? "
@@ -119,7 +123,7 @@ async def one_run(events: int, batch: int) -> dict[str, float]:
         await fill(path, events)
         loop_db, prune_db = await open_database(path), await open_database(path)
         try:
-            log = EventLog(loop_db, routes=[], clock_ms=lambda: NOW)
+            log = EventLog(loop_db, clock_ms=lambda: NOW)
             stop = asyncio.Event()
             task = asyncio.create_task(writer(loop_db, log, stop, 10_000_000))
             await asyncio.sleep(1.0)

@@ -26,6 +26,7 @@ from notify import (
     Pruner,
     RetentionSettings,
     Route,
+    Router,
     Severity,
 )
 
@@ -56,10 +57,13 @@ class Stack:
     log: EventLog
     deliveries: Deliveries
     clock: list[int]
+    router: Router
 
     async def append(self, at_ms: int, *events: NotifyEvent) -> None:
+        """Logged at `at_ms` and routed (owed to the channel `hook` when routed)."""
         self.clock[0] = at_ms
         await self.log.append_now(list(events))
+        await self.router.drain()
 
     async def ids(self, table: str) -> list[int]:
         return [int(r[0]) for r in await self.db.fetch(f"SELECT id FROM {table} ORDER BY id")]
@@ -82,9 +86,11 @@ async def stack(target: str, routed: bool = True) -> AsyncIterator[Stack]:
         )
         clock = [0]
         routes = [Route("hook", cfg.channels[0])] if routed else []
-        log = EventLog(db, routes=routes, clock_ms=lambda: clock[0])
+        log = EventLog(db, clock_ms=lambda: clock[0])
         await log.setup()
-        yield Stack(db, log, Deliveries(db), clock)
+        router = Router(db, routes, clock_ms=lambda: clock[0])
+        await router.start()
+        yield Stack(db, log, Deliveries(db), clock, router)
     finally:
         await db.close()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from chain import ChainClient
 from database import open_database
 from indexer import Indexer, IndexerStore
-from notify import EventLog, EventReads, NotifySettings, Route
+from notify import EventLog, EventReads, NotifySettings, Route, Router
 from notify.outbox import Deliveries
 from tests._chain import Chain
 from tests.conftest import Roles, Session, Stack
@@ -37,8 +37,10 @@ async def test_a_reorg_that_removes_a_close_retracts_it(
     db = await open_database(tmp_path / "w.sqlite")
     client = ChainClient([chain.anvil.url], retry=FAST_RETRY)
     try:
-        log = EventLog(db, routes=[Route("closes", cfg.channels[0])])
+        log = EventLog(db)
         await log.setup()
+        router = Router(db, [Route("closes", cfg.channels[0])])
+        await router.start()
         store = IndexerStore(db, hooks=log)
         await store.setup()
         start = int(session.receipt["blockNumber"])
@@ -53,6 +55,7 @@ async def test_a_reorg_that_removes_a_close_retracts_it(
         reads = EventReads(db)
         kinds = [e.kind for e in (await reads.after(0, 100))[0]]
         assert kinds == ["session.created", "session.closed"]
+        await router.drain()  # the close is owed before the reorg: routed apart
         chain.revert_to(before_close)  # the close's block leaves the chain
         for _ in range(3):  # and a longer branch without it takes its place
             chain.mine()
@@ -66,6 +69,7 @@ async def test_a_reorg_that_removes_a_close_retracts_it(
         assert retraction.body["data"]["retracts"] == close.id
         assert retraction.body["data"]["position"] == close.body["chain"]["position"]
         assert retraction.cursor > close.cursor
+        await router.drain()
         owed = await Deliveries(db).page(0, 10)
         assert [(d.channel, d.event_id) for d in owed] == [
             ("closes", close.id), ("closes", retraction.id),

@@ -36,7 +36,7 @@ from database import Database, DatabaseBusy, DatabaseError, Deposed, Ownership, 
 from executor import Executor, IntentChanges, Job, Outbox
 from indexer import Indexer, IndexerStore, Progress
 from indexer.failures import FailureStreak
-from notify import Deliverer, DeliveryStats, EventLog, Route
+from notify import Deliverer, DeliveryStats, EventLog
 from rules import ReloadResult, RulesHolder, RulesHost
 from warden.app.alerts import AlertEvents
 from warden.app.api import LiveState, Preparation, ReadLimits, check_binding, create_app
@@ -162,8 +162,8 @@ class Daemon:
                 )  # fmt: skip
                 # The notification log is written inside the indexer's transactions (and
                 # the outbox's): an event is logged exactly when its cause is committed.
-                routes = [Route(c.name, c) for c in cfg.notify.channels]
-                events = EventLog(db, routes=routes)
+                # The channels owe it later, routed by the delivery task (term_tasks).
+                events = EventLog(db)
                 await events.setup()
                 store = IndexerStore(db, hooks=events)
                 await store.setup()

@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from database import Database, open_database
-from notify import Deliverer, DeliveryStats, HttpPoster, Pruner
+from notify import Deliverer, DeliveryStats, HttpPoster, Pruner, Router
 from warden.app.settings import WardenConfig
 from warden.app.settings import target as database_target
 
@@ -35,13 +35,17 @@ async def _ended(task: asyncio.Task[None], stop: asyncio.Event) -> None:
 async def delivering(
     db: Database, cfg: WardenConfig, stats: DeliveryStats
 ) -> AsyncIterator[Deliverer | None]:
-    """The delivery task for this term (None without channels: nothing runs)."""
+    """The delivery task for this term (None without channels: nothing runs). Entered
+    before the loop logs anything in the term: the channels' route cursors are placed
+    first (`notify.routing`)."""
     if not cfg.notify.channels:
+        await Router(db, []).start()  # no channel is owed what this term logs
         yield None
         return
     stop = asyncio.Event()
     async with _own_connection(db, cfg) as own, HttpPoster() as poster:
         deliverer = Deliverer(own, cfg.notify, poster, stats=stats)
+        await deliverer.start()
         task = asyncio.create_task(deliverer.run(stop), name="notify")
         try:
             yield deliverer

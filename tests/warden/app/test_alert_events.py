@@ -8,7 +8,7 @@ from pathlib import Path
 
 from database import open_database
 from executor.alerts import GAS_BUDGET, NO_EFFECT, RELAYER_BALANCE, Alerts
-from notify import KINDS, EventLog, EventReads, NotifySettings, Route
+from notify import KINDS, EventLog, EventReads, NotifySettings, Route, Router
 from notify.outbox import Deliveries
 from warden.app.alerts import AlertEvents
 
@@ -20,8 +20,10 @@ async def test_alerts_raise_clear_and_reach_their_channel(tmp_path: Path) -> Non
             {"name": "pager", "type": "command", "command": ["/bin/true"],
              "min_severity": "critical"},
         ]})  # fmt: skip
-        log = EventLog(db, routes=[Route("pager", cfg.channels[0])])
+        log = EventLog(db)
         await log.setup()
+        router = Router(db, [Route("pager", cfg.channels[0])])
+        await router.start()
         alerts = AlertEvents(log, lag_blocks=50)
         source = Alerts(lambda: 1_000)
         source.raise_(RELAYER_BALANCE, "balance 0.001 ETH below 0.05 ETH")
@@ -38,6 +40,7 @@ async def test_alerts_raise_clear_and_reach_their_channel(tmp_path: Path) -> Non
         assert await alerts.flush()
         assert not await alerts.flush()
         events = (await EventReads(db).after(0, 100))[0]
+        await router.drain()
         owed = await Deliveries(db).page(0, 100)
     finally:
         await db.close()

@@ -22,7 +22,7 @@ from web3.contract import Contract
 from chain import ChainClient, ProviderError, RpcUnavailable
 from database import Database, open_database
 from indexer import Indexer, IndexerStore
-from notify import EventLog, NotifySettings, Route
+from notify import EventLog, NotifySettings, Route, Router
 from notify.outbox import Deliveries
 from tests._chain import Chain
 from tests.conftest import TOKEN, Roles, Session, Stack, top_up
@@ -42,6 +42,7 @@ class World:
     client: ChainClient
     indexer: Indexer
     now: list[float]
+    router: Router  # the channel `ops`, placed before anything is logged
 
     def audit(self, page: int = 1, client: Any = None) -> BalanceAudit:
         return BalanceAudit(
@@ -77,14 +78,16 @@ async def world(
     try:
         hook = {"name": "ops", "type": "command", "command": ["/bin/true"], "kinds": ["alert"]}
         cfg = NotifySettings.model_validate({"channels": [hook]})
-        log = EventLog(db, routes=[Route("ops", cfg.channels[0])])
+        log = EventLog(db)
         await log.setup()
+        router = Router(db, [Route("ops", cfg.channels[0])])
+        await router.start()
         store = IndexerStore(db, hooks=log)
         await store.setup()
         async with ChainClient([chain.anvil.url], retry=FAST_RETRY) as client:
             factory = stack.factory.address
             indexer = Indexer(client, store, config(factory), factory=factory)
-            yield World(db, log, store, client, indexer, [0.0])
+            yield World(db, log, store, client, indexer, [0.0], router)
     finally:
         await db.close()
 
@@ -127,6 +130,7 @@ async def test_a_plain_transfer_raises_one_drift_a_sync_or_a_close_clears_it(
         assert set(successor.active) == {a.wallet.address, c.wallet.address}
         await w.run_pass(successor)
         after = await w.drifts()
+        await w.router.drain()
         owed = [d.kind for d in await Deliveries(w.db).page(0, 100)]
 
     assert [d["data"]["wallet"] for d in raised] == [a.wallet.address, c.wallet.address]

@@ -17,7 +17,7 @@ from executor import Outbox
 from indexer import Batch, Event, IndexerStore
 from indexer.projection import apply_all
 from indexer.store import BlockRef
-from notify import EventLog, EventReads, NotifyEvent, NotifySettings, Route
+from notify import EventLog, EventReads, NotifyEvent, NotifySettings, Route, Router
 from notify.outbox import Deliveries
 from rules import RulesHolder, RulesHost
 from warden.app.pipeline import RulesPipeline
@@ -83,8 +83,10 @@ async def run(backend: str, tmp: Path, log_type: type[EventLog] = EventLog) -> O
         cfg = NotifySettings.model_validate({"channels": [
             {"name": "desk", "type": "command", "command": ["/bin/true"], "kinds": ["rule"]},
         ]})  # fmt: skip
-        log = log_type(db, routes=[Route("desk", cfg.channels[0])])
+        log = log_type(db)
         await log.setup()
+        router = Router(db, [Route("desk", cfg.channels[0])])
+        await router.start()
         store = IndexerStore(db, hooks=log)
         await store.setup()
         outbox = Outbox(db)
@@ -102,6 +104,7 @@ async def run(backend: str, tmp: Path, log_type: type[EventLog] = EventLog) -> O
                     await pipeline.evaluate_all(now)
         events = [ev.body for ev in (await EventReads(db).after(0, 100))[0]]
         intents = [(i.rule, i.action) for i in await outbox.intents()]
+        await router.drain()
         owed = [d.kind for d in await Deliveries(db).page(0, 100)]
         owed += [f"latch:{w}:{r}" for w, r in await outbox.latch_rows()]
         return Outcome(events, intents, owed)

@@ -9,7 +9,7 @@ from database import open_database
 from executor import IntentChanges, Outbox
 from executor.outbox import NewJob
 from indexer import IndexerStore
-from notify import EventLog, EventReads, NotifySettings, Route
+from notify import EventLog, EventReads, NotifySettings, Route, Router
 from notify.outbox import Deliveries
 from rules import Decision, Intent
 from warden.app.relay import NAME, IntentRelay
@@ -33,8 +33,10 @@ async def test_every_outcome_is_an_event_once(backend: str) -> None:
             {"name": "failures", "type": "command", "command": ["/bin/true"],
              "kinds": ["intent.failed"]},
         ]})  # fmt: skip
-        log = EventLog(db, routes=[Route("failures", cfg.channels[0])])
+        log = EventLog(db)
         await log.setup()
+        router = Router(db, [Route("failures", cfg.channels[0])])
+        await router.start()
         store = IndexerStore(db, hooks=log)
         await store.setup()
         box = Outbox(db)
@@ -56,6 +58,7 @@ async def test_every_outcome_is_an_event_once(backend: str) -> None:
         await log.append_relayed([], NAME, 0)  # as if a crash lost the cursor's move
         assert await relay.step() == 8  # derived again, logged once (same ids)
         events = (await EventReads(db).after(0, 100))[0]
+        await router.drain()
         owed = await Deliveries(db).page(0, 100)
     finally:
         await db.close()

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from database import open_database
-from notify import Deliveries, EventLog, NotifyEvent, NotifySettings, Route, Severity
+from notify import Deliveries, EventLog, NotifyEvent, NotifySettings, Route, Router, Severity
 from tests.notify._receiver import receiver_thread, verify
 from warden.devnet import free_port
 
@@ -80,13 +80,16 @@ def test_list_and_redrive(tmp_path: Path) -> None:
             cfg = NotifySettings.model_validate(
                 {"channels": [{"name": "hook", "type": "command", "command": ["/bin/true"]}]}
             )
-            log = EventLog(db, routes=[Route("hook", cfg.channels[0])])
+            log = EventLog(db)
             await log.setup()
+            router = Router(db, [Route("hook", cfg.channels[0])])
+            await router.start()
             await log.append_now([
                 NotifyEvent(id=f"e{n}", kind="alert.indexing_lag", severity=Severity.WARNING,
                             at_ms=n, data={"state": "raised"})
                 for n in range(3)
             ])  # fmt: skip
+            await router.drain()
             d = Deliveries(db)
             for row in (await d.page(0, 10))[:2]:
                 await d.failed(row.id, 10, "HTTP 502: bad gateway", 5, None)

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 from database.sqlite import as_database
 from executor.outbox import NewJob, Outbox
 from indexer import IndexerStore, Session, open_database
-from notify import Deliveries, EventLog, NotifySettings, Route, session_events
+from notify import Deliveries, EventLog, NotifySettings, Route, Router, session_events
 from rules import Decision, Intent
 from tests._chain import Chain
 from tests._workload import WEIGHTS, Workload
@@ -115,11 +115,14 @@ async def _write_notifications(conn: Any, store: IndexerStore, sessions: list[Se
         {"name": "backend", "type": "command", "command": ["/bin/true"]},
         {"name": "ops", "type": "command", "command": ["/bin/true"], "kinds": ["session.closed"]},
     ]})  # fmt: skip
-    log = EventLog(db, routes=[Route(c.name, c) for c in cfg.channels], clock_ms=lambda: NOW_MS)
+    log = EventLog(db, clock_ms=lambda: NOW_MS)
     await log.setup()
+    router = Router(db, [Route(c.name, c) for c in cfg.channels], clock_ms=lambda: NOW_MS)
+    await router.start()
     async with db.transaction() as tx:
         await log.append(tx, session_events(await store.events(), {s.wallet: s for s in sessions},
                                             NOW_MS))  # fmt: skip
+    await router.drain()
     deliveries = Deliveries(db)
     rows = await deliveries.page(0, 10)
     await deliveries.delivered(rows[0].id, 1, NOW_MS + 20)
