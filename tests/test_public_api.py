@@ -143,6 +143,7 @@ PUBLIC: dict[str, list[str]] = {
         "REPLAY_WINDOW",
         "RetentionSettings",
         "Route",
+        "Router",
         "STATES",
         "Severity",
         "WebhookChannel",
