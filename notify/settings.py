@@ -163,14 +163,19 @@ class DeliverySettings(Section):
     # never pruned) until these drain, so a storm or a dead receiver bounds the outbox
     queue: Int = 10_000
 
+    @field_validator("queue")
+    @classmethod
+    def _queue(cls, queue: int) -> int:
+        if not 1 <= queue <= 1_000_000:
+            raise ValueError("the queue is from 1 to 1000000 pending deliveries per channel")
+        return queue
+
     @model_validator(mode="after")
     def _sane(self) -> DeliverySettings:
         if not 1 <= self.attempts <= 1000:
             raise ValueError("delivery.attempts is from 1 to 1000")
         if not 1 <= self.concurrency <= 256:
             raise ValueError("delivery.concurrency is from 1 to 256")
-        if not 1 <= self.queue <= 1_000_000:
-            raise ValueError("delivery.queue is from 1 to 1000000 pending deliveries")
         if self.max_delay < self.base_delay:
             raise ValueError("delivery.max_delay is below delivery.base_delay")
         return self

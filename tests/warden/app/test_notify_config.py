@@ -110,6 +110,21 @@ notify:
     assert any("notify.channels: two channels are named 'a'" in p for p in found)
 
 
+def test_a_queue_out_of_bounds_is_named_with_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+notify:
+  delivery:
+    queue: 0
+  channels:
+    - {name: a, type: command, command: [/bin/true]}
+""")  # fmt: skip
+    found = problems(path)
+    assert any(
+        f"{path}:{HEAD.count(chr(10)) + 3}:" in p and "queue is from 1 to 1000000" in p
+        for p in found
+    ), found
+
+
 def test_secrets_from_the_environment_and_files_are_used_and_masked(tmp_path: Path) -> None:
     (tmp_path / "hook.secret").write_text(SECRET + "\n")
     path = write(tmp_path, """\
