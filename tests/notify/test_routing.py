@@ -104,8 +104,13 @@ async def test_a_channel_is_owed_what_is_logged_from_its_start_and_forgotten_whe
         r = router(db, "all", "pager")
         await r.start()
         await log.append_now([event(4)])
-        crit = NotifyEvent(id="alert.x", kind="alert.relayer_balance_low",
-                           severity=Severity.CRITICAL, at_ms=1, data={"state": "raised"})
+        crit = NotifyEvent(
+            id="alert.x",
+            kind="alert.relayer_balance_low",
+            severity=Severity.CRITICAL,
+            at_ms=1,
+            data={"state": "raised"},
+        )
         await log.append_now([crit])  # fmt: skip
         await r.drain()
         assert await owed(db) == [
