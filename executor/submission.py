@@ -71,6 +71,8 @@ class Submitter:
         )  # fmt: skip
         self._latencies: list[float] = []  # seconds from intent stored to its first send
         self.block_gas_limit: int | None = None  # the node's, as last read
+        # (to, data) -> eth_estimateGas answer, asked with this step's preflight
+        self._estimates: dict[tuple[str, str], str] = {}
 
     async def submit(self, now: int, report: StepReport) -> None:
         await self._unpark(report)
@@ -145,9 +147,23 @@ class Submitter:
         extension in a block not indexed yet, which a reorg may still remove), so the
         intent waits for the index instead of being settled on the node's word alone."""
         singles = [calls.single(i.wallet, i.action, i.reason) for i, _ in ready]
-        answers = await self.client.batch_each(
-            [("eth_call", [self.sender.tx_fields(c), "latest"]) for c in singles]
-        )
+        # A close that will go alone (nothing to batch it with) is estimated in the same
+        # round trip: one node call less between its block and its transaction.
+        batchable = self.batcher.batchable
+        alone = [
+            (i.key, c)
+            for (i, s), c in zip(ready, singles, strict=True)
+            if len(ready) == 1 or not batchable(i, s)
+        ]
+        requests = [("eth_call", [self.sender.tx_fields(c), "latest"]) for c in singles]
+        requests += [("eth_estimateGas", [self.sender.tx_fields(c)]) for _, c in alone]
+        replies = await self.client.batch_each(requests)
+        answers = replies[: len(singles)]
+        self._estimates = {
+            (c.to, c.data): estimate
+            for (_, c), estimate in zip(alone, replies[len(singles) :], strict=True)
+            if isinstance(estimate, str)
+        }
         passed: list[tuple[IntentRow, Session]] = []
         settled: list[tuple[str, str, str]] = []
         for (intent, session), answer in zip(ready, answers, strict=True):
@@ -188,11 +204,15 @@ class Submitter:
         """Sign, store and send each group while the room in flight lasts (the rest stays
         pending); a single close is estimated, and sent only within `single_close_gas_cap`
         and the block gas limit."""
+        # estimated with this step's preflight (an estimate that failed is asked again)
+        early, self._estimates = self._estimates, {}
         if not groups:
             return
         fees = market.fees
         left = room(market.block_gas_limit, in_flight)
-        unknown = [g.call for g in groups if g.gas is None]
+        unknown = [
+            g.call for g in groups if g.gas is None and (g.call.to, g.call.data) not in early
+        ]
         answers = iter(
             await self.client.batch_each(
                 [("eth_estimateGas", [self.sender.tx_fields(call)]) for call in unknown]
@@ -209,7 +229,7 @@ class Submitter:
             call, members = g.call, g.members
             gas: int | None = g.gas
             if gas is None:
-                estimate = next(answers)
+                estimate = early.get((call.to, call.data)) or next(answers)
                 if isinstance(estimate, CallReverted):
                     # A single close that changed between preflight and now: decided on
                     # the next step.

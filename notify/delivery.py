@@ -174,6 +174,7 @@ class Deliverer:
             for task in loops:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await self.deliveries.flushed()  # outcomes already answered get written
 
     async def _routing(self, stop: asyncio.Event) -> None:
         """Route batch after batch while there are events to owe, then wait for a wake-up

@@ -136,6 +136,7 @@ class FakeNode:
     simulates: bool = False  # answers eth_simulateV1
     registry_asked: int = 0  # isTrustedToken questions answered
     requests: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)  # every call
+    trips: list[list[str]] = field(default_factory=list)  # the methods of each HTTP request
     unanswered_blocks: int = 0  # the next this many questions for a past block get null
     gas_limit: int = GAS_LIMIT  # of every block: what a block holds, what a tx may ask
     _forks: int = 0
@@ -223,7 +224,9 @@ class FakeNode:
 
     def handle(self, request: Request) -> Response:
         body = orjson.loads(request.body)
-        for item in body if isinstance(body, list) else [body]:
+        items = body if isinstance(body, list) else [body]
+        self.trips.append([item["method"] for item in items])
+        for item in items:
             self.requests.append((item["method"], tuple(item.get("params") or ())))
         methods: dict[str, Callable[[list[Any]], Any]] = {
             "eth_chainId": lambda _: hex(CHAIN_ID),

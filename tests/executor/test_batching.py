@@ -293,6 +293,24 @@ async def test_a_close_alone_above_the_gas_cap_fails_with_an_alert(rig: Rig) -> 
     assert [tx.gas for tx in rig.node.accepted] == [200_000]
 
 
+async def test_a_close_alone_is_estimated_in_its_preflight_round_trip(rig: Rig) -> None:
+    """The latency path: one node round trip carries a lone close's preflight and its
+    estimate; a close whose preflight reverts is not sent whatever its estimate said."""
+    gone = WALLETS[1]
+    rig.node.reverts[gone.lower()] = "0x" + "ab" * 4
+    async with rig.running():
+        key = await rig.intend(WALLETS[0])
+        await rig.step()
+        assert (await rig.state(key))[0] == "submitted"
+        lone = [t for t in rig.node.trips if "eth_call" in t]
+        assert lone == [["eth_call", "eth_estimateGas"]]
+        assert rig.node.asked("eth_estimateGas") == 1  # not asked again before signing
+        failing = await rig.intend(gone)
+        await rig.step()
+        assert (await rig.state(failing))[0] == "failed"
+    assert rig.sent() == [("close", lower(WALLETS[0]))]
+
+
 # -- members a batch did not reach ------------------------------------------------------
 
 

@@ -233,3 +233,53 @@ async def until(check: Any, timeout: float = 60.0) -> None:
             return
         assert time.monotonic() < deadline, "condition not reached in time"
         await asyncio.sleep(0.02)
+
+
+async def test_outcomes_finishing_together_are_committed_together_each_caller_after_its_own(
+    backend: str,
+) -> None:
+    async with logged(backend) as (db, log):
+        r = router(db, "all")
+        await r.start()
+        await log.append_now([event(n) for n in range(1, 41)])
+        await r.drain()
+        deliveries = Deliveries(db)
+        rows = await deliveries.page(0, 100)
+        began = 0
+        real = db.transaction
+
+        def counted() -> Any:
+            nonlocal began
+            began += 1
+            return real()
+
+        db.transaction = counted  # type: ignore[method-assign]
+
+        async def one(i: int, row_id: int) -> None:
+            if i % 2:
+                await deliveries.delivered(row_id, 1, 7)
+            else:
+                await deliveries.failed(row_id, 1, "HTTP 500: nope", 7, None)
+            # returned: this outcome is committed (another connection sees it)
+            state = await db.fetchval("SELECT state FROM notify_deliveries WHERE id = ?",
+                                      (row_id,))  # fmt: skip
+            assert state == ("delivered" if i % 2 else "dead")
+
+        await asyncio.gather(*(one(i, d.id) for i, d in enumerate(rows)))
+        assert 1 <= began < len(rows) // 2  # grouped, not one transaction each
+        # a group whose transaction fails: every caller hears it, none of it is written
+        boom = RuntimeError("disk I/O error")
+
+        def failing() -> Any:
+            raise boom
+
+        assert await deliveries.redrive(0) == 20  # the dead ones pending again
+        db.transaction = failing  # type: ignore[method-assign]
+        outcomes = await asyncio.gather(
+            *(deliveries.delivered(d.id, 2, 9) for d in rows[:4]), return_exceptions=True
+        )
+        assert outcomes == [boom] * 4
+        db.transaction = real  # type: ignore[method-assign]
+        await deliveries.delivered(rows[0].id, 2, 9)  # the next group is written
+        counts = await deliveries.counts()
+        assert counts == {("all", "delivered"): 21, ("all", "pending"): 19}
