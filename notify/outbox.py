@@ -1,9 +1,10 @@
 """The delivery outbox: which channel owes which event, and how far each delivery got.
 
 Rows are routed (inserted) by the delivery task's `Router` after the event is logged
-(`notify.routing`); `Deliveries` moves them, one small transaction per outcome: pending →
-delivered, pending → pending with the next try's time, pending → dead after the last
-attempt; `redrive` puts dead rows back to pending.
+(`notify.routing`); `Deliveries` moves them: pending → delivered, pending → pending with
+the next try's time, pending → dead after the last attempt, each outcome committed before
+its attempt is over (outcomes that finish together share one transaction); `redrive` puts
+dead rows back to pending.
 
 Per-session order: a channel is handed a session's next event only once the one before
 it is delivered or dead (`due`), so a receiver never sees a session's events overtake
