@@ -58,10 +58,13 @@ class StepReport:
     reopened: int = 0  # jobs whose receipt vanished (reorg): sent again next step
     waiting: int = 0  # jobs whose nonce is used without our receipt, not yet given up
     requeued: int = 0  # intents back to pending: the mined transaction did not close them
+    # intents left pending for want of room in flight (a burst): not work for the next
+    # step before a block, but a loop under load (the delivery task yields to it)
+    backlog: bool = False
 
     @property
     def busy(self) -> bool:
-        return any(vars(self).values())
+        return any(v for k, v in vars(self).items() if k != "backlog")
 
 
 def _ms() -> int:

@@ -81,10 +81,12 @@ class Submitter:
         in_flight = 0 if self.dry_run else await self.outbox.gas_in_flight()
         limit = intake(self.block_gas_limit, in_flight)
         if limit == 0:
+            report.backlog = True  # the room in flight is full
             return
         pending = await self.outbox.intents("pending", limit=limit)
         if not pending:
             return
+        report.backlog = len(pending) >= limit  # more may wait behind these
         # One transaction in flight per session: a second intent for it (another rule that
         # fired at once, lower in priority) waits, and settles once the first is mined.
         busy = await self.outbox.open_wallets()
@@ -245,6 +247,7 @@ class Submitter:
                 continue
             if gas > left and (stored or in_flight > 0):
                 # The pipeline is full: these wait, pending, for a step with room.
+                report.backlog = True
                 continue
             problem = calls.check_call(
                 call.to, call.data, factory=self.factory, relayer=self.sender.relayer,

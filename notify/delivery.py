@@ -53,6 +53,10 @@ from notify.transport import Outcome, Poster, run_command
 
 log = logging.getLogger("warden.notify")
 
+# Attempts a channel starts per second at most while the loop is under load (`pressed`):
+# delivery shares the daemon's thread and the machine with the closes.
+PRESSED_RATE = 10.0
+
 
 def _wall_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -138,6 +142,10 @@ class Deliverer:
             clock_ms=clock_ms, turn=self.deliveries.turn,
         )  # fmt: skip
         self._started = False
+        # Set by the loop while it has more work than a step takes (a storm's backlog):
+        # each channel then sends one attempt at a time, `PRESSED_RATE` a second at most,
+        # and the rest waits in its queue — notifications come late, closes do not.
+        self.pressed = False
         self._route = asyncio.Event()
         self._wake: dict[str, asyncio.Event] = {c.name: asyncio.Event() for c in settings.channels}
 
@@ -210,10 +218,15 @@ class Deliverer:
         wake = self._wake[channel.name]
         busy: set[str] = set()
         flying: set[asyncio.Task[None]] = set()
+        started = -1.0  # monotonic time of the last attempt started
         try:
             while not stop.is_set():
                 wake.clear()
                 free = s.concurrency - len(flying)
+                held = 0.0  # while pressed: how long until the next attempt may start
+                if self.pressed:
+                    held = max(0.0, started + 1 / PRESSED_RATE - time.monotonic())
+                    free = 0 if flying or held > 0 else 1
                 if free > 0:
                     try:
                         dues = await self.deliveries.due(channel.name, self.clock_ms(), busy, free)
@@ -224,12 +237,16 @@ class Deliverer:
                         dues = []
                     if len(dues) < free and channel.name in self.router.full:
                         self._route.set()  # room in this channel's queue: route more
+                    if dues:
+                        started = time.monotonic()
                     for due in dues:
                         busy.add(due.wallet or "")
                         task = asyncio.create_task(self._deliver(channel, due, busy))
                         flying.add(task)
                         task.add_done_callback(flying.discard)
                 waiting = await self._pause(channel.name, s.poll)
+                if held > 0:
+                    waiting = min(waiting, held)
                 waiters: set[asyncio.Future[object]] = {
                     asyncio.ensure_future(wake.wait()),
                     asyncio.ensure_future(stop.wait()),

@@ -139,16 +139,19 @@ async def test_many_batches_in_flight_at_consecutive_nonces(rig: Rig) -> None:
     rig.settings = {"max_batch_size": 256, "replace_after_blocks": 50}
     async with rig.running():
         await storm(rig)
-        await rig.step()  # sized by the block gas limit read at start
+        report = await rig.step()  # sized by the block gas limit read at start
+        assert report.backlog  # intents left waiting for room: the loop is under load
         in_flight = len(rig.node.pool)
         assert in_flight >= 2  # several batches wait in the pool at once
         gas = sum(tx.gas for tx in rig.node.pool.values())
         assert gas <= IN_FLIGHT_BLOCKS * 1_000_000
-        await rig.step()
+        report = await rig.step()
         assert len(rig.node.pool) == in_flight  # full: nothing more until blocks are mined
+        assert report.backlog and not report.busy  # no work for a step before a block
         for _ in range(12):
             rig.node.mine()
-            await rig.step()
+            report = await rig.step()
+        assert not report.backlog  # all sent: the load is over
     nonces = [tx.nonce for tx in rig.node.mined(rig.executor.relayer)]
     assert nonces == list(range(len(nonces)))
     closed_once(rig)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import time
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ from notify import (
     Router,
     Severity,
 )
+from notify.delivery import PRESSED_RATE
 from notify.routing import route_cursors
 from tests.notify._receiver import Receiver
 from warden.devnet import free_port
@@ -283,3 +285,49 @@ async def test_outcomes_finishing_together_are_committed_together_each_caller_af
         await deliveries.delivered(rows[0].id, 2, 9)  # the next group is written
         counts = await deliveries.counts()
         assert counts == {("all", "delivered"): 21, ("all", "pending"): 19}
+
+
+async def test_while_the_loop_is_pressed_a_channel_sends_one_at_a_time_at_the_pressed_rate(
+    backend: str,
+) -> None:
+    flying, peak, starts = 0, [0], []
+
+    async def slow(receiver: Receiver, request: Any, body: dict[str, Any]) -> int:
+        nonlocal flying
+        flying += 1
+        peak[-1] = max(peak[-1], flying)
+        starts.append(time.monotonic())
+        await asyncio.sleep(0.03)
+        flying -= 1
+        return 200
+
+    receiver = await Receiver(slow).start()
+    cfg = NotifySettings.model_validate({
+        "delivery": {"concurrency": 4, "poll": 0.05, "timeout": 5},
+        "channels": [{"name": "hook", "type": "webhook", "url": receiver.url, "unsigned": True}],
+    })  # fmt: skip
+    async with logged(backend) as (_, log):
+        own = await open_database(backend)
+        stop = asyncio.Event()
+        try:
+            async with HttpPoster() as poster:
+                deliverer = Deliverer(own, cfg, poster)
+                await deliverer.start()
+                deliverer.pressed = True  # as the loop sets it while it has a backlog
+                task = asyncio.create_task(deliverer.run(stop))
+                await log.append_now([event(n) for n in range(1, 31)])
+                deliverer.wake()
+                await until(lambda: len(receiver.accepted()) >= 6)
+                pressed = list(starts)
+                peak.append(0)
+                deliverer.pressed = False  # the backlog is gone: full speed again
+                await until(lambda: len(receiver.accepted()) >= 30)
+                stop.set()
+                await task
+        finally:
+            await receiver.stop()
+            await own.close()
+    assert peak[0] == 1  # one attempt at a time while pressed
+    gaps = [b - a for a, b in itertools.pairwise(pressed)]
+    assert min(gaps) >= 1 / PRESSED_RATE - 0.005, gaps
+    assert peak[1] > 1  # then several sessions' events at once again

@@ -458,6 +458,10 @@ class Daemon:
                     log.warning("executor step failed, retrying next round: %s", exc)
                     executor_due = True
             timing.mark("executor")
+            if self.deliverer is not None and report is not None:
+                # delivery yields to a loop with a backlog (kept between blocks, when the
+                # executor does not step; a step with room again lifts it)
+                self.deliverer.pressed = report.backlog
             if self.relay is not None and await self.relay.step():
                 self._woken()
             if self.alerts is not None:
