@@ -521,6 +521,7 @@ class Options:
     block_time: int
     profile: Path | None = None
     notify: bool = False  # both channels on, against a Receiver
+    keep_log: Path | None = None  # the daemon's JSON log copied here after the run
 
 
 def one_run(meta: ChainMeta, database: Path, wallets: set[str], opts: Options) -> RunResult:
@@ -566,6 +567,8 @@ def one_run(meta: ChainMeta, database: Path, wallets: set[str], opts: Options) -
         finally:
             code = daemon.stop()
             delivered_at_end = len(receiver.requests) if receiver else 0
+            if opts.keep_log is not None:
+                shutil.copyfile(daemon.log_path, opts.keep_log)
         if code != 0:
             raise SystemExit(f"daemon exited with {code}")
         with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
@@ -700,6 +703,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--profile", type=Path, help="cProfile the daemon of the last run here")
     parser.add_argument(
+        "--keep-log", type=Path, help="copy the daemon's JSON log of each run here (the last stays)"
+    )
+    parser.add_argument(
         "--notify",
         choices=("off", "on", "both"),
         default="off",
@@ -707,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
         "local receiver; `both` alternates runs without and with them (--runs of each)",
     )
     args = parser.parse_args(argv)
-    opts = Options(args.batch_size, args.gas_limit, args.block_time)
+    opts = Options(args.batch_size, args.gas_limit, args.block_time, keep_log=args.keep_log)
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.notify]
     meta = ensure_chain(args.sessions)
     database = ensure_database(meta)
