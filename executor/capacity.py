@@ -10,10 +10,11 @@ the block's limit too. The limit is read with every submission (a chain may chan
 step puts new jobs in flight while the gas limits of every live job stay within
 `IN_FLIGHT_BLOCKS` blocks' gas limit. A batch's gas limit is about twice what it uses
 (`executor.batching`: the allowance per member and the stipend kept back), so that is about
-one and a half blocks of closes: enough that the next block is full even when the step
-after it comes late, few enough that each is mined before `replace_after_blocks` would
-bump its fees while it was only waiting for block space. Jobs that do not fit stay
-pending, unrefused, for the next step.
+two and a half blocks of closes: the pool holds enough for the next two blocks even when
+the step after comes late (a step waits on the node for seconds while it mines a block
+over a large state). Only the front nonce is replaced for waiting (`executor.tracking`),
+so the jobs queued behind it are not bumped for waiting on block space. Jobs that do not
+fit stay pending, unrefused, for the next step.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from chain import BadResponse, ChainClient
 from executor.fees import Fees, fee_history_call, market_fees
 from executor.settings import ExecutorSettings
 
-IN_FLIGHT_BLOCKS = 3
-# The most intents one step takes up, whatever the room (20 full batches of 256): the
+IN_FLIGHT_BLOCKS = 5
+# The most intents one step takes up, whatever the room (56 full batches of 256): the
 # guards, the simulation and the write-ahead of a step grow with it, and nothing of a
-# step is sent before all of it is written, so a larger step sends its first transaction
-# later (a step that submitted is followed by another at once, which fills the room).
-MAX_INTENTS_PER_STEP = 5_120
+# step is sent before all of it is written, but a step's round trips to the node cost
+# the same whatever it sends, and they are most of a step while the node mines
+# (BENCHMARKS.md: the 100,000-session storm, steps of 20 and of 56 batches).
+MAX_INTENTS_PER_STEP = 14_336
 # What the room is divided by to size a step's intake: a batch member's allowance and
 # reserve (`executor.batching.BATCH_MEMBER_GAS`, `chain.calls.RESERVE_PER_MEMBER`).
 GAS_PER_INTENT = 60_600

@@ -24,6 +24,8 @@ from tests.executor.test_batching import rig as rig
 from warden.devnet import Anvil
 
 STORM: list[str] = [to_checksum_address(f"0x{0x1000 + i:040x}") for i in range(60)]
+# more than the room in flight takes at once on a 1M-gas chain (`IN_FLIGHT_BLOCKS` blocks)
+BIG_STORM: list[str] = [to_checksum_address(f"0x{0x1000 + i:040x}") for i in range(160)]
 
 
 class Crash(Exception):
@@ -51,13 +53,13 @@ def batch_sizes(node: FakeNode) -> list[int]:
     ]
 
 
-def closed_once(rig: Rig) -> None:
+def closed_once(rig: Rig, wallets: list[str] = STORM) -> None:
     """Every storm wallet closed by exactly one mined transaction of the relayer."""
     closed: list[str] = []
     for tx in rig.node.mined(rig.executor.relayer):
         _, logs = rig.node.effects(tx.to, tx.data)
         closed += [log["address"] for log in logs if log["address"] != FACTORY.lower()]
-    assert sorted(closed) == sorted(w.lower() for w in STORM)
+    assert sorted(closed) == sorted(w.lower() for w in wallets)
 
 
 async def storm(rig: Rig, wallets: list[str] = STORM) -> list[str]:
@@ -138,7 +140,7 @@ async def test_many_batches_in_flight_at_consecutive_nonces(rig: Rig) -> None:
     rig.node.gas_limit = 1_000_000
     rig.settings = {"max_batch_size": 256, "replace_after_blocks": 50}
     async with rig.running():
-        await storm(rig)
+        await storm(rig, BIG_STORM)
         report = await rig.step()  # sized by the block gas limit read at start
         assert report.backlog  # intents left waiting for room: the loop is under load
         in_flight = len(rig.node.pool)
@@ -148,13 +150,13 @@ async def test_many_batches_in_flight_at_consecutive_nonces(rig: Rig) -> None:
         report = await rig.step()
         assert len(rig.node.pool) == in_flight  # full: nothing more until blocks are mined
         assert report.backlog and not report.busy  # no work for a step before a block
-        for _ in range(12):
+        for _ in range(30):
             rig.node.mine()
             report = await rig.step()
         assert not report.backlog  # all sent: the load is over
     nonces = [tx.nonce for tx in rig.node.mined(rig.executor.relayer)]
     assert nonces == list(range(len(nonces)))
-    closed_once(rig)
+    closed_once(rig, BIG_STORM)
 
 
 @pytest.mark.parametrize(
@@ -164,7 +166,7 @@ async def test_many_batches_in_flight_at_consecutive_nonces(rig: Rig) -> None:
 async def test_a_crash_among_many_in_flight_settles_each_intent_once(
     rig: Rig, point: str, nth: int, before: int
 ) -> None:
-    """A step writes several batches ahead (three here) and dies before sending them, or
+    """A step writes several batches ahead and dies before sending them, or
     while it records the node's answers; `before` steps ran first (a pipeline already in
     flight). A new executor on the same file sends what was written, at the nonces it
     was written with, and each wallet is closed once, with no nonce skipped."""
@@ -172,7 +174,7 @@ async def test_a_crash_among_many_in_flight_settles_each_intent_once(
     rig.settings = {"max_batch_size": 256, "replace_after_blocks": 50}
     reached, hook = crash_at(point, nth)
     async with rig.running() as ex:
-        keys = await storm(rig)
+        keys = await storm(rig, BIG_STORM)
         for _ in range(before):
             await rig.step()
             rig.node.mine()
@@ -183,7 +185,7 @@ async def test_a_crash_among_many_in_flight_settles_each_intent_once(
         assert len(written) >= nth if point == "signed" else len(written) >= 3
     assert reached[0] == nth
     async with rig.running():  # the restart: nonces synced from the node and the outbox
-        for _ in range(14):
+        for _ in range(30):
             await rig.step()
             rig.node.mine()
         await rig.step()
@@ -191,7 +193,7 @@ async def test_a_crash_among_many_in_flight_settles_each_intent_once(
     nonces = [tx.nonce for tx in rig.node.mined(rig.executor.relayer)]
     assert nonces == list(range(len(nonces)))
     assert len({tx.nonce for tx in rig.node.accepted}) == len(nonces)  # no nonce abandoned
-    closed_once(rig)
+    closed_once(rig, BIG_STORM)
 
 
 # -- receipts --------------------------------------------------------------------------------
