@@ -222,7 +222,7 @@ class Submitter:
             if unknown
             else []
         )
-        known = {i.wallet for g in groups for i in g.members}
+        known = {i.wallet.lower() for g in groups for i in g.members}  # as check_call asks
         head = market.head
         if not self.dry_run and not self.sender.nonces.synced:
             await self.sender.sync()

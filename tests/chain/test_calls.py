@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from eth_abi.abi import encode
 from eth_utils.address import to_checksum_address
@@ -14,7 +16,7 @@ from contracts import MIN_MEMBER_GAS
 FACTORY = "0x" + "fa" * 20
 RELAYER = "0x" + "5e" * 20
 A, B, STRANGER = ("0x" + c * 20 for c in ("aa", "bb", "cc"))
-KNOWN = {to_checksum_address(w) for w in (A, B)}
+KNOWN = {w.lower() for w in (A, B)}  # check_call asks in lowercase
 
 
 def check(to: str, data: str) -> str | None:
@@ -95,3 +97,47 @@ def test_fast_checksum_and_batch_encoding_equal_the_libraries() -> None:
         calls.batch(FACTORY, [("0x" + "zz" * 20, "close", "idle")])
     with pytest.raises(ValueError):
         calls.batch(FACTORY, [("0x1234", "close", "idle")])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_direct_reading_of_a_batch_agrees_with_eth_abi(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Canonical encodings (what `calls.batch` writes) are read without eth_abi; every
+    other encoding, dirty padding included, gets eth_abi's verdict."""
+    import random
+
+    from eth_abi.abi import decode
+
+    rng = random.Random(seed)
+    n = rng.randint(1, 300)
+    wallets = ["0x" + rng.randbytes(20).hex() for _ in range(n)]
+    codes = [rng.randrange(256) for _ in range(n if seed % 3 else rng.randint(0, 300))]
+    stipend = rng.choice([0, MIN_MEMBER_GAS, rng.randrange(2**256)])
+    body = encode(["address[]", "uint8[]", "uint256"], [wallets, codes, stipend])
+    with monkeypatch.context() as m:  # the canonical form never reaches eth_abi
+        m.setattr(calls, "decode", None)
+        got = calls._close_batch_arguments(body)
+    want = decode(["address[]", "uint8[]", "uint256"], body)
+    assert got == ([bytes.fromhex(w[2:]) for w in want[0]], list(want[1]), want[2])
+    # a dirty byte where eth_abi wants padding (an address word's first 12 bytes, a
+    # uint8 word's first 31), or a truncated tail: eth_abi decides, not the direct path
+    spoiled = bytearray(body)
+    where = rng.choice([4 * 32 + 3, len(body) - 20, len(body) - 1])
+    spoiled[where] ^= 0xFF
+    for bad in (bytes(spoiled), body[:-1], body + bytes(32)):
+        assert _verdict(calls._close_batch_arguments, bad) == _verdict(_by_eth_abi, bad)
+
+
+def _by_eth_abi(body: bytes) -> tuple[list[bytes], list[int], int]:
+    from eth_abi.abi import decode
+
+    wallets, codes, stipend = decode(["address[]", "uint8[]", "uint256"], body)
+    return [bytes.fromhex(w[2:]) for w in wallets], list(codes), stipend
+
+
+def _verdict(read: Any, body: bytes) -> object:
+    try:
+        return read(body)
+    except Exception as exc:
+        return type(exc)
