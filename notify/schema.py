@@ -8,9 +8,10 @@ and later asks for rows after N misses none (`id` values of rolled-back transact
 are skipped, never reused later).
 
 `notify_deliveries` is the delivery outbox: one row per event and channel whose filters
-let it through, inserted in the same transaction as the event, moving pending →
-delivered, or pending → dead after the configured attempts (re-drive: dead → pending).
-`id` orders them as their events.
+let it through, inserted by the delivery task's router after the event is logged
+(`notify.routing`; its cursors are `route:<channel>` rows of `notify_cursors`), moving
+pending → delivered, or pending → dead after the configured attempts (re-drive: dead →
+pending). `id` orders them as their events.
 
 `event_id` is the event's stable id; `position` the chain position of its cause (NULL
 when no block caused it), so a reorg retracts exactly the events at or above its cut;
