@@ -156,10 +156,10 @@ class Deliverer:
         self._started = True
 
     def wake(self) -> None:
-        """New events were committed: route them now rather than at the next poll."""
+        """New events were committed: route them now rather than at the next poll (the
+        router wakes the channels it owed something; a storm's commits do not wake
+        channels whose queues are full)."""
         self._route.set()
-        for event in self._wake.values():
-            event.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Routing and every channel's loop until `stop` is set (or the task is
@@ -318,4 +318,5 @@ class Deliverer:
             log.warning("notify %s: recording a delivery failed: %s", channel.name, exc)
         finally:
             busy.discard(due.wallet or "")
+            self.router.freed(channel.name)  # its queue may have room again
             self._wake[channel.name].set()  # the session's next event may go now

@@ -42,6 +42,9 @@ from notify.settings import Filters
 PREFIX = "route:"  # notify_cursors names of the channels' route cursors
 RETRACTED = "event.retracted"
 BATCH = 1000  # events read per routing transaction
+# A full queue is counted again when one of its attempts ends here (`freed`), or after
+# this many seconds (what another process changed: a re-drive, a standby's term).
+RECOUNT = 1.0
 
 _OWE = (
     "INSERT INTO notify_deliveries (event_row, channel, wallet, state, attempts, next_ms, "
@@ -121,6 +124,8 @@ class Router:
         # the delivery task's
         self._turn = turn or asyncio.Lock()
         self.full: set[str] = set()  # channels whose queue was full at the last look
+        self._freed: set[str] = set()  # full channels with an outcome since (`freed`)
+        self._counted: dict[str, float] = {}  # channel -> when its queue was last counted
         self.tried = 0  # delivery rows this process routed (a retraction's: tried)
 
     async def start(self) -> None:
@@ -140,6 +145,12 @@ class Router:
                     "ON CONFLICT (name) DO NOTHING",
                     [(n, end) for n in names],
                 )
+
+    def freed(self, channel: str) -> None:
+        """An attempt of `channel` ended: a full queue may have room again (until then
+        a full channel's queue is not counted again at every look)."""
+        if channel in self.full:
+            self._freed.add(channel)
 
     async def step(self) -> int:
         """Route one batch: the events read (0: no cursor moved — every channel is
@@ -163,6 +174,14 @@ class Router:
         for r in self.routes:
             if cursors.get(r.channel, end) >= end:
                 continue
+            if (
+                r.channel in self.full
+                and r.channel not in self._freed
+                and time.monotonic() - self._counted.get(r.channel, 0.0) < RECOUNT
+            ):
+                continue  # full at the last look, and nothing delivered here since
+            self._freed.discard(r.channel)
+            self._counted[r.channel] = time.monotonic()
             pending = await db.fetchval(
                 "SELECT COUNT(*) FROM (SELECT 1 FROM notify_deliveries WHERE channel = ? "
                 "AND state = 'pending' LIMIT ?) AS q",

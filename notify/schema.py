@@ -74,4 +74,7 @@ MIGRATIONS: list[Step] = [
     # 4: nothing reads the log by kind (filters run on what is read by cursor, and
     # /notifications filters deliveries): one index less to keep up in every commit
     "DROP INDEX notify_events_by_kind",
+    # 5: when a channel's next retry is due, without reading its whole queue (the
+    # delivery task asks after every wake-up; a queue holds up to `delivery.queue` rows)
+    "CREATE INDEX notify_deliveries_due ON notify_deliveries (channel, state, next_ms)",
 ]
