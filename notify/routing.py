@@ -124,7 +124,10 @@ class Router:
         # the delivery task's
         self._turn = turn or asyncio.Lock()
         self.full: set[str] = set()  # channels whose queue was full at the last look
-        self._freed: set[str] = set()  # full channels with an outcome since (`freed`)
+        self._freed: dict[str, int] = {}  # full channels: attempts ended since (`freed`)
+        # a full queue is routed to again once this much of it drained: a storm's
+        # deliveries then cost a routing transaction every `slack` attempts, not each
+        self.slack = max(1, min(100, queue // 10))
         self._counted: dict[str, float] = {}  # channel -> when its queue was last counted
         self.tried = 0  # delivery rows this process routed (a retraction's: tried)
 
@@ -147,10 +150,10 @@ class Router:
                 )
 
     def freed(self, channel: str) -> None:
-        """An attempt of `channel` ended: a full queue may have room again (until then
-        a full channel's queue is not counted again at every look)."""
+        """An attempt of `channel` ended: a full queue may have room again (until `slack`
+        of them ended, a full channel's queue is not counted again at every look)."""
         if channel in self.full:
-            self._freed.add(channel)
+            self._freed[channel] = self._freed.get(channel, 0) + 1
 
     async def step(self) -> int:
         """Route one batch: the events read (0: no cursor moved — every channel is
@@ -174,22 +177,26 @@ class Router:
         for r in self.routes:
             if cursors.get(r.channel, end) >= end:
                 continue
+            was_full = r.channel in self.full
             if (
-                r.channel in self.full
-                and r.channel not in self._freed
+                was_full
+                and self._freed.get(r.channel, 0) < self.slack
                 and time.monotonic() - self._counted.get(r.channel, 0.0) < RECOUNT
             ):
-                continue  # full at the last look, and nothing delivered here since
-            self._freed.discard(r.channel)
+                continue  # full at the last look, and not enough delivered here since
+            self._freed.pop(r.channel, None)
             self._counted[r.channel] = time.monotonic()
-            pending = await db.fetchval(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM notify_deliveries WHERE channel = ? "
-                "AND state = 'pending' LIMIT ?) AS q",
-                (r.channel, self.queue),
+            pending = int(
+                await db.fetchval(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM notify_deliveries WHERE channel = ? "
+                    "AND state = 'pending' LIMIT ?) AS q",
+                    (r.channel, self.queue),
+                )
+                or 0
             )
-            if int(pending or 0) < self.queue:
+            if self.queue - pending >= (self.slack if was_full else 1):
                 self.full.discard(r.channel)
-                room[r.channel] = self.queue - int(pending or 0)
+                room[r.channel] = self.queue - pending
             else:
                 self.full.add(r.channel)
         return cursors, room
@@ -229,6 +236,8 @@ class Router:
                     else:
                         retractions.append((row, wallet, now, now, now, channel, retracts))
                 moved[channel] = row
+            if len(stopped) == len(open_):
+                break  # every queue is full: the rest of the batch waits in the log
         if owed:
             await tx.executemany(_OWE, owed)
         if retractions:  # after the batch's own rows: an original may be among them

@@ -342,3 +342,22 @@ async def test_while_the_loop_is_pressed_a_channel_sends_one_at_a_time_at_the_pr
     gaps = [b - a for a, b in itertools.pairwise(pressed)]
     assert min(gaps) >= 1 / PRESSED_RATE - 0.005, gaps
     assert peak[1] > 1  # then several sessions' events at once again
+
+
+async def test_a_full_queue_is_routed_to_again_once_its_slack_has_drained(backend: str) -> None:
+    async with logged(backend) as (db, log):
+        r = router(db, "all", queue=20)
+        assert r.slack == 2
+        await r.start()
+        await log.append_now([event(n) for n in range(1, 31)])
+        await r.drain()
+        assert (await route_cursors(db))["all"] == 20 and r.full == {"all"}
+        deliveries = Deliveries(db)
+        rows = await deliveries.page(0, 100)
+        await deliveries.delivered(rows[0].id, 1, 5)
+        r.freed("all")
+        assert await r.drain() == 0  # one free place: not worth a routing transaction
+        await deliveries.delivered(rows[1].id, 1, 5)
+        r.freed("all")
+        await r.drain()
+        assert (await route_cursors(db))["all"] == 22  # the slack, at once
