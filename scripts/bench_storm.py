@@ -49,9 +49,9 @@ Caches in .cache/bench/ (the first run builds them; later runs reuse them):
 signed webhook and a Slack-format one, on the suite's aiohttp receiver
 (tests/notify/_receiver.py) in this process, which answers 200 at once; `both`
 alternates runs without and with the channels, so the ratio of the medians compares runs
-of one sitting. The event log itself is written either way
-(it feeds `/stream`); the channels add the delivery task, which routes each event to
-them after it is logged (one delivery row per event and channel) and sends. Each run checks that the log holds one
+of one sitting. The event log itself is written either way (it feeds `/stream`); the
+channels add the delivery task, which routes each event to them after it is logged (one
+delivery row per event and channel) and sends. Each run checks that the log holds one
 `session.closed` per session, and reports how many POSTs the receiver held when the last
 Closed appeared on chain and when the daemon stopped.
 
