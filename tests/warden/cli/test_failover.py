@@ -282,23 +282,34 @@ async def test_postgres_restarted_the_pair_rides_it_out_and_one_leads_again(
         busy_moment(c)
         restarted = time.time()
         server.restart()
-        # the leader's next step or renewal meets the restart: it does not stop (a step
-        # stands it by; a failed renewal only shortens its trust until the next one)
-        wait_until(
-            lambda: (
-                a.said("PostgreSQL is unreachable", restarted)
-                or a.said("renewing the lease failed", restarted)
-            ),
-            "the leader meets the restart",
-            60,
-        )
+        # A statement of the leader's in flight at the restart fails: it does not stop (a
+        # step stands it by; a failed renewal only shortens its trust until the next one).
+        # A pooled connection that was idle then is replaced unseen at its next use
+        # (asyncpg), so a leader between statements may ride it out without noticing;
+        # which of the two happens is the scheduler's, so both are accepted.
+        try:
+            wait_until(
+                lambda: (
+                    a.said("PostgreSQL is unreachable", restarted)
+                    or a.said("renewing the lease failed", restarted)
+                ),
+                "the leader meets the restart",
+                30,
+            )
+            met = True
+        except AssertionError:
+            met = False
         wait_until(lambda: c.leader() is not None, "a leader again", HANG_GUARD + 10)
         wait_until(
             lambda: sorted(str(r.role()) for r in (a, b)) == ["leader", "standby"],
             "one leader, one standby",
         )
         assert a.alive() and b.alive(), (a.exit_code(), b.exit_code())
-        assert c.lease()[1] >= 2  # whoever leads now took the lease anew: a new epoch
+        stood_by = bool(a.said("PostgreSQL is unreachable", restarted))
+        if stood_by:  # whoever leads now took the lease anew: a new epoch
+            assert c.lease()[1] >= 2
+        elif not met:  # nothing failed: the leader leads on, in its first term
+            assert c.lease()[:2] == (a.name, 1)
         wallet = probe.make()
         probe.trigger(wallet)
         leader = c.leader()
