@@ -35,6 +35,7 @@ from notify import (
 from notify.delivery import PRESSED_RATE
 from notify.routing import route_cursors
 from tests.notify._receiver import Receiver
+from tests.notify.test_delivery import until
 from warden.devnet import free_port
 
 DAY = 86_400_000
@@ -64,6 +65,26 @@ async def logged(target: str) -> AsyncIterator[tuple[Database, EventLog]]:
         yield db, log
     finally:
         await db.close()
+
+
+@contextlib.asynccontextmanager
+async def delivering(target: str, cfg: NotifySettings) -> AsyncIterator[Deliverer]:
+    """The delivery task on a connection of its own, started as the daemon starts it
+    (its route cursors placed first), stopped and closed afterwards."""
+    own = await open_database(target)
+    stop = asyncio.Event()
+    try:
+        async with HttpPoster() as poster:
+            deliverer = Deliverer(own, cfg, poster, rng=random.Random(1))
+            await deliverer.start()
+            task = asyncio.create_task(deliverer.run(stop))
+            try:
+                yield deliverer
+            finally:
+                stop.set()
+                await task
+    finally:
+        await own.close()
 
 
 def router(db: Database, *names: str, **kw: Any) -> Router:
@@ -203,15 +224,10 @@ async def test_through_the_delivery_task_a_receiver_that_was_down_gets_everythin
         "channels": [{"name": "hook", "type": "webhook",
                       "url": f"http://127.0.0.1:{port}/hook", "unsigned": True}],
     })  # fmt: skip
+    receiver = Receiver()
     async with logged(backend) as (db, log):
-        own = await open_database(backend)
-        stop = asyncio.Event()
-        receiver = Receiver()
         try:
-            async with HttpPoster() as poster:
-                deliverer = Deliverer(own, cfg, poster, rng=random.Random(1))
-                await deliverer.start()
-                task = asyncio.create_task(deliverer.run(stop))
+            async with delivering(backend, cfg) as deliverer:
                 events = [event(n) for n in range(1, 31)]
                 for i in range(0, 30, 10):
                     await log.append_now(events[i : i + 10])
@@ -223,29 +239,14 @@ async def test_through_the_delivery_task_a_receiver_that_was_down_gets_everythin
                 assert lag == {"hook": 1_000}  # the oldest undelivered event's time
                 await receiver.start(port)
                 await until(lambda: len(receiver.accepted()) >= 30)
-                stop.set()
-                await task
         finally:
             await receiver.stop()
-            await own.close()
         got = [r.body["id"] for r in receiver.accepted()]
         assert sorted(set(got)) == sorted(e.id for e in events)
         for w in W:  # each session's events in log order
             mine = [i for i in dict.fromkeys(got) if events[int(i[2:]) - 1].wallet == w]
             assert mine == sorted(mine, key=lambda i: int(i[2:]))
         assert await Deliveries(db).oldest_pending_ms() == {}
-
-
-async def until(check: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_outcomes_finishing_together_are_committed_together_each_caller_after_its_own(
@@ -318,14 +319,9 @@ async def test_while_the_loop_is_pressed_a_channel_sends_one_at_a_time_at_the_pr
         "channels": [{"name": "hook", "type": "webhook", "url": receiver.url, "unsigned": True}],
     })  # fmt: skip
     async with logged(backend) as (_, log):
-        own = await open_database(backend)
-        stop = asyncio.Event()
         try:
-            async with HttpPoster() as poster:
-                deliverer = Deliverer(own, cfg, poster)
-                await deliverer.start()
+            async with delivering(backend, cfg) as deliverer:
                 deliverer.pressed = True  # as the loop sets it while it has a backlog
-                task = asyncio.create_task(deliverer.run(stop))
                 await log.append_now([event(n) for n in range(1, 31)])
                 deliverer.wake()
                 await until(lambda: len(receiver.accepted()) >= 6)
@@ -333,11 +329,8 @@ async def test_while_the_loop_is_pressed_a_channel_sends_one_at_a_time_at_the_pr
                 peak.append(0)
                 deliverer.pressed = False  # the backlog is gone: full speed again
                 await until(lambda: len(receiver.accepted()) >= 30)
-                stop.set()
-                await task
         finally:
             await receiver.stop()
-            await own.close()
     assert peak[0] == 1  # one attempt at a time while pressed
     gaps = [b - a for a, b in itertools.pairwise(pressed)]
     assert min(gaps) >= 1 / PRESSED_RATE - 0.005, gaps
