@@ -163,10 +163,14 @@ class Router:
         async with self._turn:
             # looked at outside a transaction first: SQLite's begins by taking the write
             # lock, which an idle router must not take from the loop every time it looks
-            if not (await self._open(self.db))[1]:
+            # and the look holds inside it: only this router, under this turn, moves the
+            # cursors and fills the queues (a re-drive from the CLI may add a few pending
+            # rows meanwhile; the bound is then passed by those)
+            cursors, room = await self._open(self.db)
+            if not room:
                 return 0
             async with self.db.transaction() as tx:
-                return await self._batch(tx)
+                return await self._batch(tx, cursors, room)
 
     async def _open(self, db: Queries) -> tuple[dict[str, int], dict[str, int]]:
         """The cursors, and the room (deliveries it may still owe) of each channel with
@@ -201,10 +205,7 @@ class Router:
                 self.full.add(r.channel)
         return cursors, room
 
-    async def _batch(self, tx: Queries) -> int:
-        cursors, room = await self._open(tx)
-        if not room:
-            return 0
+    async def _batch(self, tx: Queries, cursors: dict[str, int], room: dict[str, int]) -> int:
         open_ = [r for r in self.routes if r.channel in room]
         rows = await tx.fetch(
             "SELECT id, kind, severity, wallet, owner, policy, "
